@@ -1,0 +1,11 @@
+// Which devices this build and this machine can run on.
+#pragma once
+
+namespace moe {
+
+// True when this binary was compiled with the CUDA parts (MOESIM_CUDA found nvcc).
+bool cuda_compiled();
+// Number of CUDA devices visible at run time (0 without CUDA, a driver or a GPU).
+int cuda_device_count();
+
+}  // namespace moe

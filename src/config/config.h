@@ -1,0 +1,107 @@
+// The validated configuration: plain data, no yaml-cpp (DESIGN.md). Every key, its default, its
+// range and its one line of documentation are declared once, in config/schema.cpp; the defaults
+// written here must match that table (a test checks that a default-constructed Config equals the
+// config loaded from an empty mapping).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+enum class Device { cpu, cuda };
+enum class TaskKind { clusters };
+enum class Teacher { linear, mlp };
+enum class Activation { relu, gelu, swiglu };
+enum class RouterType { topk };
+enum class ScoreFn { softmax, sigmoid };
+enum class DropPolicy { position, score };
+enum class BalanceLoss { none, switch_loss, shazeer };   // config spelling: none | switch | shazeer
+enum class OptimizerKind { sgd, adam, adamw };
+enum class Schedule { constant, cosine };
+
+struct ClustersConfig {
+    int dim = 32;               // input dimension
+    int num_clusters = 16;      // mixture components = ground-truth groups
+    int num_classes = 8;        // labels
+    double spread = 0.35;       // within-cluster std relative to the centres' std (1.0)
+    double imbalance = 0.0;     // Zipf exponent of cluster frequencies (0 = uniform)
+    Teacher teacher = Teacher::mlp;
+    double label_noise = 0.0;   // probability that a label is replaced by a uniform random class
+};
+
+struct DataConfig {
+    TaskKind task = TaskKind::clusters;
+    int64_t train_size = 65536; // 0 = fresh samples every step
+    int64_t eval_size = 4096;
+    ClustersConfig clusters;
+};
+
+struct ModelConfig {
+    int d_model = 64;
+    int layers = 2;
+    int moe_every = 1;
+};
+
+struct ExpertsConfig {
+    int count = 16;
+    int d_ff = 128;
+    Activation activation = Activation::gelu;
+    int shared = 0;
+};
+
+struct RouterConfig {
+    RouterType type = RouterType::topk;
+    int k = 2;
+    ScoreFn score = ScoreFn::softmax;
+    bool normalize = true;
+    double noise = 0.0;
+};
+
+struct CapacityConfig {
+    double factor = 1.25;       // 0 = dropless
+    DropPolicy drop_policy = DropPolicy::position;
+    double eval_factor = 0.0;   // 0 = same as factor
+};
+
+struct BalanceConfig {
+    BalanceLoss loss = BalanceLoss::switch_loss;
+    double alpha = 0.01;
+    double z_loss = 0.0;
+    double bias_rate = 0.0;
+};
+
+struct TrainConfig {
+    int64_t steps = 2000;
+    int batch_size = 256;
+    OptimizerKind optimizer = OptimizerKind::adam;
+    double lr = 0.001;
+    double weight_decay = 0.01; // decoupled weight decay, adamw only
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double momentum = 0.0;      // sgd only
+    double grad_clip = 1.0;     // global norm; 0 = off
+    int64_t warmup_steps = 0;
+    Schedule schedule = Schedule::constant;
+    double min_lr = 0.0;        // cosine floor
+    int64_t log_every = 10;
+    int64_t eval_every = 200;
+};
+
+struct Config {
+    std::string name = "quickstart";
+    uint64_t seed = 1;
+    Device device = Device::cpu;
+    int threads = 0;            // 0 = all cores
+    DataConfig data;
+    ModelConfig model;
+    ExpertsConfig experts;
+    RouterConfig router;
+    CapacityConfig capacity;
+    BalanceConfig balance;
+    TrainConfig train;
+
+    bool operator==(const Config&) const = default;
+};
+
+}  // namespace moe
