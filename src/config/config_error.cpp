@@ -1,16 +1,15 @@
 #include "config/config_error.h"
 
+#include <fmt/format.h>
+
 namespace moe {
 
 std::string Diagnostic::format() const {
     std::string out;
     if (!file.empty()) {
-        out += file;
-        if (line > 0) {
-            out += ":" + std::to_string(line);
-            if (column > 0) out += ":" + std::to_string(column);
-        }
-        out += ": ";
+        if (line > 0 && column > 0) out += fmt::format("{}:{}:{}: ", file, line, column);
+        else if (line > 0) out += fmt::format("{}:{}: ", file, line);
+        else out += fmt::format("{}: ", file);
     }
     if (!key.empty()) out += key + ": ";
     out += message;
