@@ -1,11 +1,167 @@
 #include "cli/cli.h"
 
+#include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/device.h"
+#include "cli/progress.h"
+#include "config/config_error.h"
+#include "config/config_load.h"
+#include "io/atomic_file.h"
+#include "io/run_dir.h"
+#include "train/trainer.h"
 
 namespace moe {
+namespace {
 
-int cli_main(int, char**) {
-    std::fprintf(stderr, "moe-sim: under construction\n");
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+void install_signal_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
+
+void print_error(const std::string& line) { std::fprintf(stderr, "moe-sim: error: %s\n", line.c_str()); }
+
+std::string version_text() {
+    return fmt::format("moe-sim {} (CPU: Eigen + OpenMP; CUDA parts {})", MOESIM_VERSION,
+                       cuda_compiled() ? "compiled, backend not built yet" : "not compiled");
+}
+
+struct CommonArgs {
+    std::string config;
+    std::vector<std::string> overrides;
+};
+
+void add_config_args(CLI::App* cmd, CommonArgs& a) {
+    cmd->add_option("config", a.config, "YAML config file")->required();
+    cmd->add_option("overrides", a.overrides, "KEY=VALUE overrides with dotted key paths")
+        ->expected(0, -1);
+}
+
+int cmd_validate(const CommonArgs& a) {
+    const Config cfg = config_load_file(a.config, a.overrides);
+    std::fputs(config_to_yaml(cfg).c_str(), stdout);
+    return 0;
+}
+
+struct RunArgs {
+    std::string out;
+    bool force = false, quiet = false;
+    int threads = -1;
+    std::string device;
+};
+
+int cmd_run(const CommonArgs& a, const RunArgs& r) {
+    std::vector<std::string> overrides = a.overrides;
+    if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
+    if (!r.device.empty()) overrides.push_back("device=" + r.device);
+    const Config cfg = config_load_file(a.config, overrides);
+    const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
+                                                    : std::filesystem::path(r.out);
+    prepare_run_dir(dir, r.force);
+    write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
+
+    install_signal_handlers();
+    ProgressDisplay progress(r.quiet);
+    RunOptions opts;
+    opts.out_dir = dir;
+    opts.stop = &g_stop;
+    opts.on_progress = [&](const Progress& p) { progress.update(p); };
+    const RunResult res = train_run(cfg, opts);
+    progress.finish();
+    switch (res.status) {
+        case RunStatus::completed:
+            if (!r.quiet)
+                std::fprintf(stderr, "done: %lld steps in %.1f s, eval accuracy %.4f; wrote %s/\n",
+                             (long long)res.steps_done, res.wall_s, res.final_eval_accuracy,
+                             dir.string().c_str());
+            return 0;
+        case RunStatus::diverged:
+            std::fprintf(stderr, "moe-sim: run diverged: %s; CSV files are intact up to the last good row in %s/\n",
+                         res.message.c_str(), dir.string().c_str());
+            return 1;
+        case RunStatus::interrupted:
+            std::fprintf(stderr, "moe-sim: interrupted after %lld steps; files flushed in %s/\n",
+                         (long long)res.steps_done, dir.string().c_str());
+            return 130;
+    }
+    return 1;
+}
+
+}  // namespace
+
+int cli_main(int argc, char** argv) {
+    CLI::App app{"moe-sim: a research simulator for Mixture-of-Experts routing dynamics", "moe-sim"};
+    app.set_version_flag("--version", version_text());
+    app.require_subcommand(1);
+
+    CommonArgs va;
+    bool reference = false;
+    auto* validate = app.add_subcommand("validate", "Print the fully resolved config, or every error in it");
+    add_config_args(validate, va);
+    validate->add_flag("--reference", reference,
+                       "Print the reference of every config key (Markdown) instead");
+    // With --reference no config file is needed.
+    validate->get_option("config")->required(false);
+
+    CommonArgs ra;
+    RunArgs rr;
+    auto* run = app.add_subcommand("run", "Train a model from a config and write CSV statistics");
+    add_config_args(run, ra);
+    run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
+    run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
+    run->add_flag("--quiet,-q", rr.quiet, "No progress output");
+    run->add_option("--threads", rr.threads, "OpenMP threads (0 = all cores); same as threads=N")
+        ->check(CLI::Range(0, 1024));
+    run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+        std::fputs(app.help().c_str(), stdout);
+        return 0;
+    } catch (const CLI::CallForAllHelp&) {
+        std::fputs(app.help("", CLI::AppFormatMode::All).c_str(), stdout);
+        return 0;
+    } catch (const CLI::CallForVersion&) {
+        std::printf("%s\n", version_text().c_str());
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        print_error(fmt::format("{} (run 'moe-sim --help' for usage)", e.what()));
+        return 2;
+    }
+
+    try {
+        if (validate->parsed()) {
+            if (reference) {
+                std::fputs(config_reference_markdown().c_str(), stdout);
+                return 0;
+            }
+            if (va.config.empty()) {
+                print_error("validate: a CONFIG file is required (or --reference)");
+                return 2;
+            }
+            return cmd_validate(va);
+        }
+        if (run->parsed()) return cmd_run(ra, rr);
+    } catch (const UserError& e) {
+        for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
+        return 2;
+    } catch (const std::exception& e) {
+        print_error(fmt::format("unexpected failure: {}", e.what()));
+        return 1;
+    }
     return 2;
 }
 

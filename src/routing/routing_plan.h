@@ -8,13 +8,17 @@
 //   sel[s]   the expert chosen                               (T*K)
 //   gate[s]  its gate weight g[t,i] (METRICS.md)             (T*K)
 //   kept[s]  1 if the assignment survived the capacity limit (T*K)
+//   pos[s]   the processed assignment a of slot s, or -1 when it was dropped (T*K)
 // CSR by expert over the kept slots:
 //   offsets[i] .. offsets[i+1]  expert i's processed assignments   (N+1)
 //   slot[a]                     the slot of assignment a; its token is slot[a] / K   (A)
 // Counts (METRICS.md): routed[i] = A[i] (before capacity), dropped[i] = D[i]; the processed count
 // P[i] = routed[i] - dropped[i] = offsets[i+1] - offsets[i].
+// What the router's backward needs: probs[t*N + i] = p[t,i] (METRICS.md), computed from the noisy
+// logits when gating noise is on, and those noisy logits (equal to the logits without noise).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -26,10 +30,13 @@ struct RoutingPlan {
     std::vector<int> sel;        // (T*K)
     std::vector<float> gate;     // (T*K)
     std::vector<uint8_t> kept;   // (T*K)
+    std::vector<int> pos;        // (T*K)
     std::vector<int> offsets;    // (N+1)
     std::vector<int> slot;       // (A)
     std::vector<int> routed;     // (N)
     std::vector<int> dropped;    // (N)
+    std::vector<float> probs;    // (T*N)
+    std::vector<float> noisy;    // (T*N) logits after gating noise
 
     int token_of(int a) const { return slot[a] / K; }
     int assignments() const { return offsets.empty() ? 0 : offsets[N]; }
@@ -42,10 +49,13 @@ struct RoutingPlan {
         sel.resize(size_t(T) * K);
         gate.resize(size_t(T) * K);
         kept.resize(size_t(T) * K);
+        pos.resize(size_t(T) * K);
         offsets.resize(size_t(N) + 1);
         slot.resize(size_t(T) * K);
         routed.resize(N);
         dropped.resize(N);
+        probs.resize(size_t(T) * N);
+        noisy.resize(size_t(T) * N);
     }
 };
 

@@ -1,0 +1,101 @@
+// The ops that model and routing code may call (DESIGN.md: model code calls ops, never Eigen or
+// CUDA directly). Matrices are dense, row-major and contiguous; a "row" is a token.
+//
+// Conventions (llm.c): outputs first, then inputs, then sizes. Parameter gradients accumulate
+// (+=); activation gradients overwrite (=) unless the op says otherwise.
+//
+// Determinism: every implementation must give bit-identical results for any thread count. The
+// CPU backend does so by cutting work into pieces whose shape depends only on the problem size
+// (never on the number of threads) and computing each piece serially.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "config/config.h"
+
+namespace moe {
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual Device device() const = 0;
+    virtual int threads() const = 0;
+
+    // C (M,N) = op(A) · op(B) + beta · C, with op(A) (M,K) and op(B) (K,N).
+    // A is stored (M,K), or (K,M) when ta; B is stored (K,N), or (N,K) when tb.
+    virtual void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
+                      bool tb, float beta) = 0;
+
+    // Grouped row products, one per expert segment g = 0..G-1 with rows [off[g], off[g+1]):
+    //   C[rows] (m_g, N) = A[rows] (m_g, K) · op(B_g) + beta · C[rows]
+    // where B_g = B + g * b_stride is stored (K,N), or (N,K) when tb.
+    virtual void gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
+                                   const int* off, int G, int N, int K, bool tb, float beta) = 0;
+
+    // Grouped weight gradients: for each segment g,
+    //   C_g (M,N) += A[rows]ᵀ (M, m_g) · B[rows] (m_g, N),   C_g = C + g * c_stride.
+    virtual void gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
+                                    const int* off, int G, int M, int N) = 0;
+
+    // Bias add per segment: C[rows] (m_g, N) += bias_g (N), bias_g = bias + g * b_stride.
+    virtual void bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off,
+                                  int G, int N) = 0;
+    // Bias gradient per segment: dbias_g (N) += column sums of dC[rows] (m_g, N).
+    virtual void bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
+                                   int G, int N) = 0;
+
+    // Activation: h (rows, H) = act(pre). For swiglu, pre is (rows, 2H): [gate | up] and
+    // h = silu(gate) * up. gelu is the exact erf form.
+    virtual void act_forward(float* h, const float* pre, int rows, int H, Activation act) = 0;
+    // dpre (rows, H or 2H) = d act / d pre applied to dh (rows, H).
+    virtual void act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
+                              Activation act) = 0;
+
+    // RMSNorm (Zhang & Sennrich 2019): y = x / rms(x) * g, rms(x) = sqrt(mean(x^2) + eps).
+    // x, y (T,D); g (D); rrms (T) = 1/rms(x), saved for backward.
+    virtual void rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
+                                 int D) = 0;
+    // dx (T,D) = overwritten; dg (D) += accumulated.
+    virtual void rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x,
+                                  const float* g, const float* rrms, int T, int D) = 0;
+
+    // dst (n, D): dst[a] = src[idx[a]].
+    virtual void gather_rows(float* dst, const float* src, const int* idx, int n, int D) = 0;
+    // Combine slots back to tokens: out[t] (+)= sum_j w[t*K+j] * Y[pos[t*K+j]] over the slots
+    // with pos >= 0 (dropped slots have pos = -1), in slot order. w may be null (weight 1).
+    // accumulate: add to out instead of overwriting it.
+    virtual void combine_slots(float* out, const float* Y, const int* pos, const float* w, int T,
+                               int K, int D, bool accumulate) = 0;
+    // Backward of combine: for each kept slot s of token t with row a = pos[s]:
+    //   dY[a] = w[s] * dout[t];  dw[s] = <dout[t], Y[a]>  (dw[s] = 0 for dropped slots).
+    virtual void combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                        const int* pos, const float* w, int T, int K, int D) = 0;
+
+    // y (n) += x (n) (elementwise add), and x (n) *= s.
+    virtual void add(float* y, const float* x, size_t n) = 0;
+    virtual void scale(float* x, size_t n, float s) = 0;
+    // Sum of squares of x (n), in double, in a fixed order.
+    virtual double sum_squares(const float* x, size_t n) = 0;
+    // True when every value of x (n) is finite.
+    virtual bool all_finite(const float* x, size_t n) = 0;
+
+    // Softmax cross-entropy over rows: logits (T,C), labels (T). Returns the mean loss and
+    // writes dlogits (T,C) = (softmax - onehot) * scale / T (the gradient of scale * mean loss).
+    // correct (may be null) receives the number of rows whose argmax equals the label.
+    virtual double cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
+                                 int C, float scale, int64_t* correct) = 0;
+
+    // Adam / AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019) on n parameters, bias-corrected
+    // with step t >= 1; weight_decay is decoupled (AdamW) and 0 for Adam.
+    virtual void adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr,
+                           float beta1, float beta2, float eps, float weight_decay, int64_t t) = 0;
+    // SGD with optional heavy-ball momentum: v = mu v + g; p -= lr v.
+    virtual void sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) = 0;
+};
+
+// The backend for a device; throws UserError when the device is not available.
+std::unique_ptr<Backend> backend_create(Device device, int threads);
+
+}  // namespace moe

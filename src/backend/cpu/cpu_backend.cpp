@@ -1,0 +1,371 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+#include "backend/device.h"
+#include "config/config_error.h"
+
+namespace moe {
+
+std::unique_ptr<Backend> backend_create(Device device, int threads) {
+    if (device == Device::cuda) {
+        throw UserError(
+            "device 'cuda' is not available: the CUDA backend is not built yet in this version "
+            "of moe-sim; use device: cpu");
+    }
+    return std::make_unique<cpu::CpuBackend>(threads);
+}
+
+namespace cpu {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapMat = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+using CMapMat = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+
+// Tile sizes depend only on the problem, never on the thread count: that keeps every product
+// bit-identical at any number of threads (each tile is one serial Eigen product).
+constexpr int kRowTile = 256;
+constexpr int kColTile = 256;
+constexpr size_t kChunk = 1 << 14;   // elements per piece of a reduction
+
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+    omp_set_num_threads(threads_);
+    Eigen::setNbThreads(1);   // we parallelise across tiles ourselves
+    tiles_.reserve(4096);
+    partials_.reserve(1024);
+}
+
+// y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
+void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
+                           const int* off, int N, int K, bool tb, float beta) {
+    const int n_tiles = int(tiles_.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+    for (int i = 0; i < n_tiles; ++i) {
+        const Tile tl = tiles_[i];
+        const int row0 = off[tl.group] + tl.r0, m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
+        const float* Bg = B + size_t(tl.group) * b_stride;
+        CMapMat a(A + size_t(row0) * K, m, K, Eigen::OuterStride<>(K));
+        MapMat c(C + size_t(row0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
+        if (beta == 0.0f) {
+            if (tb) c.noalias() = a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+            else c.noalias() = a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
+        } else {
+            if (beta != 1.0f) c *= beta;
+            if (tb) c.noalias() += a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+            else c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
+        }
+    }
+}
+
+void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
+                                   const int* off, int G, int N, int K, bool tb, float beta) {
+    tiles_.clear();
+    for (int g = 0; g < G; ++g) {
+        const int m = off[g + 1] - off[g];
+        for (int r = 0; r < m; r += kRowTile)
+            for (int c = 0; c < N; c += kColTile)
+                tiles_.push_back({g, r, std::min(m, r + kRowTile), c, std::min(N, c + kColTile)});
+    }
+    run_tiles(C, A, B, b_stride, off, N, K, tb, beta);
+}
+
+void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
+                      bool tb, float beta) {
+    if (!ta) {
+        const int off[2] = {0, M};
+        gemm_grouped_rows(C, A, B, 0, off, 1, N, K, tb, beta);
+        return;
+    }
+    // C (M,N) = Aᵀ · op(B) with A stored (K,M): tiles of C, each a full sum over K.
+    tiles_.clear();
+    for (int r = 0; r < M; r += kRowTile)
+        for (int c = 0; c < N; c += kColTile)
+            tiles_.push_back({0, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
+    const int n_tiles = int(tiles_.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+    for (int i = 0; i < n_tiles; ++i) {
+        const Tile tl = tiles_[i];
+        const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
+        CMapMat at(A + tl.r0, K, m, Eigen::OuterStride<>(M));
+        MapMat c(C + size_t(tl.r0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
+        if (beta == 0.0f) c.setZero();
+        else if (beta != 1.0f) c *= beta;
+        if (tb) c.noalias() += at.transpose() * CMapMat(B + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+        else c.noalias() += at.transpose() * CMapMat(B + tl.c0, K, n, Eigen::OuterStride<>(N));
+    }
+}
+
+void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
+                                    const int* off, int G, int M, int N) {
+    tiles_.clear();
+    for (int g = 0; g < G; ++g) {
+        if (off[g + 1] == off[g]) continue;
+        for (int r = 0; r < M; r += kRowTile)
+            for (int c = 0; c < N; c += kColTile)
+                tiles_.push_back({g, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
+    }
+    const int n_tiles = int(tiles_.size());
+#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+    for (int i = 0; i < n_tiles; ++i) {
+        const Tile tl = tiles_[i];
+        const int row0 = off[tl.group], rows = off[tl.group + 1] - row0;
+        const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
+        CMapMat a(A + size_t(row0) * M + tl.r0, rows, m, Eigen::OuterStride<>(M));
+        CMapMat b(B + size_t(row0) * N + tl.c0, rows, n, Eigen::OuterStride<>(N));
+        MapMat c(C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0, m, n,
+                 Eigen::OuterStride<>(N));
+        c.noalias() += a.transpose() * b;
+    }
+}
+
+void CpuBackend::bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off,
+                                  int G, int N) {
+    const int rows = off[G] - off[0];
+    (void)rows;
+#pragma omp parallel for schedule(static) if (threads_ > 1 && G > 1)
+    for (int g = 0; g < G; ++g) {
+        const float* b = bias + size_t(g) * b_stride;
+        for (int r = off[g]; r < off[g + 1]; ++r) {
+            float* c = C + size_t(r) * N;
+            for (int j = 0; j < N; ++j) c[j] += b[j];
+        }
+    }
+}
+
+void CpuBackend::bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
+                                   int G, int N) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && G > 1)
+    for (int g = 0; g < G; ++g) {
+        float* db = dbias + size_t(g) * b_stride;
+        for (int r = off[g]; r < off[g + 1]; ++r) {
+            const float* d = dC + size_t(r) * N;
+            for (int j = 0; j < N; ++j) db[j] += d[j];
+        }
+    }
+}
+
+namespace {
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+inline float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * kInvSqrt2)); }
+inline float gelu_grad(float x) {
+    return 0.5f * (1.0f + std::erf(x * kInvSqrt2)) + x * kInvSqrt2Pi * std::exp(-0.5f * x * x);
+}
+inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+}  // namespace
+
+void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activation act) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+    for (int r = 0; r < rows; ++r) {
+        float* y = h + size_t(r) * H;
+        if (act == Activation::swiglu) {
+            const float* a = pre + size_t(r) * 2 * H;
+            const float* b = a + H;
+            for (int j = 0; j < H; ++j) y[j] = a[j] * sigmoidf(a[j]) * b[j];
+        } else {
+            const float* x = pre + size_t(r) * H;
+            if (act == Activation::relu)
+                for (int j = 0; j < H; ++j) y[j] = x[j] > 0.0f ? x[j] : 0.0f;
+            else
+                for (int j = 0; j < H; ++j) y[j] = gelu(x[j]);
+        }
+    }
+}
+
+void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
+                              Activation act) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+    for (int r = 0; r < rows; ++r) {
+        const float* dy = dh + size_t(r) * H;
+        if (act == Activation::swiglu) {
+            const float* a = pre + size_t(r) * 2 * H;
+            const float* b = a + H;
+            float* da = dpre + size_t(r) * 2 * H;
+            float* dbp = da + H;
+            for (int j = 0; j < H; ++j) {
+                const float s = sigmoidf(a[j]);
+                const float silu = a[j] * s;
+                da[j] = dy[j] * b[j] * (s + silu * (1.0f - s));
+                dbp[j] = dy[j] * silu;
+            }
+        } else {
+            const float* x = pre + size_t(r) * H;
+            float* dx = dpre + size_t(r) * H;
+            if (act == Activation::relu)
+                for (int j = 0; j < H; ++j) dx[j] = x[j] > 0.0f ? dy[j] : 0.0f;
+            else
+                for (int j = 0; j < H; ++j) dx[j] = dy[j] * gelu_grad(x[j]);
+        }
+    }
+}
+
+constexpr float kNormEps = 1e-5f;
+
+void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
+                                 int D) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        const float* xr = x + size_t(t) * D;
+        float* yr = y + size_t(t) * D;
+        float ss = 0.0f;
+        for (int j = 0; j < D; ++j) ss += xr[j] * xr[j];
+        const float r = 1.0f / std::sqrt(ss / float(D) + kNormEps);
+        rrms[t] = r;
+        for (int j = 0; j < D; ++j) yr[j] = xr[j] * r * g[j];
+    }
+}
+
+void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x,
+                                  const float* g, const float* rrms, int T, int D) {
+    // y_j = x_j r g_j, r = (mean(x^2) + eps)^-1/2:  dx_j = r (g_j dy_j - x_j r^2 mean_i(g_i dy_i x_i))
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        const float* xr = x + size_t(t) * D;
+        const float* dyr = dy + size_t(t) * D;
+        float* dxr = dx + size_t(t) * D;
+        const float r = rrms[t];
+        float dot = 0.0f;
+        for (int j = 0; j < D; ++j) dot += g[j] * dyr[j] * xr[j];
+        const float c = r * r * dot / float(D);
+        for (int j = 0; j < D; ++j) dxr[j] = r * (g[j] * dyr[j] - xr[j] * c);
+    }
+    // dg: a column sum over tokens, serial over t for a fixed order.
+    for (int t = 0; t < T; ++t) {
+        const float* xr = x + size_t(t) * D;
+        const float* dyr = dy + size_t(t) * D;
+        const float r = rrms[t];
+        for (int j = 0; j < D; ++j) dg[j] += dyr[j] * xr[j] * r;
+    }
+}
+
+void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
+    for (int a = 0; a < n; ++a)
+        std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
+}
+
+void CpuBackend::combine_slots(float* out, const float* Y, const int* pos, const float* w, int T,
+                               int K, int D, bool accumulate) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        float* o = out + size_t(t) * D;
+        if (!accumulate) std::fill_n(o, D, 0.0f);
+        for (int j = 0; j < K; ++j) {
+            const int s = t * K + j, a = pos[s];
+            if (a < 0) continue;
+            const float ws = w ? w[s] : 1.0f;
+            const float* y = Y + size_t(a) * D;
+            for (int d = 0; d < D; ++d) o[d] += ws * y[d];
+        }
+    }
+}
+
+void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                        const int* pos, const float* w, int T, int K, int D) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        const float* go = dout + size_t(t) * D;
+        for (int j = 0; j < K; ++j) {
+            const int s = t * K + j, a = pos[s];
+            if (a < 0) {
+                if (dw) dw[s] = 0.0f;
+                continue;
+            }
+            const float* y = Y + size_t(a) * D;
+            float* dy = dY + size_t(a) * D;
+            const float ws = w ? w[s] : 1.0f;
+            float dot = 0.0f;
+            for (int d = 0; d < D; ++d) {
+                dy[d] = ws * go[d];
+                dot += go[d] * y[d];
+            }
+            if (dw) dw[s] = dot;
+        }
+    }
+}
+
+void CpuBackend::add(float* y, const float* x, size_t n) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+    for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void CpuBackend::scale(float* x, size_t n, float s) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+    for (size_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+double CpuBackend::sum_squares(const float* x, size_t n) {
+    const size_t pieces = (n + kChunk - 1) / kChunk;
+    partials_.assign(pieces, 0.0);
+#pragma omp parallel for schedule(static) if (threads_ > 1 && pieces > 1)
+    for (size_t p = 0; p < pieces; ++p) {
+        double s = 0.0;
+        const size_t end = std::min(n, (p + 1) * kChunk);
+        for (size_t i = p * kChunk; i < end; ++i) s += double(x[i]) * x[i];
+        partials_[p] = s;
+    }
+    double total = 0.0;
+    for (double s : partials_) total += s;
+    return total;
+}
+
+bool CpuBackend::all_finite(const float* x, size_t n) {
+    bool ok = true;
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (threads_ > 1 && n > 65536)
+    for (size_t i = 0; i < n; ++i) ok = ok && std::isfinite(x[i]);
+    return ok;
+}
+
+double CpuBackend::cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
+                                 int C, float scale, int64_t* correct) {
+    double total = 0.0;
+    int64_t hits = 0;
+    const float inv_t = scale / float(T);
+    for (int t = 0; t < T; ++t) {
+        const float* z = logits + size_t(t) * C;
+        float* dz = dlogits ? dlogits + size_t(t) * C : nullptr;
+        int arg = 0;
+        for (int c = 1; c < C; ++c)
+            if (z[c] > z[arg]) arg = c;
+        const float mx = z[arg];
+        double sum = 0.0;
+        for (int c = 0; c < C; ++c) sum += std::exp(double(z[c]) - mx);
+        const double lse = mx + std::log(sum);
+        total += lse - z[labels[t]];
+        hits += (arg == labels[t]);
+        if (dz) {
+            for (int c = 0; c < C; ++c) dz[c] = float(std::exp(double(z[c]) - lse)) * inv_t;
+            dz[labels[t]] -= inv_t;
+        }
+    }
+    if (correct) *correct = hits;
+    return total / T;
+}
+
+void CpuBackend::adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr,
+                           float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+    const float bc1 = 1.0f - float(std::pow(double(beta1), double(t)));
+    const float bc2 = 1.0f - float(std::pow(double(beta2), double(t)));
+#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+    for (size_t i = 0; i < n; ++i) {
+        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
+        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
+        const float mh = m[i] / bc1, vh = v[i] / bc2;
+        p[i] -= lr * (mh / (std::sqrt(vh) + eps) + weight_decay * p[i]);
+    }
+}
+
+void CpuBackend::sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) {
+#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+    for (size_t i = 0; i < n; ++i) {
+        v[i] = momentum * v[i] + g[i];
+        p[i] -= lr * v[i];
+    }
+}
+
+}  // namespace cpu
+}  // namespace moe

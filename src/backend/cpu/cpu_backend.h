@@ -1,0 +1,61 @@
+// The CPU backend: Eigen for the matrix products, OpenMP across independent pieces of work.
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace moe::cpu {
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(int threads);
+    Device device() const override { return Device::cpu; }
+    int threads() const override { return threads_; }
+
+    void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
+              float beta) override;
+    void gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
+                           const int* off, int G, int N, int K, bool tb, float beta) override;
+    void gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
+                            const int* off, int G, int M, int N) override;
+    void bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off, int G,
+                          int N) override;
+    void bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off, int G,
+                           int N) override;
+    void act_forward(float* h, const float* pre, int rows, int H, Activation act) override;
+    void act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
+                      Activation act) override;
+    void rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
+                         int D) override;
+    void rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x, const float* g,
+                          const float* rrms, int T, int D) override;
+    void gather_rows(float* dst, const float* src, const int* idx, int n, int D) override;
+    void combine_slots(float* out, const float* Y, const int* pos, const float* w, int T, int K,
+                       int D, bool accumulate) override;
+    void combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                const int* pos, const float* w, int T, int K, int D) override;
+    void add(float* y, const float* x, size_t n) override;
+    void scale(float* x, size_t n, float s) override;
+    double sum_squares(const float* x, size_t n) override;
+    bool all_finite(const float* x, size_t n) override;
+    double cross_entropy(float* dlogits, const float* logits, const int* labels, int T, int C,
+                         float scale, int64_t* correct) override;
+    void adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+                   float beta2, float eps, float weight_decay, int64_t t) override;
+    void sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) override;
+
+    // One piece of a matrix product: a tile of the output of one group.
+    struct Tile {
+        int group, r0, r1, c0, c1;
+    };
+
+private:
+    void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off,
+                   int N, int K, bool tb, float beta);
+    int threads_;
+    std::vector<Tile> tiles_;        // reused: no allocation once grown
+    std::vector<double> partials_;   // reused by the reductions
+};
+
+}  // namespace moe::cpu

@@ -1,0 +1,167 @@
+// The only file of moe-sim that includes yaml-cpp (DESIGN.md). It walks the parsed document
+// along the schema: a section must be a mapping, a key must hold a scalar that parse_value
+// accepts; anything else is one diagnostic at the node's line:column (yaml-cpp marks are 0-based,
+// printed +1). Every problem is recorded and the walk goes on, so all are reported at once.
+#include "config/load_internal.h"
+#include "config/schema.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+
+namespace moe::detail {
+namespace {
+
+// What a node is, in the words of "..., got <what>".
+std::string what_is(const YAML::Node& n) {
+    switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return "an empty value";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Scalar: break;
+    }
+    if (n.Tag() == "!") return fmt::format("the quoted string \"{}\"", shown(n.Scalar()));
+    return fmt::format("'{}'", shown(n.Scalar()));
+}
+
+struct Walker {
+    LoadState& st;
+    Source base;  // a file (nodes carry their own line:column) or an override (no line)
+
+    Source at(const YAML::Node& n) const { return at(n.Mark()); }
+    Source at(const YAML::Mark& m) const {
+        Source s = base;
+        if (base.group == Source::in_file && !m.is_null()) s.line = m.line + 1, s.column = m.column + 1;
+        return s;
+    }
+
+    // One key's value. `key_at` is where the key was written: an empty value has no position of
+    // its own (yaml-cpp puts it at the next token), so it is reported there.
+    void leaf(const schema::Key& key, const YAML::Node& v, const Source& key_at) {
+        Source value_at = v.IsNull() ? key_at : at(v);
+        st.set_at(key.path, value_at);
+        auto fail = [&](std::string message) {
+            st.error(value_at, key.path, std::move(message));
+            st.mark_bad(key.path);
+        };
+        if (!v.IsScalar()) {
+            // A choice says "must be one of" for a bad scalar, "expected one of" for a non-scalar.
+            fail(fmt::format("expected {}, got {}", schema::expected_text(key), what_is(v)));
+            return;
+        }
+        const std::string& tag = v.Tag();
+        if (tag != "?" && tag != "!") {
+            fail(fmt::format("expected {}, got a value with the YAML tag '{}' (tags are not supported)",
+                             schema::expected_text(key), shown(tag)));
+            return;
+        }
+        schema::Value value;
+        std::string message;
+        if (!schema::parse_value(key, v.Scalar(), tag == "!", value, message)) {
+            fail(std::move(message));
+            return;
+        }
+        key.set(st.cfg, value);
+    }
+
+    // A node given for a section: a mapping of its keys; an empty value is an empty section.
+    void section_value(std::string_view path, const YAML::Node& v, const Source& key_at) {
+        if (v.IsMap()) return section(path, v);
+        if (v.IsNull() && base.group == Source::in_file) return;
+        std::string names;
+        for (std::string_view c : schema::children_of(path)) names += (names.empty() ? "" : ", ") + std::string(c);
+        st.error(v.IsNull() ? key_at : at(v), path,
+                 fmt::format("is a section: expected a mapping of its keys ({}), got {}", names, what_is(v)));
+    }
+
+    void section(std::string_view prefix, const YAML::Node& map) {
+        std::map<std::string, YAML::Mark, std::less<>> seen;
+        for (const auto& pair : map) {  // `pair` is a value: its nodes live through the body
+            const YAML::Node& k = pair.first;
+            const YAML::Node& v = pair.second;
+            Source key_at = at(k);
+            if (!k.IsScalar()) {
+                st.error(key_at, prefix, fmt::format("expected a key name, got {} as a key", what_is(k)));
+                continue;
+            }
+            const std::string& name = k.Scalar();
+            std::string path = prefix.empty() ? name : fmt::format("{}.{}", prefix, name);
+            std::string path_shown = shown(path, 100);
+            if (auto first = seen.find(name); first != seen.end()) {
+                st.error(key_at, path_shown, fmt::format("duplicate key (first given on line {})", first->second.line + 1));
+                st.mark_bad(path);
+                continue;
+            }
+            seen.emplace(name, k.Mark());
+            const schema::Key* key = schema::find_key(path);
+            bool sect = !key && schema::is_section(path);
+            if (name.find('.') != std::string::npos && (key || sect)) {
+                st.error(key_at, path_shown,
+                         fmt::format("a dotted key is only for overrides (KEY=VALUE); in a file, nest it "
+                                     "under '{}:'", name.substr(0, name.find('.'))));
+                st.mark_bad(path);
+            } else if (key) {
+                leaf(*key, v, key_at);
+            } else if (sect) {
+                section_value(path, v, key_at);
+            } else {
+                st.error(key_at, path_shown, schema::unknown_key_message(path));
+            }
+        }
+    }
+};
+
+}  // namespace
+
+bool load_yaml_document(LoadState& st, std::string_view text) {
+    Walker w{st, Source{st.label, 0, 0, Source::in_file}};
+    std::vector<YAML::Node> docs;
+    try {
+        docs = YAML::LoadAll(std::string(text));
+    } catch (const YAML::DeepRecursion& e) {
+        st.error(w.at(e.mark), {}, "nesting is too deep");
+        return false;
+    } catch (const YAML::ParserException& e) {
+        st.error(w.at(e.mark), {}, fmt::format("not valid YAML: {}", e.msg));
+        return false;
+    } catch (const YAML::Exception& e) {
+        st.error(w.at(e.mark), {}, fmt::format("not valid YAML: {}", e.msg));
+        return false;
+    }
+    if (docs.size() > 1) {
+        st.error(w.at(docs[1]), {},
+                 fmt::format("expected one YAML document, found {} (the second starts here, after a '---' line)", docs.size()));
+        return false;
+    }
+    // An empty file, or one with only comments, is a valid config: all defaults.
+    if (docs.empty() || docs[0].IsNull()) return true;
+    if (!docs[0].IsMap()) {
+        st.error(w.at(docs[0]), {},
+                 fmt::format("expected a mapping of config keys at the top level, got {}", what_is(docs[0])));
+        return false;
+    }
+    w.section("", docs[0]);
+    return true;
+}
+
+void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text, const Source& at) {
+    Walker w{st, at};
+    YAML::Node node;
+    try {
+        node = YAML::Load(std::string(value_text));
+    } catch (const YAML::Exception& e) {
+        st.error(at, path, fmt::format("not a valid YAML value: {}", e.msg));
+        st.mark_bad(path);
+        return;
+    }
+    if (const schema::Key* key = schema::find_key(path)) {
+        w.leaf(*key, node, at);
+    } else {
+        w.section_value(path, node, at);
+    }
+}
+
+}  // namespace moe::detail

@@ -1,0 +1,666 @@
+// The key table (see schema.h) and the words that describe, parse and check one value.
+#include "config/schema.h"
+
+#include "config/config_load.h"
+#include "config/load_internal.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace moe::schema {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// ---- choices: the spelling of every enum value (a config name = a registry key) ----
+
+constexpr Choice kDevice[] = {
+    {"cpu", int(Device::cpu)},
+    {"cuda", int(Device::cuda), false,
+     "'cuda' is not available: the CUDA backend is not built yet in this version of moe-sim; "
+     "use device: cpu"},
+};
+constexpr Choice kTask[] = {
+    {"clusters", int(TaskKind::clusters)},
+    {"markov", -1, false},
+    {"modular", -1, false},
+};
+constexpr Choice kTeacher[] = {{"linear", int(Teacher::linear)}, {"mlp", int(Teacher::mlp)}};
+constexpr Choice kActivation[] = {
+    {"relu", int(Activation::relu)},
+    {"gelu", int(Activation::gelu)},
+    {"swiglu", int(Activation::swiglu)},
+};
+constexpr Choice kRouterType[] = {
+    {"topk", int(RouterType::topk)},
+    {"expert_choice", -1, false},
+    {"soft", -1, false},
+    {"hash", -1, false},
+    {"random", -1, false},
+    {"hierarchical", -1, false},
+};
+constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)}, {"sigmoid", int(ScoreFn::sigmoid)}};
+constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)}, {"score", int(DropPolicy::score)}};
+constexpr Choice kBalance[] = {
+    {"none", int(BalanceLoss::none)},
+    {"switch", int(BalanceLoss::switch_loss)},
+    {"shazeer", int(BalanceLoss::shazeer)},
+};
+constexpr Choice kOptimizer[] = {
+    {"adam", int(OptimizerKind::adam)},
+    {"adamw", int(OptimizerKind::adamw)},
+    {"sgd", int(OptimizerKind::sgd)},
+};
+constexpr Choice kSchedule[] = {{"constant", int(Schedule::constant)}, {"cosine", int(Schedule::cosine)}};
+
+// ---- typed access to a (nested) field through a chain of pointers to members ----
+
+template <auto... Ms>
+using FieldT = std::remove_cvref_t<decltype((std::declval<Config&>() .* ... .* Ms))>;
+
+template <auto... Ms>
+struct Field {
+    using T = FieldT<Ms...>;
+    static Value get(const Config& c) {
+        const T& x = (c .* ... .* Ms);
+        if constexpr (std::is_enum_v<T>) return Value{int64_t(x)};
+        else if constexpr (std::is_same_v<T, bool>) return Value{x};
+        else if constexpr (std::is_same_v<T, uint64_t>) return Value{x};
+        else if constexpr (std::is_integral_v<T>) return Value{int64_t{x}};
+        else if constexpr (std::is_floating_point_v<T>) return Value{double{x}};
+        else return Value{std::string(x)};
+    }
+    static void set(Config& c, const Value& v) {
+        T& x = (c .* ... .* Ms);
+        if constexpr (std::is_enum_v<T>) x = T(std::get<int64_t>(v));
+        else if constexpr (std::is_same_v<T, bool>) x = std::get<bool>(v);
+        else if constexpr (std::is_same_v<T, uint64_t>) x = std::get<uint64_t>(v);
+        else if constexpr (std::is_integral_v<T>) x = static_cast<T>(std::get<int64_t>(v));
+        else if constexpr (std::is_floating_point_v<T>) x = std::get<double>(v);
+        else x = std::get<std::string>(v);
+    }
+};
+
+template <auto... Ms>
+Key make(std::string_view path, Type type, std::string_view doc) {
+    Key k;
+    k.path = path;
+    k.type = type;
+    k.doc = doc;
+    k.get = &Field<Ms...>::get;
+    k.set = &Field<Ms...>::set;
+    return k;
+}
+
+template <auto... Ms>
+Key int_key(std::string_view path, int64_t min, int64_t max, std::string_view doc) {
+    using T = FieldT<Ms...>;
+    static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, uint64_t>);
+    Key k = make<Ms...>(path, Type::integer, doc);
+    // Ranges of narrower fields must fit the field (a test also checks this).
+    k.ints = {std::max<int64_t>(min, std::numeric_limits<T>::min()),
+              std::min<int64_t>(max, std::numeric_limits<T>::max())};
+    return k;
+}
+
+template <auto... Ms>
+Key uint_key(std::string_view path, std::string_view doc) {
+    static_assert(std::is_same_v<FieldT<Ms...>, uint64_t>);
+    return make<Ms...>(path, Type::unsigned_integer, doc);
+}
+
+template <auto... Ms>
+Key num_key(std::string_view path, NumRange range, std::string_view doc) {
+    static_assert(std::is_same_v<FieldT<Ms...>, double>);
+    Key k = make<Ms...>(path, Type::number, doc);
+    k.nums = range;
+    return k;
+}
+
+template <auto... Ms>
+Key bool_key(std::string_view path, std::string_view doc) {
+    static_assert(std::is_same_v<FieldT<Ms...>, bool>);
+    return make<Ms...>(path, Type::boolean, doc);
+}
+
+template <auto... Ms>
+Key choice_key(std::string_view path, std::span<const Choice> choices, std::string_view doc) {
+    static_assert(std::is_enum_v<FieldT<Ms...>>);
+    Key k = make<Ms...>(path, Type::choice, doc);
+    k.choices = choices;
+    return k;
+}
+
+template <auto... Ms>
+Key string_key(std::string_view path, std::string_view allowed, bool (*ok)(std::string_view),
+               std::string_view doc) {
+    static_assert(std::is_same_v<FieldT<Ms...>, std::string>);
+    Key k = make<Ms...>(path, Type::string, doc);
+    k.allowed_text = allowed;
+    k.string_ok = ok;
+    return k;
+}
+
+constexpr NumRange at_least(double min) { return {min, kInf, false, true, false}; }
+constexpr NumRange above(double min) { return {min, kInf, true, true, false}; }
+constexpr NumRange between(double min, double max) { return {min, max, false, false, false}; }
+constexpr NumRange unit_open() { return {0.0, 1.0, false, true, false}; }  // [0, 1)
+constexpr NumRange zero_or_between(double min, double max) { return {min, max, false, false, true}; }
+constexpr int64_t kMaxSize = 1'000'000'000;
+
+// `name` becomes a directory name: keep it filesystem-safe and visible.
+bool run_name_ok(std::string_view s) {
+    if (s.empty() || s.size() > 100 || s.front() == '.') return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-';
+    });
+}
+
+using C = Config;
+
+const std::vector<Key>& table() {
+    static const std::vector<Key> t = {
+        string_key<&C::name>("name", "1 to 100 letters, digits, '.', '_' or '-', not starting with '.'",
+                             run_name_ok, "run name; output goes to runs/<name> unless --out"),
+        uint_key<&C::seed>("seed", "one seed decides data, init and noise: same seed, same CSV"),
+        choice_key<&C::device>("device", kDevice, "where the model runs"),
+        int_key<&C::threads>("threads", 0, 1024, "OpenMP threads; 0 = all cores"),
+
+        choice_key<&C::data, &DataConfig::task>("data.task", kTask, "the task that generates the data"),
+        int_key<&C::data, &DataConfig::train_size>("data.train_size", 0, kMaxSize,
+            "examples in the training set; 0 = fresh samples every step"),
+        int_key<&C::data, &DataConfig::eval_size>("data.eval_size", 1, kMaxSize,
+            "examples in the held-out evaluation set"),
+        int_key<&C::data, &DataConfig::clusters, &ClustersConfig::dim>("data.clusters.dim", 1, 65536,
+            "input dimension"),
+        int_key<&C::data, &DataConfig::clusters, &ClustersConfig::num_clusters>(
+            "data.clusters.num_clusters", 1, 65536, "mixture components (the ground-truth groups)"),
+        int_key<&C::data, &DataConfig::clusters, &ClustersConfig::num_classes>(
+            "data.clusters.num_classes", 2, 65536, "labels"),
+        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::spread>("data.clusters.spread",
+            {0.0, 100.0, true, false, false}, "within-cluster std relative to the std of the centres (1.0)"),
+        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::imbalance>("data.clusters.imbalance",
+            between(0.0, 10.0), "Zipf exponent of the cluster frequencies; 0 = uniform"),
+        choice_key<&C::data, &DataConfig::clusters, &ClustersConfig::teacher>("data.clusters.teacher",
+            kTeacher, "the random network that labels the points"),
+        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::label_noise>(
+            "data.clusters.label_noise", unit_open(),
+            "probability that a label is replaced by a uniformly random class"),
+
+        int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536, "width of the residual stream"),
+        int_key<&C::model, &ModelConfig::layers>("model.layers", 1, 1024, "residual blocks"),
+        int_key<&C::model, &ModelConfig::moe_every>("model.moe_every", 1, 1024,
+            "every n-th block's FFN is an MoE layer, the others a dense FFN"),
+
+        int_key<&C::experts, &ExpertsConfig::count>("experts.count", 1, 4096,
+            "routed experts per MoE layer (N)"),
+        int_key<&C::experts, &ExpertsConfig::d_ff>("experts.d_ff", 1, 1048576,
+            "hidden width of each expert FFN"),
+        choice_key<&C::experts, &ExpertsConfig::activation>("experts.activation", kActivation,
+            "activation of the expert FFNs"),
+        int_key<&C::experts, &ExpertsConfig::shared>("experts.shared", 0, 64,
+            "always-on shared experts (DeepSeekMoE)"),
+
+        choice_key<&C::router, &RouterConfig::type>("router.type", kRouterType, "the routing algorithm"),
+        int_key<&C::router, &RouterConfig::k>("router.k", 1, 64, "experts each token is sent to"),
+        choice_key<&C::router, &RouterConfig::score>("router.score", kScore,
+            "how router logits become probabilities"),
+        bool_key<&C::router, &RouterConfig::normalize>("router.normalize",
+            "renormalise the k selected weights to sum to 1"),
+        num_key<&C::router, &RouterConfig::noise>("router.noise", at_least(0.0),
+            "std of the noisy top-k gating noise; 0 = off"),
+
+        num_key<&C::capacity, &CapacityConfig::factor>("capacity.factor", zero_or_between(0.01, 1024.0),
+            "per-expert buffer = ceil(factor * tokens * k / N); 0 = dropless"),
+        choice_key<&C::capacity, &CapacityConfig::drop_policy>("capacity.drop_policy", kDrop,
+            "what a full expert drops: position = later tokens first, score = lowest gate weight first"),
+        num_key<&C::capacity, &CapacityConfig::eval_factor>("capacity.eval_factor",
+            zero_or_between(0.01, 1024.0), "capacity factor at evaluation; 0 = same as factor"),
+
+        choice_key<&C::balance, &BalanceConfig::loss>("balance.loss", kBalance,
+            "auxiliary load-balancing loss"),
+        num_key<&C::balance, &BalanceConfig::alpha>("balance.alpha", at_least(0.0),
+            "coefficient of the auxiliary loss"),
+        num_key<&C::balance, &BalanceConfig::z_loss>("balance.z_loss", at_least(0.0),
+            "router z-loss coefficient (ST-MoE); 0 = off"),
+        num_key<&C::balance, &BalanceConfig::bias_rate>("balance.bias_rate", at_least(0.0),
+            "> 0: auxiliary-loss-free bias balancing (DeepSeek) with this update rate; 0 = off"),
+
+        int_key<&C::train, &TrainConfig::steps>("train.steps", 1, INT64_MAX, "optimizer steps"),
+        int_key<&C::train, &TrainConfig::batch_size>("train.batch_size", 1, 1048576,
+            "examples per step (tokens per step = batch_size * tokens per example)"),
+        choice_key<&C::train, &TrainConfig::optimizer>("train.optimizer", kOptimizer, "the optimizer"),
+        num_key<&C::train, &TrainConfig::lr>("train.lr", above(0.0), "learning rate (the peak, after warmup)"),
+        num_key<&C::train, &TrainConfig::weight_decay>("train.weight_decay", at_least(0.0),
+            "decoupled weight decay (adamw only)"),
+        num_key<&C::train, &TrainConfig::beta1>("train.beta1", unit_open(),
+            "decay of the first-moment average (adam, adamw)"),
+        num_key<&C::train, &TrainConfig::beta2>("train.beta2", unit_open(),
+            "decay of the second-moment average (adam, adamw)"),
+        num_key<&C::train, &TrainConfig::momentum>("train.momentum", unit_open(),
+            "momentum (sgd only); 0 = plain SGD"),
+        num_key<&C::train, &TrainConfig::grad_clip>("train.grad_clip", at_least(0.0),
+            "clip the global gradient norm to this; 0 = off"),
+        int_key<&C::train, &TrainConfig::warmup_steps>("train.warmup_steps", 0, INT64_MAX,
+            "steps of linear warmup from 0 to lr"),
+        choice_key<&C::train, &TrainConfig::schedule>("train.schedule", kSchedule,
+            "learning-rate schedule after warmup"),
+        num_key<&C::train, &TrainConfig::min_lr>("train.min_lr", at_least(0.0),
+            "floor of the cosine schedule"),
+        int_key<&C::train, &TrainConfig::log_every>("train.log_every", 1, INT64_MAX,
+            "steps between rows of metrics.csv, layers.csv and experts.csv"),
+        int_key<&C::train, &TrainConfig::eval_every>("train.eval_every", 1, INT64_MAX,
+            "steps between evaluations on the held-out set"),
+    };
+    return t;
+}
+
+constexpr Section kSections[] = {
+    {"data", "the task and its data set"},
+    {"data.clusters", "the clusters task: points from a Gaussian mixture, labelled by a random teacher network"},
+    {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
+    {"experts", "the experts of each MoE layer"},
+    {"router", "how tokens are assigned to experts"},
+    {"capacity", "per-expert buffers, and which tokens a full expert drops"},
+    {"balance", "load balancing: auxiliary losses and bias"},
+    {"train", "optimisation, evaluation and logging"},
+};
+
+std::string join_available(std::span<const Choice> choices) {
+    std::string out;
+    for (const Choice& c : choices) {
+        if (!c.available) continue;
+        if (!out.empty()) out += ", ";
+        out += c.name;
+    }
+    return out;
+}
+
+std::string format_number(double x) { return fmt::format("{}", x); }
+
+std::string describe_ints(const IntRange& r) {
+    if (r.max == INT64_MAX) return fmt::format(">= {}", r.min);
+    return fmt::format("between {} and {}", r.min, r.max);
+}
+
+std::string describe_nums(const NumRange& r) {
+    std::string s;
+    bool lo = std::isfinite(r.min), hi = std::isfinite(r.max);
+    if (lo && hi && !r.min_open && !r.max_open) {
+        s = fmt::format("between {} and {}", format_number(r.min), format_number(r.max));
+    } else {
+        if (lo) s = fmt::format("{} {}", r.min_open ? ">" : ">=", format_number(r.min));
+        if (hi) s += fmt::format("{}{} {}", lo ? " and " : "", r.max_open ? "<" : "<=", format_number(r.max));
+        if (!lo && !hi) s = "finite";
+    }
+    return r.zero_ok ? "0 or " + s : s;
+}
+
+bool nums_contain(const NumRange& r, double v) {
+    if (!std::isfinite(v)) return false;
+    if (r.zero_ok && v == 0.0) return true;
+    if (std::isfinite(r.min) && (r.min_open ? !(v > r.min) : !(v >= r.min))) return false;
+    if (std::isfinite(r.max) && (r.max_open ? !(v < r.max) : !(v <= r.max))) return false;
+    return true;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// YAML 1.2 core-schema decimal integer: [-+]?[0-9]+
+bool int_syntax(std::string_view s) {
+    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    if (i == s.size()) return false;
+    return std::all_of(s.begin() + static_cast<std::ptrdiff_t>(i), s.end(), is_digit);
+}
+
+// YAML 1.2 core-schema float without .inf/.nan: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool number_syntax(std::string_view s) {
+    size_t i = 0, n = s.size();
+    if (i < n && (s[i] == '-' || s[i] == '+')) ++i;
+    size_t int_digits = 0, frac_digits = 0;
+    while (i < n && is_digit(s[i])) ++i, ++int_digits;
+    if (i < n && s[i] == '.') {
+        ++i;
+        while (i < n && is_digit(s[i])) ++i, ++frac_digits;
+    }
+    if (int_digits == 0 && frac_digits == 0) return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < n && (s[i] == '-' || s[i] == '+')) ++i;
+        size_t exp_digits = 0;
+        while (i < n && is_digit(s[i])) ++i, ++exp_digits;
+        if (exp_digits == 0) return false;
+    }
+    return i == n;
+}
+
+std::string_view strip_plus(std::string_view s) { return (!s.empty() && s[0] == '+') ? s.substr(1) : s; }
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
+
+std::string lowered(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = lower(c);
+    return out;
+}
+
+// How far off a guess may be and still be suggested, by the length of what was typed.
+size_t max_distance(size_t typed_length) {
+    if (typed_length <= 3) return 1;
+    if (typed_length <= 6) return 2;
+    return 3;
+}
+
+std::string_view last_component(std::string_view path) {
+    size_t dot = path.rfind('.');
+    return dot == std::string_view::npos ? path : path.substr(dot + 1);
+}
+
+std::string got_text(std::string_view text, bool quoted) {
+    if (quoted) return fmt::format("the quoted string \"{}\"", detail::shown(text));
+    return fmt::format("'{}'", detail::shown(text));
+}
+
+}  // namespace
+
+std::span<const Key> keys() { return table(); }
+std::span<const Section> sections() { return kSections; }
+
+const Key* find_key(std::string_view path) {
+    for (const Key& k : table())
+        if (k.path == path) return &k;
+    return nullptr;
+}
+
+bool is_section(std::string_view path) {
+    return std::any_of(std::begin(kSections), std::end(kSections),
+                       [&](const Section& s) { return s.path == path; });
+}
+
+std::string_view parent_of(std::string_view path) {
+    size_t dot = path.rfind('.');
+    return dot == std::string_view::npos ? std::string_view{} : path.substr(0, dot);
+}
+
+std::string_view type_name(Type type) {
+    switch (type) {
+    case Type::integer: return "integer";
+    case Type::unsigned_integer: return "integer";
+    case Type::number: return "number";
+    case Type::boolean: return "boolean";
+    case Type::string: return "string";
+    case Type::choice: return "choice";
+    }
+    return "?";
+}
+
+std::string allowed_text(const Key& key) {
+    switch (key.type) {
+    case Type::integer: return describe_ints(key.ints);
+    case Type::unsigned_integer: return fmt::format("between 0 and {}", UINT64_MAX);
+    case Type::number: return describe_nums(key.nums);
+    case Type::boolean: return "true or false";
+    case Type::string: return std::string(key.allowed_text);
+    case Type::choice: return join_available(key.choices);
+    }
+    return {};
+}
+
+std::string expected_text(const Key& key) {
+    switch (key.type) {
+    case Type::integer:
+    case Type::unsigned_integer: return "an integer " + allowed_text(key);
+    case Type::number: return "a number " + allowed_text(key);
+    case Type::boolean: return "true or false";
+    case Type::string: return "a string of " + allowed_text(key);
+    case Type::choice: return "one of: " + allowed_text(key);
+    }
+    return {};
+}
+
+std::string_view choice_name(std::span<const Choice> choices, int value) {
+    for (const Choice& c : choices)
+        if (c.value == value && value >= 0) return c.name;
+    return {};
+}
+
+std::string value_text(const Key& key, const Value& value) {
+    switch (key.type) {
+    case Type::integer: return std::to_string(std::get<int64_t>(value));
+    case Type::unsigned_integer: return std::to_string(std::get<uint64_t>(value));
+    case Type::number: {
+        // Shortest text that reads back to the same double; "1" is written "1.0".
+        std::string s = format_number(std::get<double>(value));
+        if (s.find_first_not_of("-0123456789") == std::string::npos) s += ".0";
+        return s;
+    }
+    case Type::boolean: return std::get<bool>(value) ? "true" : "false";
+    case Type::string: return std::get<std::string>(value);
+    case Type::choice: return std::string(choice_name(key.choices, int(std::get<int64_t>(value))));
+    }
+    return {};
+}
+
+static std::string unavailable_message(const Key& key, const Choice& c) {
+    if (!c.reason.empty()) return std::string(c.reason);
+    return fmt::format("'{}' is not available yet in this version of moe-sim; available: {}", c.name,
+                       join_available(key.choices));
+}
+
+std::string check_value(const Key& key, const Value& value, std::string_view given) {
+    switch (key.type) {
+    case Type::integer: {
+        int64_t v = std::get<int64_t>(value);
+        if (v < key.ints.min || v > key.ints.max)
+            return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
+        return {};
+    }
+    case Type::number:
+        if (!nums_contain(key.nums, std::get<double>(value)))
+            return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
+        return {};
+    case Type::string:
+        if (key.string_ok && !key.string_ok(std::get<std::string>(value)))
+            return fmt::format("must be {}, got '{}'", allowed_text(key), detail::shown(given));
+        return {};
+    case Type::choice: {
+        int v = int(std::get<int64_t>(value));
+        for (const Choice& c : key.choices) {
+            if (c.value != v || v < 0) continue;
+            return c.available ? std::string{} : unavailable_message(key, c);
+        }
+        return fmt::format("must be one of: {}, got the value {}", allowed_text(key), v);
+    }
+    case Type::unsigned_integer:
+    case Type::boolean: return {};
+    }
+    return {};
+}
+
+bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out, std::string& error) {
+    auto type_error = [&] {
+        error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, quoted));
+        return false;
+    };
+    auto range_error = [&] {
+        error = fmt::format("must be {}, got {}", allowed_text(key), detail::shown(text));
+        return false;
+    };
+    switch (key.type) {
+    case Type::integer: {
+        if (quoted || !int_syntax(text)) return type_error();
+        std::string_view s = strip_plus(text);
+        int64_t v = 0;
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+        out = v;
+        break;
+    }
+    case Type::unsigned_integer: {
+        if (quoted || !int_syntax(text)) return type_error();
+        if (text[0] == '-') {
+            // "-0" is zero; any other negative number is out of range.
+            if (text.find_first_not_of("-0") != std::string_view::npos) return range_error();
+            out = uint64_t{0};
+            break;
+        }
+        std::string_view s = strip_plus(text);
+        uint64_t v = 0;
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+        out = v;
+        break;
+    }
+    case Type::number: {
+        if (quoted || !number_syntax(text)) return type_error();
+        std::string_view s = strip_plus(text);
+        double v = 0;
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+        out = v;
+        break;
+    }
+    case Type::boolean:
+        // YAML 1.2 core schema: true|True|TRUE|false|False|FALSE. yes/no/on/off are refused.
+        if (quoted) return type_error();
+        if (text == "true" || text == "True" || text == "TRUE") out = true;
+        else if (text == "false" || text == "False" || text == "FALSE") out = false;
+        else return type_error();
+        break;
+    case Type::string: out = std::string(text); break;
+    case Type::choice: {
+        for (const Choice& c : key.choices) {
+            if (c.name != text) continue;
+            if (!c.available) {
+                error = unavailable_message(key, c);
+                return false;
+            }
+            out = int64_t{c.value};
+            return true;
+        }
+        std::vector<std::string_view> names;
+        for (const Choice& c : key.choices)
+            if (c.available) names.push_back(c.name);
+        error = fmt::format("must be one of: {}, got '{}'", allowed_text(key), detail::shown(text));
+        std::string_view guess = nearest(text, names);
+        if (!guess.empty()) error += fmt::format(" (did you mean '{}'?)", guess);
+        return false;
+    }
+    }
+    error = check_value(key, out, text);
+    return error.empty();
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+    // Long strings are never "close" to a config name; do not spend quadratic time on them.
+    if (a.size() > 64 || b.size() > 64) return std::max(a.size(), b.size());
+    const size_t n = a.size(), m = b.size();
+    std::vector<size_t> d((n + 1) * (m + 1));
+    auto at = [&](size_t i, size_t j) -> size_t& { return d[i * (m + 1) + j]; };
+    for (size_t i = 0; i <= n; ++i) at(i, 0) = i;
+    for (size_t j = 0; j <= m; ++j) at(0, j) = j;
+    for (size_t i = 1; i <= n; ++i) {
+        for (size_t j = 1; j <= m; ++j) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                best = std::min(best, at(i - 2, j - 2) + 1);
+            at(i, j) = best;
+        }
+    }
+    return at(n, m);
+}
+
+std::string_view nearest(std::string_view given, std::span<const std::string_view> candidates) {
+    std::string g = lowered(given);
+    std::string_view best;
+    size_t best_d = max_distance(given.size()) + 1;
+    for (std::string_view c : candidates) {
+        size_t d = edit_distance(g, lowered(c));
+        if (d < best_d && (d < given.size() || d == 0)) best = c, best_d = d;
+    }
+    return best;
+}
+
+std::string_view suggest_key(std::string_view path) {
+    std::vector<std::string_view> all;
+    for (const Key& k : table()) all.push_back(k.path);
+    for (const Section& s : kSections) all.push_back(s.path);
+
+    // The same name in another section: "router.count" -> "experts.count", "lr" -> "train.lr".
+    std::string leaf = lowered(last_component(path));
+    for (std::string_view c : all)
+        if (lowered(last_component(c)) == leaf && c != path) return c;
+
+    // The nearest full path, judged by how long the mistyped last component is.
+    std::string p = lowered(path);
+    size_t typed = last_component(path).size();
+    std::string_view best;
+    size_t best_d = max_distance(typed) + 1;
+    for (std::string_view c : all) {
+        size_t d = edit_distance(p, lowered(c));
+        if (d < best_d && d < typed) best = c, best_d = d;
+    }
+    return best;
+}
+
+std::vector<std::string_view> children_of(std::string_view section) {
+    std::vector<std::string_view> out;
+    for (const Key& k : table()) {
+        std::string_view rest;
+        if (section.empty()) rest = k.path;
+        else if (k.path.size() > section.size() && k.path.substr(0, section.size()) == section &&
+                 k.path[section.size()] == '.')
+            rest = k.path.substr(section.size() + 1);
+        else continue;
+        std::string_view child = rest.substr(0, rest.find('.'));
+        if (std::find(out.begin(), out.end(), child) == out.end()) out.push_back(child);
+    }
+    return out;
+}
+
+std::string unknown_key_message(std::string_view path) {
+    std::string_view guess = suggest_key(path);
+    if (!guess.empty()) return fmt::format("unknown key (did you mean '{}'?)", guess);
+    std::string_view parent = parent_of(path);
+    if (!parent.empty() && !is_section(parent)) return "unknown key";
+    std::string names;
+    for (std::string_view c : children_of(parent)) names += (names.empty() ? "" : ", ") + std::string(c);
+    return fmt::format("unknown key ({} has: {})", parent.empty() ? "the top level" : parent, names);
+}
+
+}  // namespace moe::schema
+
+namespace moe {
+
+namespace {
+template <class E>
+std::string_view enum_name(std::span<const schema::Choice> choices, E v) {
+    return schema::choice_name(choices, int(v));
+}
+}  // namespace
+
+std::string_view to_string(Device v) { return enum_name(schema::kDevice, v); }
+std::string_view to_string(TaskKind v) { return enum_name(schema::kTask, v); }
+std::string_view to_string(Teacher v) { return enum_name(schema::kTeacher, v); }
+std::string_view to_string(Activation v) { return enum_name(schema::kActivation, v); }
+std::string_view to_string(RouterType v) { return enum_name(schema::kRouterType, v); }
+std::string_view to_string(ScoreFn v) { return enum_name(schema::kScore, v); }
+std::string_view to_string(DropPolicy v) { return enum_name(schema::kDrop, v); }
+std::string_view to_string(BalanceLoss v) { return enum_name(schema::kBalance, v); }
+std::string_view to_string(OptimizerKind v) { return enum_name(schema::kOptimizer, v); }
+std::string_view to_string(Schedule v) { return enum_name(schema::kSchedule, v); }
+
+std::vector<std::string> config_keys() {
+    std::vector<std::string> out;
+    for (const schema::Key& k : schema::keys()) out.emplace_back(k.path);
+    return out;
+}
+
+}  // namespace moe

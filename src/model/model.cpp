@@ -1,0 +1,105 @@
+#include "model/model.h"
+
+#include <algorithm>
+#include <string>
+
+namespace moe {
+
+Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
+    : cfg_(cfg), T_max_(T_max), D_(cfg.model.d_model), C_(num_classes), L_(cfg.model.layers),
+      seed_(cfg.seed) {
+    embed_.declare(ps_, "embed", input_dim, D_);
+    moe_.resize(L_);
+    dense_.resize(L_);
+    for (int l = 0; l < L_; ++l) {
+        const std::string name = "block" + std::to_string(l);
+        norm_g_.push_back(ps_.add(name + ".norm.g", D_, Init::ones));
+        if ((l + 1) % cfg.model.moe_every == 0) {
+            moe_[l] = std::make_unique<MoeLayer>(cfg, ps_, name + ".moe");
+        } else {
+            dense_[l] = std::make_unique<Ffn>();
+            dense_[l]->declare(ps_, name + ".ffn", D_, cfg.experts.d_ff, cfg.experts.activation);
+        }
+    }
+    final_g_ = ps_.add("final.norm.g", D_, Init::ones);
+    head_.declare(ps_, "head", D_, C_);
+    ps_.finalize(cfg.seed);
+
+    for (int l = 0; l < L_; ++l) {
+        if (moe_[l]) moe_[l]->reserve(T_max);
+        else dense_[l]->reserve(T_max);
+    }
+    const size_t TD = size_t(T_max) * D_;
+    h_.assign(L_ + 1, std::vector<float>(TD));
+    n_.assign(L_ + 1, std::vector<float>(TD));
+    rrms_.assign(L_ + 1, std::vector<float>(T_max));
+    f_.resize(TD);
+    dh_.resize(TD);
+    dn_.resize(TD);
+    logits_.resize(size_t(T_max) * C_);
+    dlogits_.resize(size_t(T_max) * C_);
+}
+
+std::vector<MoeLayer*> Model::moe_layers() {
+    std::vector<MoeLayer*> out;
+    for (auto& m : moe_)
+        if (m) out.push_back(m.get());
+    return out;
+}
+
+std::vector<int> Model::moe_block_index() const {
+    std::vector<int> out;
+    for (int l = 0; l < L_; ++l)
+        if (moe_[l]) out.push_back(l);
+    return out;
+}
+
+LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const StepInfo& info) {
+    LossParts lp;
+    x_ = x;
+    embed_.forward(be, ps_, h_[0].data(), x, T);
+    const size_t TD = size_t(T) * D_;
+    for (int l = 0; l < L_; ++l) {
+        be.rmsnorm_forward(n_[l].data(), rrms_[l].data(), h_[l].data(), ps_.p(norm_g_[l]), T, D_);
+        if (moe_[l]) {
+            MoeForwardInfo mi;
+            mi.training = info.training;
+            mi.seed = seed_;
+            mi.noise_step = uint64_t(info.step) * uint64_t(L_) + uint64_t(l);
+            mi.capacity_factor = info.capacity_factor;
+            moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, mi);
+            lp.aux += cfg_.balance.loss == BalanceLoss::none ? 0.0 : cfg_.balance.alpha * moe_[l]->aux_loss();
+            lp.z += cfg_.balance.z_loss * moe_[l]->z_loss_value();
+        } else {
+            dense_[l]->forward(be, ps_, f_.data(), n_[l].data(), T);
+        }
+        std::copy_n(h_[l].data(), TD, h_[l + 1].data());
+        be.add(h_[l + 1].data(), f_.data(), TD);
+    }
+    be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);
+    head_.forward(be, ps_, logits_.data(), n_[L_].data(), T);
+    lp.task = be.cross_entropy(info.training ? dlogits_.data() : nullptr, logits_.data(), y, T, C_,
+                               1.0f, &lp.correct);
+    lp.loss = lp.task + lp.aux + lp.z;
+    return lp;
+}
+
+void Model::backward(Backend& be, int T) {
+    const size_t TD = size_t(T) * D_;
+    // head and final norm
+    head_.backward(be, ps_, dn_.data(), dlogits_.data(), n_[L_].data(), T);
+    be.rmsnorm_backward(dh_.data(), ps_.g(final_g_), dn_.data(), h_[L_].data(), ps_.p(final_g_),
+                        rrms_[L_].data(), T, D_);
+    // blocks in reverse: dh stays the gradient of the residual stream h_{l+1}
+    for (int l = L_ - 1; l >= 0; --l) {
+        // dF = dh; dn = dFFN/dn; dh_l = dh + dnorm(dn)
+        if (moe_[l]) moe_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T);
+        else dense_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, false);
+        be.rmsnorm_backward(f_.data(), ps_.g(norm_g_[l]), dn_.data(), h_[l].data(),
+                            ps_.p(norm_g_[l]), rrms_[l].data(), T, D_);
+        be.add(dh_.data(), f_.data(), TD);
+    }
+    embed_.backward(be, ps_, nullptr, dh_.data(), x_, T);
+}
+
+}  // namespace moe

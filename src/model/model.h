@@ -1,0 +1,70 @@
+// The model (DESIGN.md "One step, as data flows"):
+//
+//   h_0     = x We + be                                  (T, D) input projection
+//   h_{l+1} = h_l + FFN_l(RMSNorm_l(h_l))                 l = 0..L-1, residual blocks
+//             FFN_l is an MoE layer when (l+1) % moe_every == 0, else a dense FFN of width d_ff
+//   logits  = RMSNorm_f(h_L) Wh + bh                      (T, C) classifier head
+//   loss    = cross_entropy(logits, y) + sum over MoE layers (alpha * aux + z_coef * z)
+//
+// Shapes: T tokens (examples), Din input dim, D = model.d_model, C classes.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "model/layers/ffn.h"
+#include "model/moe_layer.h"
+#include "model/params.h"
+
+namespace moe {
+
+struct LossParts {
+    double loss = 0.0;       // total = task + aux + z (with coefficients)
+    double task = 0.0;       // cross-entropy
+    double aux = 0.0;        // sum over MoE layers of alpha * aux
+    double z = 0.0;          // sum over MoE layers of z_coef * z
+    int64_t correct = 0;     // examples whose argmax is the label
+};
+
+struct StepInfo {
+    bool training = false;
+    int64_t step = 0;            // keys the gating noise
+    double capacity_factor = 0;  // this pass's capacity factor
+};
+
+class Model {
+public:
+    Model(const Config& cfg, int input_dim, int num_classes, int T_max);
+
+    // Forward pass and loss on x (T, Din), labels y (T). In training the gradients of the
+    // auxiliary losses are prepared for backward.
+    LossParts forward(Backend& be, const float* x, const int* y, int T, const StepInfo& info);
+    // Backward of the last forward (training): accumulates into the parameter gradients.
+    void backward(Backend& be, int T);
+
+    ParamStore& params() { return ps_; }
+    const ParamStore& params() const { return ps_; }
+    std::vector<MoeLayer*> moe_layers();     // in block order
+    std::vector<int> moe_block_index() const; // block index of each MoE layer
+    int T_max() const { return T_max_; }
+    const float* logits() const { return logits_.data(); }
+
+private:
+    Config cfg_;
+    int T_max_, D_, C_, L_;
+    ParamStore ps_;
+    Linear embed_, head_;
+    std::vector<int> norm_g_;                       // (L) norm gains, + final
+    int final_g_ = -1;
+    std::vector<std::unique_ptr<MoeLayer>> moe_;    // per block, null when dense
+    std::vector<std::unique_ptr<Ffn>> dense_;       // per block, null when MoE
+    // activations
+    const float* x_ = nullptr;
+    std::vector<std::vector<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
+    std::vector<float> f_, logits_, dlogits_, dh_, dn_;
+    uint64_t seed_;
+};
+
+}  // namespace moe

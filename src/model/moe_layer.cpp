@@ -1,0 +1,159 @@
+#include "model/moe_layer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "routing/balancer.h"
+#include "routing/capacity.h"
+
+namespace moe {
+
+MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name)
+    : D_(cfg.model.d_model),
+      N_(cfg.experts.count),
+      K_(cfg.router.k),
+      H_(cfg.experts.d_ff),
+      H1_(cfg.experts.activation == Activation::swiglu ? 2 * cfg.experts.d_ff : cfg.experts.d_ff),
+      act_(cfg.experts.activation),
+      balance_(cfg.balance),
+      drop_policy_(cfg.capacity.drop_policy),
+      noise_(float(cfg.router.noise)),
+      router_(router_create(cfg.router)) {
+    // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
+    router_w = ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
+    w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal, 1.0f / std::sqrt(float(D_)));
+    b1 = ps.add(name + ".experts.b1", size_t(N_) * H1_, Init::zeros);
+    w2 = ps.add(name + ".experts.w2", size_t(N_) * H_ * D_, Init::normal, 1.0f / std::sqrt(float(H_)));
+    b2 = ps.add(name + ".experts.b2", size_t(N_) * D_, Init::zeros);
+    if (cfg.experts.shared > 0) {
+        shared_ = std::make_unique<Ffn>();
+        shared_->declare(ps, name + ".shared", D_, cfg.experts.shared * H_, act_);
+    }
+    bias_.assign(N_, 0.0f);
+}
+
+void MoeLayer::reserve(int T_max) {
+    const size_t A = size_t(T_max) * K_;
+    plan_.resize(T_max, N_, K_);
+    tok_.resize(A);
+    scratch_.reserve(A + N_ + 1);
+    dscratch_.reserve(4 * size_t(N_));
+    logits_.resize(size_t(T_max) * N_);
+    xd_.resize(A * D_);
+    pre_.resize(A * H1_);
+    h_.resize(A * H_);
+    yd_.resize(A * D_);
+    dyd_.resize(A * D_);
+    dh_.resize(A * H_);
+    dpre_.resize(A * H1_);
+    dxd_.resize(A * D_);
+    dgate_.resize(A);
+    dgate_aux_.resize(A);
+    dprobs_.resize(size_t(T_max) * N_);
+    dlog_.resize(size_t(T_max) * N_);
+    dlog_aux_.resize(size_t(T_max) * N_);
+    dlog_direct_.resize(size_t(T_max) * N_);
+    gw_task_.resize(size_t(D_) * N_);
+    gw_aux_.resize(size_t(D_) * N_);
+    if (shared_) {
+        shared_->reserve(T_max);
+        shared_y_.resize(size_t(T_max) * D_);
+    }
+}
+
+double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
+                         const MoeForwardInfo& info) {
+    training_ = info.training;
+    plan_.resize(T, N_, K_);
+    be.gemm(logits_.data(), x, ps.p(router_w), T, N_, D_, false, false, 0.0f);
+    RouteContext ctx;
+    ctx.training = info.training;
+    ctx.seed = info.seed;
+    ctx.noise_step = info.noise_step;
+    ctx.capacity_factor = info.capacity_factor;
+    ctx.bias = balance_.bias_rate > 0.0 ? bias_.data() : nullptr;
+    router_->route(logits_.data(), ctx, plan_);
+    capacity_apply(plan_, info.capacity_factor, drop_policy_, scratch_);
+
+    // Dispatch: tokens grouped by expert, then one product per expert segment.
+    const int A = plan_.assignments();
+    const int* off = plan_.offsets.data();
+    for (int a = 0; a < A; ++a) tok_[a] = plan_.token_of(a);
+    be.gather_rows(xd_.data(), x, tok_.data(), A, D_);
+    be.gemm_grouped_rows(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, off, N_, H1_, D_,
+                         false, 0.0f);
+    be.bias_add_grouped(pre_.data(), ps.p(b1), H1_, off, N_, H1_);
+    be.act_forward(h_.data(), pre_.data(), A, H_, act_);
+    be.gemm_grouped_rows(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, off, N_, D_, H_,
+                         false, 0.0f);
+    be.bias_add_grouped(yd_.data(), ps.p(b2), D_, off, N_, D_);
+    // Combine: gate-weighted sum of each token's kept slots.
+    be.combine_slots(y, yd_.data(), plan_.pos.data(), plan_.gate.data(), T, K_, D_, false);
+    if (shared_) {
+        shared_->forward(be, ps, shared_y_.data(), x, T);
+        be.add(y, shared_y_.data(), size_t(T) * D_);
+    }
+
+    // Balancing losses; in training their gradients are accumulated now for backward.
+    const size_t TN = size_t(T) * N_;
+    float* dprobs = nullptr;
+    float* dgate_aux = nullptr;
+    float* dlog_direct = nullptr;
+    if (training_) {
+        std::fill_n(dprobs_.data(), TN, 0.0f);
+        std::fill_n(dgate_aux_.data(), size_t(T) * K_, 0.0f);
+        std::fill_n(dlog_direct_.data(), TN, 0.0f);
+        dprobs = dprobs_.data();
+        dgate_aux = dgate_aux_.data();
+        dlog_direct = dlog_direct_.data();
+    }
+    const float alpha = float(balance_.alpha);
+    aux_ = 0.0;
+    if (balance_.loss == BalanceLoss::switch_loss)
+        aux_ = switch_loss(plan_, alpha, dprobs);
+    else if (balance_.loss == BalanceLoss::shazeer)
+        aux_ = shazeer_loss(plan_, logits_.data(), info.training ? noise_ : 0.0f, alpha,
+                            dgate_aux, dlog_direct, dscratch_);
+    z_ = z_loss(logits_.data(), T, N_, float(balance_.z_loss),
+                balance_.z_loss > 0.0 ? dlog_direct : nullptr);
+    const double weighted_aux = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
+    return weighted_aux + balance_.z_loss * z_;
+}
+
+void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
+                        int T) {
+    const int A = plan_.assignments();
+    const int* off = plan_.offsets.data();
+    // Combine backward: dY of each assignment and d gate of each slot.
+    be.combine_slots_backward(dyd_.data(), dgate_.data(), dy, yd_.data(), plan_.pos.data(),
+                              plan_.gate.data(), T, K_, D_);
+    // Experts backward, per segment.
+    be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd_.data(), off, N_, H_, D_);
+    be.bias_grad_grouped(ps.g(b2), D_, dyd_.data(), off, N_, D_);
+    be.gemm_grouped_rows(dh_.data(), dyd_.data(), ps.p(w2), size_t(H_) * D_, off, N_, H_, D_,
+                         true, 0.0f);
+    be.act_backward(dpre_.data(), dh_.data(), pre_.data(), A, H_, act_);
+    be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre_.data(), off, N_, D_, H1_);
+    be.bias_grad_grouped(ps.g(b1), H1_, dpre_.data(), off, N_, H1_);
+    be.gemm_grouped_rows(dxd_.data(), dpre_.data(), ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_,
+                         true, 0.0f);
+    // Scatter back to tokens: dx[t] = sum of its kept slots' dXd (slot order: deterministic).
+    be.combine_slots(dx, dxd_.data(), plan_.pos.data(), nullptr, T, K_, D_, false);
+
+    // Router: task gradient through the gates; auxiliary gradient through p, the gates and the
+    // logits directly.
+    router_->backward(plan_, dgate_.data(), nullptr, dlog_.data());
+    router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_aux_.data());
+    be.add(dlog_aux_.data(), dlog_direct_.data(), size_t(T) * N_);
+    // The router-weight gradient is always computed as task part + auxiliary part, so that the
+    // statistics (gradient interference) never change the arithmetic of training.
+    be.gemm(gw_task_.data(), x, dlog_.data(), D_, N_, T, true, false, 0.0f);
+    be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, N_, T, true, false, 0.0f);
+    be.add(ps.g(router_w), gw_task_.data(), size_t(D_) * N_);
+    be.add(ps.g(router_w), gw_aux_.data(), size_t(D_) * N_);
+    be.add(dlog_.data(), dlog_aux_.data(), size_t(T) * N_);
+    be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, N_, false, true, 1.0f);
+    if (shared_) shared_->backward(be, ps, dx, dy, x, T, true);
+}
+
+}  // namespace moe

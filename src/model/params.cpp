@@ -1,0 +1,34 @@
+#include "model/params.h"
+
+#include <algorithm>
+
+#include "backend/rng.h"
+
+namespace moe {
+
+int ParamStore::add(std::string name, size_t size, Init init, float std) {
+    // 16-float alignment of every tensor keeps SIMD loads aligned
+    const size_t offset = (total_ + 15) / 16 * 16;
+    tensors_.push_back({std::move(name), offset, size, init, std});
+    total_ = offset + size;
+    return int(tensors_.size()) - 1;
+}
+
+void ParamStore::finalize(uint64_t seed) {
+    data_.assign(total_, 0.0f);
+    grad_.assign(total_, 0.0f);
+    for (size_t k = 0; k < tensors_.size(); ++k) {
+        const ParamTensor& t = tensors_[k];
+        float* d = data_.data() + t.offset;
+        const Rng rng{seed, kStreamInit, uint64_t(k)};
+        switch (t.init) {
+            case Init::zeros: std::fill_n(d, t.size, 0.0f); break;
+            case Init::ones: std::fill_n(d, t.size, 1.0f); break;
+            case Init::normal:
+                for (size_t i = 0; i < t.size; ++i) d[i] = t.std * rng.normal(i);
+                break;
+        }
+    }
+}
+
+}  // namespace moe

@@ -1,0 +1,35 @@
+// Load balancing (METRICS.md "Auxiliary losses"). Each auxiliary loss returns its value before
+// its coefficient and ACCUMULATES coef * (its gradient) into the gradient buffers it acts on:
+//   d_probs (T,N)  gradient w.r.t. the router probabilities p
+//   d_gate  (T*K)  gradient w.r.t. the slots' gate weights
+//   d_logits (T,N) gradient w.r.t. the (clean) router logits
+// Gradient buffers may be null to compute the value only (evaluation, statistics).
+// Reductions run serially in token order: results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "routing/routing_plan.h"
+
+namespace moe {
+
+// Switch (Fedus et al. 2021): N * sum_i f_i * Pbar_i, f_i = A_i / (T K) (constant),
+// Pbar_i = mean_t p[t,i]. Equals 1 at perfect balance.
+double switch_loss(const RoutingPlan& plan, float coef, float* d_probs);
+
+// Shazeer et al. 2017: CV(Importance)^2 + CV(Load)^2, Importance_i = sum_t G[t,i] (gates of the
+// selected slots), Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std),
+// the smooth estimate of the tokens assigned under gating noise. With noise_std = 0 (evaluation)
+// the Load term uses the hard counts A_i and has no gradient. CV^2 is var / mean^2 (population).
+double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_std, float coef,
+                    float* d_gate, float* d_logits, std::vector<double>& scratch);
+
+// Router z-loss (Zoph et al. 2022): mean_t (log sum_i exp(logit[t,i]))^2.
+double z_loss(const float* logits, int T, int N, float coef, float* d_logits);
+
+// Auxiliary-loss-free balancing (Wang et al. 2024): b_i += rate * sign(mean_j A_j - A_i),
+// with A counted over one step's batch (the plan's routed counts).
+void bias_update(float* bias, const int* routed, int N, float rate);
+
+}  // namespace moe

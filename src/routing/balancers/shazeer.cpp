@@ -1,0 +1,95 @@
+#include <algorithm>
+#include <cmath>
+
+#include "routing/balancer.h"
+
+namespace moe {
+namespace {
+
+// CV^2 = var / mean^2 of x (N); writes its gradient times coef into g (N).
+double cv2(const double* x, int N, double coef, double* g) {
+    double m = 0.0;
+    for (int i = 0; i < N; ++i) m += x[i];
+    m /= N;
+    if (m == 0.0) {
+        for (int i = 0; i < N; ++i) g[i] = 0.0;
+        return 0.0;
+    }
+    double v = 0.0;
+    for (int i = 0; i < N; ++i) v += (x[i] - m) * (x[i] - m);
+    v /= N;
+    // d(v/m^2)/dx_i = 2 (x_i - m) / (N m^2) - 2 v / (N m^3)
+    for (int i = 0; i < N; ++i) g[i] = coef * (2.0 * (x[i] - m) / (N * m * m) - 2.0 * v / (N * m * m * m));
+    return v / (m * m);
+}
+
+}  // namespace
+
+double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_std, float coef,
+                    float* d_gate, float* d_logits, std::vector<double>& scratch) {
+    const int T = plan.T, N = plan.N, K = plan.K;
+    scratch.assign(size_t(4) * N, 0.0);
+    double* imp = scratch.data();
+    double* load = imp + N;
+    double* g_imp = load + N;
+    double* g_load = g_imp + N;
+    for (int s = 0; s < T * K; ++s) imp[plan.sel[s]] += plan.gate[s];
+    const bool smooth = noise_std > 0.0f && K < N;
+    // kth_excluding(noisy[t], K, i): the K-th largest noisy logit among the others; it is the
+    // (K+1)-th largest overall when i is among the top K, else the K-th largest.
+    auto kth = [&](int t, int& kth_idx, int& k1_idx) {
+        const float* z = plan.noisy.data() + size_t(t) * N;
+        int top[65];
+        int n = 0;
+        for (int i = 0; i < N; ++i) {   // top K+1 by value, ties to the lower index
+            if (n == K + 1 && !(z[i] > z[top[K]])) continue;
+            int j = n < K + 1 ? n++ : K;
+            while (j > 0 && z[i] > z[top[j - 1]]) {
+                top[j] = top[j - 1];
+                --j;
+            }
+            top[j] = i;
+        }
+        kth_idx = top[K - 1];
+        k1_idx = top[K];
+    };
+    constexpr double kInvSqrt2 = 0.70710678118654752, kInvSqrt2Pi = 0.39894228040143268;
+    if (smooth) {
+        for (int t = 0; t < T; ++t) {
+            int ki, k1;
+            kth(t, ki, k1);
+            const float* z = plan.noisy.data() + size_t(t) * N;
+            for (int i = 0; i < N; ++i) {
+                const bool in_top = z[i] > z[ki] || i == ki ||
+                                    (z[i] == z[ki] && i < ki);   // i among the top K
+                const int m = in_top ? k1 : ki;
+                const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
+                load[i] += 0.5 * std::erfc(-u * kInvSqrt2);
+            }
+        }
+    } else {
+        for (int i = 0; i < N; ++i) load[i] = plan.routed[i];
+    }
+    const double loss = cv2(imp, N, coef, g_imp) + cv2(load, N, coef, g_load);
+    if (d_gate)
+        for (int s = 0; s < T * K; ++s) d_gate[s] += float(g_imp[plan.sel[s]]);
+    if (d_logits && smooth) {
+        for (int t = 0; t < T; ++t) {
+            int ki, k1;
+            kth(t, ki, k1);
+            const float* z = plan.noisy.data() + size_t(t) * N;
+            float* dl = d_logits + size_t(t) * N;
+            for (int i = 0; i < N; ++i) {
+                const bool in_top = z[i] > z[ki] || i == ki || (z[i] == z[ki] && i < ki);
+                const int m = in_top ? k1 : ki;
+                const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
+                const double dphi = kInvSqrt2Pi * std::exp(-0.5 * u * u) / noise_std * g_load[i];
+                dl[i] += float(dphi);   // through the clean logit
+                dl[m] -= float(dphi);   // through the k-th noisy logit (noisy = clean + noise)
+            }
+        }
+    }
+    return loss;
+}
+
+}  // namespace moe

@@ -1,0 +1,228 @@
+#include "stats/routing_stats.h"
+
+#include "stats/load_stats.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+
+namespace moe {
+
+std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats& s) {
+    return {s.max_vio,          s.load_cv,         s.load_entropy,   s.effective_experts,
+            s.gini,             double(s.dead_experts), s.min_load,  s.max_load,
+            s.drop_rate,        s.dropped_token_rate, s.router_entropy, s.top1_prob,
+            s.flip_rate,        s.spec_nmi,        s.spec_purity,    s.aux_loss,
+            s.z_loss,           s.logit_lse2,      s.router_grad_task, s.router_grad_aux,
+            s.router_grad_cos};
+}
+
+LayerWindow::LayerWindow(int N, int max_groups)
+    : N_(N),
+      max_groups_(max_groups),
+      routed_(size_t(N), 0),
+      dropped_(size_t(N), 0),
+      importance_sum_(size_t(N), 0.0),
+      group_expert_(size_t(max_groups) * size_t(N), 0) {
+    assert(N >= 0 && max_groups >= 0);
+}
+
+void LayerWindow::reset() {
+    std::fill(routed_.begin(), routed_.end(), 0);
+    std::fill(dropped_.begin(), dropped_.end(), 0);
+    std::fill(importance_sum_.begin(), importance_sum_.end(), 0.0);
+    std::fill(group_expert_.begin(), group_expert_.end(), 0);
+    num_groups_ = 0;
+    tokens_ = slots_ = dropped_tokens_ = batches_ = 0;
+    prob_tokens_ = logit_tokens_ = group_tokens_ = 0;
+    entropy_sum_ = top1_sum_ = lse2_sum_ = 0.0;
+    aux_sum_ = z_sum_ = 0.0;
+}
+
+void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const float* logits,
+                          const int* groups, int num_groups, double aux_loss, double z_loss) {
+    assert(plan.N == N_);
+    const int T = plan.T, N = plan.N, K = plan.K;
+    assert(plan.sel.size() >= size_t(T) * K && plan.kept.size() >= size_t(T) * K);
+
+    // Counts: A[i], D[i]; the assignment total T*K; tokens with no kept slot.
+    for (int i = 0; i < N; ++i) {
+        routed_[size_t(i)] += plan.routed[size_t(i)];
+        dropped_[size_t(i)] += plan.dropped[size_t(i)];
+    }
+    tokens_ += T;
+    slots_ += int64_t(T) * K;
+    for (int t = 0; t < T; ++t) {
+        bool any_kept = false;
+        for (int j = 0; j < K; ++j) any_kept = any_kept || plan.kept[size_t(t) * K + j] != 0;
+        if (!any_kept) ++dropped_tokens_;
+    }
+
+    // Router probabilities p: (T, N): entropy, top-1 probability, importance.
+    if (probs != nullptr) {
+        for (int t = 0; t < T; ++t) {
+            const float* p = probs + size_t(t) * N;
+            double h = 0.0, top = 0.0;
+            for (int i = 0; i < N; ++i) {
+                const double q = p[i];
+                if (q > 0.0) h -= q * std::log(q);
+                top = std::max(top, q);
+                importance_sum_[size_t(i)] += q;
+            }
+            entropy_sum_ += h;
+            top1_sum_ += top;
+        }
+        prob_tokens_ += T;
+    }
+
+    // Logits l: (T, N): (logsumexp_i l[t,i])^2, shifted by the row max.
+    if (logits != nullptr && N > 0) {
+        for (int t = 0; t < T; ++t) {
+            const float* l = logits + size_t(t) * N;
+            double m = l[0];
+            for (int i = 1; i < N; ++i) m = std::max(m, double(l[i]));
+            double s = 0.0;
+            for (int i = 0; i < N; ++i) s += std::exp(double(l[i]) - m);
+            const double lse = m + std::log(s);
+            lse2_sum_ += lse * lse;
+        }
+        logit_tokens_ += T;
+    }
+
+    // Group x top-1 expert table.
+    if (groups != nullptr && K > 0) {
+        assert(num_groups >= 0 && num_groups <= max_groups_);
+        num_groups_ = std::max(num_groups_, num_groups);
+        for (int t = 0; t < T; ++t) {
+            const int g = groups[t];
+            if (g < 0) continue;
+            assert(g < num_groups);
+            const int e = plan.sel[size_t(t) * K];
+            ++group_expert_[size_t(g) * N + size_t(e)];
+            ++group_tokens_;
+        }
+    }
+
+    aux_sum_ += aux_loss;
+    z_sum_ += z_loss;
+    ++batches_;
+}
+
+LayerStats LayerWindow::finish() const {
+    constexpr double kNaN = LayerStats::kNaN;
+    LayerStats s;
+    s.num_tokens = tokens_;
+    s.num_batches = batches_;
+
+    const LoadStats ls = load_stats(routed_);
+    s.max_vio = ls.max_vio;
+    s.load_cv = ls.load_cv;
+    s.load_entropy = ls.load_entropy;
+    s.effective_experts = ls.effective_experts;
+    s.gini = ls.gini;
+    s.dead_experts = ls.dead_experts;
+    s.min_load = ls.min_load;
+    s.max_load = ls.max_load;
+
+    int64_t routed_total = 0, dropped_total = 0;
+    for (int i = 0; i < N_; ++i) {
+        routed_total += routed_[size_t(i)];
+        dropped_total += dropped_[size_t(i)];
+    }
+    s.drop_rate = slots_ > 0 ? double(dropped_total) / double(slots_) : kNaN;
+    s.dropped_token_rate = tokens_ > 0 ? double(dropped_tokens_) / double(tokens_) : kNaN;
+
+    if (prob_tokens_ > 0) {
+        const double mean_h = entropy_sum_ / double(prob_tokens_);
+        s.router_entropy = N_ == 1 ? 1.0 : mean_h / std::log(double(N_));
+        s.top1_prob = top1_sum_ / double(prob_tokens_);
+    }
+    if (logit_tokens_ > 0) s.logit_lse2 = lse2_sum_ / double(logit_tokens_);
+    if (batches_ > 0) {
+        s.aux_loss = aux_sum_ / double(batches_);
+        s.z_loss = z_sum_ / double(batches_);
+    }
+
+    s.experts.resize(size_t(N_));
+    for (int i = 0; i < N_; ++i) {
+        ExpertStats& e = s.experts[size_t(i)];
+        e.tokens = routed_[size_t(i)];
+        e.dropped = dropped_[size_t(i)];
+        e.processed = e.tokens - e.dropped;
+        e.load = routed_total > 0 ? double(e.tokens) / double(routed_total) : kNaN;
+        e.importance =
+            prob_tokens_ > 0 ? importance_sum_[size_t(i)] / double(prob_tokens_) : kNaN;
+    }
+
+    s.num_groups = num_groups_;
+    s.group_expert.assign(group_expert_.begin(),
+                          group_expert_.begin() + ptrdiff_t(size_t(num_groups_) * N_));
+    if (num_groups_ > 0) {
+        s.spec_nmi = spec_nmi(s.group_expert, num_groups_, N_);
+        s.spec_purity = spec_purity(s.group_expert, num_groups_, N_);
+    }
+    return s;
+}
+
+double FlipTracker::update(std::span<const int> top1) {
+    double rate = std::numeric_limits<double>::quiet_NaN();
+    if (has_previous_ && previous_.size() == top1.size() && !top1.empty()) {
+        int64_t changed = 0;
+        for (size_t t = 0; t < top1.size(); ++t) changed += previous_[t] != top1[t];
+        rate = double(changed) / double(top1.size());
+    }
+    previous_.assign(top1.begin(), top1.end());
+    has_previous_ = true;
+    return rate;
+}
+
+std::string_view collapse_kind_name(CollapseKind kind) {
+    return kind == CollapseKind::dead ? "dead" : "revived";
+}
+
+CollapseTracker::CollapseTracker(int num_layers, int N)
+    : layers_(num_layers), N_(N), dead_(size_t(num_layers) * size_t(N), 0),
+      first_dead_(size_t(num_layers)) {
+    assert(num_layers >= 0 && N >= 0);
+}
+
+void CollapseTracker::observe(int64_t step, int layer, std::span<const double> load,
+                              std::vector<CollapseEvent>& events) {
+    assert(layer >= 0 && layer < layers_ && load.size() == size_t(N_));
+    const double threshold = 1.0 / (10.0 * N_);
+    for (int i = 0; i < N_; ++i) {
+        const double l = load[size_t(i)];
+        if (std::isnan(l)) continue;
+        uint8_t& dead = dead_[size_t(layer) * N_ + size_t(i)];
+        if (l < threshold && !dead) {
+            dead = 1;
+            events.push_back({step, layer, i, CollapseKind::dead});
+            if (!first_dead_[size_t(layer)]) first_dead_[size_t(layer)] = step;
+        } else if (l >= threshold && dead) {
+            dead = 0;
+            events.push_back({step, layer, i, CollapseKind::revived});
+        }
+    }
+}
+
+bool CollapseTracker::is_dead(int layer, int expert) const {
+    return dead_[size_t(layer) * N_ + size_t(expert)] != 0;
+}
+
+int CollapseTracker::dead_count(int layer) const {
+    const auto first = dead_.begin() + ptrdiff_t(size_t(layer) * N_);
+    return int(std::count(first, first + N_, uint8_t{1}));
+}
+
+std::optional<int64_t> CollapseTracker::first_dead_step() const {
+    std::optional<int64_t> first;
+    for (const auto& f : first_dead_)
+        if (f && (!first || *f < *first)) first = f;
+    return first;
+}
+
+std::optional<int64_t> CollapseTracker::first_dead_step(int layer) const {
+    return first_dead_[size_t(layer)];
+}
+
+}  // namespace moe

@@ -1,0 +1,164 @@
+// Routing statistics of one MoE layer over a log window (METRICS.md): the rows of layers.csv,
+// experts.csv and specialization.csv.
+//
+// A LayerWindow is sized once for N experts (and at most G ground-truth groups), reset() at
+// every log row, and fed one observe() per step (train) or per eval batch. Per batch b with
+// T_b tokens, K_b slots per token, routed A_b[i], dropped D_b[i], probabilities p, logits l:
+//   tokens[i]          = sum_b A_b[i]                  dropped[i] = sum_b D_b[i]
+//   processed[i]       = tokens[i] - dropped[i]        load[i] = tokens[i] / sum_j tokens[j]
+//   importance[i]      = sum_{b,t} p[t,i] / sum_b T_b
+//   max_vio ... gini, min/max_load, dead_experts: load_stats(tokens)   (stats/load_stats.h)
+//   drop_rate          = sum_{b,i} D_b[i] / sum_b T_b K_b
+//   dropped_token_rate = #{tokens all of whose slots have kept = 0} / sum_b T_b
+//                        (expert choice: a token chosen by no expert has no kept slot)
+//   router_entropy     = mean over tokens of -sum_i p[t,i] ln p[t,i] / ln N   (1 when N = 1)
+//   top1_prob          = mean over tokens of max_i p[t,i]
+//   logit_lse2         = mean over tokens of (log sum_i exp l[t,i])^2, max-shifted, in double
+//   aux_loss, z_loss   = mean over the batches of the values passed to observe()
+//   group table n[g,i] = tokens of group g whose top-1 expert is i; the top-1 expert of token
+//                        t is plan.sel[t*K] (the highest-scoring choice, kept or dropped)
+//   spec_nmi, spec_purity from that table (stats/load_stats.h); NaN when no groups were given
+// Counts are exact integer sums over the window, never averages of per-batch ratios. A column
+// that is undefined (no tokens; no probabilities passed; no groups) is NaN: an empty CSV cell.
+//
+// flip_rate comes from FlipTracker, the collapse events from CollapseTracker (below), and the
+// router gradient columns from the trainer: finish() leaves those four NaN.
+#pragma once
+
+#include "routing/routing_plan.h"
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace moe {
+
+struct ExpertStats {
+    int64_t tokens = 0;      // A[i]
+    int64_t dropped = 0;     // D[i]
+    int64_t processed = 0;   // P[i]
+    double load = 0.0;       // A[i] / sum_j A[j]
+    double importance = 0.0; // mean over tokens of p[t,i]
+};
+
+struct LayerStats {
+    static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+    int64_t num_tokens = 0;   // tokens observed over the window
+    int64_t num_batches = 0;  // observe() calls over the window
+
+    // layers.csv, in the order of kLayerStatColumns
+    double max_vio = kNaN, load_cv = kNaN, load_entropy = kNaN, effective_experts = kNaN;
+    double gini = kNaN;
+    int dead_experts = 0;
+    double min_load = kNaN, max_load = kNaN;
+    double drop_rate = kNaN, dropped_token_rate = kNaN;
+    double router_entropy = kNaN, top1_prob = kNaN;
+    double flip_rate = kNaN;                   // FlipTracker (eval rows)
+    double spec_nmi = kNaN, spec_purity = kNaN;
+    double aux_loss = kNaN, z_loss = kNaN, logit_lse2 = kNaN;
+    double router_grad_task = kNaN, router_grad_aux = kNaN, router_grad_cos = kNaN;  // trainer
+
+    std::vector<ExpertStats> experts;          // (N): experts.csv (bias comes from the balancer)
+    int num_groups = 0;                        // G: the largest num_groups passed to observe()
+    std::vector<int64_t> group_expert;         // (G, N) row-major: specialization.csv
+};
+
+// layers.csv statistic columns (after step, split, layer), in METRICS.md order, and the values
+// of one LayerStats in that order (dead_experts as a double; NaN = empty cell).
+inline constexpr std::array<std::string_view, 21> kLayerStatColumns = {
+    "max_vio",        "load_cv",          "load_entropy",     "effective_experts",
+    "gini",           "dead_experts",     "min_load",         "max_load",
+    "drop_rate",      "dropped_token_rate", "router_entropy", "top1_prob",
+    "flip_rate",      "spec_nmi",         "spec_purity",      "aux_loss",
+    "z_loss",         "logit_lse2",       "router_grad_task", "router_grad_aux",
+    "router_grad_cos"};
+std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats& s);
+
+class LayerWindow {
+public:
+    // N experts; max_groups bounds the num_groups of every observe() (0 = no group table).
+    explicit LayerWindow(int N = 0, int max_groups = 0);
+
+    void reset();  // start a new window; keeps every buffer
+
+    // One batch of this layer. plan: its T, N (must equal the window's N), K, sel, kept,
+    // routed, dropped. probs: (T, N) row-major router probabilities or nullptr. logits: (T, N)
+    // or nullptr. groups: (T) ground-truth group per token, in [0, num_groups), or nullptr; a
+    // negative group means "none" and is skipped. aux_loss, z_loss: the layer's balancing
+    // losses for this batch, before their coefficients. O(T*K + T*N), allocates nothing.
+    void observe(const RoutingPlan& plan, const float* probs, const float* logits,
+                 const int* groups, int num_groups, double aux_loss, double z_loss);
+
+    LayerStats finish() const;  // O(N log N + G*N)
+
+    int experts() const { return N_; }
+    int max_groups() const { return max_groups_; }
+    int64_t tokens() const { return tokens_; }
+
+private:
+    int N_ = 0, max_groups_ = 0;
+    std::vector<int64_t> routed_, dropped_;    // (N)
+    std::vector<double> importance_sum_;       // (N)
+    std::vector<int64_t> group_expert_;        // (max_groups, N)
+    int num_groups_ = 0;
+    int64_t tokens_ = 0, slots_ = 0, dropped_tokens_ = 0, batches_ = 0;
+    int64_t prob_tokens_ = 0, logit_tokens_ = 0, group_tokens_ = 0;
+    double entropy_sum_ = 0.0, top1_sum_ = 0.0, lse2_sum_ = 0.0;
+    double aux_sum_ = 0.0, z_sum_ = 0.0;
+};
+
+// Top-1 expert of token t: the highest-scoring selection, kept or dropped.
+inline int top1_expert(const RoutingPlan& plan, int t) { return plan.sel[size_t(t) * plan.K]; }
+
+// flip_rate: fraction of a fixed probe set of eval tokens whose top-1 expert changed since the
+// previous eval. update() returns NaN on the first eval (nothing to compare with) and when the
+// probe set's size changed; it then remembers top1 for the next call.
+class FlipTracker {
+public:
+    double update(std::span<const int> top1);
+    void reset() { previous_.clear(); has_previous_ = false; }
+
+private:
+    std::vector<int> previous_;
+    bool has_previous_ = false;
+};
+
+// Collapse events (events.csv): an expert is dead when its load over a whole eval interval is
+// below 1/(10N), and revived when it was dead and its load is back at 1/(10N) or more.
+// Every expert starts alive. An interval with no tokens (NaN loads) changes nothing.
+enum class CollapseKind { dead, revived };
+std::string_view collapse_kind_name(CollapseKind kind);  // "dead" | "revived"
+
+struct CollapseEvent {
+    int64_t step = 0;
+    int layer = 0;
+    int expert = 0;
+    CollapseKind kind = CollapseKind::dead;
+};
+
+class CollapseTracker {
+public:
+    CollapseTracker(int num_layers, int N);
+
+    // load: (N) load fractions of `layer` over the eval interval that ends at `step`.
+    // Appends that layer's transitions, in expert order, to `events`.
+    void observe(int64_t step, int layer, std::span<const double> load,
+                 std::vector<CollapseEvent>& events);
+
+    bool is_dead(int layer, int expert) const;
+    int dead_count(int layer) const;
+    std::optional<int64_t> first_dead_step() const;           // over all layers
+    std::optional<int64_t> first_dead_step(int layer) const;
+
+private:
+    int layers_ = 0, N_ = 0;
+    std::vector<uint8_t> dead_;                     // (layers, N)
+    std::vector<std::optional<int64_t>> first_dead_;  // (layers)
+};
+
+}  // namespace moe

@@ -1,0 +1,57 @@
+// The Task interface (DESIGN.md, "Task --batch(step)--> Batch"): a data generator that hands the
+// training loop the batch of any step, and a fixed held-out evaluation set. One file per task
+// (clusters.cpp, ...); task_create() in task_registry.cpp picks one by data.task.
+//
+// Every task is a pure function of the config and its seed: the batch of step s is the same whatever
+// happened before (a resumed run sees the same data), whatever the thread count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace moe {
+
+struct Batch {               // B examples
+    int B = 0, dim = 0;
+    std::vector<float> x;    // (B, dim) row-major inputs
+    std::vector<int> y;      // (B) class labels in [0, num_classes)
+    std::vector<int> group;  // (B) ground-truth group (the cluster, domain or operation)
+
+    // Sizes the three arrays for b examples of width d; keeps capacity, so a batch reused with the
+    // same (or a smaller) shape never allocates again.
+    void resize(int b, int d) {
+        B = b;
+        dim = d;
+        x.resize(static_cast<size_t>(b) * static_cast<size_t>(d));
+        y.resize(static_cast<size_t>(b));
+        group.resize(static_cast<size_t>(b));
+    }
+    const float* row(int i) const { return x.data() + static_cast<size_t>(i) * static_cast<size_t>(dim); }
+};
+
+class Task {
+public:
+    virtual ~Task() = default;
+
+    virtual int input_dim() const = 0;
+    virtual int num_classes() const = 0;
+    virtual int num_groups() const = 0;
+
+    // Fills `out` with the training batch of step `step` (batch_size examples). `out` keeps its
+    // capacity: no allocation after the first call with this batch size. Thread-safe (const).
+    virtual void train_batch(int64_t step, int batch_size, Batch& out) const = 0;
+
+    // The fixed held-out set of data.eval_size examples, generated once.
+    virtual const Batch& eval_set() const = 0;
+
+    virtual std::string_view name() const = 0;
+};
+
+// The task that cfg.data.task names, built from the (validated) config and cfg.seed.
+std::unique_ptr<Task> task_create(const Config& cfg);
+
+}  // namespace moe

@@ -1,0 +1,46 @@
+#include "train/optimizer.h"
+
+#include <cmath>
+
+namespace moe {
+
+Optimizer::Optimizer(const TrainConfig& cfg, size_t n) : cfg_(cfg) {
+    m_.assign(n, 0.0f);
+    if (cfg.optimizer != OptimizerKind::sgd) v_.assign(n, 0.0f);
+}
+
+void Optimizer::step(Backend& be, ParamStore& ps, float lr, int64_t t) {
+    float* p = ps.data().data();
+    const float* g = ps.grad().data();
+    const size_t n = ps.data().size();
+    switch (cfg_.optimizer) {
+        case OptimizerKind::sgd: be.sgd_step(p, g, m_.data(), n, lr, float(cfg_.momentum)); break;
+        case OptimizerKind::adam:
+            be.adam_step(p, g, m_.data(), v_.data(), n, lr, float(cfg_.beta1), float(cfg_.beta2),
+                         1e-8f, 0.0f, t);
+            break;
+        case OptimizerKind::adamw:
+            be.adam_step(p, g, m_.data(), v_.data(), n, lr, float(cfg_.beta1), float(cfg_.beta2),
+                         1e-8f, float(cfg_.weight_decay), t);
+            break;
+    }
+}
+
+double lr_at(const TrainConfig& cfg, int64_t s) {
+    const double lr = cfg.lr;
+    if (cfg.warmup_steps > 0 && s <= cfg.warmup_steps) return lr * double(s) / double(cfg.warmup_steps);
+    if (cfg.schedule == Schedule::constant) return lr;
+    const double span = double(cfg.steps - cfg.warmup_steps);
+    const double progress = span > 0 ? double(s - cfg.warmup_steps) / span : 1.0;
+    constexpr double kPi = 3.14159265358979323846;
+    return cfg.min_lr + 0.5 * (lr - cfg.min_lr) * (1.0 + std::cos(kPi * progress));
+}
+
+double clip_grad_norm(Backend& be, ParamStore& ps, double max_norm) {
+    const double norm = std::sqrt(be.sum_squares(ps.grad().data(), ps.grad().size()));
+    if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm)
+        be.scale(ps.grad().data(), ps.grad().size(), float(max_norm / norm));
+    return norm;
+}
+
+}  // namespace moe

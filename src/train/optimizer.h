@@ -1,0 +1,36 @@
+// Optimizers over the model's flat parameter buffer, and the learning-rate schedule.
+//   adam  (Kingma & Ba 2015), adamw (decoupled weight decay, Loshchilov & Hutter 2019),
+//   sgd   (with optional heavy-ball momentum).
+// Schedule: linear warmup over train.warmup_steps from lr/warmup to lr, then constant, or cosine
+// decay from lr to train.min_lr at the last step.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "model/params.h"
+
+namespace moe {
+
+class Optimizer {
+public:
+    Optimizer(const TrainConfig& cfg, size_t n);
+    // One update with learning rate lr; t is the 1-based update count (Adam bias correction).
+    void step(Backend& be, ParamStore& ps, float lr, int64_t t);
+    size_t state_floats() const { return m_.size() + v_.size(); }
+
+private:
+    TrainConfig cfg_;
+    std::vector<float> m_, v_;
+};
+
+// Learning rate at 1-based step s of `steps`.
+double lr_at(const TrainConfig& cfg, int64_t s);
+
+// Global-norm clipping (Pascanu et al. 2013): returns the norm before clipping and scales the
+// gradients by max_norm / norm when norm > max_norm (max_norm 0 = off).
+double clip_grad_norm(Backend& be, ParamStore& ps, double max_norm);
+
+}  // namespace moe

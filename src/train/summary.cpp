@@ -1,0 +1,99 @@
+#include "train/summary.h"
+
+#include <cmath>
+#include <limits>
+
+#include "config/config_load.h"
+#include "io/csv_writer.h"
+
+namespace moe {
+
+namespace {
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+}
+
+const std::vector<std::string>& summary_config_keys() {
+    static const std::vector<std::string> keys = {
+        "name",           "seed",           "data.task",          "data.clusters.imbalance",
+        "model.d_model",  "model.layers",   "model.moe_every",    "experts.count",
+        "experts.d_ff",   "experts.activation", "experts.shared", "router.type",
+        "router.k",       "router.score",   "router.normalize",   "router.noise",
+        "capacity.factor", "capacity.drop_policy", "capacity.eval_factor", "balance.loss",
+        "balance.alpha",  "balance.z_loss", "balance.bias_rate",  "train.steps",
+        "train.batch_size", "train.optimizer", "train.lr"};
+    return keys;
+}
+
+SummaryBuilder::SummaryBuilder(const Config& cfg, int moe_layers)
+    : cfg_(cfg), last_eval_(moe_layers), loss_(kNaN), accuracy_(kNaN), worst_vio_(kNaN),
+      worst_drop_(kNaN) {}
+
+void SummaryBuilder::observe_eval(int layer, const LayerStats& st) {
+    last_eval_[layer] = st;
+    have_eval_ = true;
+}
+
+void SummaryBuilder::set_final_eval(double loss, double accuracy) {
+    loss_ = loss;
+    accuracy_ = accuracy;
+}
+
+void SummaryBuilder::observe_late_train(const LayerStats& st) {
+    auto worst = [](double& w, double v) {
+        if (std::isnan(v)) return;
+        if (std::isnan(w) || v > w) w = v;
+    };
+    worst(worst_vio_, st.max_vio);
+    worst(worst_drop_, st.drop_rate);
+}
+
+void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse,
+                            double wall_s, double tokens_per_s) {
+    status_ = status;
+    steps_done_ = steps_done;
+    if (auto s = collapse.first_dead_step()) first_dead_ = std::to_string(*s);
+    dead_final_ = 0;
+    for (int l = 0; l < int(last_eval_.size()); ++l) dead_final_ += collapse.dead_count(l);
+    wall_s_ = wall_s;
+    tokens_per_s_ = tokens_per_s;
+}
+
+std::string SummaryBuilder::csv() const {
+    std::string header, row;
+    auto add = [&](std::string_view name, const CsvCell& cell) {
+        if (!header.empty()) {
+            header += ',';
+            row += ',';
+        }
+        header += csv_quote(name);
+        row += cell.text();
+    };
+    for (const std::string& key : summary_config_keys())
+        add(key, CsvCell(config_value_string(cfg_, key)));
+    add("status", CsvCell(to_string(status_)));
+    add("steps", CsvCell(steps_done_));
+    add("loss", CsvCell(loss_));
+    add("accuracy", CsvCell(accuracy_));
+    // Final eval statistics averaged over MoE layers (empty when there was no evaluation).
+    auto mean = [&](auto field) {
+        if (!have_eval_ || last_eval_.empty()) return kNaN;
+        double s = 0;
+        for (const LayerStats& st : last_eval_) s += field(st);
+        return s / double(last_eval_.size());
+    };
+    add("max_vio", CsvCell(mean([](const LayerStats& s) { return s.max_vio; })));
+    add("load_cv", CsvCell(mean([](const LayerStats& s) { return s.load_cv; })));
+    add("effective_experts", CsvCell(mean([](const LayerStats& s) { return s.effective_experts; })));
+    add("dead_experts", CsvCell(mean([](const LayerStats& s) { return double(s.dead_experts); })));
+    add("drop_rate", CsvCell(mean([](const LayerStats& s) { return s.drop_rate; })));
+    add("spec_nmi", CsvCell(mean([](const LayerStats& s) { return s.spec_nmi; })));
+    add("worst_max_vio", CsvCell(worst_vio_));
+    add("worst_drop_rate", CsvCell(worst_drop_));
+    add("first_dead_step", first_dead_.empty() ? CsvCell() : CsvCell(first_dead_));
+    add("dead_final", CsvCell(dead_final_));
+    add("wall_s", CsvCell(wall_s_));
+    add("tokens_per_s", CsvCell(tokens_per_s_));
+    return header + "\n" + row + "\n";
+}
+
+}  // namespace moe

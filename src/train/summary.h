@@ -1,0 +1,49 @@
+// The one-row summary.csv of a run (METRICS.md "Per run"): the config values that sweeps vary,
+// the status, and the final and extreme statistics.
+//
+//   loss, accuracy          final evaluation
+//   max_vio, load_cv, effective_experts, dead_experts, drop_rate, spec_nmi
+//                           final evaluation, averaged over MoE layers
+//   worst_max_vio, worst_drop_rate
+//                           the largest train-row value (over layers and log rows) in the
+//                           last 10% of steps
+//   first_dead_step         first eval step at which an expert was declared dead (empty: never)
+//   dead_final              experts dead at the end (collapse events), summed over layers
+//   wall_s, tokens_per_s    timing (not part of the determinism promise)
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "stats/routing_stats.h"
+#include "train/trainer.h"
+
+namespace moe {
+
+// The config keys every summary.csv carries, in column order.
+const std::vector<std::string>& summary_config_keys();
+
+class SummaryBuilder {
+public:
+    SummaryBuilder(const Config& cfg, int moe_layers);
+    void observe_eval(int layer, const LayerStats& st);
+    void set_final_eval(double loss, double accuracy);
+    void observe_late_train(const LayerStats& st);
+    void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse, double wall_s,
+                double tokens_per_s);
+    std::string csv() const;   // header line + one row
+
+private:
+    Config cfg_;
+    std::vector<LayerStats> last_eval_;
+    bool have_eval_ = false;
+    double loss_, accuracy_, worst_vio_, worst_drop_;
+    RunStatus status_ = RunStatus::completed;
+    int64_t steps_done_ = 0;
+    std::string first_dead_;
+    int dead_final_ = 0;
+    double wall_s_ = 0, tokens_per_s_ = 0;
+};
+
+}  // namespace moe

@@ -1,0 +1,44 @@
+// The training loop: batches from the task, forward, backward, clipping, optimizer, bias
+// balancing, routing statistics, evaluation, CSV rows, divergence and interruption.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+#include "config/config.h"
+
+namespace moe {
+
+enum class RunStatus { completed, diverged, interrupted };
+std::string_view to_string(RunStatus s);
+
+struct Progress {
+    int64_t step = 0, steps = 0;
+    double loss = 0.0, drop_rate = 0.0, max_vio = 0.0, tokens_per_s = 0.0;
+    double elapsed_s = 0.0;
+    bool eval = false;          // an evaluation row (then loss/accuracy are eval figures)
+    double accuracy = 0.0;
+};
+
+struct RunOptions {
+    std::filesystem::path out_dir;                    // must exist; files are (re)created there
+    const std::atomic<bool>* stop = nullptr;          // set by SIGINT/SIGTERM: stop at a safe point
+    std::function<void(const Progress&)> on_progress; // called at each log and eval row
+};
+
+struct RunResult {
+    RunStatus status = RunStatus::completed;
+    int64_t steps_done = 0;
+    double final_eval_loss = 0.0, final_eval_accuracy = 0.0;
+    double wall_s = 0.0;
+    std::string message;   // why it diverged
+};
+
+// Trains cfg (validated) and writes metrics.csv, layers.csv, experts.csv, specialization.csv,
+// events.csv and summary.csv into opts.out_dir.
+RunResult train_run(const Config& cfg, const RunOptions& opts);
+
+}  // namespace moe

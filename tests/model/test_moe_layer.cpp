@@ -1,0 +1,275 @@
+// MoE layer end to end: loss = sum(w * y) + the layer's returned balancing loss, gradient-checked
+// against MoeLayer::backward for dx and every parameter tensor (router weights, expert weights and
+// biases, shared experts) over k, capacity drops, shared experts, score functions,
+// normalisation, and each auxiliary loss alone.
+//
+// Top-k selection and capacity are piecewise constant in the parameters: inputs are seeded with
+// router weights large enough that the logits are well separated, and a probe whose plan (sel,
+// kept; for shazeer also the K-th and (K+1)-th noisy logit of each token) differs at +h or -h
+// from the plan at p is skipped (expect_gradient bounds how many).
+#include "model/moe_layer.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "support/grad_check.h"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+struct MoeCase {
+    int K = 2;
+    int N = 4;
+    double factor = 0.0;
+    DropPolicy policy = DropPolicy::position;
+    int shared = 0;
+    ScoreFn score = ScoreFn::softmax;
+    bool normalize = true;
+    BalanceLoss loss = BalanceLoss::none;
+    double alpha = 0.0;
+    double z = 0.0;
+    double noise = 0.0;
+    double bias_rate = 0.0;
+    Activation act = Activation::gelu;
+    uint64_t seed = 21;
+};
+
+Config moe_config(const MoeCase& c, int D, int H) {
+    Config cfg;
+    cfg.model.d_model = D;
+    cfg.experts.count = c.N;
+    cfg.experts.d_ff = H;
+    cfg.experts.activation = c.act;
+    cfg.experts.shared = c.shared;
+    cfg.router.k = c.K;
+    cfg.router.score = c.score;
+    cfg.router.normalize = c.normalize;
+    cfg.router.noise = c.noise;
+    cfg.capacity.factor = c.factor;
+    cfg.capacity.drop_policy = c.policy;
+    cfg.balance.loss = c.loss;
+    cfg.balance.alpha = c.alpha;
+    cfg.balance.z_loss = c.z;
+    cfg.balance.bias_rate = c.bias_rate;
+    return cfg;
+}
+
+// The routing decisions of the last forward: what must not change within a probe.
+Signature plan_signature(const RoutingPlan& plan, bool shazeer) {
+    Signature s(plan.sel.begin(), plan.sel.end());
+    s.insert(s.end(), plan.kept.begin(), plan.kept.end());
+    if (shazeer) {
+        // the Load term's thresholds: the order of the top K+1 noisy logits of each token
+        for (int t = 0; t < plan.T; ++t) {
+            std::vector<int> o(size_t(plan.N));
+            std::iota(o.begin(), o.end(), 0);
+            const float* z = plan.noisy.data() + size_t(t) * plan.N;
+            std::stable_sort(o.begin(), o.end(), [z](int a, int b) { return z[a] > z[b]; });
+            s.insert(s.end(), o.begin(), o.begin() + std::min(plan.N, plan.K + 1));
+        }
+    }
+    return s;
+}
+
+struct MoeRun {
+    int drops = 0;          // dropped assignments in the plan at p
+    double aux = 0.0, z = 0.0, layer_loss = 0.0;
+};
+
+MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
+    CAPTURE(what);
+    const int T = 8, D = 4, H = 3;
+    auto be = backend_create(Device::cpu, 1);
+    const Config cfg = moe_config(c, D, H);
+    ParamStore ps;
+    MoeLayer layer(cfg, ps, "moe");
+    ps.finalize(c.seed);
+    layer.reserve(T);
+    // router weights of std 1 (not the small init) so that logits are well separated
+    fill_normal(ps.p(layer.router_w), size_t(D) * c.N, c.seed + 1, 1.0f);
+    for (size_t k = 0; k < ps.tensors().size(); ++k) {
+        const ParamTensor& t = ps.tensors()[k];
+        if (t.init == Init::zeros) fill_normal(ps.p(int(k)), t.size, c.seed + 10 + k, 0.3f);
+    }
+    if (c.bias_rate > 0.0) {
+        // a bias that changes the selection of some tokens (it never enters the gates)
+        for (int i = 0; i < c.N; ++i) layer.bias()[i] = 0.15f * float((i % 3) - 1);
+    }
+    std::vector<float> x = normal_vector(size_t(T) * D, c.seed + 2);
+    const std::vector<float> w = normal_vector(size_t(T) * D, c.seed + 3);
+    std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
+    MoeForwardInfo info;
+    info.training = true;
+    info.seed = c.seed;
+    info.noise_step = 17;
+    info.capacity_factor = c.factor;
+
+    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+    MoeRun run;
+    run.layer_loss = layer.forward(*be, ps, y.data(), x.data(), T, info);
+    run.aux = layer.aux_loss();
+    run.z = layer.z_loss_value();
+    for (int i = 0; i < c.N; ++i) run.drops += layer.plan().dropped[i];
+    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
+
+    auto f = [&] {
+        const double l = layer.forward(*be, ps, y.data(), x.data(), T, info);
+        return weighted_sum(w.data(), y.data(), y.size()) + l;
+    };
+    const bool shazeer = c.loss == BalanceLoss::shazeer;
+    auto sig = [&] { return plan_signature(layer.plan(), shazeer); };
+    for (size_t k = 0; k < ps.tensors().size(); ++k) {
+        const ParamTensor& t = ps.tensors()[k];
+        expect_gradient(check_gradient(f, ps.p(int(k)), ps.g(int(k)), t.size, {}, sig),
+                        what + " " + t.name, tol);
+    }
+    expect_gradient(check_gradient(f, x.data(), dx.data(), x.size(), {}, sig), what + " dx", tol);
+    return run;
+}
+
+}  // namespace
+
+TEST_SUITE("model") {
+
+TEST_CASE("moe layer: gradient check over k, dropless") {
+    for (int K : {1, 2, 4}) {
+        MoeCase c;
+        c.K = K;
+        c.N = K == 4 ? 6 : 4;
+        check_moe(c, "k=" + std::to_string(K));
+    }
+}
+
+TEST_CASE("moe layer: gradient check with capacity drops") {
+    for (int K : {1, 2, 4}) {
+        for (DropPolicy policy : {DropPolicy::position, DropPolicy::score}) {
+            MoeCase c;
+            c.K = K;
+            c.N = K == 4 ? 6 : 4;
+            c.factor = 0.5;
+            c.policy = policy;
+            const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " +
+                                                (policy == DropPolicy::score ? "score" : "position"));
+            CHECK(run.drops > 0);   // the case does drop assignments
+        }
+    }
+}
+
+TEST_CASE("moe layer: gradient check with a shared expert") {
+    for (double factor : {0.0, 0.5}) {
+        MoeCase c;
+        c.shared = 1;
+        c.factor = factor;
+        check_moe(c, "shared=1 factor=" + std::to_string(factor));
+    }
+    MoeCase c;
+    c.shared = 2;
+    c.act = Activation::swiglu;
+    check_moe(c, "shared=2 swiglu");
+}
+
+TEST_CASE("moe layer: gradient check, sigmoid and softmax scores, normalize on and off") {
+    for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
+        for (bool normalize : {true, false}) {
+            for (int K : {1, 2}) {
+                MoeCase c;
+                c.K = K;
+                c.score = score;
+                c.normalize = normalize;
+                c.factor = 0.75;
+                check_moe(c, std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
+                                 (normalize ? " normalize" : " raw") + " k=" + std::to_string(K));
+            }
+        }
+    }
+}
+
+TEST_CASE("moe layer: gradient check, balancing bias changes selection only") {
+    MoeCase c;
+    c.bias_rate = 0.01;
+    c.score = ScoreFn::sigmoid;
+    c.factor = 0.75;
+    check_moe(c, "sigmoid + bias");
+}
+
+TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
+    SUBCASE("switch") {
+        for (int K : {1, 2}) {
+            MoeCase c;
+            c.K = K;
+            c.loss = BalanceLoss::switch_loss;
+            c.alpha = 0.5;   // large enough to dominate the router gradient
+            const MoeRun run = check_moe(c, "switch k=" + std::to_string(K));
+            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            CHECK(run.aux >= 0.99);   // >= 1 up to the finite-batch correlation of f and P
+        }
+    }
+    SUBCASE("shazeer (noisy gating, smooth load)") {
+        for (int K : {1, 2}) {
+            MoeCase c;
+            c.K = K;
+            c.loss = BalanceLoss::shazeer;
+            c.alpha = 0.5;
+            c.noise = 1.0;
+            const MoeRun run = check_moe(c, "shazeer k=" + std::to_string(K));
+            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+        }
+    }
+    SUBCASE("shazeer with capacity drops") {
+        MoeCase c;
+        c.loss = BalanceLoss::shazeer;
+        c.alpha = 0.5;
+        c.noise = 1.0;
+        c.factor = 0.5;
+        check_moe(c, "shazeer factor=0.5");
+    }
+    SUBCASE("z-loss") {
+        MoeCase c;
+        c.loss = BalanceLoss::none;
+        c.alpha = 0.5;   // ignored with loss none
+        c.z = 0.1;
+        const MoeRun run = check_moe(c, "z-loss");
+        CHECK(run.layer_loss == doctest::Approx(0.1 * run.z));
+    }
+    SUBCASE("all together") {
+        MoeCase c;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.3;
+        c.z = 0.05;
+        c.factor = 0.75;
+        c.shared = 1;
+        check_moe(c, "switch + z + capacity + shared");
+    }
+}
+
+TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts") {
+    const int T = 8, D = 4, H = 3;
+    MoeCase c;
+    c.loss = BalanceLoss::switch_loss;
+    c.alpha = 0.2;
+    c.z = 0.05;
+    auto be = backend_create(Device::cpu, 1);
+    ParamStore ps;
+    MoeLayer layer(moe_config(c, D, H), ps, "moe");
+    ps.finalize(3);
+    layer.reserve(T);
+    std::vector<float> x = normal_vector(size_t(T) * D, 4);
+    const std::vector<float> w = normal_vector(size_t(T) * D, 5);
+    std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
+    MoeForwardInfo info;
+    info.training = true;
+    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+    layer.forward(*be, ps, y.data(), x.data(), T, info);
+    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
+    const float* g = ps.g(layer.router_w);
+    for (int i = 0; i < D * c.N; ++i)
+        CHECK(g[i] == doctest::Approx(layer.router_grad_task()[i] + layer.router_grad_aux()[i]));
+}
+
+}  // TEST_SUITE
