@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "backend/device.h"
+#include "cli/commands.h"
 #include "cli/progress.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
@@ -126,6 +127,10 @@ int cli_main(int argc, char** argv) {
         ->check(CLI::Range(0, 1024));
     run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
 
+    // Subcommands that live in their own files (cli/commands.h).
+    std::vector<Command> commands;
+    add_extra_commands(app, commands);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp&) {
@@ -155,6 +160,8 @@ int cli_main(int argc, char** argv) {
             return cmd_validate(va);
         }
         if (run->parsed()) return cmd_run(ra, rr);
+        for (const Command& c : commands)
+            if (c.app->parsed()) return c.run();
     } catch (const UserError& e) {
         for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
         return 2;

@@ -207,7 +207,6 @@ TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
             c.alpha = 0.5;   // large enough to dominate the router gradient
             const MoeRun run = check_moe(c, "switch k=" + std::to_string(K));
             CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
-            CHECK(run.aux >= 0.99);   // >= 1 up to the finite-batch correlation of f and P
         }
     }
     SUBCASE("shazeer (noisy gating, smooth load)") {

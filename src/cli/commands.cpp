@@ -1,0 +1,9 @@
+#include "cli/commands.h"
+
+namespace moe {
+
+void add_extra_commands(CLI::App& /*app*/, std::vector<Command>& /*out*/) {
+    // One line per subcommand file, e.g. out.push_back(add_sweep_command(app));
+}
+
+}  // namespace moe

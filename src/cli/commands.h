@@ -1,0 +1,20 @@
+// Subcommands beyond run and validate, one file each (sweep_cmd.cpp, bench_cmd.cpp, ...).
+// Each add_*_command() adds its CLI11 subcommand to the app and returns how to run it; cli.cpp
+// runs the one that was parsed and turns a UserError into "moe-sim: error: ..." and exit code 2.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <vector>
+
+namespace moe {
+
+struct Command {
+    CLI::App* app = nullptr;
+    std::function<int()> run;   // returns the exit code
+};
+
+// Adds every extra subcommand (commands.cpp lists them).
+void add_extra_commands(CLI::App& app, std::vector<Command>& out);
+
+}  // namespace moe

@@ -1,0 +1,109 @@
+// Helpers shared by the config tests.
+#pragma once
+
+#include "config/config_load.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace moe::test {
+
+// The diagnostics of the UserError thrown by f(), one formatted line each; fails the test when
+// f() does not throw a UserError.
+template <class F>
+std::vector<std::string> diagnostics_of(F&& f) {
+    try {
+        f();
+    } catch (const UserError& e) {
+        std::vector<std::string> lines;
+        for (const Diagnostic& d : e.diagnostics()) lines.push_back(d.format());
+        return lines;
+    }
+    FAIL("expected a UserError");
+    return {};
+}
+
+// Diagnostics of loading `yaml` (label "t.yaml") with `overrides`.
+inline std::vector<std::string> load_errors(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+    return diagnostics_of([&] { config_load_string(yaml, "t.yaml", overrides); });
+}
+
+// The only diagnostic of loading `yaml`; fails unless there is exactly one.
+inline std::string load_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+    std::vector<std::string> lines = load_errors(yaml, overrides);
+    REQUIRE_MESSAGE(lines.size() == 1, "got " << lines.size() << " diagnostics");
+    return lines[0];
+}
+
+inline std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// A fresh scratch folder under MOESIM_TEST_TMP.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+    std::filesystem::path p = std::filesystem::path(MOESIM_TEST_TMP) / "config" / name;
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p;
+}
+
+// A config with every field different from its default (where another legal value exists).
+// Add a line here when a field is added to config.h.
+inline Config nontrivial_config() {
+    Config c;
+    c.name = "exp-1.b_c";
+    c.seed = 18446744073709551615ull;
+    c.threads = 3;
+    c.data.train_size = 0;
+    c.data.eval_size = 1000;
+    c.data.clusters.dim = 7;
+    c.data.clusters.num_clusters = 5;
+    c.data.clusters.num_classes = 3;
+    c.data.clusters.spread = 0.1;
+    c.data.clusters.imbalance = 1.3;
+    c.data.clusters.teacher = Teacher::linear;
+    c.data.clusters.label_noise = 0.05;
+    c.model.d_model = 48;
+    c.model.layers = 6;
+    c.model.moe_every = 2;
+    c.experts.count = 8;
+    c.experts.d_ff = 96;
+    c.experts.activation = Activation::swiglu;
+    c.experts.shared = 1;
+    c.router.k = 1;
+    c.router.score = ScoreFn::sigmoid;
+    c.router.normalize = false;
+    c.router.noise = 0.3;
+    c.capacity.factor = 0.0;
+    c.capacity.drop_policy = DropPolicy::score;
+    c.capacity.eval_factor = 2.5;
+    c.balance.loss = BalanceLoss::shazeer;
+    c.balance.alpha = 1e-7;
+    c.balance.z_loss = 0.001;
+    c.balance.bias_rate = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
+    c.train.steps = 5'000'000'000;
+    c.train.batch_size = 1;
+    c.train.optimizer = OptimizerKind::sgd;
+    c.train.lr = 0.1;
+    c.train.weight_decay = 0.0;
+    c.train.beta1 = 0.5;
+    c.train.beta2 = 0.95;
+    c.train.momentum = 0.9;
+    c.train.grad_clip = 0.0;
+    c.train.warmup_steps = 100;
+    c.train.schedule = Schedule::cosine;
+    c.train.min_lr = 1e-5;
+    c.train.log_every = 1;
+    c.train.eval_every = 5'000'000'000;
+    return c;
+}
+
+}  // namespace moe::test
