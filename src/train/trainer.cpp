@@ -15,11 +15,11 @@
 #include "io/atomic_file.h"
 #include "io/csv_writer.h"
 #include "model/model.h"
-#include "routing/balancer.h"
 #include "stats/routing_stats.h"
 #include "tasks/task.h"
 #include "train/optimizer.h"
 #include "train/summary.h"
+#include "train/train_step.h"
 
 namespace moe {
 
@@ -201,28 +201,16 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
             break;
         }
         const auto t0 = Clock::now();
-        task->train_batch(s, B, batch);
-        std::fill(model.params().grad().begin(), model.params().grad().end(), 0.0f);
-        const LossParts lp = model.forward(*be, batch.x.data(), batch.y.data(), B,
-                                           StepInfo{true, s, train_factor});
-        if (!std::isfinite(lp.loss)) {
+        const StepOutcome so = train_step(*be, cfg, *task, model, opt, batch, s);
+        if (!so.finite) {
             result.status = RunStatus::diverged;
-            result.message = fmt::format("the loss is {} at step {}", lp.loss, s);
+            result.message = so.message;
             break;
         }
-        model.backward(*be, B);
-        const double gnorm = clip_grad_norm(*be, model.params(), cfg.train.grad_clip);
-        if (!std::isfinite(gnorm)) {
-            result.status = RunStatus::diverged;
-            result.message = fmt::format("the gradient norm is {} at step {}", gnorm, s);
-            break;
-        }
-        const double lr = lr_at(cfg.train, s);
-        opt.step(*be, model.params(), float(lr), s);
+        const LossParts& lp = so.loss;
+        const double gnorm = so.grad_norm, lr = so.lr;
         for (int l = 0; l < NL; ++l) {
             const RoutingPlan& plan = moe[l]->plan();
-            if (cfg.balance.bias_rate > 0.0)
-                bias_update(moe[l]->bias(), plan.routed.data(), N, float(cfg.balance.bias_rate));
             rec.train_win[l].observe(plan, plan.probs.data(), moe[l]->logits(),
                                      batch.group.data(), G, moe[l]->aux_loss(),
                                      moe[l]->z_loss_value());

@@ -1,0 +1,28 @@
+// One training step, shared by `moe-sim run` (trainer.cpp) and `moe-sim bench`, so that the
+// benchmark times exactly the code that trains: batch, forward, backward, clipping, optimizer,
+// auxiliary-loss-free bias update.
+#pragma once
+
+#include <string>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "tasks/task.h"
+#include "train/optimizer.h"
+
+namespace moe {
+
+struct StepOutcome {
+    LossParts loss;
+    double grad_norm = 0.0;   // before clipping
+    double lr = 0.0;
+    bool finite = true;       // false: the loss or the gradient is not finite (diverged)
+    std::string message;      // what was not finite
+};
+
+// Step s (1-based): fills `batch` from the task and updates the model in place.
+StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
+                       Optimizer& opt, Batch& batch, int64_t s);
+
+}  // namespace moe
