@@ -28,6 +28,8 @@ struct ClustersConfig {
     double imbalance = 0.0;     // Zipf exponent of cluster frequencies (0 = uniform)
     Teacher teacher = Teacher::mlp;
     double label_noise = 0.0;   // probability that a label is replaced by a uniform random class
+
+    bool operator==(const ClustersConfig&) const = default;
 };
 
 struct DataConfig {
@@ -35,12 +37,16 @@ struct DataConfig {
     int64_t train_size = 65536; // 0 = fresh samples every step
     int64_t eval_size = 4096;
     ClustersConfig clusters;
+
+    bool operator==(const DataConfig&) const = default;
 };
 
 struct ModelConfig {
     int d_model = 64;
     int layers = 2;
     int moe_every = 1;
+
+    bool operator==(const ModelConfig&) const = default;
 };
 
 struct ExpertsConfig {
@@ -48,6 +54,8 @@ struct ExpertsConfig {
     int d_ff = 128;
     Activation activation = Activation::gelu;
     int shared = 0;
+
+    bool operator==(const ExpertsConfig&) const = default;
 };
 
 struct RouterConfig {
@@ -56,12 +64,16 @@ struct RouterConfig {
     ScoreFn score = ScoreFn::softmax;
     bool normalize = true;
     double noise = 0.0;
+
+    bool operator==(const RouterConfig&) const = default;
 };
 
 struct CapacityConfig {
     double factor = 1.25;       // 0 = dropless
     DropPolicy drop_policy = DropPolicy::position;
     double eval_factor = 0.0;   // 0 = same as factor
+
+    bool operator==(const CapacityConfig&) const = default;
 };
 
 struct BalanceConfig {
@@ -69,6 +81,8 @@ struct BalanceConfig {
     double alpha = 0.01;
     double z_loss = 0.0;
     double bias_rate = 0.0;
+
+    bool operator==(const BalanceConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -86,6 +100,8 @@ struct TrainConfig {
     double min_lr = 0.0;        // cosine floor
     int64_t log_every = 10;
     int64_t eval_every = 200;
+
+    bool operator==(const TrainConfig&) const = default;
 };
 
 struct Config {

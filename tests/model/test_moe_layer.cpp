@@ -154,8 +154,8 @@ TEST_CASE("moe layer: gradient check with capacity drops") {
             c.N = K == 4 ? 6 : 4;
             c.factor = 0.5;
             c.policy = policy;
-            const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " +
-                                                (policy == DropPolicy::score ? "score" : "position"));
+            const std::string name = policy == DropPolicy::score ? "score" : "position";
+            const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " + name);
             CHECK(run.drops > 0);   // the case does drop assignments
         }
     }
@@ -269,6 +269,40 @@ TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts
     const float* g = ps.g(layer.router_w);
     for (int i = 0; i < D * c.N; ++i)
         CHECK(g[i] == doctest::Approx(layer.router_grad_task()[i] + layer.router_grad_aux()[i]));
+}
+
+TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient") {
+    // g = p_i / p_i = 1 for every token: the routing is trained by the auxiliary losses alone
+    // (Switch uses the raw probability, normalize: false). Documented here so that a preset
+    // that pairs k = 1 with normalize does so knowingly.
+    const int T = 8, D = 4, H = 3;
+    for (bool normalize : {true, false}) {
+        CAPTURE(normalize);
+        MoeCase c;
+        c.K = 1;
+        c.normalize = normalize;
+        auto be = backend_create(Device::cpu, 1);
+        ParamStore ps;
+        MoeLayer layer(moe_config(c, D, H), ps, "moe");
+        ps.finalize(3);
+        layer.reserve(T);
+        std::vector<float> x = normal_vector(size_t(T) * D, 4);
+        const std::vector<float> w = normal_vector(size_t(T) * D, 5);
+        std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
+        MoeForwardInfo info;
+        info.training = true;
+        layer.forward(*be, ps, y.data(), x.data(), T, info);
+        const RoutingPlan& plan = layer.plan();
+        for (int t = 0; t < T; ++t) {
+            const float p = plan.probs[size_t(t * c.N + plan.sel[size_t(t)])];
+            CHECK(plan.gate[size_t(t)] == (normalize ? 1.0f : p));
+        }
+        layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
+        double g2 = 0.0;
+        for (float v : layer.router_grad_task()) g2 += double(v) * v;
+        if (normalize) CHECK(g2 < 1e-10);
+        else CHECK(g2 > 1e-6);
+    }
 }
 
 }  // TEST_SUITE

@@ -25,6 +25,8 @@ RoutingPlan hand_plan() {
     return p;
 }
 
+std::vector<int> kept_of(const RoutingPlan& p) { return {p.kept.begin(), p.kept.end()}; }
+
 // The CSR is consistent with sel/kept: each expert's segment holds exactly its kept slots, in
 // slot order; pos and slot are inverse; counts add up.
 void check_csr(const RoutingPlan& p) {
@@ -92,7 +94,7 @@ TEST_CASE("capacity: position policy drops the later slots") {
     CHECK(p.capacity == 2);
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(std::vector<int>(p.kept.begin(), p.kept.end()) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
+    CHECK(kept_of(p) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
     CHECK(p.offsets == std::vector<int>{0, 2, 4, 5});
     CHECK(std::vector<int>(p.slot.begin(), p.slot.begin() + 5) == std::vector<int>{0, 2, 1, 5, 3});
     CHECK(p.pos == std::vector<int>{0, 2, 1, 4, -1, 3, -1, -1});
@@ -109,7 +111,7 @@ TEST_CASE("capacity: score policy drops the lowest gates, the earlier slot wins 
     CHECK(p.capacity == 2);
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(std::vector<int>(p.kept.begin(), p.kept.end()) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
+    CHECK(kept_of(p) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
     CHECK(p.offsets == std::vector<int>{0, 2, 4, 5});
     // segments stay in slot order (not gate order): expert 0 {0, 4}, expert 1 {1, 5}, expert 2 {3}
     CHECK(std::vector<int>(p.slot.begin(), p.slot.begin() + 5) == std::vector<int>{0, 4, 1, 5, 3});

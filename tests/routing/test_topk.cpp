@@ -142,9 +142,10 @@ TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)")
         for (bool normalize : {true, false}) {
             for (int K : {1, 2, 3}) {
                 for (bool noisy : {false, true}) {
-                    const std::string what = std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
-                                             (normalize ? " normalize" : " raw") + " k=" +
-                                             std::to_string(K) + (noisy ? " noisy" : "");
+                    const std::string what =
+                        std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
+                        (normalize ? " normalize" : " raw") + " k=" + std::to_string(K) +
+                        (noisy ? " noisy" : "");
                     CAPTURE(what);
                     auto r = topk(K, score, normalize, noisy ? 0.5 : 0.0);
                     std::vector<float> l = normal_vector(size_t(T) * N, 7, 2.0f);
@@ -180,6 +181,35 @@ TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)")
             }
         }
     }
+}
+
+TEST_CASE("grad_check harness: probes that flip the selection are skipped, wrong gradients fail") {
+    // Token 0 has two near-tied logits (1e-4 apart, well inside the step h = 1e-3): probing
+    // either flips the top-1 and must be skipped, never used.
+    const int T = 2, N = 3, K = 1;
+    auto r = topk(K, ScoreFn::softmax, false);
+    std::vector<float> l = {0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f};
+    const std::vector<float> c = {1.0f, -0.5f};
+    RoutingPlan p;
+    p.resize(T, N, K);
+    RouteContext ctx;
+    r->route(l.data(), ctx, p);
+    std::vector<float> dl(size_t(T) * N);
+    r->backward(p, c.data(), nullptr, dl.data());
+    auto f = [&] {
+        r->route(l.data(), ctx, p);
+        return weighted_sum(c.data(), p.gate.data(), c.size());
+    };
+    auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+    const GradCheckResult ok = check_gradient(f, l.data(), dl.data(), l.size(), {}, sig);
+    CHECK(ok.skipped == 2);
+    CHECK(ok.probes == 4);
+    CHECK(ok.rel_error < 1e-3);
+    CHECK(l == std::vector<float>{0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f});   // restored
+    // a negative control: a gradient off by 10% in one entry is caught
+    std::vector<float> bad = dl;
+    bad[3] *= 1.1f;
+    CHECK(check_gradient(f, l.data(), bad.data(), l.size(), {}, sig).rel_error > 1e-2);
 }
 
 }  // TEST_SUITE

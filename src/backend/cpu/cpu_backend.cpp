@@ -43,7 +43,7 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_m
 void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
                            const int* off, int N, int K, bool tb, float beta) {
     const int n_tiles = int(tiles_.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
         const Tile tl = tiles_[i];
         const int row0 = off[tl.group] + tl.r0, m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
@@ -86,7 +86,7 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
         for (int c = 0; c < N; c += kColTile)
             tiles_.push_back({0, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
     const int n_tiles = int(tiles_.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
         const Tile tl = tiles_[i];
         const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
@@ -109,7 +109,7 @@ void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, c
                 tiles_.push_back({g, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
     }
     const int n_tiles = int(tiles_.size());
-#pragma omp parallel for schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
         const Tile tl = tiles_[i];
         const int row0 = off[tl.group], rows = off[tl.group + 1] - row0;
@@ -126,7 +126,7 @@ void CpuBackend::bias_add_grouped(float* C, const float* bias, size_t b_stride, 
                                   int G, int N) {
     const int rows = off[G] - off[0];
     (void)rows;
-#pragma omp parallel for schedule(static) if (threads_ > 1 && G > 1)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && G > 1)
     for (int g = 0; g < G; ++g) {
         const float* b = bias + size_t(g) * b_stride;
         for (int r = off[g]; r < off[g + 1]; ++r) {
@@ -138,7 +138,7 @@ void CpuBackend::bias_add_grouped(float* C, const float* bias, size_t b_stride, 
 
 void CpuBackend::bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
                                    int G, int N) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && G > 1)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && G > 1)
     for (int g = 0; g < G; ++g) {
         float* db = dbias + size_t(g) * b_stride;
         for (int r = off[g]; r < off[g + 1]; ++r) {
@@ -159,7 +159,7 @@ inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
 void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activation act) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         float* y = h + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -178,7 +178,7 @@ void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activa
 
 void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
                               Activation act) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         const float* dy = dh + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -207,7 +207,7 @@ constexpr float kNormEps = 1e-5f;
 
 void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
                                  int D) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         float* yr = y + size_t(t) * D;
@@ -222,7 +222,7 @@ void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const fl
 void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x,
                                   const float* g, const float* rrms, int T, int D) {
     // y_j = x_j r g_j, r = (mean(x^2) + eps)^-1/2:  dx_j = r (g_j dy_j - x_j r^2 mean_i(g_i dy_i x_i))
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         const float* dyr = dy + size_t(t) * D;
@@ -243,14 +243,14 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const f
 }
 
 void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
     for (int a = 0; a < n; ++a)
         std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
 }
 
 void CpuBackend::combine_slots(float* out, const float* Y, const int* pos, const float* w, int T,
                                int K, int D, bool accumulate) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         float* o = out + size_t(t) * D;
         if (!accumulate) std::fill_n(o, D, 0.0f);
@@ -266,7 +266,7 @@ void CpuBackend::combine_slots(float* out, const float* Y, const int* pos, const
 
 void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
                                         const int* pos, const float* w, int T, int K, int D) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* go = dout + size_t(t) * D;
         for (int j = 0; j < K; ++j) {
@@ -289,19 +289,19 @@ void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout,
 }
 
 void CpuBackend::add(float* y, const float* x, size_t n) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
     for (size_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
 void CpuBackend::scale(float* x, size_t n, float s) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
     for (size_t i = 0; i < n; ++i) x[i] *= s;
 }
 
 double CpuBackend::sum_squares(const float* x, size_t n) {
     const size_t pieces = (n + kChunk - 1) / kChunk;
     partials_.assign(pieces, 0.0);
-#pragma omp parallel for schedule(static) if (threads_ > 1 && pieces > 1)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
     for (size_t p = 0; p < pieces; ++p) {
         double s = 0.0;
         const size_t end = std::min(n, (p + 1) * kChunk);
@@ -315,7 +315,7 @@ double CpuBackend::sum_squares(const float* x, size_t n) {
 
 bool CpuBackend::all_finite(const float* x, size_t n) {
     bool ok = true;
-#pragma omp parallel for schedule(static) reduction(&& : ok) if (threads_ > 1 && n > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : ok) if (threads_ > 1 && n > 65536)
     for (size_t i = 0; i < n; ++i) ok = ok && std::isfinite(x[i]);
     return ok;
 }
@@ -350,7 +350,7 @@ void CpuBackend::adam_step(float* p, const float* g, float* m, float* v, size_t 
                            float beta1, float beta2, float eps, float weight_decay, int64_t t) {
     const float bc1 = 1.0f - float(std::pow(double(beta1), double(t)));
     const float bc2 = 1.0f - float(std::pow(double(beta2), double(t)));
-#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
     for (size_t i = 0; i < n; ++i) {
         m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
         v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
@@ -360,7 +360,7 @@ void CpuBackend::adam_step(float* p, const float* g, float* m, float* v, size_t 
 }
 
 void CpuBackend::sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) {
-#pragma omp parallel for schedule(static) if (threads_ > 1 && n > 65536)
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
     for (size_t i = 0; i < n; ++i) {
         v[i] = momentum * v[i] + g[i];
         p[i] -= lr * v[i];
