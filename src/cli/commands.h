@@ -17,4 +17,7 @@ struct Command {
 // Adds every extra subcommand (commands.cpp lists them).
 void add_extra_commands(CLI::App& app, std::vector<Command>& out);
 
+Command add_bench_command(CLI::App& app);   // bench_cmd.cpp
+Command add_sweep_command(CLI::App& app);   // sweep_cmd.cpp
+
 }  // namespace moe

@@ -1,0 +1,165 @@
+// `moe-sim bench CONFIG [KEY=VALUE ...] [--steps N] [--warmup N] [--csv] [--threads N]`
+// (SPEC.md section 1; docs/performance.md).
+//
+// Times full training steps — exactly train_step(), what `moe-sim run` executes per step: the
+// batch from the task, forward, backward, gradient clipping, the optimizer, bias balancing — with
+// no CSV logging and no evaluation. After --warmup untimed steps, each of --steps steps is timed
+// on its own with steady_clock. Reports the median, min and max ms per step, tokens per second
+// (at the median), the counted FLOPs of one step (cli/bench_flops.h: matrix products of forward
+// and backward, experts as actually dispatched, averaged over the timed steps) and the achieved
+// GFLOP/s (counted FLOPs / median step time), plus peak resident memory against the counted
+// parameters + gradients + optimizer state + activations.
+// --csv prints one header line and one row instead, columns:
+//   experts.count,router.k,experts.d_ff,model.d_model,train.batch_size,threads,
+//   ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,gflop_per_step,gflops
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/backend.h"
+#include "cli/bench_flops.h"
+#include "cli/commands.h"
+#include "config/config_error.h"
+#include "config/config_load.h"
+#include "model/model.h"
+#include "tasks/task.h"
+#include "train/optimizer.h"
+#include "train/train_step.h"
+
+namespace moe {
+
+namespace {
+
+struct BenchArgs {
+    std::string config;
+    std::vector<std::string> overrides;
+    int steps = 20;
+    int warmup = 3;
+    int threads = -1;
+    bool csv = false;
+};
+
+double peak_rss_bytes() {
+    struct rusage ru {};
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return double(ru.ru_maxrss) * 1024.0;   // Linux: KiB
+}
+
+double median_of(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int run_bench(const BenchArgs& a) {
+    std::vector<std::string> overrides = a.overrides;
+    if (a.threads >= 0) overrides.push_back(fmt::format("threads={}", a.threads));
+    const Config cfg = config_load_file(a.config, overrides);
+
+    std::unique_ptr<Backend> be = backend_create(cfg.device, cfg.threads);
+    std::unique_ptr<Task> task = task_create(cfg);
+    const int T = cfg.train.batch_size;
+    Model model(cfg, task->input_dim(), task->num_classes(), T);
+    Optimizer opt(cfg.train, model.params().size());
+    Batch batch;
+
+    std::vector<double> ms;
+    ms.reserve(size_t(a.steps));
+    double assignments = 0.0;   // processed assignments, summed over MoE layers and timed steps
+    const int64_t total = int64_t(a.warmup) + a.steps;
+    for (int64_t s = 1; s <= total; ++s) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const StepOutcome out = train_step(*be, cfg, *task, model, opt, batch, s);
+        const auto t1 = std::chrono::steady_clock::now();
+        if (!out.finite) {
+            std::fprintf(stderr, "moe-sim: bench: the run diverged: %s\n", out.message.c_str());
+            return 1;
+        }
+        if (s > a.warmup) {
+            ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+            for (MoeLayer* layer : model.moe_layers()) assignments += layer->plan().assignments();
+        }
+    }
+    const double mean_assign = assignments / double(a.steps);
+    const double med = median_of(ms);
+    const double mn = *std::min_element(ms.begin(), ms.end());
+    const double mx = *std::max_element(ms.begin(), ms.end());
+    const double tokens_per_s = double(T) / (med * 1e-3);
+    const BenchFlops fl = bench_flops(cfg, task->input_dim(), task->num_classes(), T, mean_assign);
+    const double gflop = fl.total() * 1e-9;
+    const double gflops = gflop / (med * 1e-3);
+    const int threads = be->threads();
+
+    if (a.csv) {
+        std::printf("experts.count,router.k,experts.d_ff,model.d_model,train.batch_size,threads,"
+                    "ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,"
+                    "gflop_per_step,gflops\n");
+        std::printf("%s,%s,%s,%s,%s,%d,%.3f,%.3f,%.3f,%.1f,%.6f,%.3f\n",
+                    config_value_string(cfg, "experts.count").c_str(),
+                    config_value_string(cfg, "router.k").c_str(),
+                    config_value_string(cfg, "experts.d_ff").c_str(),
+                    config_value_string(cfg, "model.d_model").c_str(),
+                    config_value_string(cfg, "train.batch_size").c_str(), threads, med, mn, mx,
+                    tokens_per_s, gflop, gflops);
+        std::fflush(stdout);
+        return 0;
+    }
+
+    const int n_moe = int(model.moe_layers().size());
+    const double slots = double(T) * cfg.router.k * n_moe;
+    const BenchMemory mem = bench_memory(cfg, task->input_dim(), task->num_classes(), T,
+                                         mean_assign, model.params().size(), opt.state_floats());
+    const double mib = 1.0 / (1024.0 * 1024.0);
+    const double rss = peak_rss_bytes();
+    std::string out;
+    out += fmt::format("moe-sim bench {}: {} experts, k={}, d_ff={}, d_model={}, {} layer(s), "
+                       "{} tokens/step, {} thread(s), {}\n",
+                       a.config, cfg.experts.count, cfg.router.k, cfg.experts.d_ff,
+                       cfg.model.d_model, cfg.model.layers, T, threads, to_string(cfg.device));
+    out += fmt::format("  steps:          {} timed after {} warm-up\n", a.steps, a.warmup);
+    out += fmt::format("  ms per step:    median {:.3f}  min {:.3f}  max {:.3f}\n", med, mn, mx);
+    out += fmt::format("  tokens/s:       {:.0f}\n", tokens_per_s);
+    out += fmt::format("  GFLOP per step: {:.4f} counted (embed {:.4f}, router {:.4f}, experts "
+                       "{:.4f}, shared {:.4f}, dense {:.4f}, head {:.4f})\n",
+                       gflop, fl.embed * 1e-9, fl.router * 1e-9, fl.experts * 1e-9,
+                       fl.shared * 1e-9, fl.dense * 1e-9, fl.head * 1e-9);
+    if (n_moe > 0)
+        out += fmt::format("  dispatched:     {:.1f} of {:.0f} assignments per step processed "
+                           "({:.2f}% dropped)\n",
+                           mean_assign, slots, slots > 0 ? 100.0 * (1.0 - mean_assign / slots) : 0.0);
+    out += fmt::format("  GFLOP/s:        {:.2f} achieved (counted FLOPs / median step time)\n", gflops);
+    out += fmt::format("  memory:         peak RSS {:.1f} MiB; counted {:.1f} MiB (params {:.1f}, "
+                       "grads {:.1f}, optimizer {:.1f}, activations {:.1f})\n",
+                       rss * mib, mem.total() * mib, mem.params * mib, mem.grads * mib,
+                       mem.optimizer * mib, mem.activations * mib);
+    std::fputs(out.c_str(), stdout);
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& app) {
+    auto args = std::make_shared<BenchArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "bench", "Time full training steps (no CSV, no evaluation): ms/step, tokens/s, GFLOP/s");
+    cmd->add_option("config", args->config, "YAML config file")->required();
+    cmd->add_option("overrides", args->overrides, "KEY=VALUE overrides with dotted key paths")
+        ->expected(0, -1);
+    cmd->add_option("--steps", args->steps, "Timed steps (default 20)")
+        ->check(CLI::Range(1, 1000000));
+    cmd->add_option("--warmup", args->warmup, "Untimed warm-up steps first (default 3)")
+        ->check(CLI::Range(0, 1000000));
+    cmd->add_option("--threads", args->threads, "OpenMP threads (0 = all cores); same as threads=N")
+        ->check(CLI::Range(0, 1024));
+    cmd->add_flag("--csv", args->csv, "Print one CSV header line and one row instead of the report");
+    return Command{cmd, [args] { return run_bench(*args); }};
+}
+
+}  // namespace moe

@@ -1,0 +1,318 @@
+// The job runner of a sweep (sweep_runner.h): child processes with posix_spawn, reaped with
+// waitpid, signals forwarded.
+#include "sweep/sweep_runner.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <csignal>
+#include <ctime>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <spawn.h>
+#include <sstream>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config/config_error.h"
+#include "config/config_load.h"
+#include "sweep/sweep_summary.h"
+
+extern char** environ;
+
+namespace moe {
+namespace fs = std::filesystem;
+
+namespace {
+
+// The keys (the thread count aside) whose values differ, as "key: A here, B in this sweep".
+std::string config_difference(const Config& old_cfg, const Config& new_cfg) {
+    std::string out;
+    int n = 0;
+    for (const std::string& key : config_keys()) {
+        if (key == "threads") continue;
+        std::string a = config_value_string(old_cfg, key), b = config_value_string(new_cfg, key);
+        if (a == b) continue;
+        if (++n > 3) {
+            out += ", ...";
+            break;
+        }
+        out += fmt::format("{}{} is {} there, {} in this sweep", out.empty() ? "" : "; ", key, a, b);
+    }
+    return out;
+}
+
+std::string last_line(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    std::string line, last;
+    while (std::getline(in, line))
+        if (!line.empty()) last = line;
+    if (last.size() > 300) last = last.substr(0, 300) + "...";
+    return last;
+}
+
+}  // namespace
+
+RunDirState inspect_run_dir(const fs::path& dir, const PlannedRun& run) {
+    RunDirState st;
+    std::error_code ec;
+    fs::file_status s = fs::status(dir, ec);
+    if (!fs::exists(s)) return st;
+    if (!fs::is_directory(s)) {
+        st.kind = RunDirState::conflict;
+        st.problem = "exists and is not a directory";
+        return st;
+    }
+    if (fs::is_empty(dir, ec)) return st;
+    st.kind = RunDirState::rerun;
+    if (!fs::exists(dir / "config.yaml", ec)) return st;  // killed before it wrote anything
+    Config old_cfg;
+    try {
+        old_cfg = config_load_file((dir / "config.yaml").string());
+    } catch (const UserError& e) {
+        st.kind = RunDirState::conflict;
+        st.problem = fmt::format("holds a config.yaml that cannot be read ({})", e.diagnostics().empty() ? e.what() : e.diagnostics()[0].format());
+        return st;
+    }
+    Config a = old_cfg, b = run.config;
+    a.threads = b.threads = 0;
+    if (!(a == b)) {
+        st.kind = RunDirState::conflict;
+        std::string diff = config_difference(old_cfg, run.config);
+        st.problem = "holds a run of a different config" + (diff.empty() ? std::string() : ": " + diff);
+        return st;
+    }
+    if (std::optional<RunSummary> sum = read_run_summary(dir)) {
+        if (sum->status == "completed" || sum->status == "diverged") {
+            st.kind = RunDirState::finished;
+            st.status = sum->status;
+        }
+    }
+    return st;
+}
+
+std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& run, bool force) {
+    std::vector<std::string> a = {opt.shown_binary, "run", opt.child_config};
+    a.insert(a.end(), run.overrides.begin(), run.overrides.end());
+    a.push_back("--out");
+    a.push_back((opt.out_dir / run.name).string());
+    a.push_back("--quiet");
+    if (opt.threads_per_run > 0) {
+        a.push_back("--threads");
+        a.push_back(std::to_string(opt.threads_per_run));
+    }
+    if (force) a.push_back("--force");
+    return a;
+}
+
+std::string shell_join(const std::vector<std::string>& args) {
+    std::string out;
+    for (const std::string& s : args) {
+        if (!out.empty()) out += ' ';
+        bool plain = !s.empty();
+        for (char c : s) {
+            bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      std::string_view("_-./=,:+@%").find(c) != std::string_view::npos;
+            if (!ok) plain = false;
+        }
+        if (plain) {
+            out += s;
+            continue;
+        }
+        out += '\'';
+        for (char c : s) {
+            if (c == '\'') out += "'\\''";
+            else out += c;
+        }
+        out += '\'';
+    }
+    return out;
+}
+
+namespace {
+
+struct Child {
+    pid_t pid = -1;
+    const PlannedRun* run = nullptr;
+    fs::path log;
+    std::chrono::steady_clock::time_point start;
+};
+
+pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const fs::path& log) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, def;
+    sigemptyset(&none);
+    sigemptyset(&def);
+    sigaddset(&def, SIGINT);
+    sigaddset(&def, SIGTERM);
+    sigaddset(&def, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    std::vector<char*> argv;
+    for (const std::string& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, opt.exec_path.c_str(), &fa, &attr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0)
+        throw UserError(fmt::format("cannot start '{}': {}", opt.exec_path, std::strerror(rc)));
+    return pid;
+}
+
+}  // namespace
+
+SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std::vector<SweepJob>& jobs,
+                      const std::atomic<int>& stop, const SweepCallbacks& cb, size_t total, size_t skipped,
+                      size_t skipped_failed) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    SweepResult res;
+    std::vector<Child> running;
+    std::map<size_t, std::string> failed_no_summary;  // for the summary
+    size_t next = 0;
+    int forwarded = 0;  // the signal last forwarded
+    double run_seconds = 0;
+    size_t runs_timed = 0;
+    auto last_tick = clock::now();
+    const fs::path logs = opt.out_dir / "logs";
+
+    auto progress = [&] {
+        if (!cb.progress) return;
+        SweepProgress p;
+        p.total = total;
+        p.skipped = skipped;
+        p.done = skipped + res.completed + res.diverged + res.failed + res.interrupted;
+        p.failed = skipped_failed + res.diverged + res.failed;
+        p.interrupted = res.interrupted;
+        p.running = running.size();
+        p.elapsed_s = std::chrono::duration<double>(clock::now() - t0).count();
+        if (runs_timed > 0) {
+            const double mean = run_seconds / double(runs_timed);
+            const double left = double(jobs.size() - next) + 0.5 * double(running.size());
+            p.eta_s = mean * left / double(std::max(1, opt.jobs));
+        }
+        cb.progress(p);
+    };
+    auto rebuild = [&] {
+        if (!opt.write_summary) return;
+        try {
+            write_sweep_summary(plan, opt.out_dir, failed_no_summary);
+        } catch (const UserError& e) {
+            if (cb.message) cb.message(fmt::format("cannot write the sweep summary: {}", e.what()));
+        }
+    };
+
+    bool changed = true;  // something to show
+    while (next < jobs.size() || !running.empty()) {
+        const int sig = stop.load();
+        if (sig != 0 && sig != forwarded) {
+            for (const Child& c : running) ::kill(c.pid, sig);
+            forwarded = sig;
+            res.stopped = true;
+        }
+        if (sig != 0) next = jobs.size();  // start nothing more
+        while (sig == 0 && next < jobs.size() && int(running.size()) < std::max(1, opt.jobs)) {
+            const SweepJob& job = jobs[next++];
+            std::error_code ec;
+            fs::create_directories(logs, ec);
+            Child c;
+            c.run = job.run;
+            c.log = logs / (job.run->name + ".log");
+            c.start = clock::now();
+            c.pid = spawn(opt, run_command(opt, *job.run, job.force), c.log);
+            running.push_back(std::move(c));
+            changed = true;
+        }
+        if (changed) progress();
+        changed = false;
+
+        bool reaped = false;
+        for (size_t i = 0; i < running.size();) {
+            int status = 0;
+            pid_t r = ::waitpid(running[i].pid, &status, WNOHANG);
+            if (r == 0 || (r < 0 && errno == EINTR)) {
+                ++i;
+                continue;
+            }
+            Child c = running[i];
+            running.erase(running.begin() + ptrdiff_t(i));
+            reaped = true;
+            const fs::path dir = opt.out_dir / c.run->name;
+            std::optional<RunSummary> sum = read_run_summary(dir);
+            const std::string sum_status = sum ? sum->status : std::string();
+            std::string why;
+            enum { ok, div, intr, fail } outcome = fail;
+            if (r < 0) {
+                why = fmt::format("cannot wait for it: {}", std::strerror(errno));
+            } else if (WIFEXITED(status)) {
+                const int code = WEXITSTATUS(status);
+                if (code == 0 && (sum_status == "completed" || sum_status.empty())) outcome = ok;
+                else if (code == 130 || sum_status == "interrupted") outcome = intr;
+                else if (sum_status == "diverged") outcome = div;
+                else why = fmt::format("exit code {}", code);
+            } else if (WIFSIGNALED(status)) {
+                const int s = WTERMSIG(status);
+                if (s == SIGINT || s == SIGTERM) outcome = intr;
+                else why = fmt::format("killed by signal {} ({})", s, strsignal(s));
+            }
+            const double secs = std::chrono::duration<double>(clock::now() - c.start).count();
+            switch (outcome) {
+            case ok:
+                ++res.completed;
+                run_seconds += secs, ++runs_timed;
+                break;
+            case div:
+                ++res.diverged;
+                run_seconds += secs, ++runs_timed;
+                if (cb.message) cb.message(fmt::format("run '{}' diverged (recorded with status diverged)", c.run->name));
+                break;
+            case intr:
+                ++res.interrupted;
+                if (cb.message && !res.stopped) cb.message(fmt::format("run '{}' was interrupted", c.run->name));
+                break;
+            case fail: {
+                ++res.failed;
+                run_seconds += secs, ++runs_timed;
+                if (!sum) failed_no_summary[c.run->index] = "failed";
+                std::string last = last_line(c.log);
+                if (cb.message)
+                    cb.message(fmt::format("run '{}' failed ({}){}; its log: {}", c.run->name, why,
+                                           last.empty() ? "" : ": " + last, c.log.string()));
+                break;
+            }
+            }
+            // An empty log (a quiet run that went well) is not worth keeping.
+            std::error_code ec;
+            if (fs::exists(c.log, ec) && fs::file_size(c.log, ec) == 0) fs::remove(c.log, ec);
+            rebuild();
+            changed = true;
+        }
+        if (!reaped) {
+            struct timespec ts {0, 50 * 1000 * 1000};
+            nanosleep(&ts, nullptr);
+            if (clock::now() - last_tick > std::chrono::seconds(1)) {
+                last_tick = clock::now();
+                progress();
+            }
+        }
+    }
+    std::error_code ec;
+    fs::remove(logs, ec);  // only when empty
+    if (changed) progress();
+    return res;
+}
+
+}  // namespace moe

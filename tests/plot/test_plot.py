@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Tests of tools/plot/{run,sweep,compare}.py on a tiny real run and sweep made with the binary.
+
+    python3 -m unittest discover -s tests/plot -v        # or: python3 tests/plot/test_plot.py -v
+    MOESIM_BINARY=build/release/moe-sim (the default)    # the moe-sim binary to make the runs with
+    MOESIM_KEEP_TMP=1                                    # keep the scratch directory and print its path
+
+Run as a script, it exits 77 (CTest: skipped) when matplotlib or pandas is not installed.
+"""
+
+import csv
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLOT = os.path.join(ROOT, "tools", "plot")
+BINARY = os.environ.get("MOESIM_BINARY") or os.path.join(ROOT, "build", "release", "moe-sim")
+CONFIG = os.path.join(ROOT, "configs", "quickstart.yaml")
+TINY = ["train.steps=30", "train.eval_every=10", "train.log_every=5", "data.eval_size=256",
+        "data.train_size=2048", "experts.count=4", "model.layers=2", "model.moe_every=1"]
+ALPHAS, SEEDS = ("0", "0.01"), ("1", "2")
+
+TMP = None
+SWEEP = None  # tmp/sweep: 4 runs + summary.csv with a run column
+
+
+def deps_missing():
+    try:
+        import matplotlib  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as e:
+        return str(e)
+    return None
+
+
+def png_size(path):
+    """(width, height) from the PNG header (signature + IHDR chunk)."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise AssertionError(f"{path} is not a PNG file")
+    return struct.unpack(">II", head[16:24])
+
+
+def run_name(alpha, seed):
+    return f"alpha={alpha}_seed={seed}"
+
+
+def make_runs(sweep_dir):
+    """The tiny runs of the sweep, two at a time, one thread each."""
+    jobs = [(a, s) for a in ALPHAS for s in SEEDS]
+    for i in range(0, len(jobs), 2):
+        procs = []
+        for a, s in jobs[i:i + 2]:
+            out = os.path.join(sweep_dir, run_name(a, s))
+            cmd = [BINARY, "run", CONFIG, *TINY, f"balance.alpha={a}", f"seed={s}", "--threads", "1",
+                   "--out", out, "--quiet"]
+            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+        for cmd, p in procs:
+            out, err = p.communicate(timeout=300)
+            if p.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip()}")
+
+
+def write_sweep_summary(sweep_dir, swept=("balance.alpha", "seed"), rewrite=None):
+    """SWEEP/summary.csv as `moe-sim sweep` writes it: run, the swept keys, then each run's row."""
+    rows, header = [], None
+    for a in ALPHAS:
+        for s in SEEDS:
+            name = run_name(a, s)
+            with open(os.path.join(SWEEP, name, "summary.csv"), newline="") as f:
+                r = list(csv.reader(f))
+            header = r[0]
+            values = dict(zip(r[0], r[1]))
+            if rewrite:
+                values = rewrite(values)
+            rows.append([name] + [values[k] for k in swept] + [values[k] for k in header])
+    with open(os.path.join(sweep_dir, "summary.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["run", *swept, *header])
+        w.writerows(rows)
+
+
+def setUpModule():
+    global TMP, SWEEP
+    missing = deps_missing()
+    if missing:
+        raise unittest.SkipTest(f"{missing}: install python3-matplotlib python3-pandas (tools/setup.sh)")
+    if not os.access(BINARY, os.X_OK):
+        raise RuntimeError(f"moe-sim binary not found at {BINARY}: build it (cmake --build --preset release) "
+                           "or set MOESIM_BINARY")
+    TMP = tempfile.mkdtemp(prefix="moesim-plot-test-")
+    SWEEP = os.path.join(TMP, "sweep")
+    os.makedirs(SWEEP)
+    make_runs(SWEEP)
+    write_sweep_summary(SWEEP)
+
+
+def tearDownModule():
+    if TMP and os.environ.get("MOESIM_KEEP_TMP"):
+        print(f"kept {TMP}", file=sys.stderr)
+    elif TMP:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+def plot(script, *args):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, os.path.join(PLOT, script), *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+class PlotCase(unittest.TestCase):
+    def assertOk(self, p):
+        self.assertEqual(p.returncode, 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+
+    def assertPng(self, path, size):
+        self.assertTrue(os.path.isfile(path), f"{path} was not written")
+        self.assertGreater(os.path.getsize(path), 2000, f"{path} is (nearly) empty")
+        self.assertEqual(png_size(path), size)
+
+    def assertClearError(self, p, *needles):
+        """Non-zero exit, one `<script>: error: ...` line on stderr naming the problem, no traceback."""
+        self.assertEqual(p.returncode, 2, f"expected exit 2, got {p.returncode}\nstderr: {p.stderr}")
+        self.assertNotIn("Traceback", p.stderr)
+        lines = [ln for ln in p.stderr.splitlines() if "error:" in ln]
+        self.assertEqual(len(lines), 1, p.stderr)
+        for n in needles:
+            self.assertIn(n, lines[0])
+
+    def out(self, name):
+        return os.path.join(TMP, name)
+
+    @staticmethod
+    def run_dir(alpha="0.01", seed="1"):
+        return os.path.join(SWEEP, run_name(alpha, seed))
+
+    @staticmethod
+    def moe_layers(run_dir):
+        with open(os.path.join(run_dir, "layers.csv"), newline="") as f:
+            return len({row["layer"] for row in csv.DictReader(f)})
+
+
+class TestRunDashboard(PlotCase):
+    def test_png_of_the_default_size(self):
+        layers = self.moe_layers(self.run_dir())
+        self.assertEqual(layers, 2)
+        p = plot("run.py", self.run_dir(), "-o", self.out("dash.png"))
+        self.assertOk(p)
+        self.assertEqual(p.stdout.strip(), self.out("dash.png"))
+        self.assertPng(self.out("dash.png"), (1600, 380 + 300 * layers))
+
+    def test_default_output_is_in_the_run_dir(self):
+        run = os.path.join(TMP, "copy_for_default")
+        shutil.copytree(self.run_dir(seed="2"), run)
+        self.assertOk(plot("run.py", run))
+        self.assertPng(os.path.join(run, "dashboard.png"), (1600, 980))
+
+    def test_size_compact_pdf_svg(self):
+        self.assertOk(plot("run.py", self.run_dir(), "--size", "900x700", "--compact", "-o", self.out("small.png")))
+        self.assertPng(self.out("small.png"), (900, 700))
+        self.assertOk(plot("run.py", self.run_dir(), "-o", self.out("dash.pdf")))
+        with open(self.out("dash.pdf"), "rb") as f:
+            self.assertEqual(f.read(5), b"%PDF-")
+        self.assertOk(plot("run.py", self.run_dir(), "-o", self.out("dash.svg")))
+        with open(self.out("dash.svg"), encoding="utf-8") as f:
+            self.assertIn("<svg", f.read(2000))
+
+    def test_run_in_progress(self):
+        """A run still training: no summary.csv, no eval rows or specialisation yet."""
+        run = os.path.join(TMP, "in_progress")
+        shutil.copytree(self.run_dir(), run)
+        os.remove(os.path.join(run, "summary.csv"))
+        for name in ("specialization.csv", "experts.csv"):
+            with open(os.path.join(run, name)) as f:
+                header = f.readline()
+            with open(os.path.join(run, name), "w") as f:
+                f.write(header)
+        self.assertOk(plot("run.py", run, "-o", self.out("progress.png")))
+        self.assertPng(self.out("progress.png"), (1600, 980))
+
+    def test_bad_inputs(self):
+        self.assertClearError(plot("run.py", self.out("does_not_exist")), "no such directory")
+        empty = self.out("empty_dir")
+        os.makedirs(empty, exist_ok=True)
+        self.assertClearError(plot("run.py", empty), "not a moe-sim run directory", "metrics.csv")
+        self.assertClearError(plot("run.py", SWEEP), "is a sweep directory", "sweep.py")
+        self.assertClearError(plot("run.py", self.run_dir(), "-o", self.out("x.nope")), "cannot write .nope", ".png")
+        self.assertClearError(plot("run.py", self.run_dir(), "--size", "big", "-o", self.out("x.png")), "--size")
+        p = plot("run.py")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("RUN_DIR", p.stderr)
+
+
+class TestSweep(PlotCase):
+    def test_x_and_two_stats(self):
+        p = plot("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "max_vio,loss", "-o", self.out("sw.png"))
+        self.assertOk(p)
+        self.assertIn("averaging over seed (2 values)", p.stderr)
+        self.assertPng(self.out("sw.png"), (640, 90 + 360 * 2))
+
+    def test_hue_col_short_keys_and_default_output(self):
+        p = plot("sweep.py", SWEEP, "--x", "seed", "--y", "max_vio", "--hue", "experts.count", "--col", "alpha",
+                 "--err", "ci95")
+        self.assertOk(p)
+        self.assertPng(os.path.join(SWEEP, "sweep_max_vio_vs_seed.png"), (100 + 460 * 2, 450))
+
+    def test_key_only_in_config_yaml(self):
+        """data.train_size is not a summary column: it is read from each run's config.yaml."""
+        p = plot("sweep.py", SWEEP, "--x", "data.train_size", "--y", "accuracy", "--hue", "balance.alpha",
+                 "--size", "700x500", "-o", self.out("cfgkey.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("cfgkey.png"), (700, 500))
+
+    def test_decades_give_a_log_axis(self):
+        d = os.path.join(TMP, "sweep_decades")
+        for a in ALPHAS:
+            for s in SEEDS:
+                os.makedirs(os.path.join(d, run_name(a, s)), exist_ok=True)
+        spread = {(0.0, "1"): "0", (0.0, "2"): "0.001", (0.01, "1"): "0.01", (0.01, "2"): "0.1"}
+
+        def rewrite(v):
+            v = dict(v)
+            v["balance.alpha"] = spread[(float(v["balance.alpha"]), v["seed"])]
+            return v
+
+        write_sweep_summary(d, rewrite=rewrite)
+        p = plot("sweep.py", d, "--x", "balance.alpha", "--y", "max_vio", "-o", self.out("decades.png"))
+        self.assertOk(p)
+        self.assertIn("symlog", p.stderr)
+        self.assertPng(self.out("decades.png"), (640, 450))
+
+    def test_gathers_runs_without_summary_csv(self):
+        d = os.path.join(TMP, "shell_loop_sweep")
+        for s in SEEDS:
+            shutil.copytree(self.run_dir(seed=s), os.path.join(d, f"seed{s}"))
+        p = plot("sweep.py", d, "--x", "seed", "--y", "dead_final", "-o", self.out("loop.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("loop.png"), (640, 450))
+
+    def test_bad_inputs(self):
+        p = plot("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "max_vioo")
+        self.assertClearError(p, "max_vioo", "no such column", "max_vio, load_cv")
+        p = plot("sweep.py", SWEEP, "--x", "balance.alphaa", "--y", "loss")
+        self.assertClearError(p, "balance.alphaa", "balance.alpha")
+        self.assertClearError(plot("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "status"), "not numeric")
+        self.assertClearError(plot("sweep.py", self.run_dir(), "--x", "seed", "--y", "loss"), "single run", "run.py")
+        empty = self.out("empty_sweep")
+        os.makedirs(empty, exist_ok=True)
+        self.assertClearError(plot("sweep.py", empty, "--x", "seed", "--y", "loss"), "not a moe-sim sweep")
+        self.assertClearError(plot("sweep.py", SWEEP, "--x", "seed", "--y", "loss", "--hue", "seed"), "different")
+
+
+class TestCompare(PlotCase):
+    def runs(self):
+        return [self.run_dir("0", "1"), self.run_dir("0.01", "1"), self.run_dir("0.01", "2")]
+
+    def test_layer_stat_mean_over_layers(self):
+        p = plot("compare.py", *self.runs(), "--y", "max_vio", "-o", self.out("cmp.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("cmp.png"), (900, 480))
+
+    def test_eval_split_one_layer_two_stats(self):
+        p = plot("compare.py", *self.runs(), "--y", "spec_nmi,loss", "--split", "eval", "--layer", "1",
+                 "--smooth", "2", "-o", self.out("cmp2.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("cmp2.png"), (900, 880))
+
+    def test_labels_are_the_config_differences(self):
+        sys.path.insert(0, PLOT)
+        try:
+            import common
+            import compare
+        finally:
+            sys.path.remove(PLOT)
+        labels, keys = compare.differing_labels([common.Run(d) for d in self.runs()])
+        self.assertEqual(labels, ["balance.alpha=0, seed=1", "balance.alpha=0.01, seed=1",
+                                  "balance.alpha=0.01, seed=2"])
+        self.assertEqual(keys, "balance.alpha, seed")
+
+    def test_bad_inputs(self):
+        p = plot("compare.py", *self.runs(), "--y", "bogus")
+        self.assertClearError(p, "no column `bogus`", "metrics.csv has: loss", "layers.csv has: max_vio")
+        self.assertClearError(plot("compare.py", *self.runs(), "--y", "max_vio", "--layer", "7"), "--layer 7")
+        self.assertClearError(plot("compare.py", *self.runs(), "--y", "max_vio", "--layer", "x"), "--layer x")
+        self.assertClearError(plot("compare.py", self.run_dir(), SWEEP, "--y", "loss"), "is a sweep directory")
+        p = plot("compare.py", self.run_dir())
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--y", p.stderr)
+
+
+if __name__ == "__main__":
+    if deps_missing():
+        print(f"skipped: {deps_missing()}: install python3-matplotlib python3-pandas (tools/setup.sh)")
+        sys.exit(77)
+    unittest.main()
