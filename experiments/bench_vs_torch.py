@@ -9,7 +9,7 @@ scaling in N (n8 -> n512), and writes every raw row to --raw (CSV).
     experiments/bench_vs_torch.py [CONFIG_NAME ...] [--rounds 3] [--steps 20] [--warmup 5]
         [--threads 2] [--moesim build/release/moe-sim]
         [--peer ../shared/bench/torch_moe_bench.py] [--python python3] [--impl sparse]
-        [--raw bench_vs_torch.csv] [--no-rss]
+        [--set KEY=VALUE ...] [--raw bench_vs_torch.csv] [--no-rss] [--no-torch]
 
 Environment (same as the options, options win): MOESIM, TORCH_BENCH (the peer script), PYTHON
 (the interpreter that has torch; Debian's torch: PYTHON=/usr/bin/python3).
@@ -17,8 +17,10 @@ Standard library only: the script itself does not need torch.
 
 Each program reports per-step medians over --steps timed steps after --warmup; the table gives,
 per config, the median over the rounds of those medians, and the best (min) step time seen.
-GFLOP/s for both programs use moe-sim's counted FLOPs (docs/performance.md): the two programs
-drop nearly the same fraction of assignments, so the count is the same to within ~1%.
+GFLOP/s: each program's counted FLOPs (docs/performance.md) with its own processed assignments;
+for the reference they are A = T*k*(1 - drop_fraction) from its CSV, for moe-sim the count it
+prints. The two programs do not route identically (different init and data), so their drop
+fractions, hence their counted FLOPs, differ a little; both are shown.
 Peak RSS (KiB -> MiB) is measured with /usr/bin/time when it exists (off with --no-rss).
 """
 import argparse
@@ -35,9 +37,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIGS = ["tiny", "small", "medium", "n8", "n64", "n512"]
 
 
-def resolved_config(moesim, path):
+def resolved_config(moesim, path, overrides):
     """The resolved config as {dotted.key: text}, from `moe-sim validate` (indentation = nesting)."""
-    out = subprocess.run([moesim, "validate", path], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([moesim, "validate", path] + overrides, check=True, capture_output=True,
+                         text=True).stdout
     values, stack = {}, []
     for line in out.splitlines():
         body = line.split("#", 1)[0].rstrip()
@@ -62,6 +65,21 @@ def peer_args(cfg, a):
             "--classes", cfg["data.clusters.num_classes"], "--threads", str(a.threads),
             "--lr", cfg["train.lr"], "--alpha", cfg["balance.alpha"],
             "--steps", str(a.steps), "--warmup", str(a.warmup), "--header"]
+
+
+def counted_flops(cfg, assignments):
+    """cli/bench_flops.h for one MoE block with a gelu/relu expert (what the reference models)."""
+    T, din = int(cfg["train.batch_size"]), int(cfg["data.clusters.dim"])
+    d, h = int(cfg["model.d_model"]), int(cfg["experts.d_ff"])
+    n, c = int(cfg["experts.count"]), int(cfg["data.clusters.num_classes"])
+    return (2 * (2 * T * din * d) + 3 * (2 * T * d * n) + 3 * (4 * assignments * d * h)
+            + 3 * (2 * T * d * c))
+
+
+def assignments_from_flops(cfg, flops):
+    T, din = int(cfg["train.batch_size"]), int(cfg["data.clusters.dim"])
+    d, h = int(cfg["model.d_model"]), int(cfg["experts.d_ff"])
+    return (flops - counted_flops(cfg, 0)) / (3 * 4 * d * h)
 
 
 def run_timed(cmd, rss):
@@ -102,6 +120,9 @@ def main():
     ap.add_argument("--peer", default=os.environ.get(
         "TORCH_BENCH", os.path.join(REPO, "..", "shared", "bench", "torch_moe_bench.py")))
     ap.add_argument("--python", default=os.environ.get("PYTHON", "python3"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for moe-sim (repeatable); the reference gets the same "
+                         "model arguments from the resolved config, e.g. --set capacity.factor=0")
     ap.add_argument("--raw", default="", help="also write every raw row to this CSV file")
     ap.add_argument("--no-rss", action="store_true", help="do not measure peak RSS")
     ap.add_argument("--no-torch", action="store_true", help="run moe-sim only")
@@ -113,8 +134,10 @@ def main():
     if with_torch:
         if not os.path.exists(a.peer):
             sys.exit(f"bench_vs_torch: no PyTorch reference at {a.peer} (pass --peer or TORCH_BENCH)")
-        probe = subprocess.run([a.python, "-c", "import torch; print(torch.__version__)"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [a.python, "-c", "import re, torch; m = re.search(r'BLAS_INFO=(\\w+)', torch.__config__.show()); "
+             "print(torch.__version__, 'BLAS_INFO=' + (m.group(1) if m else '?'))"],
+            capture_output=True, text=True)
         if probe.returncode != 0:
             sys.exit(f"bench_vs_torch: {a.python} cannot import torch; pass --python / PYTHON, "
                      "or --no-torch to run moe-sim only")
@@ -126,11 +149,12 @@ def main():
     for name in a.configs:
         path = name if name.endswith((".yaml", ".yml")) else os.path.join(REPO, "configs", "bench", name + ".yaml")
         label = os.path.splitext(os.path.basename(path))[0]
-        cfg = resolved_config(a.moesim, path)
+        cfg = resolved_config(a.moesim, path, a.set)
         info[label] = cfg
-        moe_cmd = [a.moesim, "bench", path, "--csv", "--steps", str(a.steps), "--warmup",
+        moe_cmd = [a.moesim, "bench", path] + a.set + ["--csv", "--steps", str(a.steps), "--warmup",
                    str(a.warmup), "--threads", str(a.threads)]
         peer_cmd = [a.python, a.peer] + peer_args(cfg, a)
+        T, k = int(cfg["train.batch_size"]), int(cfg["router.k"])
         for r in range(a.rounds):
             for prog in (("moe-sim", "torch") if with_torch else ("moe-sim",)):
                 out, mib = run_timed(moe_cmd if prog == "moe-sim" else peer_cmd, rss)
@@ -140,8 +164,10 @@ def main():
                     "ms_median": float(row["ms_per_step_median"]),
                     "ms_min": float(row["ms_per_step_min"]),
                     "ms_max": float(row["ms_per_step_max"]),
-                    "gflop": float(row["gflop_per_step"]) if prog == "moe-sim" else float("nan"),
-                    "drop": float(row["drop_fraction"]) if prog == "torch" else float("nan"),
+                    "gflop": float(row["gflop_per_step"]) if prog == "moe-sim" else
+                             counted_flops(cfg, T * k * (1.0 - float(row["drop_fraction"]))) * 1e-9,
+                    "drop": float(row["drop_fraction"]) if prog == "torch" else
+                            1.0 - assignments_from_flops(cfg, float(row["gflop_per_step"]) * 1e9) / (T * k),
                     "rss_mib": mib if mib is not None else float("nan"),
                     "blas": row.get("blas", ""),
                 })
@@ -165,12 +191,13 @@ def main():
         print(f"PyTorch {torch_version} ({a.python}), --impl {a.impl}, blas as the reference "
               f"reports it: {', '.join(sorted(blas))}")
     print()
-    hdr = (f"| config | N | d_model | d_ff | tokens | GFLOP/step | moe-sim ms (med) | moe-sim ms (best) "
-           f"| moe-sim GFLOP/s |")
-    sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    hdr = ("| config | N | d_model | d_ff | tokens | moe-sim GFLOP/step | moe-sim drop % "
+           "| moe-sim ms (med) | moe-sim ms (best) | moe-sim GFLOP/s |")
+    sep = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     if with_torch:
-        hdr += " torch ms (med) | torch ms (best) | torch GFLOP/s | speedup (med) | speedup (best) |"
-        sep += " ---: | ---: | ---: | ---: | ---: |"
+        hdr += (" torch GFLOP/step | torch drop % | torch ms (med) | torch ms (best) | torch GFLOP/s "
+                "| speedup (med) | speedup (best) |")
+        sep += " ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     if rss:
         hdr += " moe-sim RSS MiB |" + (" torch RSS MiB |" if with_torch else "")
         sep += " ---: |" + (" ---: |" if with_torch else "")
@@ -182,14 +209,16 @@ def main():
         m_med = agg(label, "moe-sim", "ms_median", statistics.median)
         m_best = agg(label, "moe-sim", "ms_min", min)
         line = (f"| {label} | {cfg['experts.count']} | {cfg['model.d_model']} | {cfg['experts.d_ff']} "
-                f"| {cfg['train.batch_size']} | {gf:.3f} | {m_med:.2f} | {m_best:.2f} | {gf / m_med * 1e3:.1f} |")
+                f"| {cfg['train.batch_size']} | {gf:.3f} | {max(0.0, 100 * agg(label, 'moe-sim', 'drop', statistics.mean)):.1f} "
+                f"| {m_med:.2f} | {m_best:.2f} | {gf / m_med * 1e3:.1f} |")
         summary[label] = {"gflop": gf, "moe": m_med, "moe_best": m_best}
         if with_torch:
+            tg = agg(label, "torch", "gflop", statistics.mean)
             t_med = agg(label, "torch", "ms_median", statistics.median)
             t_best = agg(label, "torch", "ms_min", min)
-            summary[label].update(torch=t_med, torch_best=t_best)
-            line += (f" {t_med:.2f} | {t_best:.2f} | {gf / t_med * 1e3:.1f} | {t_med / m_med:.2f}x "
-                     f"| {t_best / m_best:.2f}x |")
+            summary[label].update(tgflop=tg, torch=t_med, torch_best=t_best)
+            line += (f" {tg:.3f} | {max(0.0, 100 * agg(label, 'torch', 'drop', statistics.mean)):.1f} | {t_med:.2f} "
+                     f"| {t_best:.2f} | {tg / t_med * 1e3:.1f} | {t_med / m_med:.2f}x | {t_best / m_best:.2f}x |")
         if rss:
             line += f" {agg(label, 'moe-sim', 'rss_mib', max):.1f} |"
             if with_torch:
@@ -199,9 +228,10 @@ def main():
     if "n8" in summary and "n512" in summary:
         s8, s512 = summary["n8"], summary["n512"]
         fl = s512["gflop"] / s8["gflop"]
-        print(f"\nScaling in N, n8 -> n512: counted FLOPs x{fl:.2f}; moe-sim step time "
+        print(f"\nScaling in N, n8 -> n512: moe-sim counted FLOPs x{fl:.2f}; moe-sim step time "
               f"x{s512['moe'] / s8['moe']:.2f} (median), x{s512['moe_best'] / s8['moe_best']:.2f} (best)"
-              + (f"; torch x{s512['torch'] / s8['torch']:.2f} (median), "
+              + (f"; torch counted FLOPs x{s512['tgflop'] / s8['tgflop']:.2f}, "
+                 f"torch step time x{s512['torch'] / s8['torch']:.2f} (median), "
                  f"x{s512['torch_best'] / s8['torch_best']:.2f} (best)" if with_torch else ""))
         if "n64" in summary:
             s64 = summary["n64"]

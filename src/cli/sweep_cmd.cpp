@@ -233,7 +233,6 @@ int sweep_main(const SweepArgs& a) {
     cb.progress = [&](const SweepProgress& p) { display.progress(p); };
     cb.message = [&](const std::string& m) { display.message(m); };
     SweepResult r = run_sweep(plan, opt, jobs, g_sweep_signal, cb, total, skipped, skipped_diverged);
-    if (opt.write_summary && !r.stopped) write_sweep_summary(plan, out_dir);
     display.close();
 
     const size_t completed = skipped - skipped_diverged + r.completed;

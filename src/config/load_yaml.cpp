@@ -9,7 +9,9 @@
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <map>
+#include <sstream>
 
 namespace moe::detail {
 namespace {
@@ -114,13 +116,67 @@ struct Walker {
     }
 };
 
+// yaml-cpp 0.7's LoadAll() loops forever, allocating, on a stray ',' at document level (","
+// or "[1],"): the parser does not consume the token and reports an endless run of empty
+// documents that all start at the same place (jbeder/yaml-cpp#1040, fixed upstream by #1319).
+// So documents are first counted from parser events, stopping after the third, and a document
+// that starts where the previous one did is a syntax error. Only then is the one document built
+// with YAML::Load, which reads a single document.
+class DocumentStarts : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> starts;
+    void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+};
+
+struct Parsed {
+    YAML::Node node;         // the document (null when there is none)
+    std::string error;       // set when the text is not one YAML document
+    YAML::Mark error_at = YAML::Mark::null_mark();
+};
+
+// Parses `text` as one YAML document. yaml-cpp's exceptions propagate.
+Parsed parse_one_document(const std::string& text) {
+    Parsed out;
+    DocumentStarts docs;
+    {
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        while (docs.starts.size() < 3 && parser.HandleNextDocument(docs)) {
+            size_t n = docs.starts.size();
+            if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
+                size_t pos = size_t(std::max(0, docs.starts[n - 1].pos));
+                char c = pos < text.size() ? text[pos] : ' ';
+                out.error = c > ' ' && c < 0x7F ? fmt::format("not valid YAML: unexpected '{}'", c)
+                                                : std::string("not valid YAML: unexpected character");
+                out.error_at = docs.starts[n - 1];
+                return out;
+            }
+        }
+    }
+    if (docs.starts.size() > 1) {
+        out.error = "expected one YAML document, found a second one starting here";
+        out.error_at = docs.starts[1];
+        return out;
+    }
+    if (docs.starts.size() == 1) out.node = YAML::Load(text);
+    return out;
+}
+
 }  // namespace
 
 bool load_yaml_document(LoadState& st, std::string_view text) {
     Walker w{st, Source{st.label, 0, 0, Source::in_file}};
-    std::vector<YAML::Node> docs;
+    Parsed parsed;
     try {
-        docs = YAML::LoadAll(std::string(text));
+        parsed = parse_one_document(std::string(text));
     } catch (const YAML::DeepRecursion& e) {
         st.error(w.at(e.mark), {}, "nesting is too deep");
         return false;
@@ -131,32 +187,35 @@ bool load_yaml_document(LoadState& st, std::string_view text) {
         st.error(w.at(e.mark), {}, fmt::format("not valid YAML: {}", e.msg));
         return false;
     }
-    if (docs.size() > 1) {
-        st.error(w.at(docs[1]), {},
-                 fmt::format("expected one YAML document, found {} (the second starts here, after a '---' line)", docs.size()));
+    if (!parsed.error.empty()) {
+        st.error(w.at(parsed.error_at), {}, parsed.error);
         return false;
     }
     // An empty file, or one with only comments, is a valid config: all defaults.
-    if (docs.empty() || docs[0].IsNull()) return true;
-    if (!docs[0].IsMap()) {
-        st.error(w.at(docs[0]), {},
-                 fmt::format("expected a mapping of config keys at the top level, got {}", what_is(docs[0])));
+    const YAML::Node& doc = parsed.node;
+    if (!doc.IsDefined() || doc.IsNull()) return true;
+    if (!doc.IsMap()) {
+        st.error(w.at(doc), {}, fmt::format("expected a mapping of config keys at the top level, got {}", what_is(doc)));
         return false;
     }
-    w.section("", docs[0]);
+    w.section("", doc);
     return true;
 }
 
 void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text, const Source& at) {
     Walker w{st, at};
-    YAML::Node node;
+    Parsed parsed;
     try {
-        node = YAML::Load(std::string(value_text));
+        parsed = parse_one_document(std::string(value_text));
     } catch (const YAML::Exception& e) {
-        st.error(at, path, fmt::format("not a valid YAML value: {}", e.msg));
+        parsed.error = fmt::format("not valid YAML: {}", e.msg);
+    }
+    if (!parsed.error.empty()) {
+        st.error(at, path, fmt::format("cannot read the value: {}", parsed.error));
         st.mark_bad(path);
         return;
     }
+    const YAML::Node& node = parsed.node;
     if (const schema::Key* key = schema::find_key(path)) {
         w.leaf(*key, node, at);
     } else {

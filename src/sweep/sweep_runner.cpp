@@ -311,6 +311,7 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
     }
     std::error_code ec;
     fs::remove(logs, ec);  // only when empty
+    rebuild();             // also when nothing ran (every run finished before)
     if (changed) progress();
     return res;
 }

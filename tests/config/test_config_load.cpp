@@ -253,7 +253,7 @@ TEST_CASE("overrides") {
         CHECK(load_error("", {"router="}) ==
               "override 'router=': router: is a section: expected a mapping of its keys (type, k, score, "
               "normalize, noise), got an empty value");
-        CHECK(load_error("", {"train.lr=[1"}).rfind("override 'train.lr=[1': train.lr: not a valid YAML value: ", 0) == 0);
+        CHECK(load_error("", {"train.lr=[1"}).rfind("override 'train.lr=[1': train.lr: cannot read the value: not valid YAML: ", 0) == 0);
         CHECK(load_error("", {"router.k=" + std::string(1000, '[')}) ==
               "override 'router.k=" + std::string(91, '[') + "...': router.k: cannot read the value: nesting is "
               "deeper than 64 levels");
@@ -310,8 +310,12 @@ TEST_CASE("config_validate checks a config built in code") {
 TEST_CASE("load: documents that cannot be read stop with one line") {
     CHECK(load_error("- a\n- b\n") == "t.yaml:1:1: expected a mapping of config keys at the top level, got a list");
     CHECK(load_error("just words\n") == "t.yaml:1:1: expected a mapping of config keys at the top level, got 'just words'");
-    CHECK(load_error("a: 1\n---\nb: 2\n") ==
-          "t.yaml:3:1: expected one YAML document, found 2 (the second starts here, after a '---' line)");
+    CHECK(load_error("a: 1\n---\nb: 2\n") == "t.yaml:2:1: expected one YAML document, found a second one starting here");
+    // yaml-cpp 0.7's LoadAll would loop forever on these (jbeder/yaml-cpp#1040).
+    CHECK(load_error(",") == "t.yaml:1:1: not valid YAML: unexpected ','");
+    CHECK(load_error("[1],\n") == "t.yaml:1:4: not valid YAML: unexpected ','");
+    CHECK(load_error("router: {k: 1},\n").rfind("t.yaml:1:", 0) == 0);
+    CHECK(load_error("", {"router.k=,"}) == "override 'router.k=,': router.k: cannot read the value: not valid YAML: unexpected ','");
     CHECK(load_error("router: {k: 2\n").rfind("t.yaml:", 0) == 0);
     CHECK(load_error("router: {k: 2\n").find("not valid YAML: ") != std::string::npos);
     CHECK(load_error(std::string("a: 1\n\0b: 2\n", 11)) == "t.yaml:2:1: not a text file: it contains a NUL byte");

@@ -156,21 +156,22 @@ TEST_CASE("resume after SIGTERM: every run completed exactly once, no duplicate 
 TEST_CASE("a changed config for an existing run directory is refused, exit 2") {
     const fs::path d = scratch("conflict");
     const fs::path out = d / "s";
-    auto args = concat({"sweep", quickstart(), "router.k=1,2"}, concat(tiny(), {"--out", out.string(), "--quiet"}));
+    auto args = concat({"sweep", quickstart(), "router.k=1,2"},
+                       concat(tiny(), {"--out", out.string(), "--quiet", "--threads", "1"}));
     REQUIRE(run(args, d).code == 0);
     const auto before = mtime(out / "router.k=1" / "metrics.csv");
     auto changed = args;
     changed.push_back("train.lr=0.01");
     Result r = run(changed, d);
     CHECK(r.code == 2);
-    CHECK(r.err.find("'" + (out / "router.k=1").string() + "' holds a run of a different config: train.lr is 0.003 there, "
-                     "0.01 in this sweep") != std::string::npos);
+    const std::string expected = std::string("run directory '").append((out / "router.k=1").string()).append(
+        "' holds a run of a different config: train.lr is 0.003 there, 0.01 in this sweep");
+    CHECK(r.err.find(expected) != std::string::npos);
     CHECK(r.err_lines() == 3);  // two directories, and what to do
     CHECK(mtime(out / "router.k=1" / "metrics.csv") == before);
     // A different thread count is not a different config.
     auto threads = args;
-    threads.push_back("--threads");
-    threads.push_back("1");
+    threads.back() = "2";  // --threads 2
     CHECK(run(threads, d).code == 0);
     // --force runs them again.
     changed.push_back("--force");

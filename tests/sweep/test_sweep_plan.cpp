@@ -42,8 +42,8 @@ std::vector<std::string> names(const SweepPlan& p) {
 TEST_SUITE("sweep") {
 
 TEST_CASE("grid expansion: the cartesian product, first axis outermost, fixed overrides for all") {
-    SweepPlan p = plan_sweep_text(kBase, "t.yaml", {"experts.count=4,8,16", "train.steps=20", "router.k=1,2"});
-    CHECK(p.fixed == std::vector<std::string>{"train.steps=20"});
+    SweepPlan p = plan_sweep_text(kBase, "t.yaml", {"experts.count=4,8,16", "train.steps=400", "router.k=1,2"});
+    CHECK(p.fixed == std::vector<std::string>{"train.steps=400"});
     CHECK(p.swept_keys == std::vector<std::string>{"experts.count", "router.k"});
     REQUIRE(p.runs.size() == 6);
     CHECK(names(p) == std::vector<std::string>{
@@ -51,11 +51,11 @@ TEST_CASE("grid expansion: the cartesian product, first axis outermost, fixed ov
                           "experts.count=8,router.k=2", "experts.count=16,router.k=1", "experts.count=16,router.k=2"});
     for (size_t i = 0; i < p.runs.size(); ++i) CHECK(p.runs[i].index == i);
     const PlannedRun& r = p.runs[3];
-    CHECK(r.overrides == std::vector<std::string>{"train.steps=20", "experts.count=8", "router.k=2"});
+    CHECK(r.overrides == std::vector<std::string>{"train.steps=400", "experts.count=8", "router.k=2"});
     CHECK(r.swept_values == std::vector<std::string>{"8", "2"});
     CHECK(r.config.experts.count == 8);
     CHECK(r.config.router.k == 2);
-    CHECK(r.config.train.steps == 20);
+    CHECK(r.config.train.steps == 400);
     CHECK(r.config.name == "t");
     // The resolved config is what `moe-sim run CONFIG OVERRIDES...` would load.
     CHECK(r.config == config_load_string(kBase, "t.yaml", r.overrides));
@@ -80,7 +80,7 @@ TEST_CASE("the sweep: section: grid x command line x variants x seeds, in that o
         "    - balance: {alpha: 0, bias_rate: 1e-3}\n"
         "  seeds: [1, 2]\n"
         "train:\n"
-        "  steps: 30\n";
+        "  steps: 300\n";
     SweepPlan p = plan_sweep_text(text, "t.yaml", {"router.k=1,2"});
     CHECK(p.has_sweep_section);
     CHECK(p.swept_keys ==
@@ -91,7 +91,7 @@ TEST_CASE("the sweep: section: grid x command line x variants x seeds, in that o
     CHECK(p.runs[2].name == "experts.count=4,router.k=1,balance.alpha=0.0,balance.bias_rate=0.001,seed=1");
     CHECK(p.runs[15].name == "experts.count=8,router.k=2,balance.alpha=0.0,balance.bias_rate=0.001,seed=2");
     CHECK(p.runs[2].config.balance.bias_rate == doctest::Approx(1e-3));
-    CHECK(p.runs[2].config.train.steps == 30);
+    CHECK(p.runs[2].config.train.steps == 300);
     // Names are unique.
     std::vector<std::string> n = names(p);
     CHECK(std::set<std::string>(n.begin(), n.end()).size() == n.size());
@@ -195,7 +195,8 @@ TEST_CASE("bad specs: one line each, all at once") {
     // A value its key refuses, and something that is not KEY=VALUE.
     e = plan_errors(kBase, {"router.k=1,two", "nonsense"});
     REQUIRE(e.size() == 2);
-    CHECK(e[0] == "override 'router.k=1,two': router.k: expected an integer between 1 and 1024, got 'two'");
+    CHECK(e[0].rfind("override 'router.k=1,two': router.k: expected an integer between 1 and ", 0) == 0);
+    CHECK(e[0].find("got 'two'") != std::string::npos);
     CHECK(e[1] == "override 'nonsense': expected KEY=VALUE or KEY=V1,V2,...");
 }
 
