@@ -22,6 +22,9 @@ for the reference they are A = T*k*(1 - drop_fraction) from its CSV, for moe-sim
 prints. The two programs do not route identically (different init and data), so their drop
 fractions, hence their counted FLOPs, differ a little; both are shown.
 Peak RSS (KiB -> MiB) is measured with /usr/bin/time when it exists (off with --no-rss).
+The environment passes through to both programs: on a machine shared with other work, OpenMP's
+spinning barriers make both collapse at 2 threads; OMP_WAIT_POLICY=passive before the script
+keeps them usable (docs/performance.md).
 """
 import argparse
 import csv
@@ -185,7 +188,7 @@ def main():
         return fn(v) if v else float("nan")
 
     print(f"\nmoe-sim: {a.moesim}; threads {a.threads}; {a.rounds} rounds x {a.steps} timed steps "
-          f"(+{a.warmup} warm-up), alternating")
+          f"(+{a.warmup} warm-up), alternating; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     if with_torch:
         blas = {x["blas"] for x in raw if x["program"] == "torch"}
         print(f"PyTorch {torch_version} ({a.python}), --impl {a.impl}, blas as the reference "

@@ -79,7 +79,16 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     opts.out_dir = dir;
     opts.stop = &g_stop;
     opts.on_progress = [&](const Progress& p) { progress.update(p); };
-    const RunResult res = train_run(cfg, opts);
+    RunResult res;
+    try {
+        res = train_run(cfg, opts);
+    } catch (const UserError& e) {
+        // The config was valid: what fails now is the run itself (an unwritable file, a full
+        // disk), exit code 1 (SPEC.md).
+        progress.finish();
+        for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
+        return 1;
+    }
     progress.finish();
     switch (res.status) {
         case RunStatus::completed:

@@ -132,7 +132,8 @@ public:
         std::fflush(stderr);
     }
     void message(const std::string& m) {
-        close();
+        if (open_) std::fputs("\r\033[K", stderr);  // the progress line is redrawn after
+        open_ = false;
         std::fprintf(stderr, "moe-sim: %s\n", m.c_str());
     }
     void close() {

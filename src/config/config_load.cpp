@@ -46,8 +46,12 @@ void LoadState::throw_if_errors() {
     std::vector<Diagnostic> out;
     for (Entry& e : sorted) out.push_back(std::move(e.d));
     if (suppressed_ > 0)
-        out.push_back(Diagnostic{label, 0, 0, {},
-                                 fmt::format("{} more error{} not shown", suppressed_, suppressed_ == 1 ? "" : "s")});
+        out.push_back(Diagnostic{
+            label,
+            0,
+            0,
+            {},
+            fmt::format("{} more error{} not shown", suppressed_, suppressed_ == 1 ? "" : "s")});
     throw UserError(std::move(out));
 }
 
@@ -57,15 +61,20 @@ std::string shown(std::string_view text, size_t max) {
     bool cut = n > max;
     if (cut) {
         n = max;
-        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;  // UTF-8 boundary
+        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n; // UTF-8 boundary
     }
     for (size_t i = 0; i < n; ++i) {
         unsigned char c = static_cast<unsigned char>(text[i]);
-        if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else if (c == '\r') out += "\\r";
-        else if (c < 0x20 || c == 0x7F) out += fmt::format("\\x{:02x}", c);
-        else out += char(c);
+        if (c == '\n')
+            out += "\\n";
+        else if (c == '\t')
+            out += "\\t";
+        else if (c == '\r')
+            out += "\\r";
+        else if (c < 0x20 || c == 0x7F)
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += char(c);
     }
     if (cut) out += "...";
     return out;
@@ -76,7 +85,9 @@ namespace {
 // Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid.
 size_t utf8_length(std::string_view s, size_t i) {
     auto b = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
-    auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) { return b(k) >= lo && b(k) <= hi; };
+    auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+        return b(k) >= lo && b(k) <= hi;
+    };
     unsigned c = b(0);
     if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
@@ -89,7 +100,7 @@ size_t utf8_length(std::string_view s, size_t i) {
     return 0;
 }
 
-}  // namespace
+} // namespace
 
 bool check_text(LoadState& st, std::string_view text) {
     std::optional<TextProblem> p = find_text_problem(text);
@@ -102,20 +113,22 @@ std::optional<TextProblem> find_text_problem(std::string_view text) {
         return std::optional<TextProblem>(TextProblem{line, column, std::move(message)});
     };
     if (text.size() > kConfigMaxBytes)
-        return fail(0, 0, fmt::format("config is too large: {} bytes, the limit is 16 MiB ({} bytes)",
-                                      text.size(), kConfigMaxBytes));
+        return fail(0, 0,
+                    fmt::format("config is too large: {} bytes, the limit is 16 MiB ({} bytes)",
+                                text.size(), kConfigMaxBytes));
     int line = 1, column = 1;
-    bool line_start = true;     // only spaces or tabs so far on this line
+    bool line_start = true; // only spaces or tabs so far on this line
     bool in_comment = false;
-    int flow_depth = 0;         // open [ and { (not inside comments; quotes are not tracked)
-    int dashes = 0;             // block "- " indicators opening this line
-    bool dash_run = true;       // still reading the line's leading "- - - " run
-    int tab_column = 0;         // column of a tab in this line's indentation, if any
+    int flow_depth = 0;   // open [ and { (not inside comments; quotes are not tracked)
+    int dashes = 0;       // block "- " indicators opening this line
+    bool dash_run = true; // still reading the line's leading "- - - " run
+    int tab_column = 0;   // column of a tab in this line's indentation, if any
     for (size_t i = 0; i < text.size();) {
         unsigned char c = static_cast<unsigned char>(text[i]);
         if (c == 0) return fail(line, column, "not a text file: it contains a NUL byte");
         size_t len = utf8_length(text, i);
-        if (len == 0) return fail(line, column, fmt::format("not UTF-8 text: invalid byte 0x{:02X}", c));
+        if (len == 0)
+            return fail(line, column, fmt::format("not UTF-8 text: invalid byte 0x{:02X}", c));
         if (c == '\n') {
             ++line, column = 1, i += 1;
             line_start = true, in_comment = false, dashes = 0, dash_run = true, tab_column = 0;
@@ -124,18 +137,24 @@ std::optional<TextProblem> find_text_problem(std::string_view text) {
         if (line_start && c == '\t' && tab_column == 0) tab_column = column;
         if (c != ' ' && c != '\t' && c != '\r') {
             if (line_start && tab_column > 0 && c != '#')
-                return fail(line, tab_column, "a tab in indentation: YAML indents with spaces only");
+                return fail(line, tab_column,
+                            "a tab in indentation: YAML indents with spaces only");
             line_start = false;
-            if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n'))
+            if (c == '#' &&
+                (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n'))
                 in_comment = true;
             if (!in_comment) {
-                bool dash = c == '-' && (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\n');
-                if (dash && dash_run) ++dashes;
-                else dash_run = false;
+                bool dash =
+                    c == '-' && (i + 1 == text.size() || text[i + 1] == ' ' || text[i + 1] == '\n');
+                if (dash && dash_run)
+                    ++dashes;
+                else
+                    dash_run = false;
                 if (c == '[' || c == '{') ++flow_depth;
                 if ((c == ']' || c == '}') && flow_depth > 0) --flow_depth;
                 if (flow_depth + dashes > kConfigMaxDepth)
-                    return fail(line, column, fmt::format("nesting is deeper than {} levels", kConfigMaxDepth));
+                    return fail(line, column,
+                                fmt::format("nesting is deeper than {} levels", kConfigMaxDepth));
             }
         }
         i += len;
@@ -158,13 +177,17 @@ std::string read_config_file(const std::string& path) {
         ~Closer() { ::close(fd); }
     } closer{fd};
     struct stat sb {};
-    if (::fstat(fd, &sb) != 0) file_error(path, fmt::format("cannot open config file: {}", std::strerror(errno)));
-    if (S_ISDIR(sb.st_mode)) file_error(path, fmt::format("cannot open config file: {}", std::strerror(EISDIR)));
+    if (::fstat(fd, &sb) != 0)
+        file_error(path, fmt::format("cannot open config file: {}", std::strerror(errno)));
+    if (S_ISDIR(sb.st_mode))
+        file_error(path, fmt::format("cannot open config file: {}", std::strerror(EISDIR)));
     auto too_large = [&](uint64_t bytes) {
-        file_error(path, fmt::format("config file is too large: {} bytes, the limit is 16 MiB ({} bytes)",
-                                     bytes, kConfigMaxBytes));
+        file_error(path,
+                   fmt::format("config file is too large: {} bytes, the limit is 16 MiB ({} bytes)",
+                               bytes, kConfigMaxBytes));
     };
-    if (S_ISREG(sb.st_mode) && uint64_t(sb.st_size) > kConfigMaxBytes) too_large(uint64_t(sb.st_size));
+    if (S_ISREG(sb.st_mode) && uint64_t(sb.st_size) > kConfigMaxBytes)
+        too_large(uint64_t(sb.st_size));
     std::string text;
     char buf[65536];
     for (;;) {
@@ -175,13 +198,13 @@ std::string read_config_file(const std::string& path) {
         }
         if (n == 0) break;
         text.append(buf, size_t(n));
-        if (text.size() > kConfigMaxBytes) too_large(text.size());  // a pipe, or a file that grew
+        if (text.size() > kConfigMaxBytes) too_large(text.size()); // a pipe, or a file that grew
     }
     return text;
 }
 
-}  // namespace
-}  // namespace detail
+} // namespace
+} // namespace detail
 
 Config config_load_string(const std::string& yaml_text, const std::string& label,
                           const std::vector<std::string>& overrides) {
@@ -216,4 +239,4 @@ void config_validate(const Config& cfg, const std::string& label) {
     st.throw_if_errors();
 }
 
-}  // namespace moe
+} // namespace moe

@@ -18,19 +18,19 @@ namespace moe::detail {
 // Where a value came from. Diagnostics are sorted by (group, line, column, arrival).
 struct Source {
     enum Group { in_file = 0, in_override = 1, no_place = 2 };
-    std::string file;  // the file label, or "override 'KEY=VALUE'", or the config label
-    int line = 0;      // 1-based; 0 = none
-    int column = 0;    // 1-based; 0 = none
+    std::string file; // the file label, or "override 'KEY=VALUE'", or the config label
+    int line = 0;     // 1-based; 0 = none
+    int column = 0;   // 1-based; 0 = none
     Group group = no_place;
-    int order = 0;     // the override's index, to keep overrides in command-line order
+    int order = 0; // the override's index, to keep overrides in command-line order
 };
 
 class LoadState {
 public:
     LoadState(std::string label, Config base) : label(std::move(label)), cfg(std::move(base)) {}
 
-    std::string label;  // the file label (or "config")
-    Config cfg;         // defaults, then the file's values, then the overrides'
+    std::string label; // the file label (or "config")
+    Config cfg;        // defaults, then the file's values, then the overrides'
 
     // Records one problem. After kMaxDiagnostics, further ones are only counted.
     void error(const Source& at, std::string_view key, std::string message);
@@ -65,7 +65,7 @@ std::string shown(std::string_view text, size_t max = 60);
 // depth. Adds one diagnostic and returns false at the first problem.
 bool check_text(LoadState& st, std::string_view text);
 struct TextProblem {
-    int line = 0, column = 0;  // 1-based; 0 when about the whole text (its size)
+    int line = 0, column = 0; // 1-based; 0 when about the whole text (its size)
     std::string message;
 };
 std::optional<TextProblem> find_text_problem(std::string_view text);
@@ -75,7 +75,8 @@ std::optional<TextProblem> find_text_problem(std::string_view text);
 bool load_yaml_document(LoadState& st, std::string_view text);
 // load_yaml.cpp: parses `value_text` as YAML (a scalar, a flow list or a flow mapping) and applies
 // it to `path` (a key, or a section given as a mapping), reporting problems at `at`.
-void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text, const Source& at);
+void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text,
+                      const Source& at);
 
 // overrides.cpp: applies KEY=VALUE overrides in order.
 void apply_overrides(LoadState& st, const std::vector<std::string>& overrides);
@@ -87,4 +88,4 @@ void validate_cross_keys(LoadState& st);
 // validate.cpp: the cross-key rules in words, one line each, for the reference.
 std::vector<std::string> cross_key_rules_text();
 
-}  // namespace moe::detail
+} // namespace moe::detail

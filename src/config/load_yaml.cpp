@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -31,12 +32,13 @@ std::string what_is(const YAML::Node& n) {
 
 struct Walker {
     LoadState& st;
-    Source base;  // a file (nodes carry their own line:column) or an override (no line)
+    Source base; // a file (nodes carry their own line:column) or an override (no line)
 
     Source at(const YAML::Node& n) const { return at(n.Mark()); }
     Source at(const YAML::Mark& m) const {
         Source s = base;
-        if (base.group == Source::in_file && !m.is_null()) s.line = m.line + 1, s.column = m.column + 1;
+        if (base.group == Source::in_file && !m.is_null())
+            s.line = m.line + 1, s.column = m.column + 1;
         return s;
     }
 
@@ -56,8 +58,9 @@ struct Walker {
         }
         const std::string& tag = v.Tag();
         if (tag != "?" && tag != "!") {
-            fail(fmt::format("expected {}, got a value with the YAML tag '{}' (tags are not supported)",
-                             schema::expected_text(key), shown(tag)));
+            fail(fmt::format(
+                "expected {}, got a value with the YAML tag '{}' (tags are not supported)",
+                schema::expected_text(key), shown(tag)));
             return;
         }
         schema::Value value;
@@ -74,26 +77,31 @@ struct Walker {
         if (v.IsMap()) return section(path, v);
         if (v.IsNull() && base.group == Source::in_file) return;
         std::string names;
-        for (std::string_view c : schema::children_of(path)) names += (names.empty() ? "" : ", ") + std::string(c);
+        for (std::string_view c : schema::children_of(path))
+            names += (names.empty() ? "" : ", ") + std::string(c);
         st.error(v.IsNull() ? key_at : at(v), path,
-                 fmt::format("is a section: expected a mapping of its keys ({}), got {}", names, what_is(v)));
+                 fmt::format("is a section: expected a mapping of its keys ({}), got {}", names,
+                             what_is(v)));
     }
 
     void section(std::string_view prefix, const YAML::Node& map) {
         std::map<std::string, YAML::Mark, std::less<>> seen;
-        for (const auto& pair : map) {  // `pair` is a value: its nodes live through the body
+        for (const auto& pair : map) { // `pair` is a value: its nodes live through the body
             const YAML::Node& k = pair.first;
             const YAML::Node& v = pair.second;
             Source key_at = at(k);
             if (!k.IsScalar()) {
-                st.error(key_at, prefix, fmt::format("expected a key name, got {} as a key", what_is(k)));
+                st.error(key_at, prefix,
+                         fmt::format("expected a key name, got {} as a key", what_is(k)));
                 continue;
             }
             const std::string& name = k.Scalar();
             std::string path = prefix.empty() ? name : fmt::format("{}.{}", prefix, name);
             std::string path_shown = shown(path, 100);
             if (auto first = seen.find(name); first != seen.end()) {
-                st.error(key_at, path_shown, fmt::format("duplicate key (first given on line {})", first->second.line + 1));
+                st.error(
+                    key_at, path_shown,
+                    fmt::format("duplicate key (first given on line {})", first->second.line + 1));
                 st.mark_bad(path);
                 continue;
             }
@@ -102,13 +110,19 @@ struct Walker {
             bool sect = !key && schema::is_section(path);
             if (name.find('.') != std::string::npos && (key || sect)) {
                 st.error(key_at, path_shown,
-                         fmt::format("a dotted key is only for overrides (KEY=VALUE); in a file, nest it "
-                                     "under '{}:'", name.substr(0, name.find('.'))));
+                         fmt::format(
+                             "a dotted key is only for overrides (KEY=VALUE); in a file, nest it "
+                             "under '{}:'",
+                             name.substr(0, name.find('.'))));
                 st.mark_bad(path);
             } else if (key) {
                 leaf(*key, v, key_at);
             } else if (sect) {
                 section_value(path, v, key_at);
+            } else if (path == "sweep") {
+                // The sweep section belongs to `moe-sim sweep` (config/sweep_spec.cpp checks it);
+                // run and validate read the base config around it, which is what each run of
+                // the sweep starts from.
             } else {
                 st.error(key_at, path_shown, schema::unknown_key_message(path));
             }
@@ -129,16 +143,19 @@ public:
     void OnDocumentEnd() override {}
     void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
     void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
     void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
     void OnMapEnd() override {}
 };
 
 struct Parsed {
-    YAML::Node node;         // the document (null when there is none)
-    std::string error;       // set when the text is not one YAML document
+    YAML::Node node;   // the document (null when there is none)
+    std::string error; // set when the text is not one YAML document
     YAML::Mark error_at = YAML::Mark::null_mark();
 };
 
@@ -154,8 +171,9 @@ Parsed parse_one_document(const std::string& text) {
             if (n >= 2 && docs.starts[n - 1].pos == docs.starts[n - 2].pos) {
                 size_t pos = size_t(std::max(0, docs.starts[n - 1].pos));
                 char c = pos < text.size() ? text[pos] : ' ';
-                out.error = c > ' ' && c < 0x7F ? fmt::format("not valid YAML: unexpected '{}'", c)
-                                                : std::string("not valid YAML: unexpected character");
+                out.error = c > ' ' && c < 0x7F
+                                ? fmt::format("not valid YAML: unexpected '{}'", c)
+                                : std::string("not valid YAML: unexpected character");
                 out.error_at = docs.starts[n - 1];
                 return out;
             }
@@ -170,7 +188,7 @@ Parsed parse_one_document(const std::string& text) {
     return out;
 }
 
-}  // namespace
+} // namespace
 
 bool load_yaml_document(LoadState& st, std::string_view text) {
     Walker w{st, Source{st.label, 0, 0, Source::in_file}};
@@ -195,14 +213,17 @@ bool load_yaml_document(LoadState& st, std::string_view text) {
     const YAML::Node& doc = parsed.node;
     if (!doc.IsDefined() || doc.IsNull()) return true;
     if (!doc.IsMap()) {
-        st.error(w.at(doc), {}, fmt::format("expected a mapping of config keys at the top level, got {}", what_is(doc)));
+        st.error(w.at(doc), {},
+                 fmt::format("expected a mapping of config keys at the top level, got {}",
+                             what_is(doc)));
         return false;
     }
     w.section("", doc);
     return true;
 }
 
-void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text, const Source& at) {
+void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text,
+                      const Source& at) {
     Walker w{st, at};
     Parsed parsed;
     try {
@@ -223,4 +244,4 @@ void apply_yaml_value(LoadState& st, std::string_view path, std::string_view val
     }
 }
 
-}  // namespace moe::detail
+} // namespace moe::detail

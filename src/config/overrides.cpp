@@ -18,22 +18,25 @@ std::string_view trim(std::string_view s) {
 
 constexpr size_t kMaxOverrideBytes = 64 * 1024;
 
-}  // namespace
+} // namespace
 
 void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
     for (size_t i = 0; i < overrides.size(); ++i) {
         const std::string& text = overrides[i];
-        Source at{fmt::format("override '{}'", shown(text, 100)), 0, 0, Source::in_override, int(i)};
+        Source at{fmt::format("override '{}'", shown(text, 100)), 0, 0, Source::in_override,
+                  int(i)};
         size_t eq = text.find('=');
-        std::string_view key = eq == std::string::npos ? std::string_view{} : trim(std::string_view(text).substr(0, eq));
+        std::string_view key = eq == std::string::npos ? std::string_view{}
+                                                       : trim(std::string_view(text).substr(0, eq));
         if (key.empty()) {
             st.error(at, {}, "expected KEY=VALUE");
             continue;
         }
         std::string_view value = std::string_view(text).substr(eq + 1);
         if (text.size() > kMaxOverrideBytes) {
-            st.error(at, shown(key, 100), fmt::format("the value is too long ({} bytes; at most {})",
-                                                       value.size(), kMaxOverrideBytes));
+            st.error(at, shown(key, 100),
+                     fmt::format("the value is too long ({} bytes; at most {})", value.size(),
+                                 kMaxOverrideBytes));
             st.mark_bad(key);
             continue;
         }
@@ -50,4 +53,4 @@ void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
     }
 }
 
-}  // namespace moe::detail
+} // namespace moe::detail

@@ -44,8 +44,10 @@ constexpr Choice kRouterType[] = {
     {"random", -1, false},
     {"hierarchical", -1, false},
 };
-constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)}, {"sigmoid", int(ScoreFn::sigmoid)}};
-constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)}, {"score", int(DropPolicy::score)}};
+constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
+                             {"sigmoid", int(ScoreFn::sigmoid)}};
+constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
+                            {"score", int(DropPolicy::score)}};
 constexpr Choice kBalance[] = {
     {"none", int(BalanceLoss::none)},
     {"switch", int(BalanceLoss::switch_loss)},
@@ -56,33 +58,46 @@ constexpr Choice kOptimizer[] = {
     {"adamw", int(OptimizerKind::adamw)},
     {"sgd", int(OptimizerKind::sgd)},
 };
-constexpr Choice kSchedule[] = {{"constant", int(Schedule::constant)}, {"cosine", int(Schedule::cosine)}};
+constexpr Choice kSchedule[] = {{"constant", int(Schedule::constant)},
+                                {"cosine", int(Schedule::cosine)}};
 
 // ---- typed access to a (nested) field through a chain of pointers to members ----
 
 template <auto... Ms>
-using FieldT = std::remove_cvref_t<decltype((std::declval<Config&>() .* ... .* Ms))>;
+using FieldT = std::remove_cvref_t<decltype((std::declval<Config&>().*....*Ms))>;
 
 template <auto... Ms>
 struct Field {
     using T = FieldT<Ms...>;
     static Value get(const Config& c) {
-        const T& x = (c .* ... .* Ms);
-        if constexpr (std::is_enum_v<T>) return Value{int64_t(x)};
-        else if constexpr (std::is_same_v<T, bool>) return Value{x};
-        else if constexpr (std::is_same_v<T, uint64_t>) return Value{x};
-        else if constexpr (std::is_integral_v<T>) return Value{int64_t{x}};
-        else if constexpr (std::is_floating_point_v<T>) return Value{double{x}};
-        else return Value{std::string(x)};
+        const T& x = (c.*....*Ms);
+        if constexpr (std::is_enum_v<T>)
+            return Value{int64_t(x)};
+        else if constexpr (std::is_same_v<T, bool>)
+            return Value{x};
+        else if constexpr (std::is_same_v<T, uint64_t>)
+            return Value{x};
+        else if constexpr (std::is_integral_v<T>)
+            return Value{int64_t{x}};
+        else if constexpr (std::is_floating_point_v<T>)
+            return Value{double{x}};
+        else
+            return Value{std::string(x)};
     }
     static void set(Config& c, const Value& v) {
-        T& x = (c .* ... .* Ms);
-        if constexpr (std::is_enum_v<T>) x = T(std::get<int64_t>(v));
-        else if constexpr (std::is_same_v<T, bool>) x = std::get<bool>(v);
-        else if constexpr (std::is_same_v<T, uint64_t>) x = std::get<uint64_t>(v);
-        else if constexpr (std::is_integral_v<T>) x = static_cast<T>(std::get<int64_t>(v));
-        else if constexpr (std::is_floating_point_v<T>) x = std::get<double>(v);
-        else x = std::get<std::string>(v);
+        T& x = (c.*....*Ms);
+        if constexpr (std::is_enum_v<T>)
+            x = T(std::get<int64_t>(v));
+        else if constexpr (std::is_same_v<T, bool>)
+            x = std::get<bool>(v);
+        else if constexpr (std::is_same_v<T, uint64_t>)
+            x = std::get<uint64_t>(v);
+        else if constexpr (std::is_integral_v<T>)
+            x = static_cast<T>(std::get<int64_t>(v));
+        else if constexpr (std::is_floating_point_v<T>)
+            x = std::get<double>(v);
+        else
+            x = std::get<std::string>(v);
     }
 };
 
@@ -100,7 +115,8 @@ Key make(std::string_view path, Type type, std::string_view doc) {
 template <auto... Ms>
 Key int_key(std::string_view path, int64_t min, int64_t max, std::string_view doc) {
     using T = FieldT<Ms...>;
-    static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, uint64_t>);
+    static_assert(std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+                  !std::is_same_v<T, uint64_t>);
     Key k = make<Ms...>(path, Type::integer, doc);
     // Ranges of narrower fields must fit the field (a test also checks this).
     k.ints = {std::max<int64_t>(min, std::numeric_limits<T>::min()),
@@ -149,8 +165,10 @@ Key string_key(std::string_view path, std::string_view allowed, bool (*ok)(std::
 constexpr NumRange at_least(double min) { return {min, kInf, false, true, false}; }
 constexpr NumRange above(double min) { return {min, kInf, true, true, false}; }
 constexpr NumRange between(double min, double max) { return {min, max, false, false, false}; }
-constexpr NumRange unit_open() { return {0.0, 1.0, false, true, false}; }  // [0, 1)
-constexpr NumRange zero_or_between(double min, double max) { return {min, max, false, false, true}; }
+constexpr NumRange unit_open() { return {0.0, 1.0, false, true, false}; } // [0, 1)
+constexpr NumRange zero_or_between(double min, double max) {
+    return {min, max, false, false, true};
+}
 constexpr int64_t kMaxSize = 1'000'000'000;
 
 // `name` becomes a directory name: keep it filesystem-safe and visible.
@@ -166,104 +184,122 @@ using C = Config;
 
 const std::vector<Key>& table() {
     static const std::vector<Key> t = {
-        string_key<&C::name>("name", "1 to 100 letters, digits, '.', '_' or '-', not starting with '.'",
+        string_key<&C::name>("name",
+                             "1 to 100 letters, digits, '.', '_' or '-', not starting with '.'",
                              run_name_ok, "run name; output goes to runs/<name> unless --out"),
         uint_key<&C::seed>("seed", "one seed decides data, init and noise: same seed, same CSV"),
         choice_key<&C::device>("device", kDevice, "where the model runs"),
         int_key<&C::threads>("threads", 0, 1024, "OpenMP threads; 0 = all cores"),
 
-        choice_key<&C::data, &DataConfig::task>("data.task", kTask, "the task that generates the data"),
-        int_key<&C::data, &DataConfig::train_size>("data.train_size", 0, kMaxSize,
+        choice_key<&C::data, &DataConfig::task>("data.task", kTask,
+                                                "the task that generates the data"),
+        int_key<&C::data, &DataConfig::train_size>(
+            "data.train_size", 0, kMaxSize,
             "examples in the training set; 0 = fresh samples every step"),
         int_key<&C::data, &DataConfig::eval_size>("data.eval_size", 1, kMaxSize,
-            "examples in the held-out evaluation set"),
-        int_key<&C::data, &DataConfig::clusters, &ClustersConfig::dim>("data.clusters.dim", 1, 65536,
-            "input dimension"),
+                                                  "examples in the held-out evaluation set"),
+        int_key<&C::data, &DataConfig::clusters, &ClustersConfig::dim>("data.clusters.dim", 1,
+                                                                       65536, "input dimension"),
         int_key<&C::data, &DataConfig::clusters, &ClustersConfig::num_clusters>(
             "data.clusters.num_clusters", 1, 65536, "mixture components (the ground-truth groups)"),
         int_key<&C::data, &DataConfig::clusters, &ClustersConfig::num_classes>(
             "data.clusters.num_classes", 2, 65536, "labels"),
-        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::spread>("data.clusters.spread",
-            {0.0, 100.0, true, false, false}, "within-cluster std relative to the std of the centres (1.0)"),
-        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::imbalance>("data.clusters.imbalance",
-            between(0.0, 10.0), "Zipf exponent of the cluster frequencies; 0 = uniform"),
-        choice_key<&C::data, &DataConfig::clusters, &ClustersConfig::teacher>("data.clusters.teacher",
-            kTeacher, "the random network that labels the points"),
+        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::spread>(
+            "data.clusters.spread", {0.0, 100.0, true, false, false},
+            "within-cluster std relative to the std of the centres (1.0)"),
+        num_key<&C::data, &DataConfig::clusters, &ClustersConfig::imbalance>(
+            "data.clusters.imbalance", between(0.0, 10.0),
+            "Zipf exponent of the cluster frequencies; 0 = uniform"),
+        choice_key<&C::data, &DataConfig::clusters, &ClustersConfig::teacher>(
+            "data.clusters.teacher", kTeacher, "the random network that labels the points"),
         num_key<&C::data, &DataConfig::clusters, &ClustersConfig::label_noise>(
             "data.clusters.label_noise", unit_open(),
             "probability that a label is replaced by a uniformly random class"),
 
-        int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536, "width of the residual stream"),
+        int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536,
+                                                  "width of the residual stream"),
         int_key<&C::model, &ModelConfig::layers>("model.layers", 1, 1024, "residual blocks"),
-        int_key<&C::model, &ModelConfig::moe_every>("model.moe_every", 1, 1024,
+        int_key<&C::model, &ModelConfig::moe_every>(
+            "model.moe_every", 1, 1024,
             "every n-th block's FFN is an MoE layer, the others a dense FFN"),
 
         int_key<&C::experts, &ExpertsConfig::count>("experts.count", 1, 4096,
-            "routed experts per MoE layer (N)"),
+                                                    "routed experts per MoE layer (N)"),
         int_key<&C::experts, &ExpertsConfig::d_ff>("experts.d_ff", 1, 1048576,
-            "hidden width of each expert FFN"),
+                                                   "hidden width of each expert FFN"),
         choice_key<&C::experts, &ExpertsConfig::activation>("experts.activation", kActivation,
-            "activation of the expert FFNs"),
+                                                            "activation of the expert FFNs"),
         int_key<&C::experts, &ExpertsConfig::shared>("experts.shared", 0, 64,
-            "always-on shared experts (DeepSeekMoE)"),
+                                                     "always-on shared experts (DeepSeekMoE)"),
 
-        choice_key<&C::router, &RouterConfig::type>("router.type", kRouterType, "the routing algorithm"),
+        choice_key<&C::router, &RouterConfig::type>("router.type", kRouterType,
+                                                    "the routing algorithm"),
         int_key<&C::router, &RouterConfig::k>("router.k", 1, 64, "experts each token is sent to"),
         choice_key<&C::router, &RouterConfig::score>("router.score", kScore,
-            "how router logits become probabilities"),
-        bool_key<&C::router, &RouterConfig::normalize>("router.normalize",
-            "renormalise the k selected weights to sum to 1"),
+                                                     "how router logits become probabilities"),
+        bool_key<&C::router, &RouterConfig::normalize>(
+            "router.normalize", "renormalise the k selected weights to sum to 1"),
         num_key<&C::router, &RouterConfig::noise>("router.noise", at_least(0.0),
-            "std of the noisy top-k gating noise; 0 = off"),
+                                                  "std of the noisy top-k gating noise; 0 = off"),
 
-        num_key<&C::capacity, &CapacityConfig::factor>("capacity.factor", zero_or_between(0.01, 1024.0),
+        num_key<&C::capacity, &CapacityConfig::factor>(
+            "capacity.factor", zero_or_between(0.01, 1024.0),
             "per-expert buffer = ceil(factor * tokens * k / N); 0 = dropless"),
-        choice_key<&C::capacity, &CapacityConfig::drop_policy>("capacity.drop_policy", kDrop,
-            "what a full expert drops: position = later tokens first, score = lowest gate weight first"),
-        num_key<&C::capacity, &CapacityConfig::eval_factor>("capacity.eval_factor",
-            zero_or_between(0.01, 1024.0), "capacity factor at evaluation; 0 = same as factor"),
+        choice_key<&C::capacity, &CapacityConfig::drop_policy>(
+            "capacity.drop_policy", kDrop,
+            "what a full expert drops: position = later tokens first, score = lowest gate weight "
+            "first"),
+        num_key<&C::capacity, &CapacityConfig::eval_factor>(
+            "capacity.eval_factor", zero_or_between(0.01, 1024.0),
+            "capacity factor at evaluation; 0 = same as factor"),
 
         choice_key<&C::balance, &BalanceConfig::loss>("balance.loss", kBalance,
-            "auxiliary load-balancing loss"),
+                                                      "auxiliary load-balancing loss"),
         num_key<&C::balance, &BalanceConfig::alpha>("balance.alpha", at_least(0.0),
-            "coefficient of the auxiliary loss"),
+                                                    "coefficient of the auxiliary loss"),
         num_key<&C::balance, &BalanceConfig::z_loss>("balance.z_loss", at_least(0.0),
-            "router z-loss coefficient (ST-MoE); 0 = off"),
-        num_key<&C::balance, &BalanceConfig::bias_rate>("balance.bias_rate", at_least(0.0),
+                                                     "router z-loss coefficient (ST-MoE); 0 = off"),
+        num_key<&C::balance, &BalanceConfig::bias_rate>(
+            "balance.bias_rate", at_least(0.0),
             "> 0: auxiliary-loss-free bias balancing (DeepSeek) with this update rate; 0 = off"),
 
         int_key<&C::train, &TrainConfig::steps>("train.steps", 1, INT64_MAX, "optimizer steps"),
-        int_key<&C::train, &TrainConfig::batch_size>("train.batch_size", 1, 1048576,
+        int_key<&C::train, &TrainConfig::batch_size>(
+            "train.batch_size", 1, 1048576,
             "examples per step (tokens per step = batch_size * tokens per example)"),
-        choice_key<&C::train, &TrainConfig::optimizer>("train.optimizer", kOptimizer, "the optimizer"),
-        num_key<&C::train, &TrainConfig::lr>("train.lr", above(0.0), "learning rate (the peak, after warmup)"),
+        choice_key<&C::train, &TrainConfig::optimizer>("train.optimizer", kOptimizer,
+                                                       "the optimizer"),
+        num_key<&C::train, &TrainConfig::lr>("train.lr", above(0.0),
+                                             "learning rate (the peak, after warmup)"),
         num_key<&C::train, &TrainConfig::weight_decay>("train.weight_decay", at_least(0.0),
-            "decoupled weight decay (adamw only)"),
+                                                       "decoupled weight decay (adamw only)"),
         num_key<&C::train, &TrainConfig::beta1>("train.beta1", unit_open(),
-            "decay of the first-moment average (adam, adamw)"),
+                                                "decay of the first-moment average (adam, adamw)"),
         num_key<&C::train, &TrainConfig::beta2>("train.beta2", unit_open(),
-            "decay of the second-moment average (adam, adamw)"),
+                                                "decay of the second-moment average (adam, adamw)"),
         num_key<&C::train, &TrainConfig::momentum>("train.momentum", unit_open(),
-            "momentum (sgd only); 0 = plain SGD"),
-        num_key<&C::train, &TrainConfig::grad_clip>("train.grad_clip", at_least(0.0),
-            "clip the global gradient norm to this; 0 = off"),
+                                                   "momentum (sgd only); 0 = plain SGD"),
+        num_key<&C::train, &TrainConfig::grad_clip>(
+            "train.grad_clip", at_least(0.0), "clip the global gradient norm to this; 0 = off"),
         int_key<&C::train, &TrainConfig::warmup_steps>("train.warmup_steps", 0, INT64_MAX,
-            "steps of linear warmup from 0 to lr"),
+                                                       "steps of linear warmup from 0 to lr"),
         choice_key<&C::train, &TrainConfig::schedule>("train.schedule", kSchedule,
-            "learning-rate schedule after warmup"),
+                                                      "learning-rate schedule after warmup"),
         num_key<&C::train, &TrainConfig::min_lr>("train.min_lr", at_least(0.0),
-            "floor of the cosine schedule"),
-        int_key<&C::train, &TrainConfig::log_every>("train.log_every", 1, INT64_MAX,
+                                                 "floor of the cosine schedule"),
+        int_key<&C::train, &TrainConfig::log_every>(
+            "train.log_every", 1, INT64_MAX,
             "steps between rows of metrics.csv, layers.csv and experts.csv"),
-        int_key<&C::train, &TrainConfig::eval_every>("train.eval_every", 1, INT64_MAX,
-            "steps between evaluations on the held-out set"),
+        int_key<&C::train, &TrainConfig::eval_every>(
+            "train.eval_every", 1, INT64_MAX, "steps between evaluations on the held-out set"),
     };
     return t;
 }
 
 constexpr Section kSections[] = {
     {"data", "the task and its data set"},
-    {"data.clusters", "the clusters task: points from a Gaussian mixture, labelled by a random teacher network"},
+    {"data.clusters",
+     "the clusters task: points from a Gaussian mixture, labelled by a random teacher network"},
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
@@ -296,7 +332,9 @@ std::string describe_nums(const NumRange& r) {
         s = fmt::format("between {} and {}", format_number(r.min), format_number(r.max));
     } else {
         if (lo) s = fmt::format("{} {}", r.min_open ? ">" : ">=", format_number(r.min));
-        if (hi) s += fmt::format("{}{} {}", lo ? " and " : "", r.max_open ? "<" : "<=", format_number(r.max));
+        if (hi)
+            s += fmt::format("{}{} {}", lo ? " and " : "",
+                             r.max_open ? "<" : "<=", format_number(r.max));
         if (!lo && !hi) s = "finite";
     }
     return r.zero_ok ? "0 or " + s : s;
@@ -340,7 +378,9 @@ bool number_syntax(std::string_view s) {
     return i == n;
 }
 
-std::string_view strip_plus(std::string_view s) { return (!s.empty() && s[0] == '+') ? s.substr(1) : s; }
+std::string_view strip_plus(std::string_view s) {
+    return (!s.empty() && s[0] == '+') ? s.substr(1) : s;
+}
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
@@ -367,7 +407,7 @@ std::string got_text(std::string_view text, bool quoted) {
     return fmt::format("'{}'", detail::shown(text));
 }
 
-}  // namespace
+} // namespace
 
 std::span<const Key> keys() { return table(); }
 std::span<const Section> sections() { return kSections; }
@@ -449,8 +489,8 @@ std::string value_text(const Key& key, const Value& value) {
 
 static std::string unavailable_message(const Key& key, const Choice& c) {
     if (!c.reason.empty()) return std::string(c.reason);
-    return fmt::format("'{}' is not available yet in this version of moe-sim; available: {}", c.name,
-                       join_available(key.choices));
+    return fmt::format("'{}' is not available yet in this version of moe-sim; available: {}",
+                       c.name, join_available(key.choices));
 }
 
 std::string check_value(const Key& key, const Value& value, std::string_view given) {
@@ -483,7 +523,8 @@ std::string check_value(const Key& key, const Value& value, std::string_view giv
     return {};
 }
 
-bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out, std::string& error) {
+bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
+                 std::string& error) {
     auto type_error = [&] {
         error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, quoted));
         return false;
@@ -529,9 +570,12 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
     case Type::boolean:
         // YAML 1.2 core schema: true|True|TRUE|false|False|FALSE. yes/no/on/off are refused.
         if (quoted) return type_error();
-        if (text == "true" || text == "True" || text == "TRUE") out = true;
-        else if (text == "false" || text == "False" || text == "FALSE") out = false;
-        else return type_error();
+        if (text == "true" || text == "True" || text == "TRUE")
+            out = true;
+        else if (text == "false" || text == "False" || text == "FALSE")
+            out = false;
+        else
+            return type_error();
         break;
     case Type::string: out = std::string(text); break;
     case Type::choice: {
@@ -614,11 +658,13 @@ std::vector<std::string_view> children_of(std::string_view section) {
     std::vector<std::string_view> out;
     for (const Key& k : table()) {
         std::string_view rest;
-        if (section.empty()) rest = k.path;
+        if (section.empty())
+            rest = k.path;
         else if (k.path.size() > section.size() && k.path.substr(0, section.size()) == section &&
                  k.path[section.size()] == '.')
             rest = k.path.substr(section.size() + 1);
-        else continue;
+        else
+            continue;
         std::string_view child = rest.substr(0, rest.find('.'));
         if (std::find(out.begin(), out.end(), child) == out.end()) out.push_back(child);
     }
@@ -631,11 +677,13 @@ std::string unknown_key_message(std::string_view path) {
     std::string_view parent = parent_of(path);
     if (!parent.empty() && !is_section(parent)) return "unknown key";
     std::string names;
-    for (std::string_view c : children_of(parent)) names += (names.empty() ? "" : ", ") + std::string(c);
-    return fmt::format("unknown key ({} has: {})", parent.empty() ? "the top level" : parent, names);
+    for (std::string_view c : children_of(parent))
+        names += (names.empty() ? "" : ", ") + std::string(c);
+    return fmt::format("unknown key ({} has: {})", parent.empty() ? "the top level" : parent,
+                       names);
 }
 
-}  // namespace moe::schema
+} // namespace moe::schema
 
 namespace moe {
 
@@ -644,7 +692,7 @@ template <class E>
 std::string_view enum_name(std::span<const schema::Choice> choices, E v) {
     return schema::choice_name(choices, int(v));
 }
-}  // namespace
+} // namespace
 
 std::string_view to_string(Device v) { return enum_name(schema::kDevice, v); }
 std::string_view to_string(TaskKind v) { return enum_name(schema::kTask, v); }
@@ -663,4 +711,4 @@ std::vector<std::string> config_keys() {
     return out;
 }
 
-}  // namespace moe
+} // namespace moe

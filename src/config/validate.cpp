@@ -30,10 +30,10 @@ struct Show {
 };
 
 struct Rule {
-    std::string_view key;                   // the key the diagnostic is about
-    std::array<std::string_view, 2> reads;  // the keys the rule reads (key included)
-    std::string_view text;                  // the rule in words, for the reference
-    std::string (*check)(const Config&, const Show&);  // "" when satisfied, else the message
+    std::string_view key;                             // the key the diagnostic is about
+    std::array<std::string_view, 2> reads;            // the keys the rule reads (key included)
+    std::string_view text;                            // the rule in words, for the reference
+    std::string (*check)(const Config&, const Show&); // "" when satisfied, else the message
 };
 
 // "<a> is larger than <b> (<value of b>)" when a > b.
@@ -45,42 +45,58 @@ std::string not_larger(T a, T b, std::string_view a_key, std::string_view b_key,
 }
 
 const Rule kRules[] = {
-    {"router.k", {"router.k", "experts.count"}, "`router.k` <= `experts.count`",
+    {"router.k",
+     {"router.k", "experts.count"},
+     "`router.k` <= `experts.count`",
      [](const Config& c, const Show& s) {
          return not_larger(c.router.k, c.experts.count, "router.k", "experts.count", s);
      }},
-    {"model.moe_every", {"model.moe_every", "model.layers"},
+    {"model.moe_every",
+     {"model.moe_every", "model.layers"},
      "`model.moe_every` <= `model.layers`: at least one block has an MoE layer",
      [](const Config& c, const Show& s) {
          return not_larger(c.model.moe_every, c.model.layers, "model.moe_every", "model.layers", s,
                            ", so no block would have an MoE layer");
      }},
-    {"train.log_every", {"train.log_every", "train.steps"}, "`train.log_every` <= `train.steps`",
+    {"train.log_every",
+     {"train.log_every", "train.steps"},
+     "`train.log_every` <= `train.steps`",
      [](const Config& c, const Show& s) {
          return not_larger(c.train.log_every, c.train.steps, "train.log_every", "train.steps", s);
      }},
-    {"train.eval_every", {"train.eval_every", "train.steps"}, "`train.eval_every` <= `train.steps`",
+    {"train.eval_every",
+     {"train.eval_every", "train.steps"},
+     "`train.eval_every` <= `train.steps`",
      [](const Config& c, const Show& s) {
          return not_larger(c.train.eval_every, c.train.steps, "train.eval_every", "train.steps", s);
      }},
-    {"train.warmup_steps", {"train.warmup_steps", "train.steps"}, "`train.warmup_steps` <= `train.steps`",
+    {"train.warmup_steps",
+     {"train.warmup_steps", "train.steps"},
+     "`train.warmup_steps` <= `train.steps`",
      [](const Config& c, const Show& s) {
-         return not_larger(c.train.warmup_steps, c.train.steps, "train.warmup_steps", "train.steps", s);
+         return not_larger(c.train.warmup_steps, c.train.steps, "train.warmup_steps", "train.steps",
+                           s);
      }},
-    {"train.min_lr", {"train.min_lr", "train.lr"}, "`train.min_lr` <= `train.lr`",
+    {"train.min_lr",
+     {"train.min_lr", "train.lr"},
+     "`train.min_lr` <= `train.lr`",
      [](const Config& c, const Show& s) {
          return not_larger(c.train.min_lr, c.train.lr, "train.min_lr", "train.lr", s);
      }},
-    {"balance.loss", {"balance.loss", "router.noise"},
-     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise std",
+    {"balance.loss",
+     {"balance.loss", "router.noise"},
+     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise "
+     "std",
      [](const Config& c, const Show& s) -> std::string {
          if (c.balance.loss != BalanceLoss::shazeer || c.router.noise > 0) return {};
-         return fmt::format("'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
-                            "std), got router.noise = {}", s.value("router.noise"));
+         return fmt::format(
+             "'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
+             "std), got router.noise = {}",
+             s.value("router.noise"));
      }},
 };
 
-}  // namespace
+} // namespace
 
 void validate_each_key(LoadState& st) {
     for (const schema::Key& key : schema::keys()) {
@@ -117,4 +133,4 @@ std::vector<std::string> cross_key_rules_text() {
     return out;
 }
 
-}  // namespace moe::detail
+} // namespace moe::detail

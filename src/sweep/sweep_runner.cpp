@@ -232,9 +232,18 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
             c.run = job.run;
             c.log = logs / (job.run->name + ".log");
             c.start = clock::now();
-            c.pid = spawn(opt, run_command(opt, *job.run, job.force), c.log);
-            running.push_back(std::move(c));
             changed = true;
+            try {
+                c.pid = spawn(opt, run_command(opt, *job.run, job.force), c.log);
+            } catch (const UserError& e) {  // recorded like any failed run; the others go on
+                ++res.failed;
+                if (!fs::exists(opt.out_dir / job.run->name / "summary.csv", ec))
+                    failed_no_summary[job.run->index] = "failed";
+                if (cb.message) cb.message(fmt::format("run '{}' failed: {}", job.run->name, e.what()));
+                rebuild();
+                continue;
+            }
+            running.push_back(std::move(c));
         }
         if (changed) progress();
         changed = false;

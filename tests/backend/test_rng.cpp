@@ -122,7 +122,7 @@ TEST_CASE("uniform: range, mean and variance") {
     CHECK(std::isfinite(std::log(Rng{0, 0, 0}.uniform_double(0))));
 }
 
-TEST_CASE("uniform_int covers [0, n) evenly") {
+TEST_CASE("uniform_int covers 0..n-1 evenly") {
     const Rng r{5, kStreamShuffle, 0};
     constexpr int n = 10;
     int counts[n] = {};

@@ -29,12 +29,14 @@ std::vector<std::string> diagnostics_of(F&& f) {
 }
 
 // Diagnostics of loading `yaml` (label "t.yaml") with `overrides`.
-inline std::vector<std::string> load_errors(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+inline std::vector<std::string> load_errors(const std::string& yaml,
+                                            const std::vector<std::string>& overrides = {}) {
     return diagnostics_of([&] { config_load_string(yaml, "t.yaml", overrides); });
 }
 
 // The only diagnostic of loading `yaml`; fails unless there is exactly one.
-inline std::string load_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+inline std::string load_error(const std::string& yaml,
+                              const std::vector<std::string>& overrides = {}) {
     std::vector<std::string> lines = load_errors(yaml, overrides);
     REQUIRE_MESSAGE(lines.size() == 1, "got " << lines.size() << " diagnostics");
     return lines[0];
@@ -88,7 +90,7 @@ inline Config nontrivial_config() {
     c.balance.loss = BalanceLoss::shazeer;
     c.balance.alpha = 1e-7;
     c.balance.z_loss = 0.001;
-    c.balance.bias_rate = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
+    c.balance.bias_rate = 0.1 + 0.2; // 0.30000000000000004: needs all 17 digits
     c.train.steps = 5'000'000'000;
     c.train.batch_size = 1;
     c.train.optimizer = OptimizerKind::sgd;
@@ -106,4 +108,4 @@ inline Config nontrivial_config() {
     return c;
 }
 
-}  // namespace moe::test
+} // namespace moe::test

@@ -12,93 +12,104 @@ using namespace moe;
 namespace fs = std::filesystem;
 
 namespace {
-Config round_trip(const Config& c) { return config_load_string(config_to_yaml(c), "resolved.yaml"); }
-}  // namespace
+Config round_trip(const Config& c) {
+    return config_load_string(config_to_yaml(c), "resolved.yaml");
+}
+} // namespace
 
 TEST_SUITE("config") {
-
-TEST_CASE("config_to_yaml: starts with the version and lists every key") {
-    std::string yaml = config_to_yaml(Config{});
-    CHECK(yaml.rfind(std::string("# moe-sim ") + MOESIM_VERSION, 0) == 0);
-    for (const std::string& key : config_keys()) {
-        std::string leaf = key.substr(key.rfind('.') + 1);
-        bool listed = yaml.find(" " + leaf + ": ") != std::string::npos || yaml.find("\n" + leaf + ": ") != std::string::npos;
-        CHECK_MESSAGE(listed, key);
+    TEST_CASE("config_to_yaml: starts with the version and lists every key") {
+        std::string yaml = config_to_yaml(Config{});
+        CHECK(yaml.rfind(std::string("# moe-sim ") + MOESIM_VERSION, 0) == 0);
+        for (const std::string& key : config_keys()) {
+            std::string leaf = key.substr(key.rfind('.') + 1);
+            bool listed = yaml.find(" " + leaf + ": ") != std::string::npos ||
+                          yaml.find("\n" + leaf + ": ") != std::string::npos;
+            CHECK_MESSAGE(listed, key);
+        }
+        CHECK(yaml.find("\nrouter:") != std::string::npos);
+        CHECK(yaml.find("\n  clusters:") != std::string::npos);
+        CHECK(yaml.find("\n    label_noise: 0.0") != std::string::npos);
+        CHECK(yaml.find("\n  loss: switch") != std::string::npos);
     }
-    CHECK(yaml.find("\nrouter:") != std::string::npos);
-    CHECK(yaml.find("\n  clusters:") != std::string::npos);
-    CHECK(yaml.find("\n    label_noise: 0.0") != std::string::npos);
-    CHECK(yaml.find("\n  loss: switch") != std::string::npos);
-}
 
-TEST_CASE("config_to_yaml: round trip of the defaults and of a config that changes every key") {
-    CHECK(round_trip(Config{}) == Config{});
-    const Config c = moe::test::nontrivial_config();
-    CHECK_NOTHROW(config_validate(c));
-    // Every key differs from its default, except the ones with a single available choice.
-    for (const std::string& key : config_keys()) {
-        if (key == "device" || key == "data.task" || key == "router.type") continue;
-        CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
+    TEST_CASE("config_to_yaml: round trip of the defaults and of a config that changes every key") {
+        CHECK(round_trip(Config{}) == Config{});
+        const Config c = moe::test::nontrivial_config();
+        CHECK_NOTHROW(config_validate(c));
+        // Every key differs from its default, except the ones with a single available choice.
+        for (const std::string& key : config_keys()) {
+            if (key == "device" || key == "data.task" || key == "router.type") continue;
+            CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
+        }
+        Config back = round_trip(c);
+        CHECK(back == c);
+        for (const std::string& key : config_keys())
+            CHECK(config_value_string(back, key) == config_value_string(c, key));
+        CHECK(config_to_yaml(back) == config_to_yaml(c));
     }
-    Config back = round_trip(c);
-    CHECK(back == c);
-    for (const std::string& key : config_keys()) CHECK(config_value_string(back, key) == config_value_string(c, key));
-    CHECK(config_to_yaml(back) == config_to_yaml(c));
-}
 
-TEST_CASE("config_to_yaml: doubles round-trip bit for bit") {
-    for (double x : {0.1, 1e-7, 0.30000000000000004, 123456.789, 1e20, 3.0, 0.01, 2.2250738585072014e-308,
-                     1.7976931348623157e308, 1.0 / 3.0}) {
+    TEST_CASE("config_to_yaml: doubles round-trip bit for bit") {
+        for (double x : {0.1, 1e-7, 0.30000000000000004, 123456.789, 1e20, 3.0, 0.01,
+                         2.2250738585072014e-308, 1.7976931348623157e308, 1.0 / 3.0}) {
+            Config c;
+            c.balance.alpha = x;
+            CAPTURE(x);
+            CHECK(round_trip(c).balance.alpha == x);
+        }
+    }
+
+    TEST_CASE("config_to_yaml: names that YAML would read as something else are quoted") {
+        for (const char* name : {"123", "1e5", "true", "False", "null", "NULL", "yes", "off", "y",
+                                 "0x1F", "-run", "_x", "a.b-c_d", "run1", "1.5", "--", "e"}) {
+            Config c;
+            c.name = name;
+            CAPTURE(name);
+            CHECK(round_trip(c).name == name);
+        }
         Config c;
-        c.balance.alpha = x;
-        CAPTURE(x);
-        CHECK(round_trip(c).balance.alpha == x);
+        c.name = "true";
+        CHECK(config_to_yaml(c).find("name: \"true\"") != std::string::npos);
+        c.name = "run1";
+        CHECK(config_to_yaml(c).find("name: run1 ") != std::string::npos);
     }
-}
 
-TEST_CASE("config_to_yaml: names that YAML would read as something else are quoted") {
-    for (const char* name : {"123", "1e5", "true", "False", "null", "NULL", "yes", "off", "y", "0x1F", "-run", "_x",
-                             "a.b-c_d", "run1", "1.5", "--", "e"}) {
-        Config c;
-        c.name = name;
-        CAPTURE(name);
-        CHECK(round_trip(c).name == name);
+    TEST_CASE(
+        "config_reference_markdown: every key with its default and allowed values and every rule") {
+        std::string md = config_reference_markdown();
+        const Config d{};
+        for (const schema::Key& k : schema::keys()) {
+            std::string row = "| `" + std::string(k.path) + "` | " +
+                              std::string(schema::type_name(k.type)) + " | `" +
+                              config_value_string(d, k.path) + "` |";
+            CHECK_MESSAGE(md.find(row) != std::string::npos, row);
+        }
+        CHECK(md.find("| `router.score` | choice | `softmax` | softmax, sigmoid |") !=
+              std::string::npos);
+        CHECK(
+            md.find("topk (not available yet: expert_choice, soft, hash, random, hierarchical)") !=
+            std::string::npos);
+        CHECK(md.find("cpu (not available yet: cuda)") != std::string::npos);
+        CHECK(md.find("| `router.k` | integer | `2` | between 1 and 64 |") != std::string::npos);
+        CHECK(md.find("`router.k` <= `experts.count`") != std::string::npos);
+        CHECK(md.find("`balance.loss: shazeer` needs `router.noise` > 0") != std::string::npos);
+        CHECK(md.find("An empty file") != std::string::npos);
     }
-    Config c;
-    c.name = "true";
-    CHECK(config_to_yaml(c).find("name: \"true\"") != std::string::npos);
-    c.name = "run1";
-    CHECK(config_to_yaml(c).find("name: run1 ") != std::string::npos);
-}
 
-TEST_CASE("config_reference_markdown: every key, its default, its allowed values and every rule") {
-    std::string md = config_reference_markdown();
-    const Config d{};
-    for (const schema::Key& k : schema::keys()) {
-        std::string row = "| `" + std::string(k.path) + "` | " + std::string(schema::type_name(k.type)) + " | `" +
-                          config_value_string(d, k.path) + "` |";
-        CHECK_MESSAGE(md.find(row) != std::string::npos, row);
+    TEST_CASE("docs/config.md is the generated reference") {
+        const fs::path doc = fs::path(MOESIM_SOURCE_DIR) / "docs" / "config.md";
+        const std::string want = config_reference_markdown();
+        if (const char* regen = std::getenv("MOESIM_REGENERATE_DOCS");
+            regen && std::string(regen) == "1") {
+            std::ofstream(doc, std::ios::binary) << want;
+            MESSAGE("wrote " << doc.string());
+        }
+        CHECK_MESSAGE(moe::test::read_file(doc) == want,
+                      "docs/config.md is out of date with the schema (src/config/schema.cpp). "
+                      "Regenerate it with "
+                      "`moe-sim validate --reference > docs/config.md`, or "
+                      "MOESIM_REGENERATE_DOCS=1 moesim_tests "
+                      "-tc='docs/config.md*'");
     }
-    CHECK(md.find("| `router.score` | choice | `softmax` | softmax, sigmoid |") != std::string::npos);
-    CHECK(md.find("topk (not available yet: expert_choice, soft, hash, random, hierarchical)") != std::string::npos);
-    CHECK(md.find("cpu (not available yet: cuda)") != std::string::npos);
-    CHECK(md.find("| `router.k` | integer | `2` | between 1 and 64 |") != std::string::npos);
-    CHECK(md.find("`router.k` <= `experts.count`") != std::string::npos);
-    CHECK(md.find("`balance.loss: shazeer` needs `router.noise` > 0") != std::string::npos);
-    CHECK(md.find("An empty file") != std::string::npos);
-}
 
-TEST_CASE("docs/config.md is the generated reference") {
-    const fs::path doc = fs::path(MOESIM_SOURCE_DIR) / "docs" / "config.md";
-    const std::string want = config_reference_markdown();
-    if (const char* regen = std::getenv("MOESIM_REGENERATE_DOCS"); regen && std::string(regen) == "1") {
-        std::ofstream(doc, std::ios::binary) << want;
-        MESSAGE("wrote " << doc.string());
-    }
-    CHECK_MESSAGE(moe::test::read_file(doc) == want,
-                  "docs/config.md is out of date with the schema (src/config/schema.cpp). Regenerate it with "
-                  "`moe-sim validate --reference > docs/config.md`, or MOESIM_REGENERATE_DOCS=1 moesim_tests "
-                  "-tc='docs/config.md*'");
-}
-
-}  // TEST_SUITE
+} // TEST_SUITE

@@ -265,7 +265,7 @@ TEST_CASE("LayerWindow: logsumexp is stable for large logits") {
     CHECK(std::isnan(s.experts[0].importance));
 }
 
-TEST_CASE("LayerWindow: reset starts an empty window; empty is undefined") {
+TEST_CASE("LayerWindow: reset starts an empty window, and an empty window is undefined") {
     LayerWindow w(3, 2);
     w.observe(batch1_plan(), kProbs1.data(), kLogits1.data(), kGroups1.data(), 2, 1.2, 0.3);
     w.reset();

@@ -40,7 +40,7 @@ TEST_CASE("--list prints the exact `moe-sim run` command of every run and runs n
     const fs::path d = scratch("list");
     const fs::path out = d / "s";
     const auto args = concat({"sweep", quickstart(), "experts.count=4,8", "router.k=1,2"},
-                             concat(tiny(), {"--out", out.string(), "--jobs", "2", "--threads", "4", "--list"}));
+                             concat(tiny(), {"--out", out.string(), "--jobs", "2", "--threads", "2", "--list"}));
     Result r = run(args, d);
     CHECK(r.code == 0);
     std::vector<std::string> l = lines(r.out);
@@ -48,7 +48,7 @@ TEST_CASE("--list prints the exact `moe-sim run` command of every run and runs n
     const std::string first = std::string(MOESIM_BINARY) + " run " + quickstart() +
                               " train.steps=20 train.log_every=5 train.eval_every=10 data.train_size=1024 "
                               "data.eval_size=128 train.batch_size=64 experts.count=4 router.k=1 --out " +
-                              (out / "experts.count=4,router.k=1").string() + " --quiet --threads 2";
+                              (out / "experts.count=4,router.k=1").string() + " --quiet --threads 1";
     CHECK(l[0] == first);
     CHECK(l[3].find("experts.count=8 router.k=2 --out") != std::string::npos);
     CHECK_FALSE(fs::exists(out));
@@ -69,7 +69,7 @@ TEST_CASE("--list prints the exact `moe-sim run` command of every run and runs n
     CHECK(lines(s.out).size() == 2);  // runs 1 and 3 (run 0 is finished anyway)
 }
 
-TEST_CASE("a tiny sweep with --jobs 2: every run completed, one summary row each; --collect") {
+TEST_CASE("a tiny sweep with --jobs 2 completes every run with one summary row each and --collect rebuilds it") {
     const fs::path d = scratch("jobs2");
     const fs::path out = d / "s";
     const auto args = concat({"sweep", quickstart(), "experts.count=4,8", "router.k=1,2"},
@@ -114,7 +114,7 @@ TEST_CASE("a tiny sweep with --jobs 2: every run completed, one summary row each
     CHECK(c2.code == 0);
 }
 
-TEST_CASE("resume after SIGTERM: every run completed exactly once, no duplicate rows") {
+TEST_CASE("resume after SIGTERM completes every run exactly once with no duplicate rows") {
     const fs::path d = scratch("resume");
     const fs::path out = d / "s";
     const auto args = concat({"sweep", quickstart(), "experts.count=4,8", "router.k=1,2"},
@@ -153,7 +153,7 @@ TEST_CASE("resume after SIGTERM: every run completed exactly once, no duplicate 
     for (size_t i = 1; i < rows.size(); ++i) CHECK(keys.insert(rows[i][0] + "/" + rows[i][1]).second);
 }
 
-TEST_CASE("a changed config for an existing run directory is refused, exit 2") {
+TEST_CASE("a changed config for an existing run directory is refused with exit code 2") {
     const fs::path d = scratch("conflict");
     const fs::path out = d / "s";
     auto args = concat({"sweep", quickstart(), "router.k=1,2"},
@@ -179,7 +179,7 @@ TEST_CASE("a changed config for an existing run directory is refused, exit 2") {
     CHECK(slurp(out / "router.k=1" / "config.yaml").find("lr: 0.01 ") != std::string::npos);
 }
 
-TEST_CASE("a diverging run is recorded and does not stop the sweep; exit 1; not rerun") {
+TEST_CASE("a diverging run is recorded and does not stop the sweep and is not rerun") {
     const fs::path d = scratch("diverge");
     const fs::path out = d / "s";
     auto args = concat({"sweep", quickstart(), "train.lr=1e30,0.003", "train.grad_clip=0"},
@@ -193,7 +193,27 @@ TEST_CASE("a diverging run is recorded and does not stop the sweep; exit 1; not 
     CHECK(again.err.find("1 completed (2 finished before), 1 diverged") != std::string::npos);
 }
 
-TEST_CASE("bad sweep specs: exit 2, one line each, nothing run") {
+TEST_CASE("a run that fails without a summary gets a failed row and a log and the others run") {
+    const fs::path d = scratch("failed");
+    const fs::path out = d / "s";
+    // A directory where the run wants to write metrics.csv: the run fails with an I/O error.
+    fs::create_directories(out / "router.k=1" / "metrics.csv");
+    auto args = concat({"sweep", quickstart(), "router.k=1,2"}, concat(tiny(), {"--out", out.string(), "--threads", "1"}));
+    Result r = run(args, d);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("run 'router.k=1' failed (exit code ") != std::string::npos);
+    CHECK(column(out, "run") == std::vector<std::string>{"router.k=1", "router.k=2"});
+    CHECK(column(out, "status") == std::vector<std::string>{"failed", "completed"});
+    CHECK(slurp(out / "logs" / "router.k=1.log").find("Is a directory") != std::string::npos);
+    // Fixed, the sweep runs it again and only it.
+    fs::remove_all(out / "router.k=1" / "metrics.csv");
+    Result again = run(args, d);
+    CHECK(again.code == 0);
+    CHECK(again.err.find("2 runs: 2 completed (1 finished before)") != std::string::npos);
+    CHECK(column(out, "status") == std::vector<std::string>{"completed", "completed"});
+}
+
+TEST_CASE("bad sweep specs exit 2 with one line each and run nothing") {
     const fs::path d = scratch("bad");
     Result r = run({"sweep", quickstart(), "experts.cont=4,8", "router.k=1,", "router.k=2", "--out", (d / "s").string()}, d);
     CHECK(r.code == 2);
@@ -208,7 +228,7 @@ TEST_CASE("bad sweep specs: exit 2, one line each, nothing run") {
     CHECK(j.code == 2);
 }
 
-TEST_CASE("shards run disjoint parts; --collect gathers them") {
+TEST_CASE("shards run disjoint parts and --collect gathers them") {
     const fs::path d = scratch("shards");
     const fs::path out = d / "s";
     auto args = concat({"sweep", quickstart(), "router.k=1,2", "experts.count=4,8,16"},
@@ -232,7 +252,7 @@ TEST_CASE("shards run disjoint parts; --collect gathers them") {
     CHECK(column(out, "run").size() == 6);
 }
 
-TEST_CASE("a config with a sweep: section, with the default sweep directory") {
+TEST_CASE("a config with a sweep: section runs into the default sweep directory") {
     const fs::path d = scratch("section");
     spit(d / "grid.yaml",
          "name: grid\n"

@@ -41,7 +41,7 @@ std::vector<std::string> names(const SweepPlan& p) {
 
 TEST_SUITE("sweep") {
 
-TEST_CASE("grid expansion: the cartesian product, first axis outermost, fixed overrides for all") {
+TEST_CASE("grid expansion is the cartesian product with the first axis outermost and fixed overrides for all") {
     SweepPlan p = plan_sweep_text(kBase, "t.yaml", {"experts.count=4,8,16", "train.steps=400", "router.k=1,2"});
     CHECK(p.fixed == std::vector<std::string>{"train.steps=400"});
     CHECK(p.swept_keys == std::vector<std::string>{"experts.count", "router.k"});
@@ -69,7 +69,7 @@ TEST_CASE("no axis: one run named 'run'") {
     CHECK(p.runs[0].config.router.k == 1);
 }
 
-TEST_CASE("the sweep: section: grid x command line x variants x seeds, in that order") {
+TEST_CASE("the sweep: section expands as grid x command line x variants x seeds in that order") {
     const std::string text =
         "name: t\n"
         "sweep:\n"
@@ -97,7 +97,7 @@ TEST_CASE("the sweep: section: grid x command line x variants x seeds, in that o
     CHECK(std::set<std::string>(n.begin(), n.end()).size() == n.size());
 }
 
-TEST_CASE("the sweep: section is cut from the base config, keeping every other line where it was") {
+TEST_CASE("the sweep: section is cut from the base config keeping every other line where it was") {
     const std::string text = "name: t\nsweep:\n  seeds: [1, 2]\n  # note\n  grid: {router.k: [1, 2]}\ntrain:\n  lr: fast\n";
     SweepConfigFile f = sweep_config_parse(text, "t.yaml");
     CHECK(f.sweep.present);
@@ -113,7 +113,7 @@ TEST_CASE("the sweep: section is cut from the base config, keeping every other l
     CHECK(config_load_string(g.base_text, "t.yaml").seed == 4);
 }
 
-TEST_CASE("naming: resolved values, filesystem-safe, unique") {
+TEST_CASE("run names use resolved values and are filesystem-safe and unique") {
     CHECK(safe_run_name("a/b c=1,d=x:y") == "a_b_c=1,d=x_y");
     CHECK(safe_run_name("") == "run");
     CHECK(safe_run_name("..") == "_..");
@@ -165,7 +165,7 @@ TEST_CASE("sharding: disjoint and complete for N = 1..5") {
         CHECK_THROWS_AS(parse_shard(bad), UserError);
 }
 
-TEST_CASE("bad specs: one line each, all at once") {
+TEST_CASE("bad specs give one line each and all at once") {
     // Unknown key, with the nearest valid one.
     std::vector<std::string> e = plan_errors(kBase, {"experts.cont=4,8"});
     REQUIRE(e.size() == 1);
