@@ -14,10 +14,10 @@
 #include <map>
 #include <sstream>
 
-namespace moe::detail {
-namespace {
+#include "config/yaml_util.h"
 
-// What a node is, in the words of "..., got <what>".
+namespace moe::detail {
+
 std::string what_is(const YAML::Node& n) {
     switch (n.Type()) {
     case YAML::NodeType::Null:
@@ -29,6 +29,9 @@ std::string what_is(const YAML::Node& n) {
     if (n.Tag() == "!") return fmt::format("the quoted string \"{}\"", shown(n.Scalar()));
     return fmt::format("'{}'", shown(n.Scalar()));
 }
+
+namespace {
+
 
 struct Walker {
     LoadState& st;

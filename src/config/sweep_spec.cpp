@@ -14,21 +14,14 @@
 #include <map>
 #include <sstream>
 
+#include "config/yaml_util.h"
+
 namespace moe {
 namespace {
 
 using detail::shown;
 
-std::string what_is(const YAML::Node& n) {
-    switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return "an empty value";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Scalar: break;
-    }
-    return fmt::format("'{}'", shown(n.Scalar()));
-}
+using detail::what_is;
 
 struct Parser {
     std::string label;
