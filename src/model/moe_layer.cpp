@@ -110,7 +110,7 @@ double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, 
     const float alpha = float(balance_.alpha);
     aux_ = 0.0;
     if (balance_.loss == BalanceLoss::switch_loss)
-        aux_ = switch_loss(plan_, alpha, dprobs);
+        aux_ = switch_loss(plan_, alpha, dprobs, dscratch_);
     else if (balance_.loss == BalanceLoss::shazeer)
         aux_ = shazeer_loss(plan_, logits_.data(), info.training ? noise_ : 0.0f, alpha,
                             dgate_aux, dlog_direct, dscratch_);

@@ -16,7 +16,14 @@ namespace moe {
 
 // Switch (Fedus et al. 2021): N * sum_i f_i * Pbar_i, f_i = A_i / (T K) (constant),
 // Pbar_i = mean_t p[t,i]. Equals 1 at perfect balance.
-double switch_loss(const RoutingPlan& plan, float coef, float* d_probs);
+// scratch is reused between calls (no allocation once grown).
+double switch_loss(const RoutingPlan& plan, float coef, float* d_probs,
+                   std::vector<double>& scratch);
+// The same with its own scratch (allocates: for one-off use and tests).
+inline double switch_loss(const RoutingPlan& plan, float coef, float* d_probs) {
+    std::vector<double> scratch;
+    return switch_loss(plan, coef, d_probs, scratch);
+}
 
 // Shazeer et al. 2017: CV(Importance)^2 + CV(Load)^2, Importance_i = sum_t G[t,i] (gates of the
 // selected slots), Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std),

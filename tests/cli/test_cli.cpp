@@ -17,7 +17,7 @@ using moe::test::source_path;
 namespace {
 const std::string kQuick = "'" + source_path("configs/quickstart.yaml") + "'";
 const std::string kTiny = " train.steps=20 train.log_every=5 train.eval_every=10 data.train_size=1024 "
-                          "data.eval_size=128 train.batch_size=64 --quiet";
+                          "data.eval_size=128 train.batch_size=64 --quiet --threads 1";
 
 int count_lines(const std::string& s) { return int(std::count(s.begin(), s.end(), '\n')); }
 }  // namespace

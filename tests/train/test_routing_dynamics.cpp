@@ -51,7 +51,9 @@ double num(const Row& r, const std::string& k) { return std::stod(r.at(k)); }
 
 Row run_summary(const std::string& name, const std::vector<std::string>& overrides) {
     const auto dir = scratch_dir(name);
-    const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), overrides);
+    std::vector<std::string> o = overrides;
+    o.push_back("threads=1");   // ctest runs tests side by side on few cores
+    const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), o);
     RunOptions opts;
     opts.out_dir = dir;
     REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
@@ -84,7 +86,8 @@ TEST_CASE("layers.csv equals the statistics recomputed from experts.csv") {
     const auto dir = scratch_dir("lit_consistency");
     const Config cfg = config_load_file(
         source_path("configs/quickstart.yaml"),
-        {"train.steps=100", "train.eval_every=50", "capacity.factor=1.0", "balance.alpha=0"});
+        {"train.steps=100", "train.eval_every=50", "capacity.factor=1.0", "balance.alpha=0",
+         "threads=1"});
     RunOptions opts;
     opts.out_dir = dir;
     REQUIRE(train_run(cfg, opts).status == RunStatus::completed);

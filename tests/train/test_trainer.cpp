@@ -21,7 +21,11 @@ namespace {
 
 RunResult run_in(const std::filesystem::path& dir, const std::vector<std::string>& overrides,
                  const std::atomic<bool>* stop = nullptr) {
-    const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), overrides);
+    // One thread unless the test says otherwise: ctest runs tests side by side on few cores.
+    std::vector<std::string> o = overrides;
+    if (std::none_of(o.begin(), o.end(), [](const std::string& x) { return x.rfind("threads=", 0) == 0; }))
+        o.push_back("threads=1");
+    const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), o);
     RunOptions opts;
     opts.out_dir = dir;
     opts.stop = stop;

@@ -2,21 +2,27 @@
 
 namespace moe {
 
-double switch_loss(const RoutingPlan& plan, float coef, float* d_probs) {
+double switch_loss(const RoutingPlan& plan, float coef, float* d_probs,
+                   std::vector<double>& scratch) {
     const int T = plan.T, N = plan.N, K = plan.K;
-    double loss = 0.0;
-    for (int i = 0; i < N; ++i) {
-        double pbar = 0.0;
-        for (int t = 0; t < T; ++t) pbar += plan.probs[size_t(t) * N + i];
-        pbar /= T;
-        const double f = double(plan.routed[i]) / (double(T) * K);
-        loss += f * pbar;
+    // P̄_i = mean_t p[t,i]: walk the row-major (T, N) probabilities row by row; each column sum
+    // still adds t = 0..T-1 in order.
+    scratch.assign(size_t(N), 0.0);
+    double* pbar = scratch.data();
+    for (int t = 0; t < T; ++t) {
+        const float* pr = plan.probs.data() + size_t(t) * N;
+        for (int i = 0; i < N; ++i) pbar[i] += pr[i];
     }
+    double loss = 0.0;
+    for (int i = 0; i < N; ++i) loss += double(plan.routed[i]) / (double(T) * K) * (pbar[i] / T);
     if (d_probs) {
-        // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T
-        for (int i = 0; i < N; ++i) {
-            const float g = float(coef * N * (double(plan.routed[i]) / (double(T) * K)) / T);
-            for (int t = 0; t < T; ++t) d_probs[size_t(t) * N + i] += g;
+        // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T (the same for
+        // every t): reuse pbar's storage for it.
+        for (int i = 0; i < N; ++i)
+            pbar[i] = double(float(coef * N * (double(plan.routed[i]) / (double(T) * K)) / T));
+        for (int t = 0; t < T; ++t) {
+            float* dr = d_probs + size_t(t) * N;
+            for (int i = 0; i < N; ++i) dr[i] += float(pbar[i]);
         }
     }
     return N * loss;
