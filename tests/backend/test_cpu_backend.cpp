@@ -1,5 +1,5 @@
 // CPU backend ops (backend/cpu/cpu_backend.cpp): products against a naive loop on odd sizes
-// that cross the 256 tile, grouped products with empty segments, combine with dropped slots,
+// that cross the row (512) and column (256) tiles, grouped products with empty segments, combine with dropped slots,
 // gradient checks of the differentiable ops (activations, RMSNorm, cross-entropy), and
 // bit-identical results at 1 and 2 threads.
 #include "backend/cpu/cpu_backend.h"
@@ -56,7 +56,7 @@ TEST_SUITE("backend") {
 TEST_CASE("cpu gemm: all transposes and betas against a naive loop, sizes crossing tiles") {
     cpu::CpuBackend be(1);
     struct Shape { int M, N, K; };
-    for (Shape s : {Shape{7, 300, 5}, Shape{300, 7, 5}, Shape{259, 513, 3}, Shape{5, 3, 300},
+    for (Shape s : {Shape{7, 300, 5}, Shape{300, 7, 5}, Shape{259, 513, 3}, Shape{600, 9, 5}, Shape{5, 3, 300},
                     Shape{1, 1, 1}}) {
         for (bool ta : {false, true})
             for (bool tb : {false, true})
@@ -84,9 +84,10 @@ TEST_CASE("cpu gemm: all transposes and betas against a naive loop, sizes crossi
 
 TEST_CASE("cpu gemm_grouped_rows / wgrad / bias ops with empty segments") {
     cpu::CpuBackend be(2);
-    // G = 5 segments of rows {0, 3, 0, 300, 1}: empty first, middle; one crossing the row tile
-    const std::vector<int> off = {0, 0, 3, 3, 303, 304};
-    const int G = 5, rows = 304, K = 6, N = 270;
+    // G = 5 segments of rows {0, 3, 0, 600, 1}: empty first, middle; one crossing the row tile
+    // (512 rows) and N crossing the column tile (256)
+    const std::vector<int> off = {0, 0, 3, 3, 603, 604};
+    const int G = 5, rows = 604, K = 6, N = 270;
     const std::vector<float> A = normal_vector(size_t(rows) * K, 4);
     const std::vector<float> B = normal_vector(size_t(G) * K * N, 5);   // G of (K,N) or (N,K)
     const std::vector<float> C0 = normal_vector(size_t(rows) * N, 6);

@@ -29,7 +29,7 @@ using CMapMat = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 
 // Tile sizes depend only on the problem, never on the thread count: that keeps every product
 // bit-identical at any number of threads (each tile is one serial Eigen product).
-constexpr int kRowTile = 256;
+constexpr int kRowTile = 512;
 constexpr int kColTile = 256;
 constexpr size_t kChunk = 1 << 14;   // elements per piece of a reduction
 
