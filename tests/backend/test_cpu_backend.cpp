@@ -84,10 +84,9 @@ TEST_CASE("cpu gemm: all transposes and betas against a naive loop, sizes crossi
 
 TEST_CASE("cpu gemm_grouped_rows / wgrad / bias ops with empty segments") {
     cpu::CpuBackend be(2);
-    // G = 5 segments of rows {0, 3, 0, 600, 1}: empty first, middle; one crossing the row tile
-    // (512 rows) and N crossing the column tile (256)
-    const std::vector<int> off = {0, 0, 3, 3, 603, 604};
-    const int G = 5, rows = 604, K = 6, N = 270;
+    // G = 5 segments of rows {0, 3, 0, 300, 1}: empty first, middle; N crossing the column tile
+    const std::vector<int> off = {0, 0, 3, 3, 303, 304};
+    const int G = 5, rows = 304, K = 6, N = 270;
     const std::vector<float> A = normal_vector(size_t(rows) * K, 4);
     const std::vector<float> B = normal_vector(size_t(G) * K * N, 5);   // G of (K,N) or (N,K)
     const std::vector<float> C0 = normal_vector(size_t(rows) * N, 6);
@@ -321,3 +320,24 @@ TEST_CASE("cpu backend: bit-identical products at 1 and 2 threads") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("cpu gemm_grouped_rows: a segment longer than the row tile") {
+    cpu::CpuBackend be(2);
+    // segments of 700 and 5 rows: the first is cut into row tiles of 512 + 188
+    const std::vector<int> off = {0, 700, 705};
+    const int G = 2, rows = 705, K = 9, N = 11;
+    const std::vector<float> A = normal_vector(size_t(rows) * K, 11);
+    const std::vector<float> B = normal_vector(size_t(G) * K * N, 12);
+    std::vector<float> C(size_t(rows) * N, 0.0f);
+    be.gemm_grouped_rows(C.data(), A.data(), B.data(), size_t(K) * N, off.data(), G, N, K, false, 0.0f);
+    double max_err = 0.0;
+    for (int g = 0; g < G; ++g)
+        for (int r = off[g]; r < off[g + 1]; ++r)
+            for (int j = 0; j < N; ++j) {
+                double ref = 0.0;
+                for (int k = 0; k < K; ++k)
+                    ref += double(A[size_t(r) * K + k]) * B[size_t(g) * K * N + size_t(k) * N + j];
+                max_err = std::max(max_err, std::abs(ref - C[size_t(r) * N + j]));
+            }
+    CHECK(max_err < 1e-4);
+}
