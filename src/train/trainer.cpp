@@ -131,6 +131,15 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
     int64_t w_correct = 0, w_tokens = 0, w_steps = 0;
     double tokens_total = 0, train_time_total = 0;
 
+    // Hands a log or eval row to the progress display, with the step and the elapsed time.
+    auto report = [&](int64_t step, Progress p) {
+        if (!opts.on_progress) return;
+        p.step = step;
+        p.steps = steps;
+        p.elapsed_s = seconds_since(t_start);
+        opts.on_progress(p);
+    };
+
     auto evaluate = [&](int64_t step) {
         double loss = 0, task_loss = 0, aux = 0, z = 0;
         int64_t correct = 0;
@@ -183,16 +192,11 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
         result.final_eval_loss = loss / E;
         result.final_eval_accuracy = acc;
         rec.flush();
-        if (opts.on_progress) {
-            Progress p;
-            p.step = step;
-            p.steps = steps;
-            p.loss = loss / E;
-            p.accuracy = acc;
-            p.eval = true;
-            p.elapsed_s = seconds_since(t_start);
-            opts.on_progress(p);
-        }
+        Progress p;
+        p.eval = true;
+        p.loss = loss / E;
+        p.accuracy = acc;
+        report(step, p);
     };
 
     for (int64_t s = 1; s <= steps; ++s) {
@@ -250,18 +254,13 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
                 rec.train_win[l].reset();
             }
             rec.flush();
-            if (opts.on_progress) {
-                Progress p;
-                p.step = s;
-                p.steps = steps;
-                p.loss = w_loss / w_steps;
-                p.accuracy = double(w_correct) / w_tokens;
-                p.drop_rate = drop;
-                p.max_vio = vio;
-                p.tokens_per_s = tps;
-                p.elapsed_s = seconds_since(t_start);
-                opts.on_progress(p);
-            }
+            Progress p;
+            p.loss = w_loss / w_steps;
+            p.accuracy = double(w_correct) / w_tokens;
+            p.drop_rate = drop;
+            p.max_vio = vio;
+            p.tokens_per_s = tps;
+            report(s, p);
             w_loss = w_task = w_aux = w_z = w_time = 0;
             w_correct = w_tokens = w_steps = 0;
         }
