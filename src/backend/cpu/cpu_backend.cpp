@@ -1,12 +1,16 @@
+// The CPU backend: Eigen for the matrix products, OpenMP across independent pieces of work.
+// This file: construction, activations, norms, gathers and combines, cross-entropy; the matrix
+// products are in cpu_gemm.cpp and the whole-buffer passes (optimizers, reductions) in
+// cpu_vector.cpp.
 #include "backend/cpu/cpu_backend.h"
 
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <unsupported/Eigen/SpecialFunctions>
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cpu/cpu_internal.h"
 #include "backend/device.h"
 #include "config/config_error.h"
 
@@ -23,130 +27,11 @@ std::unique_ptr<Backend> backend_create(Device device, int threads) {
 
 namespace cpu {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using MapMat = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
-using CMapMat = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
-
-// Tile sizes depend only on the problem, never on the thread count: that keeps every product
-// bit-identical at any number of threads (each tile is one serial Eigen product).
-constexpr int kRowTile = 512;
-constexpr int kColTile = 256;
-constexpr size_t kChunk = 1 << 14;   // elements per piece of a reduction
-
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
     omp_set_num_threads(threads_);
     Eigen::setNbThreads(1);   // we parallelise across tiles ourselves
     tiles_.reserve(4096);
     partials_.reserve(1024);
-}
-
-// y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
-void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
-                           const int* off, int N, int K, bool tb, float beta) {
-    const int n_tiles = int(tiles_.size());
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
-    for (int i = 0; i < n_tiles; ++i) {
-        const Tile tl = tiles_[i];
-        const int row0 = off[tl.group] + tl.r0, m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
-        const float* Bg = B + size_t(tl.group) * b_stride;
-        CMapMat a(A + size_t(row0) * K, m, K, Eigen::OuterStride<>(K));
-        MapMat c(C + size_t(row0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
-        if (beta == 0.0f) {
-            if (tb) c.noalias() = a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-            else c.noalias() = a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
-        } else {
-            if (beta != 1.0f) c *= beta;
-            if (tb) c.noalias() += a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-            else c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
-        }
-    }
-}
-
-void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
-                                   const int* off, int G, int N, int K, bool tb, float beta) {
-    tiles_.clear();
-    for (int g = 0; g < G; ++g) {
-        const int m = off[g + 1] - off[g];
-        for (int r = 0; r < m; r += kRowTile)
-            for (int c = 0; c < N; c += kColTile)
-                tiles_.push_back({g, r, std::min(m, r + kRowTile), c, std::min(N, c + kColTile)});
-    }
-    run_tiles(C, A, B, b_stride, off, N, K, tb, beta);
-}
-
-void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
-                      bool tb, float beta) {
-    if (!ta) {
-        const int off[2] = {0, M};
-        gemm_grouped_rows(C, A, B, 0, off, 1, N, K, tb, beta);
-        return;
-    }
-    // C (M,N) = Aᵀ · op(B) with A stored (K,M): tiles of C, each a full sum over K.
-    tiles_.clear();
-    for (int r = 0; r < M; r += kRowTile)
-        for (int c = 0; c < N; c += kColTile)
-            tiles_.push_back({0, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
-    const int n_tiles = int(tiles_.size());
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
-    for (int i = 0; i < n_tiles; ++i) {
-        const Tile tl = tiles_[i];
-        const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
-        CMapMat at(A + tl.r0, K, m, Eigen::OuterStride<>(M));
-        MapMat c(C + size_t(tl.r0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
-        if (beta == 0.0f) c.setZero();
-        else if (beta != 1.0f) c *= beta;
-        if (tb) c.noalias() += at.transpose() * CMapMat(B + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-        else c.noalias() += at.transpose() * CMapMat(B + tl.c0, K, n, Eigen::OuterStride<>(N));
-    }
-}
-
-void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
-                                    const int* off, int G, int M, int N) {
-    tiles_.clear();
-    for (int g = 0; g < G; ++g) {
-        if (off[g + 1] == off[g]) continue;
-        for (int r = 0; r < M; r += kRowTile)
-            for (int c = 0; c < N; c += kColTile)
-                tiles_.push_back({g, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
-    }
-    const int n_tiles = int(tiles_.size());
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
-    for (int i = 0; i < n_tiles; ++i) {
-        const Tile tl = tiles_[i];
-        const int row0 = off[tl.group], rows = off[tl.group + 1] - row0;
-        const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
-        CMapMat a(A + size_t(row0) * M + tl.r0, rows, m, Eigen::OuterStride<>(M));
-        CMapMat b(B + size_t(row0) * N + tl.c0, rows, n, Eigen::OuterStride<>(N));
-        MapMat c(C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0, m, n,
-                 Eigen::OuterStride<>(N));
-        c.noalias() += a.transpose() * b;
-    }
-}
-
-void CpuBackend::bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off,
-                                  int G, int N) {
-    const int rows = off[G] - off[0];
-    (void)rows;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && G > 1)
-    for (int g = 0; g < G; ++g) {
-        const float* b = bias + size_t(g) * b_stride;
-        for (int r = off[g]; r < off[g + 1]; ++r) {
-            float* c = C + size_t(r) * N;
-            for (int j = 0; j < N; ++j) c[j] += b[j];
-        }
-    }
-}
-
-void CpuBackend::bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
-                                   int G, int N) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && G > 1)
-    for (int g = 0; g < G; ++g) {
-        float* db = dbias + size_t(g) * b_stride;
-        for (int r = off[g]; r < off[g + 1]; ++r) {
-            const float* d = dC + size_t(r) * N;
-            for (int j = 0; j < N; ++j) db[j] += d[j];
-        }
-    }
 }
 
 namespace {
@@ -330,44 +215,6 @@ void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout,
     }
 }
 
-void CpuBackend::add(float* y, const float* x, size_t n) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) y[i] += x[i];
-}
-
-void CpuBackend::scale(float* x, size_t n, float s) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) x[i] *= s;
-}
-
-double CpuBackend::sum_squares(const float* x, size_t n) {
-    const size_t pieces = (n + kChunk - 1) / kChunk;
-    partials_.assign(pieces, 0.0);
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-    for (size_t p = 0; p < pieces; ++p) {
-        // 16 independent accumulators (a fixed order): the loop vectorises
-        double acc[16] = {0.0};
-        const size_t end = std::min(n, (p + 1) * kChunk);
-        size_t i = p * kChunk;
-        for (; i + 16 <= end; i += 16)
-            for (int j = 0; j < 16; ++j) acc[j] += double(x[i + j]) * x[i + j];
-        for (; i < end; ++i) acc[0] += double(x[i]) * x[i];
-        double s = 0.0;
-        for (int j = 0; j < 16; ++j) s += acc[j];
-        partials_[p] = s;
-    }
-    double total = 0.0;
-    for (double s : partials_) total += s;
-    return total;
-}
-
-bool CpuBackend::all_finite(const float* x, size_t n) {
-    bool ok = true;
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : ok) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) ok = ok && std::isfinite(x[i]);
-    return ok;
-}
-
 double CpuBackend::cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
                                  int C, float scale, int64_t* correct) {
     double total = 0.0;
@@ -392,27 +239,6 @@ double CpuBackend::cross_entropy(float* dlogits, const float* logits, const int*
     }
     if (correct) *correct = hits;
     return total / T;
-}
-
-void CpuBackend::adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr,
-                           float beta1, float beta2, float eps, float weight_decay, int64_t t) {
-    const float ibc1 = 1.0f / (1.0f - float(std::pow(double(beta1), double(t))));
-    const float ibc2 = 1.0f / (1.0f - float(std::pow(double(beta2), double(t))));
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) {
-        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
-        const float mh = m[i] * ibc1, vh = v[i] * ibc2;
-        p[i] -= lr * (mh / (std::sqrt(vh) + eps) + weight_decay * p[i]);
-    }
-}
-
-void CpuBackend::sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) {
-        v[i] = momentum * v[i] + g[i];
-        p[i] -= lr * v[i];
-    }
 }
 
 }  // namespace cpu
