@@ -87,12 +87,23 @@ public:
     virtual double cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
                                  int C, float scale, int64_t* correct) = 0;
 
-    // Adam / AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019) on n parameters, bias-corrected
-    // with step t >= 1; weight_decay is decoupled (AdamW) and 0 for Adam.
-    virtual void adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr,
-                           float beta1, float beta2, float eps, float weight_decay, int64_t t) = 0;
+    // Optimizer steps over n parameters, fused with the gradient bookkeeping of a training step
+    // so that parameters, gradients and optimizer state stream through memory once:
+    //   - the gradient used is g * grad_scale (1: as is; clipping passes max_norm / norm);
+    //   - g is set to zero afterwards, ready for the next step's accumulation;
+    //   - grad_sumsq, when not null, receives the sum of squares of g as it was on entry,
+    //     bit-identical to sum_squares(g, n).
+    // Adam / AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), bias-corrected with step t >= 1;
+    // weight_decay is decoupled (AdamW) and 0 for Adam.
+    struct AdamHyper {
+        float lr, beta1, beta2, eps, weight_decay;
+        int64_t t;
+    };
+    virtual void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
+                           float grad_scale, double* grad_sumsq) = 0;
     // SGD with optional heavy-ball momentum: v = mu v + g; p -= lr v.
-    virtual void sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) = 0;
+    virtual void sgd_step(float* p, float* g, float* v, size_t n, float lr, float momentum,
+                          float grad_scale, double* grad_sumsq) = 0;
 };
 
 // The backend for a device; throws UserError when the device is not available.

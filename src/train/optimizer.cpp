@@ -9,21 +9,18 @@ Optimizer::Optimizer(const TrainConfig& cfg, size_t n) : cfg_(cfg) {
     if (cfg.optimizer != OptimizerKind::sgd) v_.assign(n, 0.0f);
 }
 
-void Optimizer::step(Backend& be, ParamStore& ps, float lr, int64_t t) {
+void Optimizer::step(Backend& be, ParamStore& ps, float lr, int64_t t, float grad_scale,
+                     double* grad_sumsq) {
     float* p = ps.data().data();
-    const float* g = ps.grad().data();
+    float* g = ps.grad().data();
     const size_t n = ps.data().size();
-    switch (cfg_.optimizer) {
-        case OptimizerKind::sgd: be.sgd_step(p, g, m_.data(), n, lr, float(cfg_.momentum)); break;
-        case OptimizerKind::adam:
-            be.adam_step(p, g, m_.data(), v_.data(), n, lr, float(cfg_.beta1), float(cfg_.beta2),
-                         1e-8f, 0.0f, t);
-            break;
-        case OptimizerKind::adamw:
-            be.adam_step(p, g, m_.data(), v_.data(), n, lr, float(cfg_.beta1), float(cfg_.beta2),
-                         1e-8f, float(cfg_.weight_decay), t);
-            break;
+    if (cfg_.optimizer == OptimizerKind::sgd) {
+        be.sgd_step(p, g, m_.data(), n, lr, float(cfg_.momentum), grad_scale, grad_sumsq);
+        return;
     }
+    const float wd = cfg_.optimizer == OptimizerKind::adamw ? float(cfg_.weight_decay) : 0.0f;
+    const Backend::AdamHyper h{lr, float(cfg_.beta1), float(cfg_.beta2), 1e-8f, wd, t};
+    be.adam_step(p, g, m_.data(), v_.data(), n, h, grad_scale, grad_sumsq);
 }
 
 double lr_at(const TrainConfig& cfg, int64_t s) {
@@ -36,11 +33,8 @@ double lr_at(const TrainConfig& cfg, int64_t s) {
     return cfg.min_lr + 0.5 * (lr - cfg.min_lr) * (1.0 + std::cos(kPi * progress));
 }
 
-double clip_grad_norm(Backend& be, ParamStore& ps, double max_norm) {
-    const double norm = std::sqrt(be.sum_squares(ps.grad().data(), ps.grad().size()));
-    if (max_norm > 0.0 && std::isfinite(norm) && norm > max_norm)
-        be.scale(ps.grad().data(), ps.grad().size(), float(max_norm / norm));
-    return norm;
+float clip_scale(double norm, double max_norm) {
+    return max_norm > 0.0 && std::isfinite(norm) && norm > max_norm ? float(max_norm / norm) : 1.0f;
 }
 
 }  // namespace moe

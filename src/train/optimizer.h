@@ -18,7 +18,10 @@ class Optimizer {
 public:
     Optimizer(const TrainConfig& cfg, size_t n);
     // One update with learning rate lr; t is the 1-based update count (Adam bias correction).
-    void step(Backend& be, ParamStore& ps, float lr, int64_t t);
+    // The gradients used are ps.grad() * grad_scale; they are zero on return. grad_sumsq (may be
+    // null) receives the sum of squares of ps.grad() as it was on entry.
+    void step(Backend& be, ParamStore& ps, float lr, int64_t t, float grad_scale = 1.0f,
+              double* grad_sumsq = nullptr);
     size_t state_floats() const { return m_.size() + v_.size(); }
 
 private:
@@ -29,8 +32,8 @@ private:
 // Learning rate at 1-based step s of `steps`.
 double lr_at(const TrainConfig& cfg, int64_t s);
 
-// Global-norm clipping (Pascanu et al. 2013): returns the norm before clipping and scales the
-// gradients by max_norm / norm when norm > max_norm (max_norm 0 = off).
-double clip_grad_norm(Backend& be, ParamStore& ps, double max_norm);
+// Global-norm clipping (Pascanu et al. 2013): the factor to scale the gradients by, given their
+// norm: max_norm / norm when norm > max_norm, else 1 (max_norm 0 = off).
+float clip_scale(double norm, double max_norm);
 
 }  // namespace moe

@@ -1,6 +1,5 @@
 #include "train/train_step.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -14,7 +13,6 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
     StepOutcome out;
     const int B = cfg.train.batch_size;
     task.train_batch(s, B, batch);
-    std::fill(model.params().grad().begin(), model.params().grad().end(), 0.0f);
     out.loss = model.forward(be, batch.x.data(), batch.y.data(), B,
                              StepInfo{true, s, cfg.capacity.factor});
     if (!std::isfinite(out.loss.loss)) {
@@ -23,14 +21,24 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
         return out;
     }
     model.backward(be, B);
-    out.grad_norm = clip_grad_norm(be, model.params(), cfg.train.grad_clip);
+    out.lr = lr_at(cfg.train, s);
+    ParamStore& ps = model.params();
+    if (cfg.train.grad_clip > 0.0) {
+        // Clipping needs the norm before the update: a pass of its own.
+        out.grad_norm = std::sqrt(be.sum_squares(ps.grad().data(), ps.grad().size()));
+        if (std::isfinite(out.grad_norm))
+            opt.step(be, ps, float(out.lr), s, clip_scale(out.grad_norm, cfg.train.grad_clip));
+    } else {
+        // Without clipping the norm is only reported: the optimizer's pass computes it.
+        double sumsq = 0.0;
+        opt.step(be, ps, float(out.lr), s, 1.0f, &sumsq);
+        out.grad_norm = std::sqrt(sumsq);
+    }
     if (!std::isfinite(out.grad_norm)) {
         out.finite = false;
         out.message = fmt::format("the gradient norm is {} at step {}", out.grad_norm, s);
         return out;
     }
-    out.lr = lr_at(cfg.train, s);
-    opt.step(be, model.params(), float(out.lr), s);
     if (cfg.balance.bias_rate > 0.0)
         for (MoeLayer* layer : model.moe_layers())
             bias_update(layer->bias(), layer->plan().routed.data(), layer->experts(),

@@ -21,7 +21,10 @@ struct StepOutcome {
     std::string message;      // what was not finite
 };
 
-// Step s (1-based): fills `batch` from the task and updates the model in place.
+// Step s (1-based): fills `batch` from the task and updates the model in place. The gradients
+// must be zero on entry (ParamStore starts so, and each step's optimizer update leaves them so).
+// When the step is not finite, the model is not to be trained further: the parameters may
+// already have been updated with the non-finite gradients.
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
                        Optimizer& opt, Batch& batch, int64_t s);
 

@@ -41,9 +41,10 @@ public:
     bool all_finite(const float* x, size_t n) override;
     double cross_entropy(float* dlogits, const float* logits, const int* labels, int T, int C,
                          float scale, int64_t* correct) override;
-    void adam_step(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                   float beta2, float eps, float weight_decay, int64_t t) override;
-    void sgd_step(float* p, const float* g, float* v, size_t n, float lr, float momentum) override;
+    void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
+                   float grad_scale, double* grad_sumsq) override;
+    void sgd_step(float* p, float* g, float* v, size_t n, float lr, float momentum,
+                  float grad_scale, double* grad_sumsq) override;
 
     // One piece of a matrix product: a tile of the output of one group.
     struct Tile {
