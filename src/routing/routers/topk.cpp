@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "backend/rng.h"
+#include "backend/vec_math.h"
 #include "routing/router.h"
 
 namespace moe {
@@ -25,49 +26,44 @@ public:
     explicit TopKRouter(const RouterConfig& cfg) : cfg_(cfg) {}
 
     void route(const float* logits, const RouteContext& ctx, RoutingPlan& plan) const override {
-        const int T = plan.T, N = plan.N, K = plan.K;
+        const int T = plan.T, N = plan.N;
         const bool noisy = ctx.training && cfg_.noise > 0.0;
         const Rng rng{ctx.seed, kStreamNoise, ctx.noise_step};
         const float noise = float(cfg_.noise);
         const bool sigmoid = cfg_.score == ScoreFn::sigmoid;
+        // Rows in chunks of about 8K scores (a size fixed by N, not by the threads): the
+        // exponentials of a whole chunk go through one vectorised call.
+        const int rows = std::max(1, 8192 / std::max(N, 1));
+        const int chunks = (T + rows - 1) / rows;
 #pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
-        for (int t = 0; t < T; ++t) {
-            const float* l = logits + size_t(t) * N;
-            float* z = plan.noisy.data() + size_t(t) * N;
-            float* p = plan.probs.data() + size_t(t) * N;
-            for (int i = 0; i < N; ++i)
-                z[i] = noisy ? l[i] + noise * rng.normal(uint64_t(t) * N + i) : l[i];
-            if (sigmoid) {
-                float sum = 0.0f;
-                for (int i = 0; i < N; ++i) sum += (p[i] = 1.0f / (1.0f + std::exp(-z[i])));
-                for (int i = 0; i < N; ++i) p[i] /= sum;
-            } else {
-                float mx = z[0];
-                for (int i = 1; i < N; ++i) mx = std::max(mx, z[i]);
-                float sum = 0.0f;
-                for (int i = 0; i < N; ++i) sum += (p[i] = std::exp(z[i] - mx));
-                for (int i = 0; i < N; ++i) p[i] /= sum;
-            }
-            // top-k of p + b by insertion into a sorted list of K (K is small)
-            int* sel = plan.sel.data() + size_t(t) * K;
-            float* gate = plan.gate.data() + size_t(t) * K;
-            float best[64];
-            int n = 0;
-            for (int i = 0; i < N; ++i) {
-                const float v = p[i] + (ctx.bias ? ctx.bias[i] : 0.0f);
-                if (n == K && !(v > best[K - 1])) continue;
-                int j = n < K ? n++ : K - 1;
-                while (j > 0 && v > best[j - 1]) {
-                    best[j] = best[j - 1];
-                    sel[j] = sel[j - 1];
-                    --j;
+        for (int c = 0; c < chunks; ++c) {
+            const int t0 = c * rows, t1 = std::min(T, t0 + rows);
+            // softmax: p = exp(z - max z), then / sum;  sigmoid: p = 1 / (1 + exp(-z)), then / sum
+            for (int t = t0; t < t1; ++t) {
+                const float* l = logits + size_t(t) * N;
+                float* z = plan.noisy.data() + size_t(t) * N;
+                float* p = plan.probs.data() + size_t(t) * N;
+                if (noisy)
+                    for (int i = 0; i < N; ++i) z[i] = l[i] + noise * rng.normal(uint64_t(t) * N + i);
+                else
+                    std::copy_n(l, N, z);
+                if (sigmoid) {
+                    for (int i = 0; i < N; ++i) p[i] = -z[i];
+                } else {
+                    const float mx = vec_max(z, size_t(N));
+                    for (int i = 0; i < N; ++i) p[i] = z[i] - mx;
                 }
-                best[j] = v;
-                sel[j] = i;
             }
-            float zsum = 0.0f;
-            for (int j = 0; j < K; ++j) zsum += p[sel[j]];
-            for (int j = 0; j < K; ++j) gate[j] = cfg_.normalize ? p[sel[j]] / zsum : p[sel[j]];
+            float* pc = plan.probs.data() + size_t(t0) * N;
+            vec_exp_shifted(pc, pc, 0.0f, size_t(t1 - t0) * N);
+            for (int t = t0; t < t1; ++t) {
+                float* p = plan.probs.data() + size_t(t) * N;
+                if (sigmoid)
+                    for (int i = 0; i < N; ++i) p[i] = 1.0f / (1.0f + p[i]);
+                const float sum = vec_sum(p, size_t(N));
+                for (int i = 0; i < N; ++i) p[i] /= sum;
+                select_top_k(plan, t, ctx.bias);
+            }
         }
     }
 
@@ -94,8 +90,7 @@ public:
                 for (int j = 0; j < K; ++j) dl[sel[j]] += dg[j];
             }
             // dp -> d logits
-            float dot = 0.0f;
-            for (int i = 0; i < N; ++i) dot += dl[i] * p[i];
+            const float dot = vec_dot(dl, p, size_t(N));
             if (sigmoid) {
                 // p = s / sum s, s = sigmoid(z): ds_i = (dp_i - <dp, p>) / sum s, dz = ds s (1 - s)
                 const float* z = plan.noisy.data() + size_t(t) * N;
@@ -112,6 +107,32 @@ public:
     }
 
 private:
+    // The K experts of token t with the largest p + b, in descending order (ties: the lower
+    // index), by insertion into a sorted list of K (K is small); then their gates.
+    void select_top_k(RoutingPlan& plan, int t, const float* bias) const {
+        const int N = plan.N, K = plan.K;
+        const float* p = plan.probs.data() + size_t(t) * N;
+        int* sel = plan.sel.data() + size_t(t) * K;
+        float* gate = plan.gate.data() + size_t(t) * K;
+        float best[64];
+        int n = 0;
+        for (int i = 0; i < N; ++i) {
+            const float v = p[i] + (bias ? bias[i] : 0.0f);
+            if (n == K && !(v > best[K - 1])) continue;
+            int j = n < K ? n++ : K - 1;
+            while (j > 0 && v > best[j - 1]) {
+                best[j] = best[j - 1];
+                sel[j] = sel[j - 1];
+                --j;
+            }
+            best[j] = v;
+            sel[j] = i;
+        }
+        float zsum = 0.0f;
+        for (int j = 0; j < K; ++j) zsum += p[sel[j]];
+        for (int j = 0; j < K; ++j) gate[j] = cfg_.normalize ? p[sel[j]] / zsum : p[sel[j]];
+    }
+
     RouterConfig cfg_;
 };
 

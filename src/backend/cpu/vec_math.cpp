@@ -1,0 +1,67 @@
+// Eigen's packet exp over 64-byte-aligned, zero-padded blocks: Eigen computes packets and scalar
+// tails with different approximations, and would peel unaligned heads with the scalar one; going
+// through a block of whole packets makes every value take the packet path.
+#include "backend/vec_math.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+
+namespace moe {
+namespace {
+constexpr size_t kBlock = 256;
+using Block = Eigen::Map<Eigen::Array<float, kBlock, 1>, Eigen::Aligned64>;
+}  // namespace
+
+void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
+    alignas(64) float buf[kBlock];
+    for (size_t b = 0; b < n; b += kBlock) {
+        const size_t len = std::min(kBlock, n - b);
+        for (size_t i = 0; i < len; ++i) buf[i] = x[b + i] - shift;
+        std::fill(buf + len, buf + kBlock, 0.0f);
+        Block v(buf);
+        v = v.exp();
+        std::copy_n(buf, len, y + b);
+    }
+}
+
+namespace {
+constexpr size_t kLanes = 16;
+
+template <class Acc, class Term>
+Acc lane_sum(size_t n, Term term) {
+    Acc acc[kLanes] = {};
+    size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (size_t j = 0; j < kLanes; ++j) acc[j] += term(i + j);
+    for (size_t j = 0; i + j < n; ++j) acc[j] += term(i + j);
+    // pairwise, a fixed tree
+    for (size_t w = kLanes / 2; w > 0; w /= 2)
+        for (size_t j = 0; j < w; ++j) acc[j] += acc[j + w];
+    return acc[0];
+}
+}  // namespace
+
+float vec_max(const float* x, size_t n) {
+    // max is exact, so the lanes give the same value as a serial scan (NaN aside)
+    float m[kLanes];
+    std::fill(m, m + kLanes, x[0]);
+    size_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (size_t j = 0; j < kLanes; ++j) m[j] = m[j] > x[i + j] ? m[j] : x[i + j];
+    for (; i < n; ++i) m[0] = m[0] > x[i] ? m[0] : x[i];
+    return *std::max_element(m, m + kLanes);
+}
+
+float vec_sum(const float* x, size_t n) {
+    return lane_sum<float>(n, [x](size_t i) { return x[i]; });
+}
+
+double vec_sum_double(const float* x, size_t n) {
+    return lane_sum<double>(n, [x](size_t i) { return double(x[i]); });
+}
+
+float vec_dot(const float* x, const float* y, size_t n) {
+    return lane_sum<float>(n, [x, y](size_t i) { return x[i] * y[i]; });
+}
+
+}  // namespace moe

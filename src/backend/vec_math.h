@@ -1,0 +1,21 @@
+// Elementwise float math over host buffers, vectorised, for the host-side code of routing and
+// statistics (softmax, log-sum-exp). Each result depends only on its input values — never on the
+// pointer, the length, the position in the buffer or the thread count — so code that uses these
+// stays bit-identical at any number of threads.
+#pragma once
+
+#include <cstddef>
+
+namespace moe {
+
+// y[i] = exp(x[i] - shift), i < n. y may equal x.
+void vec_exp_shifted(float* y, const float* x, float shift, size_t n);
+
+// Reductions in a fixed order that vectorises: value i goes to partial sum i % 16, and the 16
+// partial sums are added in a fixed order at the end.
+float vec_max(const float* x, size_t n);   // n >= 1
+float vec_sum(const float* x, size_t n);
+double vec_sum_double(const float* x, size_t n);   // accumulated in double
+float vec_dot(const float* x, const float* y, size_t n);
+
+}  // namespace moe

@@ -1,0 +1,79 @@
+// Vectorised host math (backend/cpu/vec_math.cpp): exp against libm, results independent of the
+// position in the buffer and of the length, exact max, lane sums against a double loop.
+#include "backend/vec_math.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+using namespace moe;
+
+namespace {
+
+std::vector<float> wavy(size_t n, float scale) {
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = scale * std::sin(0.731f * float(i) + 0.2f);
+    return x;
+}
+
+}  // namespace
+
+TEST_SUITE("backend") {
+
+TEST_CASE("vec_exp_shifted: within 2 ulp-ish of libm, 0 for large negative arguments, exp(0) = 1") {
+    std::vector<float> x = wavy(1000, 30.0f), y(1000);
+    vec_exp_shifted(y.data(), x.data(), 5.0f, x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        const double ref = std::exp(double(x[i] - 5.0f));
+        CHECK(std::fabs(y[i] - ref) <= 3e-7 * ref);
+    }
+    const float special[3] = {-200.0f, 0.0f, 3.0f};
+    float out[3];
+    vec_exp_shifted(out, special, 3.0f, 3);
+    CHECK(out[0] == 0.0f);
+    CHECK(out[2] == 1.0f);
+    CHECK(out[1] == doctest::Approx(std::exp(-3.0)).epsilon(1e-6));
+}
+
+TEST_CASE("vec_exp_shifted: a value gives the same bits at any offset, length, and in place") {
+    const std::vector<float> x = wavy(700, 4.0f);
+    std::vector<float> whole(700);
+    vec_exp_shifted(whole.data(), x.data(), 0.5f, x.size());
+    for (size_t off : {size_t(1), size_t(3), size_t(255), size_t(256), size_t(511)}) {
+        for (size_t len : {size_t(1), size_t(17), size_t(189)}) {
+            std::vector<float> part(len);
+            vec_exp_shifted(part.data(), x.data() + off, 0.5f, len);
+            CHECK(std::memcmp(part.data(), whole.data() + off, len * sizeof(float)) == 0);
+        }
+    }
+    std::vector<float> in_place = x;
+    vec_exp_shifted(in_place.data(), in_place.data(), 0.5f, in_place.size());
+    CHECK(in_place == whole);
+}
+
+TEST_CASE("vec_max is exact; lane sums and dot products match a double loop") {
+    for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(100), size_t(1000)}) {
+        CAPTURE(n);
+        const std::vector<float> x = wavy(n, 2.0f), y = wavy(n + 3, 1.5f);
+        CHECK(vec_max(x.data(), n) == *std::max_element(x.begin(), x.end()));
+        double s = 0.0, d = 0.0;
+        for (size_t i = 0; i < n; ++i) {
+            s += x[i];
+            d += double(x[i]) * y[i];
+        }
+        CHECK(vec_sum(x.data(), n) == doctest::Approx(s).epsilon(1e-5).scale(1.0));
+        CHECK(vec_sum_double(x.data(), n) == doctest::Approx(s).epsilon(1e-12).scale(1.0));
+        CHECK(vec_dot(x.data(), y.data(), n) == doctest::Approx(d).epsilon(1e-5).scale(1.0));
+    }
+    // by hand: 1 + 2 + ... + 20 = 210 (exact in float), max at the last position
+    std::vector<float> ramp(20);
+    for (int i = 0; i < 20; ++i) ramp[size_t(i)] = float(i + 1);
+    CHECK(vec_sum(ramp.data(), 20) == 210.0f);
+    CHECK(vec_max(ramp.data(), 20) == 20.0f);
+    CHECK(vec_dot(ramp.data(), ramp.data(), 3) == 14.0f);
+}
+
+}  // TEST_SUITE
