@@ -11,6 +11,9 @@ namespace moe {
 // y[i] = exp(x[i] - shift), i < n. y may equal x.
 void vec_exp_shifted(float* y, const float* x, float shift, size_t n);
 
+// y[i] = p[i] ln p[i] for p[i] > 0, and 0 for p[i] = 0 (the entropy's terms). y may equal p.
+void vec_xlogx(float* y, const float* p, size_t n);
+
 // Reductions in a fixed order that vectorises: value i goes to partial sum i % 16, and the 16
 // partial sums are added in a fixed order at the end.
 float vec_max(const float* x, size_t n);   // n >= 1

@@ -2,6 +2,8 @@
 
 #include "stats/load_stats.h"
 
+#include "backend/vec_math.h"
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -60,17 +62,19 @@ void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const flo
 
     // Router probabilities p: (T, N): entropy, top-1 probability, importance.
     if (probs != nullptr) {
+        constexpr int kBlock = 256;
+        float xlogx[kBlock];
         for (int t = 0; t < T; ++t) {
             const float* p = probs + size_t(t) * N;
-            double h = 0.0, top = 0.0;
-            for (int i = 0; i < N; ++i) {
-                const double q = p[i];
-                if (q > 0.0) h -= q * std::log(q);
-                top = std::max(top, q);
-                importance_sum_[size_t(i)] += q;
+            double h = 0.0;
+            for (int b = 0; b < N; b += kBlock) {
+                const int len = std::min(kBlock, N - b);
+                vec_xlogx(xlogx, p + b, size_t(len));
+                h -= vec_sum_double(xlogx, size_t(len));
             }
+            for (int i = 0; i < N; ++i) importance_sum_[size_t(i)] += p[i];
             entropy_sum_ += h;
-            top1_sum_ += top;
+            top1_sum_ += vec_max(p, size_t(N));
         }
         prob_tokens_ += T;
     }

@@ -1,4 +1,4 @@
-// Vectorised host math (backend/cpu/vec_math.cpp): exp against libm, results independent of the
+// Vectorised host math (backend/cpu/vec_math.cpp): exp and p ln p against libm, results independent of the
 // position in the buffer and of the length, exact max, lane sums against a double loop.
 #include "backend/vec_math.h"
 
@@ -52,6 +52,21 @@ TEST_CASE("vec_exp_shifted: a value gives the same bits at any offset, length, a
     std::vector<float> in_place = x;
     vec_exp_shifted(in_place.data(), in_place.data(), 0.5f, in_place.size());
     CHECK(in_place == whole);
+}
+
+TEST_CASE("vec_xlogx: p ln p by hand, 0 at p = 0, close to libm") {
+    const float p[4] = {0.0f, 1.0f, 0.5f, 0.25f};
+    float y[4];
+    vec_xlogx(y, p, 4);
+    CHECK(y[0] == 0.0f);
+    CHECK(y[1] == 0.0f);
+    CHECK(y[2] == doctest::Approx(0.5 * std::log(0.5)).epsilon(1e-6));
+    CHECK(y[3] == doctest::Approx(0.25 * std::log(0.25)).epsilon(1e-6));
+    std::vector<float> q = wavy(600, 0.5f), out(600);
+    for (float& v : q) v += 0.5f;   // in [0, 1]
+    vec_xlogx(out.data(), q.data(), q.size());
+    for (size_t i = 0; i < q.size(); ++i)
+        if (q[i] > 0.0f) CHECK(out[i] == doctest::Approx(double(q[i]) * std::log(double(q[i]))).epsilon(1e-6).scale(1e-6));
 }
 
 TEST_CASE("vec_max is exact; lane sums and dot products match a double loop") {

@@ -1,27 +1,42 @@
-// Eigen's packet exp over 64-byte-aligned, zero-padded blocks: Eigen computes packets and scalar
-// tails with different approximations, and would peel unaligned heads with the scalar one; going
-// through a block of whole packets makes every value take the packet path.
+// Eigen's packet exp and log over 64-byte-aligned, zero-padded blocks: Eigen computes packets and
+// scalar tails with different approximations, and would peel unaligned heads with the scalar one;
+// going through a block of whole packets makes every value take the packet path.
 #include "backend/vec_math.h"
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <limits>
 
 namespace moe {
 namespace {
 constexpr size_t kBlock = 256;
 using Block = Eigen::Map<Eigen::Array<float, kBlock, 1>, Eigen::Aligned64>;
-}  // namespace
 
-void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
+// y = f(x), kBlock values at a time: copied into an aligned, zero-padded block, f applied to the
+// whole block as packets, the results copied out.
+template <class F>
+void blockwise(float* y, const float* x, size_t n, F f) {
     alignas(64) float buf[kBlock];
     for (size_t b = 0; b < n; b += kBlock) {
         const size_t len = std::min(kBlock, n - b);
-        for (size_t i = 0; i < len; ++i) buf[i] = x[b + i] - shift;
+        std::copy_n(x + b, len, buf);
         std::fill(buf + len, buf + kBlock, 0.0f);
         Block v(buf);
-        v = v.exp();
+        f(v);
         std::copy_n(buf, len, y + b);
     }
+}
+}  // namespace
+
+void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
+    blockwise(y, x, n, [shift](Block& v) { v = (v - shift).exp(); });
+}
+
+void vec_xlogx(float* y, const float* p, size_t n) {
+    // p ln p -> 0 as p -> 0: the smallest normal float stands in for 0 (giving 0 * finite = 0)
+    blockwise(y, p, n, [](Block& v) {
+        v = v * v.max(std::numeric_limits<float>::min()).log();
+    });
 }
 
 namespace {
