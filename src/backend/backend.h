@@ -49,7 +49,8 @@ public:
     // Activation: h (rows, H) = act(pre). For swiglu, pre is (rows, 2H): [gate | up] and
     // h = silu(gate) * up. gelu is the exact erf form.
     virtual void act_forward(float* h, const float* pre, int rows, int H, Activation act) = 0;
-    // dpre (rows, H or 2H) = d act / d pre applied to dh (rows, H).
+    // dpre (rows, H or 2H) = d act / d pre applied to dh (rows, H). dpre may equal pre (in place:
+    // each element of pre is read before the element of dpre at the same index is written).
     virtual void act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
                               Activation act) = 0;
 
@@ -70,6 +71,7 @@ public:
                                int K, int D, bool accumulate) = 0;
     // Backward of combine: for each kept slot s of token t with row a = pos[s]:
     //   dY[a] = w[s] * dout[t];  dw[s] = <dout[t], Y[a]>  (dw[s] = 0 for dropped slots).
+    // dY may equal Y: each row a belongs to one slot, and is read before it is overwritten.
     virtual void combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
                                         const int* pos, const float* w, int T, int K, int D) = 0;
 

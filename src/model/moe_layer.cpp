@@ -43,10 +43,6 @@ void MoeLayer::reserve(int T_max) {
     pre_.resize(A * H1_);
     h_.resize(A * H_);
     yd_.resize(A * D_);
-    dyd_.resize(A * D_);
-    dh_.resize(A * H_);
-    dpre_.resize(A * H1_);
-    dxd_.resize(A * D_);
     dgate_.resize(A);
     dgate_aux_.resize(A);
     dprobs_.resize(size_t(T_max) * N_);
@@ -124,21 +120,30 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
                         int T) {
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
+    // The activation gradients are written over the forward workspaces as these die, so that
+    // backward allocates nothing of its own (the ops' aliasing rules are in backend.h):
+    //   yd_   read by combine_slots_backward for the gate gradients, which writes dY over it
+    //   h_    read by the W2 weight gradient, then holds dh
+    //   pre_  read by act_backward, which writes dpre over it in place
+    //   xd_   read by the W1 weight gradient, then holds dXd
     // Combine backward: dY of each assignment and d gate of each slot.
-    be.combine_slots_backward(dyd_.data(), dgate_.data(), dy, yd_.data(), plan_.pos.data(),
+    float* dyd = yd_.data();
+    be.combine_slots_backward(dyd, dgate_.data(), dy, yd_.data(), plan_.pos.data(),
                               plan_.gate.data(), T, K_, D_);
     // Experts backward, per segment.
-    be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd_.data(), off, N_, H_, D_);
-    be.bias_grad_grouped(ps.g(b2), D_, dyd_.data(), off, N_, D_);
-    be.gemm_grouped_rows(dh_.data(), dyd_.data(), ps.p(w2), size_t(H_) * D_, off, N_, H_, D_,
-                         true, 0.0f);
-    be.act_backward(dpre_.data(), dh_.data(), pre_.data(), A, H_, act_);
-    be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre_.data(), off, N_, D_, H1_);
-    be.bias_grad_grouped(ps.g(b1), H1_, dpre_.data(), off, N_, H1_);
-    be.gemm_grouped_rows(dxd_.data(), dpre_.data(), ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_,
-                         true, 0.0f);
+    be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
+    be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
+    float* dh = h_.data();   // h is dead: the W2 weight gradient was its last reader
+    be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true,
+                         0.0f);
+    float* dpre = pre_.data();
+    be.act_backward(dpre, dh, pre_.data(), A, H_, act_);
+    be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre, off, N_, D_, H1_);
+    be.bias_grad_grouped(ps.g(b1), H1_, dpre, off, N_, H1_);
+    float* dxd = xd_.data();   // Xd is dead: the W1 weight gradient was its last reader
+    be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
     // Scatter back to tokens: dx[t] = sum of its kept slots' dXd (slot order: deterministic).
-    be.combine_slots(dx, dxd_.data(), plan_.pos.data(), nullptr, T, K_, D_, false);
+    be.combine_slots(dx, dxd, plan_.pos.data(), nullptr, T, K_, D_, false);
 
     // Router: task gradient through the gates; auxiliary gradient through p, the gates and the
     // logits directly.

@@ -43,6 +43,8 @@ public:
                    const MoeForwardInfo& info);
     // dx (T, D) overwritten from dy (T, D) and the x of forward. The router-weight gradients of
     // the task loss and of the auxiliary losses are kept apart (router_grad_task / _aux).
+    // Backward writes its activation gradients over the forward workspaces (see backward), so it
+    // runs once per training forward; the plan, logits and losses stay readable.
     void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T);
 
     const RoutingPlan& plan() const { return plan_; }
@@ -70,9 +72,11 @@ private:
     std::vector<float> bias_;                                   // (N) balancing bias
     std::vector<int> tok_, scratch_;                            // (A) token of each assignment
     std::vector<double> dscratch_;
+    // Forward workspaces, (A_max, width) with A_max = T_max K. Backward reuses them once dead:
+    // yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
     std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
-    std::vector<float> dyd_, dh_, dpre_, dxd_, dgate_, dgate_aux_, dprobs_, dlog_, dlog_aux_,
-        dlog_direct_, gw_task_, gw_aux_;                        // backward
+    std::vector<float> dgate_, dgate_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
+        gw_task_, gw_aux_;                                      // backward
     double aux_ = 0.0, z_ = 0.0;
     bool training_ = false;
 };

@@ -206,9 +206,9 @@ void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout,
             float* dy = dY + size_t(a) * D;
             const float ws = w ? w[s] : 1.0f;
             float dot = 0.0f;
-            for (int d = 0; d < D; ++d) {
-                dy[d] = ws * go[d];
+            for (int d = 0; d < D; ++d) {   // y[d] is read first: dY may equal Y
                 dot += go[d] * y[d];
+                dy[d] = ws * go[d];
             }
             if (dw) dw[s] = dot;
         }
