@@ -11,6 +11,8 @@ scaling in N (n8 -> n512), and writes every raw row to --raw (CSV).
         [--peer ../shared/bench/torch_moe_bench.py] [--python python3] [--impl sparse]
         [--set KEY=VALUE ...] [--raw bench_vs_torch.csv] [--no-rss] [--no-torch]
 
+Figure of the raw CSV (ms per step against N experts, speedup): tools/plot/bench.py RAW.csv.
+
 Environment (same as the options, options win): MOESIM, TORCH_BENCH (the peer script), PYTHON
 (the interpreter that has torch; Debian's torch: PYTHON=/usr/bin/python3).
 Standard library only: the script itself does not need torch.

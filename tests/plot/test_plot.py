@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of tools/plot/{run,sweep,compare}.py on a tiny real run and sweep made with the binary.
+"""Tests of tools/plot/{run,sweep,compare}.py on a tiny real run and sweep made with the binary,
+and of tools/plot/bench.py on a hand-written raw CSV of experiments/bench_vs_torch.py.
 
     python3 -m unittest discover -s tests/plot -v        # or: python3 tests/plot/test_plot.py -v
     MOESIM_BINARY=build/release/moe-sim (the default)    # the moe-sim binary to make the runs with
@@ -291,6 +292,92 @@ class TestCompare(PlotCase):
         p = plot("compare.py", self.run_dir())
         self.assertEqual(p.returncode, 2)
         self.assertIn("--y", p.stderr)
+
+
+BENCH_COLUMNS = ["config", "program", "round", "ms_median", "ms_min", "ms_max", "gflop", "drop", "rss_mib", "blas"]
+# config -> (moe-sim ms, torch ms, moe-sim GFLOP, torch GFLOP): hand-chosen, in the range of docs/performance.md
+BENCH_NUMBERS = {"tiny": (1.2, 6.0, 0.06, 0.06), "small": (40.0, 56.0, 6.3, 6.3),
+                 "n8": (20.0, 32.0, 3.4, 3.4), "n64": (27.0, 72.0, 3.3, 3.2), "n512": (112.0, 440.0, 4.0, 4.2)}
+
+
+def write_bench_csv(path, programs=("moe-sim", "torch"), configs=tuple(BENCH_NUMBERS), columns=BENCH_COLUMNS,
+                    rounds=(1, 2, 3)):
+    """A raw CSV as experiments/bench_vs_torch.py --raw writes it: rounds x configs x programs."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        for c in configs:
+            moe_ms, torch_ms, moe_gf, torch_gf = BENCH_NUMBERS[c]
+            for r in rounds:
+                for prog in programs:
+                    ms = (moe_ms if prog == "moe-sim" else torch_ms) * (1 + 0.05 * (r - 2))
+                    row = {"config": c, "program": prog, "round": r, "ms_median": ms, "ms_min": 0.95 * ms,
+                           "ms_max": 1.1 * ms, "gflop": moe_gf if prog == "moe-sim" else torch_gf,
+                           "drop": 0.01, "rss_mib": "nan", "blas": "" if prog == "moe-sim" else "mkl"}
+                    w.writerow([row[k] for k in columns])
+    return path
+
+
+class TestBench(PlotCase):
+    def test_both_programs_size_and_default_output(self):
+        d = self.out("bench_default")
+        os.makedirs(d, exist_ok=True)
+        raw = write_bench_csv(os.path.join(d, "raw.csv"))
+        p = plot("bench.py", raw)
+        self.assertOk(p)
+        self.assertEqual(p.stdout.strip(), os.path.join(d, "bench_scaling.png"))
+        self.assertPng(os.path.join(d, "bench_scaling.png"), (1300, 520))
+        p = plot("bench.py", raw, "--size", "900x600", "--compact", "-o", self.out("bench_small.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("bench_small.png"), (900, 600))
+        self.assertOk(plot("bench.py", raw, "-o", self.out("bench.svg")))
+        with open(self.out("bench.svg"), encoding="utf-8") as f:
+            svg = f.read()
+        self.assertIn("<svg", svg[:2000])
+
+    def test_moe_sim_only(self):
+        raw = write_bench_csv(self.out("bench_moesim.csv"), programs=("moe-sim",))
+        p = plot("bench.py", raw, "--size", "800x500", "-o", self.out("bench_moesim.png"))
+        self.assertOk(p)
+        self.assertIn("no torch rows", p.stderr)
+        self.assertNotIn("Traceback", p.stderr)
+        self.assertPng(self.out("bench_moesim.png"), (800, 500))
+
+    def test_no_n_configs(self):
+        raw = write_bench_csv(self.out("bench_no_n.csv"), configs=("tiny", "small"))
+        p = plot("bench.py", raw, "-o", self.out("bench_no_n.png"))
+        self.assertOk(p)
+        self.assertIn("no config named n<digits>", p.stderr)
+        self.assertPng(self.out("bench_no_n.png"), (720, 520))
+        raw = write_bench_csv(self.out("bench_nothing.csv"), programs=("moe-sim",), configs=("tiny", "small"))
+        self.assertClearError(plot("bench.py", raw, "-o", self.out("x.png")), "nothing to plot", "n<digits>")
+
+    def test_torch_without_n8(self):
+        """torch has no n8 row: its FLOPs line goes through its smallest N (n64), with a note."""
+        raw = self.out("bench_no_n8_torch.csv")
+        write_bench_csv(raw)
+        with open(raw, newline="") as f:
+            rows = [r for r in csv.reader(f) if not (r[0] == "n8" and r[1] == "torch")]
+        with open(raw, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        p = plot("bench.py", raw, "-o", self.out("bench_no_n8_torch.png"))
+        self.assertOk(p)
+        self.assertIn("through n64", p.stderr)
+        self.assertPng(self.out("bench_no_n8_torch.png"), (1300, 520))
+
+    def test_bad_inputs(self):
+        no_gflop = [c for c in BENCH_COLUMNS if c != "gflop"]
+        raw = write_bench_csv(self.out("bench_no_gflop.csv"), columns=no_gflop)
+        self.assertClearError(plot("bench.py", raw, "-o", self.out("x.png")), "no column `gflop`", "ms_median")
+        raw = write_bench_csv(self.out("bench_no_program.csv"), columns=[c for c in BENCH_COLUMNS if c != "program"])
+        self.assertClearError(plot("bench.py", raw, "-o", self.out("x.png")), "no column `program`")
+        header_only = write_bench_csv(self.out("bench_header.csv"), configs=())
+        self.assertClearError(plot("bench.py", header_only, "-o", self.out("x.png")), "no rows")
+        self.assertClearError(plot("bench.py", self.out("bench_missing.csv")), "no such file")
+        raw = write_bench_csv(self.out("bench_ok.csv"))
+        self.assertClearError(plot("bench.py", raw, "-o", self.out("x.nope")), "cannot write .nope")
+        self.assertClearError(plot("bench.py", raw, "--size", "big"), "--size")
+        self.assertFalse(os.path.exists(self.out("x.png")))
 
 
 if __name__ == "__main__":
