@@ -3,7 +3,8 @@
 //
 // Times full training steps — exactly train_step(), what `moe-sim run` executes per step: the
 // batch from the task, forward, backward, gradient clipping, the optimizer, bias balancing — with
-// no CSV logging and no evaluation. After --warmup untimed steps, each of --steps steps is timed
+// no CSV logging and no evaluation: the step of `run` between two log rows (at a log row, `run`
+// also splits the router gradient into its task and auxiliary parts for the statistics). After --warmup untimed steps, each of --steps steps is timed
 // on its own with steady_clock. Reports the median, min and max ms per step, tokens per second
 // (at the median), the counted FLOPs of one step (cli/bench_flops.h: matrix products of forward
 // and backward, experts as actually dispatched, averaged over the timed steps) and the achieved
@@ -75,7 +76,7 @@ int run_bench(const BenchArgs& a) {
     const int64_t total = int64_t(a.warmup) + a.steps;
     for (int64_t s = 1; s <= total; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
-        const StepOutcome out = train_step(*be, cfg, *task, model, opt, batch, s);
+        const StepOutcome out = train_step(*be, cfg, *task, model, opt, batch, s, false);
         const auto t1 = std::chrono::steady_clock::now();
         if (!out.finite) {
             std::fprintf(stderr, "moe-sim: bench: the run diverged: %s\n", out.message.c_str());

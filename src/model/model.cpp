@@ -84,7 +84,7 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     return lp;
 }
 
-void Model::backward(Backend& be, int T) {
+void Model::backward(Backend& be, int T, bool router_grad_parts) {
     const size_t TD = size_t(T) * D_;
     // head and final norm
     head_.backward(be, ps_, dn_.data(), dlogits_.data(), n_[L_].data(), T);
@@ -93,7 +93,8 @@ void Model::backward(Backend& be, int T) {
     // blocks in reverse: dh stays the gradient of the residual stream h_{l+1}
     for (int l = L_ - 1; l >= 0; --l) {
         // dF = dh; dn = dFFN/dn; dh_l = dh + dnorm(dn)
-        if (moe_[l]) moe_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T);
+        if (moe_[l])
+            moe_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, router_grad_parts);
         else dense_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, false);
         be.rmsnorm_backward(f_.data(), ps_.g(norm_g_[l]), dn_.data(), h_[l].data(),
                             ps_.p(norm_g_[l]), rrms_[l].data(), T, D_);

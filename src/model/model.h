@@ -41,8 +41,10 @@ public:
     // Forward pass and loss on x (T, Din), labels y (T). In training the gradients of the
     // auxiliary losses are prepared for backward.
     LossParts forward(Backend& be, const float* x, const int* y, int T, const StepInfo& info);
-    // Backward of the last forward (training): accumulates into the parameter gradients.
-    void backward(Backend& be, int T);
+    // Backward of the last forward (training): accumulates into the parameter gradients. With
+    // router_grad_parts, each MoE layer also keeps its router gradient's task and auxiliary parts
+    // (MoeLayer::backward).
+    void backward(Backend& be, int T, bool router_grad_parts = false);
 
     ParamStore& params() { return ps_; }
     const ParamStore& params() const { return ps_; }

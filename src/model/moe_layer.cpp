@@ -117,7 +117,7 @@ double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, 
 }
 
 void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
-                        int T) {
+                        int T, bool router_grad_parts) {
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
     // The activation gradients are written over the forward workspaces as these die, so that
@@ -145,18 +145,22 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     // Scatter back to tokens: dx[t] = sum of its kept slots' dXd (slot order: deterministic).
     be.combine_slots(dx, dxd, plan_.pos.data(), nullptr, T, K_, D_, false);
 
-    // Router: task gradient through the gates; auxiliary gradient through p, the gates and the
-    // logits directly.
-    router_->backward(plan_, dgate_.data(), nullptr, dlog_.data());
-    router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_aux_.data());
-    be.add(dlog_aux_.data(), dlog_direct_.data(), size_t(T) * N_);
-    // The router-weight gradient is always computed as task part + auxiliary part, so that the
-    // statistics (gradient interference) never change the arithmetic of training.
-    be.gemm(gw_task_.data(), x, dlog_.data(), D_, N_, T, true, false, 0.0f);
-    be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, N_, T, true, false, 0.0f);
-    be.add(ps.g(router_w), gw_task_.data(), size_t(D_) * N_);
-    be.add(ps.g(router_w), gw_aux_.data(), size_t(D_) * N_);
-    be.add(dlog_.data(), dlog_aux_.data(), size_t(T) * N_);
+    // Router. The router's backward is linear in (d gate, d p): for training, one pass with the
+    // summed gate gradients of the task and auxiliary losses, plus the auxiliary losses'
+    // direct logit gradients.
+    const size_t TN = size_t(T) * N_;
+    if (router_grad_parts) {
+        // Statistics (gradient interference): the two parts apart, before dgate_aux_ is summed.
+        router_->backward(plan_, dgate_.data(), nullptr, dlog_.data());
+        router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_aux_.data());
+        be.add(dlog_aux_.data(), dlog_direct_.data(), TN);
+        be.gemm(gw_task_.data(), x, dlog_.data(), D_, N_, T, true, false, 0.0f);
+        be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, N_, T, true, false, 0.0f);
+    }
+    be.add(dgate_aux_.data(), dgate_.data(), size_t(T) * K_);
+    router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_.data());
+    be.add(dlog_.data(), dlog_direct_.data(), TN);
+    be.gemm(ps.g(router_w), x, dlog_.data(), D_, N_, T, true, false, 1.0f);
     be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, N_, false, true, 1.0f);
     if (shared_) shared_->backward(be, ps, dx, dy, x, T, true);
 }

@@ -41,11 +41,15 @@ public:
     // (alpha * aux + z_coef * z); the unweighted values are in aux_loss() and z_loss().
     double forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
                    const MoeForwardInfo& info);
-    // dx (T, D) overwritten from dy (T, D) and the x of forward. The router-weight gradients of
-    // the task loss and of the auxiliary losses are kept apart (router_grad_task / _aux).
-    // Backward writes its activation gradients over the forward workspaces (see backward), so it
-    // runs once per training forward; the plan, logits and losses stay readable.
-    void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T);
+    // dx (T, D) overwritten from dy (T, D) and the x of forward. With router_grad_parts, the
+    // router-weight gradients of the task loss and of the auxiliary losses are also computed
+    // apart, for the statistics (router_grad_task / _aux); the parameter gradient is the same
+    // single product of the summed logit gradients either way, so statistics never change the
+    // arithmetic of training. Backward writes its activation gradients over the forward
+    // workspaces (see backward), so it runs once per training forward; the plan, logits and
+    // losses stay readable.
+    void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T,
+                  bool router_grad_parts = false);
 
     const RoutingPlan& plan() const { return plan_; }
     const float* logits() const { return logits_.data(); }
@@ -54,7 +58,7 @@ public:
     float* bias() { return bias_.data(); }
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
-    // Router-weight gradients of the last backward: (D, N) each.
+    // Router-weight gradients of the last backward with router_grad_parts: (D, N) each.
     const std::vector<float>& router_grad_task() const { return gw_task_; }
     const std::vector<float>& router_grad_aux() const { return gw_aux_; }
 

@@ -9,7 +9,7 @@
 namespace moe {
 
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
-                       Optimizer& opt, Batch& batch, int64_t s) {
+                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts) {
     StepOutcome out;
     const int B = cfg.train.batch_size;
     task.train_batch(s, B, batch);
@@ -20,7 +20,7 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
         out.message = fmt::format("the loss is {} at step {}", out.loss.loss, s);
         return out;
     }
-    model.backward(be, B);
+    model.backward(be, B, router_grad_parts);
     out.lr = lr_at(cfg.train, s);
     ParamStore& ps = model.params();
     if (cfg.train.grad_clip > 0.0) {

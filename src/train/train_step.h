@@ -25,7 +25,9 @@ struct StepOutcome {
 // must be zero on entry (ParamStore starts so, and each step's optimizer update leaves them so).
 // When the step is not finite, the model is not to be trained further: the parameters may
 // already have been updated with the non-finite gradients.
+// router_grad_parts: also keep the router gradient's task and auxiliary parts for the
+// statistics (Model::backward); it never changes the update.
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
-                       Optimizer& opt, Batch& batch, int64_t s);
+                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts);
 
 }  // namespace moe

@@ -205,7 +205,8 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
             break;
         }
         const auto t0 = Clock::now();
-        const StepOutcome so = train_step(*be, cfg, *task, model, opt, batch, s);
+        const bool log_row = s % cfg.train.log_every == 0 || s == steps;
+        const StepOutcome so = train_step(*be, cfg, *task, model, opt, batch, s, log_row);
         if (!so.finite) {
             result.status = RunStatus::diverged;
             result.message = so.message;
@@ -233,7 +234,7 @@ RunResult train_run(const Config& cfg, const RunOptions& opts) {
         train_time_total += dt;
         result.steps_done = s;
 
-        if (s % cfg.train.log_every == 0 || s == steps) {
+        if (log_row) {
             const double tps = w_time > 0 ? double(w_tokens) / w_time : 0.0;
             rec.metrics.write_row({s, "train", w_loss / w_steps, w_task / w_steps, w_aux / w_steps,
                                    w_z / w_steps, double(w_correct) / w_tokens, lr, gnorm, tps});

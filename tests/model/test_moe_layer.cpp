@@ -306,7 +306,7 @@ TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
     }
 }
 
-TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts") {
+TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts, which never change training") {
     const int T = 8, D = 4, H = 3;
     MoeCase c;
     c.loss = BalanceLoss::switch_loss;
@@ -322,12 +322,25 @@ TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts
     std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
     MoeForwardInfo info;
     info.training = true;
+    // without the parts (a step between log rows), then with them (a log row)
     std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
     layer.forward(*be, ps, y.data(), x.data(), T, info);
-    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
+    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, false);
+    const std::vector<float> grad_plain = ps.grad(), dx_plain = dx;
+    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+    layer.forward(*be, ps, y.data(), x.data(), T, info);
+    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, true);
+    CHECK(ps.grad() == grad_plain);
+    CHECK(dx == dx_plain);
     const float* g = ps.g(layer.router_w);
-    for (int i = 0; i < D * c.N; ++i)
+    double task2 = 0.0, aux2 = 0.0;
+    for (int i = 0; i < D * c.N; ++i) {
         CHECK(g[i] == doctest::Approx(layer.router_grad_task()[i] + layer.router_grad_aux()[i]));
+        task2 += double(layer.router_grad_task()[i]) * layer.router_grad_task()[i];
+        aux2 += double(layer.router_grad_aux()[i]) * layer.router_grad_aux()[i];
+    }
+    CHECK(task2 > 1e-8);   // both parts are there
+    CHECK(aux2 > 1e-8);
 }
 
 TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient") {
@@ -356,7 +369,7 @@ TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient"
             const float p = plan.probs[size_t(t * c.N + plan.sel[size_t(t)])];
             CHECK(plan.gate[size_t(t)] == (normalize ? 1.0f : p));
         }
-        layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
+        layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, true);
         double g2 = 0.0;
         for (float v : layer.router_grad_task()) g2 += double(v) * v;
         if (normalize) CHECK(g2 < 1e-10);
