@@ -14,6 +14,10 @@ void vec_exp_shifted(float* y, const float* x, float shift, size_t n);
 // y[i] = p[i] ln p[i] for p[i] > 0, and 0 for p[i] = 0 (the entropy's terms). y may equal p.
 void vec_xlogx(float* y, const float* p, size_t n);
 
+// log sum_i exp(x[i]) in double: max + log sum_i exp(x[i] - max), the exponentials vectorised,
+// their sum in double in a fixed order. n >= 1.
+double vec_logsumexp(const float* x, size_t n);
+
 // Reductions in a fixed order that vectorises: value i goes to partial sum i % 16, and the 16
 // partial sums are added in a fixed order at the end.
 float vec_max(const float* x, size_t n);   // n >= 1

@@ -82,12 +82,7 @@ void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const flo
     // Logits l: (T, N): (logsumexp_i l[t,i])^2, shifted by the row max.
     if (logits != nullptr && N > 0) {
         for (int t = 0; t < T; ++t) {
-            const float* l = logits + size_t(t) * N;
-            double m = l[0];
-            for (int i = 1; i < N; ++i) m = std::max(m, double(l[i]));
-            double s = 0.0;
-            for (int i = 0; i < N; ++i) s += std::exp(double(l[i]) - m);
-            const double lse = m + std::log(s);
+            const double lse = vec_logsumexp(logits + size_t(t) * N, size_t(N));
             lse2_sum_ += lse * lse;
         }
         logit_tokens_ += T;

@@ -13,7 +13,7 @@
 //                        (expert choice: a token chosen by no expert has no kept slot)
 //   router_entropy     = mean over tokens of -sum_i p[t,i] ln p[t,i] / ln N   (1 when N = 1)
 //   top1_prob          = mean over tokens of max_i p[t,i]
-//   logit_lse2         = mean over tokens of (log sum_i exp l[t,i])^2, max-shifted, in double
+//   logit_lse2         = mean over tokens of (log sum_i exp l[t,i])^2 (vec_logsumexp)
 //   aux_loss, z_loss   = mean over the batches of the values passed to observe()
 //   group table n[g,i] = tokens of group g whose top-1 expert is i; the top-1 expert of token
 //                        t is plan.sel[t*K] (the highest-scoring choice, kept or dropped)

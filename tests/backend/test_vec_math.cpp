@@ -69,6 +69,19 @@ TEST_CASE("vec_xlogx: p ln p by hand, 0 at p = 0, close to libm") {
         if (q[i] > 0.0f) CHECK(out[i] == doctest::Approx(double(q[i]) * std::log(double(q[i]))).epsilon(1e-6).scale(1e-6));
 }
 
+TEST_CASE("vec_logsumexp: by hand, without overflow, against a double loop") {
+    const float two_zeros[2] = {0.0f, 0.0f}, big[2] = {1000.0f, 1000.0f};
+    CHECK(vec_logsumexp(two_zeros, 2) == doctest::Approx(std::log(2.0)).epsilon(1e-7));
+    CHECK(vec_logsumexp(big, 2) == doctest::Approx(1000.0 + std::log(2.0)).epsilon(1e-9));
+    for (size_t n : {size_t(1), size_t(16), size_t(300), size_t(600)}) {
+        const std::vector<float> x = wavy(n, 6.0f);
+        double m = x[0], s = 0.0;
+        for (float v : x) m = std::max(m, double(v));
+        for (float v : x) s += std::exp(double(v) - m);
+        CHECK(vec_logsumexp(x.data(), n) == doctest::Approx(m + std::log(s)).epsilon(1e-6));
+    }
+}
+
 TEST_CASE("vec_max is exact; lane sums and dot products match a double loop") {
     for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(100), size_t(1000)}) {
         CAPTURE(n);

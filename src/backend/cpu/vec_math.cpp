@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace moe {
@@ -77,6 +78,18 @@ double vec_sum_double(const float* x, size_t n) {
 
 float vec_dot(const float* x, const float* y, size_t n) {
     return lane_sum<float>(n, [x, y](size_t i) { return x[i] * y[i]; });
+}
+
+double vec_logsumexp(const float* x, size_t n) {
+    const float mx = vec_max(x, n);
+    alignas(64) float e[kBlock];
+    double sum = 0.0;
+    for (size_t b = 0; b < n; b += kBlock) {
+        const size_t len = std::min(kBlock, n - b);
+        vec_exp_shifted(e, x + b, mx, len);
+        sum += vec_sum_double(e, len);
+    }
+    return mx + std::log(sum);
 }
 
 }  // namespace moe
