@@ -17,6 +17,9 @@ void vec_xlogx(float* y, const float* p, size_t n);
 // log sum_i exp(x[i]) in double: max + log sum_i exp(x[i] - max), the exponentials vectorised,
 // their sum in double in a fixed order. n >= 1.
 double vec_logsumexp(const float* x, size_t n);
+// The same for each of `rows` rows of n values (row-major): lse[r] = vec_logsumexp(x + r n, n),
+// bit for bit; short rows are done many at a time.
+void vec_logsumexp_rows(double* lse, const float* x, size_t rows, size_t n);
 
 // Reductions in a fixed order that vectorises: value i goes to partial sum i % 16, and the 16
 // partial sums are added in a fixed order at the end.

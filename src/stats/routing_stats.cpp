@@ -60,30 +60,32 @@ void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const flo
         if (!any_kept) ++dropped_tokens_;
     }
 
-    // Router probabilities p: (T, N): entropy, top-1 probability, importance.
+    // Router probabilities p: (T, N): entropy, top-1 probability, importance. The entropy's
+    // terms p ln p are summed over the whole (T, N) block: only their total over tokens is kept.
+    constexpr size_t kBlock = 256;
     if (probs != nullptr) {
-        constexpr int kBlock = 256;
         float xlogx[kBlock];
+        const size_t TN = size_t(T) * N;
+        for (size_t b = 0; b < TN; b += kBlock) {
+            const size_t len = std::min(kBlock, TN - b);
+            vec_xlogx(xlogx, probs + b, len);
+            entropy_sum_ -= vec_sum_double(xlogx, len);
+        }
         for (int t = 0; t < T; ++t) {
             const float* p = probs + size_t(t) * N;
-            double h = 0.0;
-            for (int b = 0; b < N; b += kBlock) {
-                const int len = std::min(kBlock, N - b);
-                vec_xlogx(xlogx, p + b, size_t(len));
-                h -= vec_sum_double(xlogx, size_t(len));
-            }
             for (int i = 0; i < N; ++i) importance_sum_[size_t(i)] += p[i];
-            entropy_sum_ += h;
             top1_sum_ += vec_max(p, size_t(N));
         }
         prob_tokens_ += T;
     }
 
-    // Logits l: (T, N): (logsumexp_i l[t,i])^2, shifted by the row max.
+    // Logits l: (T, N): (logsumexp_i l[t,i])^2.
     if (logits != nullptr && N > 0) {
-        for (int t = 0; t < T; ++t) {
-            const double lse = vec_logsumexp(logits + size_t(t) * N, size_t(N));
-            lse2_sum_ += lse * lse;
+        double lse[kBlock];
+        for (int t0 = 0; t0 < T; t0 += int(kBlock)) {
+            const int m = std::min(int(kBlock), T - t0);
+            vec_logsumexp_rows(lse, logits + size_t(t0) * N, size_t(m), size_t(N));
+            for (int r = 0; r < m; ++r) lse2_sum_ += lse[r] * lse[r];
         }
         logit_tokens_ += T;
     }

@@ -82,6 +82,17 @@ TEST_CASE("vec_logsumexp: by hand, without overflow, against a double loop") {
     }
 }
 
+TEST_CASE("vec_logsumexp_rows equals vec_logsumexp row by row, bit for bit, short and long rows") {
+    for (size_t n : {size_t(1), size_t(3), size_t(16), size_t(100), size_t(129), size_t(300)}) {
+        CAPTURE(n);
+        const size_t rows = 37;
+        const std::vector<float> x = wavy(rows * n, 3.0f);
+        std::vector<double> lse(rows);
+        vec_logsumexp_rows(lse.data(), x.data(), rows, n);
+        for (size_t r = 0; r < rows; ++r) CHECK(lse[r] == vec_logsumexp(x.data() + r * n, n));
+    }
+}
+
 TEST_CASE("vec_max is exact; lane sums and dot products match a double loop") {
     for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(100), size_t(1000)}) {
         CAPTURE(n);

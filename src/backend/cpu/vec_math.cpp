@@ -11,18 +11,23 @@
 namespace moe {
 namespace {
 constexpr size_t kBlock = 256;
-using Block = Eigen::Map<Eigen::Array<float, kBlock, 1>, Eigen::Aligned64>;
+// Whole packets at AVX-512 (16 floats), AVX2 (8) and SSE (4): a multiple of 16 values from a
+// 64-byte-aligned start has no scalar tail.
+constexpr size_t kPacketMultiple = 16;
+using Block = Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64>;
 
-// y = f(x), kBlock values at a time: copied into an aligned, zero-padded block, f applied to the
-// whole block as packets, the results copied out.
+// y = f(x), kBlock values at a time: copied into an aligned block, zero-padded to a multiple of
+// kPacketMultiple, f applied to the block as packets, the results copied out. A short n (a
+// router row of 16 experts) costs one packet, not a whole block.
 template <class F>
 void blockwise(float* y, const float* x, size_t n, F f) {
     alignas(64) float buf[kBlock];
     for (size_t b = 0; b < n; b += kBlock) {
         const size_t len = std::min(kBlock, n - b);
+        const size_t padded = (len + kPacketMultiple - 1) / kPacketMultiple * kPacketMultiple;
         std::copy_n(x + b, len, buf);
-        std::fill(buf + len, buf + kBlock, 0.0f);
-        Block v(buf);
+        std::fill(buf + len, buf + padded, 0.0f);
+        Block v(buf, Eigen::Index(padded));
         f(v);
         std::copy_n(buf, len, y + b);
     }
@@ -81,15 +86,41 @@ float vec_dot(const float* x, const float* y, size_t n) {
 }
 
 double vec_logsumexp(const float* x, size_t n) {
-    const float mx = vec_max(x, n);
+    double lse;
+    vec_logsumexp_rows(&lse, x, 1, n);
+    return lse;
+}
+
+void vec_logsumexp_rows(double* lse, const float* x, size_t rows, size_t n) {
     alignas(64) float e[kBlock];
-    double sum = 0.0;
-    for (size_t b = 0; b < n; b += kBlock) {
-        const size_t len = std::min(kBlock, n - b);
-        vec_exp_shifted(e, x + b, mx, len);
-        sum += vec_sum_double(e, len);
+    if (n > kBlock / 2) {
+        for (size_t r = 0; r < rows; ++r) {
+            const float* row = x + r * n;
+            const float mx = vec_max(row, n);
+            double sum = 0.0;
+            for (size_t b = 0; b < n; b += kBlock) {
+                const size_t len = std::min(kBlock, n - b);
+                vec_exp_shifted(e, row + b, mx, len);
+                sum += vec_sum_double(e, len);
+            }
+            lse[r] = mx + std::log(sum);
+        }
+        return;
     }
-    return mx + std::log(sum);
+    // Short rows: the shifted values of kBlock / n rows side by side, one exp call for all.
+    // x - max is rounded the same way here and in vec_exp_shifted, so the result is the same.
+    const size_t per = kBlock / n;
+    float mx[kBlock];
+    for (size_t r0 = 0; r0 < rows; r0 += per) {
+        const size_t m = std::min(per, rows - r0);
+        for (size_t r = 0; r < m; ++r) {
+            const float* row = x + (r0 + r) * n;
+            mx[r] = vec_max(row, n);
+            for (size_t i = 0; i < n; ++i) e[r * n + i] = row[i] - mx[r];
+        }
+        vec_exp_shifted(e, e, 0.0f, m * n);
+        for (size_t r = 0; r < m; ++r) lse[r0 + r] = mx[r] + std::log(vec_sum_double(e + r * n, n));
+    }
 }
 
 }  // namespace moe

@@ -7,18 +7,21 @@
 namespace moe {
 
 double z_loss(const float* logits, int T, int N, float coef, float* d_logits) {
-    constexpr int kBlock = 256;
+    constexpr int kRows = 64, kBlock = 256;
+    double lse[kRows];
     float e[kBlock];
     double total = 0.0;
-    for (int t = 0; t < T; ++t) {
-        const float* l = logits + size_t(t) * N;
-        const double lse = vec_logsumexp(l, size_t(N));
-        total += lse * lse;
-        if (d_logits) {
+    for (int t0 = 0; t0 < T; t0 += kRows) {
+        const int m = std::min(kRows, T - t0);
+        vec_logsumexp_rows(lse, logits + size_t(t0) * N, size_t(m), size_t(N));
+        for (int r = 0; r < m; ++r) {
+            total += lse[r] * lse[r];
+            if (!d_logits) continue;
             // d/dl_i of coef * lse^2 / T = coef * 2 lse softmax_i / T, softmax_i = exp(l_i - lse)
-            const double c = coef * 2.0 * lse / T;
-            const float shift = float(lse);
-            float* d = d_logits + size_t(t) * N;
+            const double c = coef * 2.0 * lse[r] / T;
+            const float shift = float(lse[r]);
+            const float* l = logits + size_t(t0 + r) * N;
+            float* d = d_logits + size_t(t0 + r) * N;
             for (int b = 0; b < N; b += kBlock) {
                 const int len = std::min(kBlock, N - b);
                 vec_exp_shifted(e, l + b, shift, size_t(len));
