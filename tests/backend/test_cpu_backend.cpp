@@ -1,5 +1,5 @@
-// CPU backend ops (backend/cpu/cpu_backend.cpp): products against a naive loop on odd sizes
-// that cross the row (512) and column (256) tiles, grouped products with empty segments, combine with dropped slots,
+// CPU backend ops (backend/cpu/cpu_backend.cpp, cpu_gemm.cpp): products against a naive loop on
+// odd sizes that cross the row (512; 1024 for the rows of a segment) and column (256) tiles, grouped products with empty segments, combine with dropped slots,
 // gradient checks of the differentiable ops (activations, RMSNorm, cross-entropy), and
 // bit-identical results at 1 and 2 threads.
 #include "backend/cpu/cpu_backend.h"
@@ -319,11 +319,64 @@ TEST_CASE("cpu backend: bit-identical products at 1 and 2 threads") {
     }
 }
 
+TEST_CASE("cpu row products: segments on both sides of the 1024-row segment tile") {
+    // Segments of 1023, 1024 and 1025 rows (one tile; one tile; two equal halves), 2049 rows
+    // (three equal parts), an empty one and a short one; N crosses the 256-column tile.
+    const std::vector<int> len = {1023, 1024, 0, 1025, 2049, 3};
+    std::vector<int> off = {0};
+    for (int m : len) off.push_back(off.back() + m);
+    const int G = int(len.size()), rows = off.back(), K = 7, N = 300;
+    const std::vector<float> A = normal_vector(size_t(rows) * K, 31);
+    const std::vector<float> B = normal_vector(size_t(G) * K * N, 32);   // G of (K,N) or (N,K)
+    const std::vector<float> C1 = normal_vector(size_t(rows) * N, 33);
+    auto run = [&](Backend& be, bool tb, float beta) {
+        // beta = 0 must overwrite whatever C holds, NaN included
+        std::vector<float> C =
+            beta == 0.0f ? std::vector<float>(C1.size(), std::numeric_limits<float>::quiet_NaN()) : C1;
+        be.gemm_grouped_rows(C.data(), A.data(), B.data(), size_t(K) * N, off.data(), G, N, K, tb,
+                             beta);
+        return C;
+    };
+    for (bool tb : {false, true})
+        for (float beta : {0.0f, 0.5f}) {
+            CAPTURE(tb);
+            CAPTURE(beta);
+            cpu::CpuBackend be1(1);
+            const std::vector<float> C = run(be1, tb, beta);
+            for (int g = 0; g < G; ++g) {
+                const int m = len[size_t(g)];
+                if (m == 0) continue;
+                CAPTURE(g);
+                const auto r0 = ptrdiff_t(off[size_t(g)]) * N, r1 = ptrdiff_t(off[size_t(g) + 1]) * N;
+                const std::vector<float> c0(C1.begin() + r0, C1.begin() + r1);
+                const std::vector<float> ref = naive_gemm(c0, A.data() + size_t(off[size_t(g)]) * K,
+                                                          B.data() + size_t(g) * K * N, m, N, K,
+                                                          false, tb, beta);
+                CHECK(max_err(std::vector<float>(C.begin() + r0, C.begin() + r1), ref) < 1e-4);
+            }
+            // the same tiles, and so the same bits, at another thread count
+            cpu::CpuBackend be3(3);
+            CHECK(bit_equal(run(be3, tb, beta), C));
+        }
+    // gemm without ta cuts its M rows the same way: 2049 rows, three parts
+    const int M = 2049;
+    const std::vector<float> Bm = normal_vector(size_t(K) * N, 34);
+    std::vector<float> C(size_t(M) * N, std::numeric_limits<float>::quiet_NaN());
+    cpu::CpuBackend be1(1);
+    be1.gemm(C.data(), A.data(), Bm.data(), M, N, K, false, false, 0.0f);
+    CHECK(max_err(C, naive_gemm(C, A.data(), Bm.data(), M, N, K, false, false, 0.0f)) < 1e-4);
+    std::vector<float> C3(size_t(M) * N, 0.0f);
+    cpu::CpuBackend be3(3);
+    be3.gemm(C3.data(), A.data(), Bm.data(), M, N, K, false, false, 0.0f);
+    CHECK(bit_equal(C3, C));
+}
+
 }  // TEST_SUITE
 
 TEST_CASE("cpu gemm_grouped_rows: a segment longer than the row tile") {
     cpu::CpuBackend be(2);
-    // segments of 700 and 5 rows: the first is cut into row tiles of 512 + 188
+    // segments of 700 and 5 rows: longer than the 512-row tiles of the other products, but one
+    // row tile here (segments are cut only beyond 1024 rows)
     const std::vector<int> off = {0, 700, 705};
     const int G = 2, rows = 705, K = 9, N = 11;
     const std::vector<float> A = normal_vector(size_t(rows) * K, 11);

@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_internal.h"
@@ -12,6 +13,29 @@ namespace moe::cpu {
 // bit-identical at any number of threads (each tile is one serial Eigen product).
 constexpr int kRowTile = 512;
 constexpr int kColTile = 256;
+
+// Rows of A per tile in the row products (gemm without ta, gemm_grouped_rows). Each row tile of
+// a segment packs that segment's B (an expert's weights) again, so a tile holds a whole segment
+// where it can: with capacity factor 1.25, top-2 routing and 16 experts a segment has up to 640
+// rows, which 512-row tiles cut into 512 rows plus a thin remainder that packed the weights a
+// second time for a few dozen rows. Longer runs of rows are cut into equal parts, not into full
+// tiles plus a remainder.
+constexpr int kSegmentRowTile = 1024;
+
+namespace {
+
+// Appends the tiles of the (rows, cols) output of group g: rows cut into
+// ceil(rows / max_rows) parts of equal length (the last may be shorter), columns at kColTile.
+void add_tiles(std::vector<CpuBackend::Tile>& tiles, int g, int rows, int cols, int max_rows) {
+    const int parts = (rows + max_rows - 1) / max_rows;
+    if (parts == 0) return;
+    const int len = (rows + parts - 1) / parts;
+    for (int r = 0; r < rows; r += len)
+        for (int c = 0; c < cols; c += kColTile)
+            tiles.push_back({g, r, std::min(rows, r + len), c, std::min(cols, c + kColTile)});
+}
+
+}  // namespace
 
 // y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
 void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
@@ -38,12 +62,7 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
 void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
                                    const int* off, int G, int N, int K, bool tb, float beta) {
     tiles_.clear();
-    for (int g = 0; g < G; ++g) {
-        const int m = off[g + 1] - off[g];
-        for (int r = 0; r < m; r += kRowTile)
-            for (int c = 0; c < N; c += kColTile)
-                tiles_.push_back({g, r, std::min(m, r + kRowTile), c, std::min(N, c + kColTile)});
-    }
+    for (int g = 0; g < G; ++g) add_tiles(tiles_, g, off[g + 1] - off[g], N, kSegmentRowTile);
     run_tiles(C, A, B, b_stride, off, N, K, tb, beta);
 }
 
@@ -56,9 +75,7 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
     }
     // C (M,N) = Aᵀ · op(B) with A stored (K,M): tiles of C, each a full sum over K.
     tiles_.clear();
-    for (int r = 0; r < M; r += kRowTile)
-        for (int c = 0; c < N; c += kColTile)
-            tiles_.push_back({0, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
+    add_tiles(tiles_, 0, M, N, kRowTile);
     const int n_tiles = int(tiles_.size());
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
@@ -76,12 +93,10 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
 void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
                                     const int* off, int G, int M, int N) {
     tiles_.clear();
-    for (int g = 0; g < G; ++g) {
-        if (off[g + 1] == off[g]) continue;
-        for (int r = 0; r < M; r += kRowTile)
-            for (int c = 0; c < N; c += kColTile)
-                tiles_.push_back({g, r, std::min(M, r + kRowTile), c, std::min(N, c + kColTile)});
-    }
+    // Here rows are C_g's M rows (weight rows), not the segment's: a row tile repacks only the
+    // segment's rows of B, activations rather than weights, so it stays at kRowTile.
+    for (int g = 0; g < G; ++g)
+        if (off[g + 1] > off[g]) add_tiles(tiles_, g, M, N, kRowTile);
     const int n_tiles = int(tiles_.size());
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
