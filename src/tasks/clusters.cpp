@@ -292,6 +292,8 @@ void ClustersTask::train_batch(int64_t step, int batch_size, Batch& out) const {
         generate_range(kStreamData, static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size), batch_size, out);
         return;
     }
+    // Each row independent (a permutation index, then a copy): in parallel for large batches.
+#pragma omp parallel for schedule(static) if (batch_size >= 512)
     for (int i = 0; i < batch_size; ++i) {
         const int64_t e = train_index(step, batch_size, i);
         std::memcpy(out.x.data() + static_cast<size_t>(i) * D, train_.row(static_cast<int>(e)),

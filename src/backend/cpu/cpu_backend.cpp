@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu_internal.h"
 #include "backend/device.h"
+#include "backend/vec_math.h"
 #include "config/config_error.h"
 
 namespace moe {
@@ -217,24 +218,30 @@ void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout,
 
 double CpuBackend::cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
                                  int C, float scale, int64_t* correct) {
+    // Rows in chunks: their log-sum-exps at once (vec_math), then each row's loss, argmax and
+    // softmax gradient exp(z - lse) * scale / T.
+    constexpr int kRows = 64;
+    double lse[kRows];
     double total = 0.0;
     int64_t hits = 0;
     const float inv_t = scale / float(T);
-    for (int t = 0; t < T; ++t) {
-        const float* z = logits + size_t(t) * C;
-        float* dz = dlogits ? dlogits + size_t(t) * C : nullptr;
-        int arg = 0;
-        for (int c = 1; c < C; ++c)
-            if (z[c] > z[arg]) arg = c;
-        const float mx = z[arg];
-        double sum = 0.0;
-        for (int c = 0; c < C; ++c) sum += std::exp(double(z[c]) - mx);
-        const double lse = mx + std::log(sum);
-        total += lse - z[labels[t]];
-        hits += (arg == labels[t]);
-        if (dz) {
-            for (int c = 0; c < C; ++c) dz[c] = float(std::exp(double(z[c]) - lse)) * inv_t;
-            dz[labels[t]] -= inv_t;
+    for (int t0 = 0; t0 < T; t0 += kRows) {
+        const int m = std::min(kRows, T - t0);
+        vec_logsumexp_rows(lse, logits + size_t(t0) * C, size_t(m), size_t(C));
+        for (int r = 0; r < m; ++r) {
+            const int t = t0 + r;
+            const float* z = logits + size_t(t) * C;
+            int arg = 0;
+            for (int c = 1; c < C; ++c)
+                if (z[c] > z[arg]) arg = c;
+            total += lse[r] - z[labels[t]];
+            hits += (arg == labels[t]);
+            if (dlogits) {
+                float* dz = dlogits + size_t(t) * C;
+                vec_exp_shifted(dz, z, float(lse[r]), size_t(C));
+                for (int c = 0; c < C; ++c) dz[c] *= inv_t;
+                dz[labels[t]] -= inv_t;
+            }
         }
     }
     if (correct) *correct = hits;
