@@ -39,9 +39,12 @@ public:
     virtual void gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
                                     const int* off, int G, int M, int N) = 0;
 
-    // Bias add per segment: C[rows] (m_g, N) += bias_g (N), bias_g = bias + g * b_stride.
-    virtual void bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off,
-                                  int G, int N) = 0;
+    // The same with a bias per segment, and no transpose: C[rows] = A[rows] · B_g + bias_g,
+    // bias_g = bias + g * bias_stride (N values, added to every row). The bias is the product's
+    // starting value, so C is written once.
+    virtual void gemm_grouped_rows_bias(float* C, const float* A, const float* B, size_t b_stride,
+                                        const float* bias, size_t bias_stride, const int* off,
+                                        int G, int N, int K) = 0;
     // Bias gradient per segment: dbias_g (N) += column sums of dC[rows] (m_g, N).
     virtual void bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
                                    int G, int N) = 0;

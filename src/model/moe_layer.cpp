@@ -76,13 +76,11 @@ double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, 
     const int* off = plan_.offsets.data();
     for (int a = 0; a < A; ++a) tok_[a] = plan_.token_of(a);
     be.gather_rows(xd_.data(), x, tok_.data(), A, D_);
-    be.gemm_grouped_rows(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, off, N_, H1_, D_,
-                         false, 0.0f);
-    be.bias_add_grouped(pre_.data(), ps.p(b1), H1_, off, N_, H1_);
+    be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
+                              off, N_, H1_, D_);
     be.act_forward(h_.data(), pre_.data(), A, H_, act_);
-    be.gemm_grouped_rows(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, off, N_, D_, H_,
-                         false, 0.0f);
-    be.bias_add_grouped(yd_.data(), ps.p(b2), D_, off, N_, D_);
+    be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
+                              N_, D_, H_);
     // Combine: gate-weighted sum of each token's kept slots.
     be.combine_slots(y, yd_.data(), plan_.pos.data(), plan_.gate.data(), T, K_, D_, false);
     if (shared_) {

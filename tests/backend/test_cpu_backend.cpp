@@ -110,6 +110,24 @@ TEST_CASE("cpu gemm_grouped_rows / wgrad / bias ops with empty segments") {
                 CHECK(max_err(got, ref) < 1e-4);
             }
         }
+    // with a bias per segment: C = A B_g + bias_g, whatever C held (NaN)
+    const std::vector<float> gbias = normal_vector(size_t(G) * N, 8);
+    std::vector<float> Cbias(size_t(rows) * N, std::numeric_limits<float>::quiet_NaN());
+    be.gemm_grouped_rows_bias(Cbias.data(), A.data(), B.data(), size_t(K) * N, gbias.data(), N,
+                              off.data(), G, N, K);
+    for (int g = 0; g < G; ++g) {
+        const int m = off[size_t(g) + 1] - off[size_t(g)];
+        std::vector<float> c0;
+        for (int r = 0; r < m; ++r)
+            c0.insert(c0.end(), gbias.begin() + ptrdiff_t(g) * N, gbias.begin() + ptrdiff_t(g + 1) * N);
+        const std::vector<float> ref = naive_gemm(c0, A.data() + size_t(off[size_t(g)]) * K,
+                                                  B.data() + size_t(g) * K * N, m, N, K, false,
+                                                  false, 1.0f);
+        const std::vector<float> got(Cbias.begin() + ptrdiff_t(off[size_t(g)]) * N,
+                                     Cbias.begin() + ptrdiff_t(off[size_t(g) + 1]) * N);
+        CAPTURE(g);
+        CHECK(max_err(got, ref) < 1e-4);
+    }
     // wgrad: C_g (K, N) += A[rows]^T (K, m_g) B2[rows] (m_g, N); empty segments leave C_g alone
     const std::vector<float> B2 = normal_vector(size_t(rows) * N, 7);
     std::vector<float> W(size_t(G) * K * N, 0.5f);
@@ -126,11 +144,14 @@ TEST_CASE("cpu gemm_grouped_rows / wgrad / bias ops with empty segments") {
         CAPTURE(g);
         CHECK(max_err(got, ref) < 1e-4);
     }
-    // bias add and bias grad per segment: rows of segment g get bias_g; dbias_g = column sums
+    // a product with a bias, and the bias grad per segment: with A = 0 the rows of segment g
+    // are bias_g; dbias_g = column sums
     const int Nb = 3;
     const std::vector<float> bias = {1, 2, 3, 10, 20, 30, 100, 200, 300, 4, 5, 6, 7, 8, 9};
-    std::vector<float> Cb(size_t(rows) * Nb, 0.0f);
-    be.bias_add_grouped(Cb.data(), bias.data(), Nb, off.data(), G, Nb);
+    const std::vector<float> zero_a(size_t(rows) * 2, 0.0f), some_b(size_t(G) * 2 * Nb, 7.0f);
+    std::vector<float> Cb(size_t(rows) * Nb, std::nanf(""));
+    be.gemm_grouped_rows_bias(Cb.data(), zero_a.data(), some_b.data(), size_t(2) * Nb, bias.data(),
+                              Nb, off.data(), G, Nb, 2);
     CHECK(Cb[0] == 10.0f);                          // row 0 is segment 1
     CHECK(Cb[size_t(3) * Nb + 2] == 6.0f);          // row 3 is segment 3
     CHECK(Cb[size_t(303) * Nb + 1] == 8.0f);        // row 303 is segment 4
@@ -298,6 +319,10 @@ TEST_CASE("cpu backend: bit-identical products at 1 and 2 threads") {
         be.gemm_grouped_rows(C.data(), A.data(), Bg.data(), size_t(K) * N, off.data(), 3, N, K,
                              false, 0.0f);
         out.push_back(C);
+        std::vector<float> Cb(C.size());
+        be.gemm_grouped_rows_bias(Cb.data(), A.data(), Bg.data(), size_t(K) * N, B.data(), N,
+                                  off.data(), 3, N, K);
+        out.push_back(Cb);
         std::vector<float> W(size_t(3) * K * N, 0.0f);
         be.gemm_grouped_wgrad(W.data(), size_t(K) * N, A.data(), C.data(), off.data(), 3, K, N);
         out.push_back(W);

@@ -19,8 +19,9 @@ public:
                            const int* off, int G, int N, int K, bool tb, float beta) override;
     void gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
                             const int* off, int G, int M, int N) override;
-    void bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off, int G,
-                          int N) override;
+    void gemm_grouped_rows_bias(float* C, const float* A, const float* B, size_t b_stride,
+                                const float* bias, size_t bias_stride, const int* off, int G,
+                                int N, int K) override;
     void bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off, int G,
                            int N) override;
     void act_forward(float* h, const float* pre, int rows, int H, Activation act) override;
@@ -53,7 +54,7 @@ public:
 
 private:
     void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off,
-                   int N, int K, bool tb, float beta);
+                   int N, int K, bool tb, float beta, const float* bias, size_t bias_stride);
     int threads_;
     std::vector<Tile> tiles_;        // reused: no allocation once grown
     std::vector<double> partials_;   // reused by the reductions

@@ -38,8 +38,10 @@ void add_tiles(std::vector<CpuBackend::Tile>& tiles, int g, int rows, int cols, 
 }  // namespace
 
 // y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
+// With a bias (beta is then 0), the tile starts as the bias row instead of Eigen's zero fill.
 void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
-                           const int* off, int N, int K, bool tb, float beta) {
+                           const int* off, int N, int K, bool tb, float beta, const float* bias,
+                           size_t bias_stride) {
     const int n_tiles = int(tiles_.size());
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
     for (int i = 0; i < n_tiles; ++i) {
@@ -48,7 +50,11 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
         const float* Bg = B + size_t(tl.group) * b_stride;
         CMapMat a(A + size_t(row0) * K, m, K, Eigen::OuterStride<>(K));
         MapMat c(C + size_t(row0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
-        if (beta == 0.0f) {
+        if (bias) {
+            c.rowwise() = Eigen::Map<const Eigen::RowVectorXf>(
+                bias + size_t(tl.group) * bias_stride + tl.c0, n);
+            c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
+        } else if (beta == 0.0f) {
             if (tb) c.noalias() = a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
             else c.noalias() = a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         } else {
@@ -63,7 +69,15 @@ void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, siz
                                    const int* off, int G, int N, int K, bool tb, float beta) {
     tiles_.clear();
     for (int g = 0; g < G; ++g) add_tiles(tiles_, g, off[g + 1] - off[g], N, kSegmentRowTile);
-    run_tiles(C, A, B, b_stride, off, N, K, tb, beta);
+    run_tiles(C, A, B, b_stride, off, N, K, tb, beta, nullptr, 0);
+}
+
+void CpuBackend::gemm_grouped_rows_bias(float* C, const float* A, const float* B,
+                                        size_t b_stride, const float* bias, size_t bias_stride,
+                                        const int* off, int G, int N, int K) {
+    tiles_.clear();
+    for (int g = 0; g < G; ++g) add_tiles(tiles_, g, off[g + 1] - off[g], N, kSegmentRowTile);
+    run_tiles(C, A, B, b_stride, off, N, K, false, 0.0f, bias, bias_stride);
 }
 
 void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
@@ -108,20 +122,6 @@ void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, c
         MapMat c(C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0, m, n,
                  Eigen::OuterStride<>(N));
         c.noalias() += a.transpose() * b;
-    }
-}
-
-void CpuBackend::bias_add_grouped(float* C, const float* bias, size_t b_stride, const int* off,
-                                  int G, int N) {
-    const int rows = off[G] - off[0];
-    (void)rows;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && G > 1)
-    for (int g = 0; g < G; ++g) {
-        const float* b = bias + size_t(g) * b_stride;
-        for (int r = off[g]; r < off[g + 1]; ++r) {
-            float* c = C + size_t(r) * N;
-            for (int j = 0; j < N; ++j) c[j] += b[j];
-        }
     }
 }
 

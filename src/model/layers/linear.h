@@ -21,10 +21,11 @@ struct Linear {
         b = bias ? ps.add(name + ".b", size_t(out), Init::zeros) : -1;
     }
     void forward(Backend& be, ParamStore& ps, float* y, const float* x, int T) const {
-        be.gemm(y, x, ps.p(w), T, out, in, false, false, 0.0f);
         if (b >= 0) {
             const int off[2] = {0, T};
-            be.bias_add_grouped(y, ps.p(b), 0, off, 1, out);
+            be.gemm_grouped_rows_bias(y, x, ps.p(w), 0, ps.p(b), 0, off, 1, out, in);
+        } else {
+            be.gemm(y, x, ps.p(w), T, out, in, false, false, 0.0f);
         }
     }
     // dx (if not null) is overwritten, or accumulated into when accumulate_dx.
