@@ -45,9 +45,6 @@ double max_err(const std::vector<float>& a, const std::vector<float>& b) {
     return e;
 }
 
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 }  // namespace
 

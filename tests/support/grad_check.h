@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <numeric>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -144,6 +145,12 @@ inline double weighted_sum(const float* w, const float* y, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; ++i) s += double(w[i]) * double(y[i]);
     return s;
+}
+
+// Same size and the same bits (NaN payloads included): for results that must not depend on the
+// thread count or on a code path.
+inline bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 }  // namespace moe::test

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "support/grad_check.h"
 #include "train/optimizer.h"
 
 using namespace moe;
+using moe::test::bit_equal;
 
 namespace {
 
@@ -33,10 +35,6 @@ TrainConfig train_cfg(OptimizerKind kind) {
     t.weight_decay = 0.5;
     t.momentum = 0.5;
     return t;
-}
-
-bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 }  // namespace
