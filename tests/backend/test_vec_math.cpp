@@ -93,7 +93,7 @@ TEST_CASE("vec_logsumexp_rows equals vec_logsumexp row by row, bit for bit, shor
     }
 }
 
-TEST_CASE("vec_max is exact; lane sums and dot products match a double loop") {
+TEST_CASE("vec_max is exact, and the lane sums and dot products match a double loop") {
     for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(100), size_t(1000)}) {
         CAPTURE(n);
         const std::vector<float> x = wavy(n, 2.0f), y = wavy(n + 3, 1.5f);
