@@ -40,38 +40,19 @@ constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
-// GELU over n contiguous values with Eigen's vectorised erf/exp (libm's erff per element is ~50x
-// slower). Eigen computes a packet and a scalar tail with different approximations, and peels
-// unaligned heads with the scalar one, so every value goes through a 64-byte-aligned block of
-// kGeluBlock floats (zero-padded): all packets, whatever the pointers, the sizes or the threads.
-constexpr int kGeluBlock = 256;
-using GeluBlock = Eigen::Map<Eigen::Array<float, kGeluBlock, 1>, Eigen::Aligned64>;
-
+// GELU with Eigen's vectorised erf/exp (libm's erff per element is ~50x slower), through
+// blockwise() (cpu_internal.h).
 void gelu_forward_n(float* y, const float* x, size_t n) {
-    alignas(64) float xb[kGeluBlock], yb[kGeluBlock];
-    for (size_t b = 0; b < n; b += kGeluBlock) {
-        const size_t len = std::min<size_t>(kGeluBlock, n - b);
-        std::copy_n(x + b, len, xb);
-        std::fill(xb + len, xb + kGeluBlock, 0.0f);
-        GeluBlock X(xb), Y(yb);
-        Y = 0.5f * X * (1.0f + (X * kInvSqrt2).erf());
-        std::copy_n(yb, len, y + b);
-    }
+    blockwise(y, x, nullptr, n, [](auto& X, auto&) {
+        X = 0.5f * X * (1.0f + (X * kInvSqrt2).erf());
+    });
 }
 
 // dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
 void gelu_backward_n(float* dx, const float* dy, const float* x, size_t n) {
-    alignas(64) float xb[kGeluBlock], db[kGeluBlock], ob[kGeluBlock];
-    for (size_t b = 0; b < n; b += kGeluBlock) {
-        const size_t len = std::min<size_t>(kGeluBlock, n - b);
-        std::copy_n(x + b, len, xb);
-        std::copy_n(dy + b, len, db);
-        std::fill(xb + len, xb + kGeluBlock, 0.0f);
-        std::fill(db + len, db + kGeluBlock, 0.0f);
-        GeluBlock X(xb), DY(db), O(ob);
-        O = DY * (0.5f * (1.0f + (X * kInvSqrt2).erf()) + X * kInvSqrt2Pi * (-0.5f * X * X).exp());
-        std::copy_n(ob, len, dx + b);
-    }
+    blockwise(dx, x, dy, n, [](auto& X, auto& DY) {
+        X = DY * (0.5f * (1.0f + (X * kInvSqrt2).erf()) + X * kInvSqrt2Pi * (-0.5f * X * X).exp());
+    });
 }
 }  // namespace
 

@@ -1,46 +1,25 @@
-// Eigen's packet exp and log over 64-byte-aligned, zero-padded blocks: Eigen computes packets and
-// scalar tails with different approximations, and would peel unaligned heads with the scalar one;
-// going through a block of whole packets makes every value take the packet path.
+// Eigen's packet exp and log through cpu::blockwise (cpu_internal.h), and fixed-order lane sums.
 #include "backend/vec_math.h"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "backend/cpu/cpu_internal.h"
+
 namespace moe {
 namespace {
-constexpr size_t kBlock = 256;
-// Whole packets at AVX-512 (16 floats), AVX2 (8) and SSE (4): a multiple of 16 values from a
-// 64-byte-aligned start has no scalar tail.
-constexpr size_t kPacketMultiple = 16;
-using Block = Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64>;
-
-// y = f(x), kBlock values at a time: copied into an aligned block, zero-padded to a multiple of
-// kPacketMultiple, f applied to the block as packets, the results copied out. A short n (a
-// router row of 16 experts) costs one packet, not a whole block.
-template <class F>
-void blockwise(float* y, const float* x, size_t n, F f) {
-    alignas(64) float buf[kBlock];
-    for (size_t b = 0; b < n; b += kBlock) {
-        const size_t len = std::min(kBlock, n - b);
-        const size_t padded = (len + kPacketMultiple - 1) / kPacketMultiple * kPacketMultiple;
-        std::copy_n(x + b, len, buf);
-        std::fill(buf + len, buf + padded, 0.0f);
-        Block v(buf, Eigen::Index(padded));
-        f(v);
-        std::copy_n(buf, len, y + b);
-    }
-}
+using cpu::blockwise;
+constexpr size_t kBlock = cpu::kVecBlock;
 }  // namespace
 
 void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
-    blockwise(y, x, n, [shift](Block& v) { v = (v - shift).exp(); });
+    blockwise(y, x, nullptr, n, [shift](auto& v, auto&) { v = (v - shift).exp(); });
 }
 
 void vec_xlogx(float* y, const float* p, size_t n) {
     // p ln p -> 0 as p -> 0: the smallest normal float stands in for 0 (giving 0 * finite = 0)
-    blockwise(y, p, n, [](Block& v) {
+    blockwise(y, p, nullptr, n, [](auto& v, auto&) {
         v = v * v.max(std::numeric_limits<float>::min()).log();
     });
 }
