@@ -14,6 +14,7 @@ enum class TaskKind { clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 enum class RouterType { topk };
+enum class Normalize { auto_k, yes, no };   // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
 enum class DropPolicy { position, score };
 enum class BalanceLoss { none, switch_loss, shazeer };   // config spelling: none | switch | shazeer
@@ -62,11 +63,16 @@ struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
     ScoreFn score = ScoreFn::softmax;
-    bool normalize = true;
+    Normalize normalize = Normalize::auto_k;   // auto: true for k >= 2, false for k = 1
     double noise = 0.0;
 
     bool operator==(const RouterConfig&) const = default;
 };
+
+// Whether the k selected gate weights are renormalised to sum to 1 (router.normalize resolved).
+inline bool gates_normalized(const RouterConfig& r) {
+    return r.normalize == Normalize::yes || (r.normalize == Normalize::auto_k && r.k >= 2);
+}
 
 struct CapacityConfig {
     double factor = 1.25;       // 0 = dropless

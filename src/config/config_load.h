@@ -58,6 +58,7 @@ std::string_view to_string(TaskKind v);
 std::string_view to_string(Teacher v);
 std::string_view to_string(Activation v);
 std::string_view to_string(RouterType v);
+std::string_view to_string(Normalize v);
 std::string_view to_string(ScoreFn v);
 std::string_view to_string(DropPolicy v);
 std::string_view to_string(BalanceLoss v); // switch_loss -> "switch"

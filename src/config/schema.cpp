@@ -46,6 +46,9 @@ constexpr Choice kRouterType[] = {
 };
 constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
+constexpr Choice kNormalize[] = {{"auto", int(Normalize::auto_k)},
+                                 {"true", int(Normalize::yes)},
+                                 {"false", int(Normalize::no)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"score", int(DropPolicy::score)}};
 constexpr Choice kBalance[] = {
@@ -237,8 +240,10 @@ const std::vector<Key>& table() {
         int_key<&C::router, &RouterConfig::k>("router.k", 1, 64, "experts each token is sent to"),
         choice_key<&C::router, &RouterConfig::score>("router.score", kScore,
                                                      "how router logits become probabilities"),
-        bool_key<&C::router, &RouterConfig::normalize>(
-            "router.normalize", "renormalise the k selected weights to sum to 1"),
+        choice_key<&C::router, &RouterConfig::normalize>(
+            "router.normalize", kNormalize,
+            "renormalise the k selected gate weights to sum to 1; auto = true for k >= 2, false "
+            "for k = 1 (where it would make every gate 1 and leave the router no task gradient)"),
         num_key<&C::router, &RouterConfig::noise>("router.noise", at_least(0.0),
                                                   "std of the noisy top-k gating noise; 0 = off"),
 
@@ -699,6 +704,7 @@ std::string_view to_string(TaskKind v) { return enum_name(schema::kTask, v); }
 std::string_view to_string(Teacher v) { return enum_name(schema::kTeacher, v); }
 std::string_view to_string(Activation v) { return enum_name(schema::kActivation, v); }
 std::string_view to_string(RouterType v) { return enum_name(schema::kRouterType, v); }
+std::string_view to_string(Normalize v) { return enum_name(schema::kNormalize, v); }
 std::string_view to_string(ScoreFn v) { return enum_name(schema::kScore, v); }
 std::string_view to_string(DropPolicy v) { return enum_name(schema::kDrop, v); }
 std::string_view to_string(BalanceLoss v) { return enum_name(schema::kBalance, v); }

@@ -82,7 +82,7 @@ inline Config nontrivial_config() {
     c.experts.shared = 1;
     c.router.k = 1;
     c.router.score = ScoreFn::sigmoid;
-    c.router.normalize = false;
+    c.router.normalize = Normalize::no;
     c.router.noise = 0.3;
     c.capacity.factor = 0.0;
     c.capacity.drop_policy = DropPolicy::score;

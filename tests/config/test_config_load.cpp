@@ -46,7 +46,7 @@ TEST_SUITE("config") {
             "    teacher: linear\n"
             "router:\n"
             "  k: 010\n" // YAML 1.2: decimal, not octal
-            "  normalize: False\n"
+            "  normalize: false\n"
             "  noise: 1e-3\n"
             "  score: \"sigmoid\"\n" // a quoted choice is fine: choices are strings
             "train:\n"
@@ -60,7 +60,7 @@ TEST_SUITE("config") {
         CHECK(c.data.clusters.spread == 0.5);
         CHECK(c.data.clusters.teacher == Teacher::linear);
         CHECK(c.router.k == 10);
-        CHECK(c.router.normalize == false);
+        CHECK(c.router.normalize == Normalize::no);
         CHECK(c.router.noise == 0.001);
         CHECK(c.router.score == ScoreFn::sigmoid);
         CHECK(c.train.lr == 5.0);
@@ -68,7 +68,7 @@ TEST_SUITE("config") {
         CHECK(c.train.min_lr == 0.0);
         CHECK(load("name: \"123\"\n").name == "123");
         CHECK(load("name: 123\n").name == "123");
-        CHECK(load("router: {normalize: TRUE}\n").router.normalize == true);
+        CHECK(load("router: {normalize: true}\n").router.normalize == Normalize::yes);
     }
 
     TEST_CASE(
@@ -88,11 +88,11 @@ TEST_SUITE("config") {
         CHECK(load_error("train: {lr: 1e999}\n") ==
               "t.yaml:1:13: train.lr: must be > 0, got 1e999");
         CHECK(load_error("router: {normalize: yes}\n") ==
-              "t.yaml:1:21: router.normalize: expected true or false, got 'yes'");
+              "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'yes'");
         CHECK(load_error("router: {normalize: 1}\n") ==
-              "t.yaml:1:21: router.normalize: expected true or false, got '1'");
+              "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got '1'");
         CHECK(load_error("router: {normalize: on}\n") ==
-              "t.yaml:1:21: router.normalize: expected true or false, got 'on'");
+              "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'on'");
         CHECK(load_error("seed: 18446744073709551616\n") ==
               "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
               "18446744073709551616");
@@ -280,7 +280,7 @@ TEST_SUITE("config") {
         SUBCASE("booleans, choices and spaces around the key") {
             Config c = load(
                 "", {"router.normalize=false", " router.score =sigmoid", "balance.loss= none"});
-            CHECK_FALSE(c.router.normalize);
+            CHECK(c.router.normalize == Normalize::no);
             CHECK(c.router.score == ScoreFn::sigmoid);
             CHECK(c.balance.loss == BalanceLoss::none);
         }

@@ -139,7 +139,7 @@ TEST_SUITE("config") {
         Config c;
         CHECK(config_value_string(c, "balance.alpha") == "0.01");
         CHECK(config_value_string(c, "router.type") == "topk");
-        CHECK(config_value_string(c, "router.normalize") == "true");
+        CHECK(config_value_string(c, "router.normalize") == "auto");
         CHECK(config_value_string(c, "name") == "quickstart");
         CHECK(config_value_string(c, "capacity.factor") == "1.25");
         CHECK(config_value_string(c, "train.grad_clip") == "1.0");
@@ -192,7 +192,8 @@ TEST_SUITE("config") {
         CHECK(schema::expected_text(*schema::find_key("train.lr")) == "a number > 0");
         CHECK(schema::expected_text(*schema::find_key("train.beta1")) == "a number >= 0 and < 1");
         CHECK(schema::expected_text(*schema::find_key("router.noise")) == "a number >= 0");
-        CHECK(schema::expected_text(*schema::find_key("router.normalize")) == "true or false");
+        CHECK(schema::expected_text(*schema::find_key("router.normalize")) ==
+              "one of: auto, true, false");
         CHECK(schema::expected_text(*schema::find_key("router.score")) ==
               "one of: softmax, sigmoid");
         CHECK(schema::allowed_text(*schema::find_key("capacity.factor")) ==

@@ -50,7 +50,7 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.experts.shared = c.shared;
     cfg.router.k = c.K;
     cfg.router.score = c.score;
-    cfg.router.normalize = c.normalize;
+    cfg.router.normalize = c.normalize ? Normalize::yes : Normalize::no;
     cfg.router.noise = c.noise;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;

@@ -22,7 +22,7 @@ std::unique_ptr<Router> topk(int K, ScoreFn score = ScoreFn::softmax, bool norma
     rc.type = RouterType::topk;
     rc.k = K;
     rc.score = score;
-    rc.normalize = normalize;
+    rc.normalize = normalize ? Normalize::yes : Normalize::no;
     rc.noise = noise;
     return router_create(rc);
 }

@@ -79,7 +79,7 @@ public:
             float* dl = d_logits + size_t(t) * N;
             // dp: from d_probs, plus the gates' dependence on p
             for (int i = 0; i < N; ++i) dl[i] = d_probs ? d_probs[size_t(t) * N + i] : 0.0f;
-            if (cfg_.normalize) {
+            if (gates_normalized(cfg_)) {
                 float zs = 0.0f, dot = 0.0f;
                 for (int j = 0; j < K; ++j) {
                     zs += p[sel[j]];
@@ -130,7 +130,7 @@ private:
         }
         float zsum = 0.0f;
         for (int j = 0; j < K; ++j) zsum += p[sel[j]];
-        for (int j = 0; j < K; ++j) gate[j] = cfg_.normalize ? p[sel[j]] / zsum : p[sel[j]];
+        for (int j = 0; j < K; ++j) gate[j] = gates_normalized(cfg_) ? p[sel[j]] / zsum : p[sel[j]];
     }
 
     RouterConfig cfg_;
