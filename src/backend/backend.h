@@ -67,16 +67,19 @@ public:
 
     // dst (n, D): dst[a] = src[idx[a]].
     virtual void gather_rows(float* dst, const float* src, const int* idx, int n, int D) = 0;
-    // Combine slots back to tokens: out[t] (+)= sum_j w[t*K+j] * Y[pos[t*K+j]] over the slots
-    // with pos >= 0 (dropped slots have pos = -1), in slot order. w may be null (weight 1).
-    // accumulate: add to out instead of overwriting it.
-    virtual void combine_slots(float* out, const float* Y, const int* pos, const float* w, int T,
-                               int K, int D, bool accumulate) = 0;
-    // Backward of combine: for each kept slot s of token t with row a = pos[s]:
-    //   dY[a] = w[s] * dout[t];  dw[s] = <dout[t], Y[a]>  (dw[s] = 0 for dropped slots).
-    // dY may equal Y: each row a belongs to one slot, and is read before it is overwritten.
-    virtual void combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
-                                        const int* pos, const float* w, int T, int K, int D) = 0;
+    // Combine assignments back to tokens, walking the plan's by-token index (routing_plan.h):
+    //   out[t] (+)= sum_{i in [tok_off[t], tok_off[t+1])} w[a] * Y[a],  a = tok_assign[i],
+    // in that fixed order (no atomics). w may be null (weight 1). A token with no assignment
+    // gets 0. accumulate: add to out instead of overwriting it.
+    virtual void combine_by_token(float* out, const float* Y, const int* tok_off,
+                                  const int* tok_assign, const float* w, int T, int D,
+                                  bool accumulate) = 0;
+    // Backward of combine: for each assignment a of token t:
+    //   dY[a] = w[a] * dout[t];  dw[a] = <dout[t], Y[a]>.
+    // dY may equal Y: each row a belongs to one token, and is read before it is overwritten.
+    virtual void combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                           const int* tok_off, const int* tok_assign,
+                                           const float* w, int T, int D) = 0;
 
     // y (n) += x (n) (elementwise add), and x (n) *= s.
     virtual void add(float* y, const float* x, size_t n) = 0;

@@ -6,8 +6,7 @@
 namespace moe {
 
 Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
-    : cfg_(cfg), T_max_(T_max), D_(cfg.model.d_model), C_(num_classes), L_(cfg.model.layers),
-      seed_(cfg.seed) {
+    : cfg_(cfg), T_max_(T_max), D_(cfg.model.d_model), C_(num_classes), L_(cfg.model.layers) {
     embed_.declare(ps_, "embed", input_dim, D_);
     moe_.resize(L_);
     dense_.resize(L_);
@@ -15,7 +14,7 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
         const std::string name = "block" + std::to_string(l);
         norm_g_.push_back(ps_.add(name + ".norm.g", D_, Init::ones));
         if ((l + 1) % cfg.model.moe_every == 0) {
-            moe_[l] = std::make_unique<MoeLayer>(cfg, ps_, name + ".moe");
+            moe_[l] = std::make_unique<MoeLayer>(cfg, ps_, name + ".moe", l, L_);
         } else {
             dense_[l] = std::make_unique<Ffn>();
             dense_[l]->declare(ps_, name + ".ffn", D_, cfg.experts.d_ff, cfg.experts.activation);
@@ -54,7 +53,7 @@ std::vector<int> Model::moe_block_index() const {
     return out;
 }
 
-LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const StepInfo& info) {
+LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const Pass& pass) {
     LossParts lp;
     x_ = x;
     embed_.forward(be, ps_, h_[0].data(), x, T);
@@ -62,14 +61,9 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     for (int l = 0; l < L_; ++l) {
         be.rmsnorm_forward(n_[l].data(), rrms_[l].data(), h_[l].data(), ps_.p(norm_g_[l]), T, D_);
         if (moe_[l]) {
-            MoeForwardInfo mi;
-            mi.training = info.training;
-            mi.seed = seed_;
-            mi.noise_step = uint64_t(info.step) * uint64_t(L_) + uint64_t(l);
-            mi.capacity_factor = info.capacity_factor;
-            moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, mi);
-            lp.aux += cfg_.balance.loss == BalanceLoss::none ? 0.0 : cfg_.balance.alpha * moe_[l]->aux_loss();
-            lp.z += cfg_.balance.z_loss * moe_[l]->z_loss_value();
+            moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, pass);
+            lp.aux += moe_[l]->weighted_aux();
+            lp.z += moe_[l]->weighted_z();
         } else {
             dense_[l]->forward(be, ps_, f_.data(), n_[l].data(), T);
         }
@@ -78,7 +72,7 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     }
     be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);
     head_.forward(be, ps_, logits_.data(), n_[L_].data(), T);
-    lp.task = be.cross_entropy(info.training ? dlogits_.data() : nullptr, logits_.data(), y, T, C_,
+    lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, T, C_,
                                1.0f, &lp.correct);
     lp.loss = lp.task + lp.aux + lp.z;
     return lp;
@@ -101,6 +95,23 @@ void Model::backward(Backend& be, int T, bool router_grad_parts) {
         be.add(dh_.data(), f_.data(), TD);
     }
     embed_.backward(be, ps_, nullptr, dh_.data(), x_, T);
+}
+
+void Model::after_optimizer_step() {
+    for (auto& m : moe_)
+        if (m) m->after_optimizer_step();
+}
+
+void Model::save(BinaryWriter& w) const {
+    ps_.save(w);
+    for (const auto& m : moe_)
+        if (m) m->save(w);
+}
+
+void Model::load(BinaryReader& r) {
+    ps_.load(r);
+    for (auto& m : moe_)
+        if (m) m->load(r);
 }
 
 }  // namespace moe

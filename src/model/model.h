@@ -28,23 +28,22 @@ struct LossParts {
     int64_t correct = 0;     // examples whose argmax is the label
 };
 
-struct StepInfo {
-    bool training = false;
-    int64_t step = 0;            // keys the gating noise
-    double capacity_factor = 0;  // this pass's capacity factor
-};
-
 class Model {
 public:
     Model(const Config& cfg, int input_dim, int num_classes, int T_max);
 
     // Forward pass and loss on x (T, Din), labels y (T). In training the gradients of the
     // auxiliary losses are prepared for backward.
-    LossParts forward(Backend& be, const float* x, const int* y, int T, const StepInfo& info);
+    LossParts forward(Backend& be, const float* x, const int* y, int T, const Pass& pass);
     // Backward of the last forward (training): accumulates into the parameter gradients. With
     // router_grad_parts, each MoE layer also keeps its router gradient's task and auxiliary parts
     // (MoeLayer::backward).
     void backward(Backend& be, int T, bool router_grad_parts = false);
+    // After each optimizer step: every MoE layer's balancing update (MoeLayer).
+    void after_optimizer_step();
+    // The model's training state: parameters (and gradients) and each MoE layer's own state.
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
 
     ParamStore& params() { return ps_; }
     const ParamStore& params() const { return ps_; }
@@ -66,7 +65,6 @@ private:
     const float* x_ = nullptr;
     std::vector<std::vector<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
     std::vector<float> f_, logits_, dlogits_, dh_, dn_;
-    uint64_t seed_;
 };
 
 }  // namespace moe

@@ -3,21 +3,25 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/check.h"
 #include "routing/balancer.h"
 #include "routing/capacity.h"
 
 namespace moe {
 
-MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name)
+MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block,
+                   int blocks)
     : D_(cfg.model.d_model),
       N_(cfg.experts.count),
       K_(cfg.router.k),
       H_(cfg.experts.d_ff),
       H1_(cfg.experts.activation == Activation::swiglu ? 2 * cfg.experts.d_ff : cfg.experts.d_ff),
+      block_(block),
+      blocks_(blocks),
+      seed_(cfg.seed),
       act_(cfg.experts.activation),
       balance_(cfg.balance),
       drop_policy_(cfg.capacity.drop_policy),
-      noise_(float(cfg.router.noise)),
       router_(router_create(cfg.router)) {
     // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
     router_w = ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
@@ -33,22 +37,23 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name)
 }
 
 void MoeLayer::reserve(int T_max) {
-    const size_t A = size_t(T_max) * K_;
-    plan_.resize(T_max, N_, K_);
-    tok_.resize(A);
-    scratch_.reserve(A + N_ + 1);
+    const size_t A = router_->max_assignments(T_max), TN = size_t(T_max) * N_;
+    router_->reserve(state_, T_max, N_);
+    plan_.reserve(T_max, N_, A);
+    scratch_.reserve(std::max(A, size_t(T_max)) + N_ + 1);
     dscratch_.reserve(4 * size_t(N_));
-    logits_.resize(size_t(T_max) * N_);
+    logits_.resize(TN);
     xd_.resize(A * D_);
     pre_.resize(A * H1_);
     h_.resize(A * H_);
     yd_.resize(A * D_);
     dgate_.resize(A);
-    dgate_aux_.resize(A);
-    dprobs_.resize(size_t(T_max) * N_);
-    dlog_.resize(size_t(T_max) * N_);
-    dlog_aux_.resize(size_t(T_max) * N_);
-    dlog_direct_.resize(size_t(T_max) * N_);
+    dslot_task_.resize(A);
+    dslot_aux_.resize(A);
+    dprobs_.resize(TN);
+    dlog_.resize(TN);
+    dlog_aux_.resize(TN);
+    dlog_direct_.resize(TN);
     gw_task_.resize(size_t(D_) * N_);
     gw_aux_.resize(size_t(D_) * N_);
     if (shared_) {
@@ -57,32 +62,30 @@ void MoeLayer::reserve(int T_max) {
     }
 }
 
-double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
-                         const MoeForwardInfo& info) {
-    training_ = info.training;
-    plan_.resize(T, N_, K_);
+void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
+                       const Pass& pass) {
+    MOESIM_CHECK(size_t(T) * N_ <= logits_.size(), "more tokens than the layer was reserved for");
+    training_ = pass.training;
     be.gemm(logits_.data(), x, ps.p(router_w), T, N_, D_, false, false, 0.0f);
-    RouteContext ctx;
-    ctx.training = info.training;
-    ctx.seed = info.seed;
-    ctx.noise_step = info.noise_step;
-    ctx.capacity_factor = info.capacity_factor;
-    ctx.bias = balance_.bias_rate > 0.0 ? bias_.data() : nullptr;
-    router_->route(logits_.data(), ctx, plan_);
-    capacity_apply(plan_, info.capacity_factor, drop_policy_, scratch_);
+    Pass p = pass;
+    p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
+    router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
+                   state_, plan_);
+    capacity_apply(plan_, pass.capacity_factor, K_, drop_policy_, scratch_);
+    plan_index_by_token(plan_, scratch_);
 
     // Dispatch: tokens grouped by expert, then one product per expert segment.
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
-    for (int a = 0; a < A; ++a) tok_[a] = plan_.token_of(a);
-    be.gather_rows(xd_.data(), x, tok_.data(), A, D_);
+    be.gather_rows(xd_.data(), x, plan_.token.data(), A, D_);
     be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
                               off, N_, H1_, D_);
     be.act_forward(h_.data(), pre_.data(), A, H_, act_);
     be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
                               N_, D_, H_);
-    // Combine: gate-weighted sum of each token's kept slots.
-    be.combine_slots(y, yd_.data(), plan_.pos.data(), plan_.gate.data(), T, K_, D_, false);
+    // Combine: gate-weighted sum of each token's assignments, by token.
+    be.combine_by_token(y, yd_.data(), plan_.tok_offsets.data(), plan_.tok_assign.data(),
+                        plan_.gate.data(), T, D_, false);
     if (shared_) {
         shared_->forward(be, ps, shared_y_.data(), x, T);
         be.add(y, shared_y_.data(), size_t(T) * D_);
@@ -91,76 +94,93 @@ double MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, 
     // Balancing losses; in training their gradients are accumulated now for backward.
     const size_t TN = size_t(T) * N_;
     float* dprobs = nullptr;
-    float* dgate_aux = nullptr;
+    float* dslot_aux = nullptr;
     float* dlog_direct = nullptr;
     if (training_) {
         std::fill_n(dprobs_.data(), TN, 0.0f);
-        std::fill_n(dgate_aux_.data(), size_t(T) * K_, 0.0f);
+        std::fill_n(dslot_aux_.data(), router_->max_assignments(T), 0.0f);
         std::fill_n(dlog_direct_.data(), TN, 0.0f);
         dprobs = dprobs_.data();
-        dgate_aux = dgate_aux_.data();
+        dslot_aux = dslot_aux_.data();
         dlog_direct = dlog_direct_.data();
     }
     const float alpha = float(balance_.alpha);
     aux_ = 0.0;
     if (balance_.loss == BalanceLoss::switch_loss)
-        aux_ = switch_loss(plan_, alpha, dprobs, dscratch_);
+        aux_ = switch_loss(plan_, state_.probs.data(), K_, alpha, dprobs, dscratch_);
     else if (balance_.loss == BalanceLoss::shazeer)
-        aux_ = shazeer_loss(plan_, logits_.data(), info.training ? noise_ : 0.0f, alpha,
-                            dgate_aux, dlog_direct, dscratch_);
+        aux_ = shazeer_loss(plan_, state_, logits_.data(), alpha, dslot_aux, dlog_direct,
+                            dscratch_);
     z_ = z_loss(logits_.data(), T, N_, float(balance_.z_loss),
                 balance_.z_loss > 0.0 ? dlog_direct : nullptr);
-    const double weighted_aux = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
-    return weighted_aux + balance_.z_loss * z_;
+    weighted_aux_ = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
+    weighted_z_ = balance_.z_loss * z_;
 }
 
 void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
                         int T, bool router_grad_parts) {
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
+    const int* tok_off = plan_.tok_offsets.data();
+    const int* tok_assign = plan_.tok_assign.data();
     // The activation gradients are written over the forward workspaces as these die, so that
     // backward allocates nothing of its own (the ops' aliasing rules are in backend.h):
-    //   yd_   read by combine_slots_backward for the gate gradients, which writes dY over it
+    //   yd_   read by combine_by_token_backward for the gate gradients, which writes dY over it
     //   h_    read by the W2 weight gradient, then holds dh
     //   pre_  read by act_backward, which writes dpre over it in place
     //   xd_   read by the W1 weight gradient, then holds dXd
-    // Combine backward: dY of each assignment and d gate of each slot.
+    // Combine backward: dY and d gate of each assignment.
     float* dyd = yd_.data();
-    be.combine_slots_backward(dyd, dgate_.data(), dy, yd_.data(), plan_.pos.data(),
-                              plan_.gate.data(), T, K_, D_);
+    be.combine_by_token_backward(dyd, dgate_.data(), dy, yd_.data(), tok_off, tok_assign,
+                                 plan_.gate.data(), T, D_);
     // Experts backward, per segment.
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
     be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
     float* dh = h_.data();   // h is dead: the W2 weight gradient was its last reader
-    be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true,
-                         0.0f);
+    be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true, 0.0f);
     float* dpre = pre_.data();
     be.act_backward(dpre, dh, pre_.data(), A, H_, act_);
     be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre, off, N_, D_, H1_);
     be.bias_grad_grouped(ps.g(b1), H1_, dpre, off, N_, H1_);
     float* dxd = xd_.data();   // Xd is dead: the W1 weight gradient was its last reader
     be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
-    // Scatter back to tokens: dx[t] = sum of its kept slots' dXd (slot order: deterministic).
-    be.combine_slots(dx, dxd, plan_.pos.data(), nullptr, T, K_, D_, false);
+    // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
+    be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);
 
-    // Router. The router's backward is linear in (d gate, d p): for training, one pass with the
-    // summed gate gradients of the task and auxiliary losses, plus the auxiliary losses'
-    // direct logit gradients.
-    const size_t TN = size_t(T) * N_;
+    // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
+    // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
+    // gradients.
+    const size_t TN = size_t(T) * N_, R = router_->max_assignments(T);
+    gate_grad_to_slots(plan_, dgate_.data(), dslot_task_.data(), R);
     if (router_grad_parts) {
-        // Statistics (gradient interference): the two parts apart, before dgate_aux_ is summed.
-        router_->backward(plan_, dgate_.data(), nullptr, dlog_.data());
-        router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_aux_.data());
+        // Statistics (gradient interference): the two parts apart, before they are summed.
+        router_->backward(state_, dslot_task_.data(), nullptr, dlog_.data());
+        router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_aux_.data());
         be.add(dlog_aux_.data(), dlog_direct_.data(), TN);
         be.gemm(gw_task_.data(), x, dlog_.data(), D_, N_, T, true, false, 0.0f);
         be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, N_, T, true, false, 0.0f);
     }
-    be.add(dgate_aux_.data(), dgate_.data(), size_t(T) * K_);
-    router_->backward(plan_, dgate_aux_.data(), dprobs_.data(), dlog_.data());
+    be.add(dslot_aux_.data(), dslot_task_.data(), R);
+    router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.data());
     be.add(dlog_.data(), dlog_direct_.data(), TN);
     be.gemm(ps.g(router_w), x, dlog_.data(), D_, N_, T, true, false, 1.0f);
     be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, N_, false, true, 1.0f);
     if (shared_) shared_->backward(be, ps, dx, dy, x, T, true);
+}
+
+void MoeLayer::after_optimizer_step() {
+    if (balance_.bias_rate > 0.0)
+        bias_update(bias_.data(), plan_.routed.data(), N_, float(balance_.bias_rate));
+}
+
+void MoeLayer::save(BinaryWriter& w) const {
+    w.tag("MOEL");
+    w.vec(bias_);
+}
+
+void MoeLayer::load(BinaryReader& r) {
+    r.tag("MOEL");
+    r.vec(bias_, N_);
 }
 
 }  // namespace moe

@@ -1,16 +1,19 @@
 // A Mixture-of-Experts FFN layer (Shazeer et al. 2017; Fedus et al. 2021; DeepSeekMoE 2024):
 //
 //   logits = x Wr                          (T, N)    router, no bias
-//   plan   = route(logits) + capacity      RoutingPlan: K slots per token, CSR by expert
-//   Xd     = x[token of each assignment]   (A, D)    tokens grouped by expert (counting sort)
+//   plan   = route(logits) + capacity      RoutingPlan per assignment (routing_plan.h)
+//   Xd     = x[token[a]]                   (A, D)    tokens grouped by expert
 //   Y_e    = act(Xd_e W1_e + b1_e) W2_e + b2_e       one matrix product per expert segment
-//   y[t]   = sum_{kept slots s of t} g[s] * Y[pos[s]]  + shared(x)
+//   y[t]   = sum_{a of token t} gate[a] * Y[a]  + shared(x)    (the plan's by-token index)
 //
-// Compute is O(T K) expert rows, never O(T N). A dropped slot contributes nothing; a token with
-// every slot dropped gets y[t] = shared(x) only (the residual carries it).
+// Compute is O(A) expert rows (A <= T k for top-k), never O(T N). A dropped assignment
+// contributes nothing; a token with every assignment dropped gets y[t] = shared(x) only (the
+// residual carries it).
 //
 // Losses (METRICS.md): the balancing loss (switch | shazeer) and the z-loss are computed in
-// forward from the plan; in training their gradients are kept for backward.
+// forward from the plan and the router state; in training their gradients are kept for backward.
+// The auxiliary-loss-free bias b is this layer's balancing state: after each optimizer step,
+// after_optimizer_step() moves it by the step's routed counts.
 #pragma once
 
 #include <memory>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/serialize.h"
 #include "config/config.h"
 #include "model/layers/ffn.h"
 #include "model/params.h"
@@ -25,63 +29,66 @@
 
 namespace moe {
 
-struct MoeForwardInfo {
-    bool training = false;
-    uint64_t seed = 0;
-    uint64_t noise_step = 0;
-    double capacity_factor = 0.0;
-};
-
 class MoeLayer {
 public:
-    MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name);
+    // block: this layer's block index of `blocks` (keys the gating noise per step and layer).
+    MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block, int blocks);
     void reserve(int T_max);
 
-    // y (T, D) from x (T, D). Returns the layer's loss contribution with coefficients
-    // (alpha * aux + z_coef * z); the unweighted values are in aux_loss() and z_loss().
-    double forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
-                   const MoeForwardInfo& info);
+    // y (T, D) from x (T, D). The losses are in aux_loss(), z_loss_value() (before their
+    // coefficients) and weighted_loss() (with them).
+    void forward(Backend& be, ParamStore& ps, float* y, const float* x, int T, const Pass& pass);
     // dx (T, D) overwritten from dy (T, D) and the x of forward. With router_grad_parts, the
     // router-weight gradients of the task loss and of the auxiliary losses are also computed
     // apart, for the statistics (router_grad_task / _aux); the parameter gradient is the same
     // single product of the summed logit gradients either way, so statistics never change the
     // arithmetic of training. Backward writes its activation gradients over the forward
-    // workspaces (see backward), so it runs once per training forward; the plan, logits and
-    // losses stay readable.
+    // workspaces (see backward), so it runs once per training forward; the plan, the router
+    // state, the logits and the losses stay readable.
     void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T,
                   bool router_grad_parts = false);
+    // The balancing bias update of the last training forward (bias_rate > 0; else nothing).
+    void after_optimizer_step();
 
     const RoutingPlan& plan() const { return plan_; }
+    const RouterState& router_state() const { return state_; }
     const float* logits() const { return logits_.data(); }
     double aux_loss() const { return aux_; }
     double z_loss_value() const { return z_; }
-    float* bias() { return bias_.data(); }
+    double weighted_aux() const { return weighted_aux_; }   // alpha * aux (0 with loss none)
+    double weighted_z() const { return weighted_z_; }       // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
     // Router-weight gradients of the last backward with router_grad_parts: (D, N) each.
     const std::vector<float>& router_grad_task() const { return gw_task_; }
     const std::vector<float>& router_grad_aux() const { return gw_aux_; }
 
+    // The layer's own training state besides its parameters: the balancing bias.
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+
     int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;   // parameter tensors
 
 private:
     int D_, N_, K_, H_, H1_;
+    int block_, blocks_;
+    uint64_t seed_;
     Activation act_;
     BalanceConfig balance_;
     DropPolicy drop_policy_;
-    float noise_;
     std::unique_ptr<Router> router_;
     std::unique_ptr<Ffn> shared_;
+    RouterState state_;
     RoutingPlan plan_;
-    std::vector<float> bias_;                                   // (N) balancing bias
-    std::vector<int> tok_, scratch_;                            // (A) token of each assignment
+    std::vector<float> bias_;                                   // (N) balancing bias b[i]
+    std::vector<int> scratch_;
     std::vector<double> dscratch_;
-    // Forward workspaces, (A_max, width) with A_max = T_max K. Backward reuses them once dead:
-    // yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
+    // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max).
+    // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
     std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
-    std::vector<float> dgate_, dgate_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
+    std::vector<float> dgate_, dslot_task_, dslot_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
         gw_task_, gw_aux_;                                      // backward
-    double aux_ = 0.0, z_ = 0.0;
+    double aux_ = 0.0, z_ = 0.0, weighted_aux_ = 0.0, weighted_z_ = 0.0;
     bool training_ = false;
 };
 

@@ -1,6 +1,7 @@
 #include "model/params.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "backend/rng.h"
 
@@ -29,6 +30,32 @@ void ParamStore::finalize(uint64_t seed) {
                 break;
         }
     }
+}
+
+void ParamStore::save(BinaryWriter& w) const {
+    w.tag("PARM");
+    w.put<uint64_t>(tensors_.size());
+    for (const ParamTensor& t : tensors_) {
+        w.str(t.name);
+        w.put<uint64_t>(t.size);
+    }
+    w.vec(data_);
+    w.vec(grad_);
+}
+
+void ParamStore::load(BinaryReader& r) {
+    r.tag("PARM");
+    if (r.get<uint64_t>() != tensors_.size())
+        throw std::runtime_error("training state: the model has another number of tensors");
+    for (const ParamTensor& t : tensors_) {
+        const std::string name = r.str();
+        const uint64_t size = r.get<uint64_t>();
+        if (name != t.name || size != t.size)
+            throw std::runtime_error("training state: tensor '" + name + "' does not match '" +
+                                     t.name + "'");
+    }
+    r.vec(data_, int64_t(total_));
+    r.vec(grad_, int64_t(total_));
 }
 
 }  // namespace moe

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/serialize.h"
+
 namespace moe {
 
 enum class Init { normal, zeros, ones };
@@ -34,6 +36,12 @@ public:
     std::vector<float>& grad() { return grad_; }
     const std::vector<ParamTensor>& tensors() const { return tensors_; }
     size_t size() const { return total_; }
+    const std::vector<float>& data() const { return data_; }
+    const std::vector<float>& grad() const { return grad_; }
+
+    // Values and gradients (a state of the same layout: names and sizes must match).
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
 
 private:
     std::vector<ParamTensor> tensors_;

@@ -1,7 +1,7 @@
 // Load balancing (METRICS.md "Auxiliary losses"). Each auxiliary loss returns its value before
 // its coefficient and ACCUMULATES coef * (its gradient) into the gradient buffers it acts on:
-//   d_probs (T,N)  gradient w.r.t. the router probabilities p
-//   d_gate  (T*K)  gradient w.r.t. the slots' gate weights
+//   d_probs (T,N)  gradient w.r.t. the router probabilities p (RouterState::probs)
+//   d_slot  (T*K)  gradient w.r.t. the gate weights of the router's slots (RouterState::sel)
 //   d_logits (T,N) gradient w.r.t. the (clean) router logits
 // Gradient buffers may be null to compute the value only (evaluation, statistics).
 // Reductions run serially in token order: results do not depend on the thread count.
@@ -10,27 +10,31 @@
 #include <cstdint>
 #include <vector>
 
+#include "routing/router.h"
 #include "routing/routing_plan.h"
 
 namespace moe {
 
 // Switch (Fedus et al. 2021): N * sum_i f_i * Pbar_i, f_i = A_i / (T K) (constant),
-// Pbar_i = mean_t p[t,i]. Equals 1 at perfect balance.
-// scratch is reused between calls (no allocation once grown).
-double switch_loss(const RoutingPlan& plan, float coef, float* d_probs,
+// Pbar_i = mean_t p[t,i], A_i = plan.routed[i] (before capacity), K = router.k. Equals 1 at
+// perfect balance. probs: (T, N). scratch is reused between calls (no allocation once grown).
+double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coef, float* d_probs,
                    std::vector<double>& scratch);
 // The same with its own scratch (allocates: for one-off use and tests).
-inline double switch_loss(const RoutingPlan& plan, float coef, float* d_probs) {
+inline double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coef,
+                          float* d_probs) {
     std::vector<double> scratch;
-    return switch_loss(plan, coef, d_probs, scratch);
+    return switch_loss(plan, probs, K, coef, d_probs, scratch);
 }
 
 // Shazeer et al. 2017: CV(Importance)^2 + CV(Load)^2, Importance_i = sum_t G[t,i] (gates of the
-// selected slots), Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std),
-// the smooth estimate of the tokens assigned under gating noise. With noise_std = 0 (evaluation)
-// the Load term uses the hard counts A_i and has no gradient. CV^2 is var / mean^2 (population).
-double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_std, float coef,
-                    float* d_gate, float* d_logits, std::vector<double>& scratch);
+// selected slots, kept or dropped: state.sel, state.sel_gate),
+// Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std), the smooth
+// estimate of the tokens assigned under gating noise (state.noisy, state.noise_std). With
+// noise_std = 0 (evaluation) the Load term uses the hard counts A_i (plan.routed) and has no
+// gradient. CV^2 is var / mean^2 (population). Needs a token-choice router (state.K > 0).
+double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const float* logits,
+                    float coef, float* d_slot, float* d_logits, std::vector<double>& scratch);
 
 // Router z-loss (Zoph et al. 2022): mean_t (log sum_i exp(logit[t,i]))^2.
 double z_loss(const float* logits, int T, int N, float coef, float* d_logits);

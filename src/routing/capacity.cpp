@@ -11,64 +11,56 @@ int64_t capacity_of(double factor, int T, int K, int N) {
     return int64_t(std::ceil(factor * double(T) * K / N - 1e-9));
 }
 
-void capacity_apply(RoutingPlan& plan, double factor, DropPolicy policy,
+void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
                     std::vector<int>& scratch) {
-    const int T = plan.T, N = plan.N, K = plan.K, S = T * K;
-    const int64_t C = capacity_of(factor, T, K, N);
+    const int N = plan.N;
+    const int64_t C = capacity_of(factor, plan.T, k, N);
     plan.capacity = C;
-    std::fill(plan.routed.begin(), plan.routed.end(), 0);
-    for (int s = 0; s < S; ++s) plan.routed[plan.sel[s]]++;
-
-    if (C == 0 || policy == DropPolicy::position) {
-        // Slot order: an expert keeps its first C assignments.
-        std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
-        scratch.assign(size_t(N), 0);   // seen per expert
-        for (int s = 0; s < S; ++s) {
-            const int e = plan.sel[s];
-            const bool keep = C == 0 || scratch[e] < C;
-            plan.kept[s] = keep;
-            if (keep) scratch[e]++;
-            else plan.dropped[e]++;
-        }
-    } else {
-        // Score: per expert, sort its slots by gate (descending), the earlier slot first on ties.
-        // scratch holds the slots grouped by expert (counting sort), sorted within each group.
-        scratch.resize(size_t(S) + N + 1);
-        int* start = scratch.data() + S;
-        std::fill(start, start + N + 1, 0);
-        for (int s = 0; s < S; ++s) start[plan.sel[s] + 1]++;
-        for (int e = 0; e < N; ++e) start[e + 1] += start[e];
-        // fill using offsets in plan.offsets as cursors
-        for (int e = 0; e <= N; ++e) plan.offsets[e] = start[e];
-        for (int s = 0; s < S; ++s) scratch[plan.offsets[plan.sel[s]]++] = s;
-        const float* gate = plan.gate.data();
-        for (int e = 0; e < N; ++e) {
-            int* b = scratch.data() + start[e];
-            int* end = scratch.data() + start[e + 1];
-            std::sort(b, end, [gate](int x, int y) {
-                return gate[x] > gate[y] || (gate[x] == gate[y] && x < y);
-            });
-            const int n = int(end - b);
-            plan.dropped[e] = n > C ? int(n - C) : 0;
-            for (int j = 0; j < n; ++j) plan.kept[b[j]] = j < C;
-        }
-    }
-
-    // CSR over kept slots, each expert's segment in slot order.
-    std::fill(plan.offsets.begin(), plan.offsets.end(), 0);
-    for (int s = 0; s < S; ++s)
-        if (plan.kept[s]) plan.offsets[plan.sel[s] + 1]++;
-    for (int e = 0; e < N; ++e) plan.offsets[e + 1] += plan.offsets[e];
-    scratch.assign(plan.offsets.begin(), plan.offsets.end() - 1);   // cursors
-    for (int s = 0; s < S; ++s) {
-        if (!plan.kept[s]) {
-            plan.pos[s] = -1;
+    std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
+    if (C == 0) return;
+    int* off = plan.offsets.data();
+    int w = 0;   // write cursor of the compacted plan
+    for (int e = 0; e < N; ++e) {
+        const int b = off[e], n = off[e + 1] - b;
+        off[e] = w;
+        if (n <= C) {
+            for (int j = 0; j < n; ++j) {
+                plan.token[size_t(w)] = plan.token[size_t(b + j)];
+                plan.gate[size_t(w)] = plan.gate[size_t(b + j)];
+                plan.slot[size_t(w)] = plan.slot[size_t(b + j)];
+                ++w;
+            }
             continue;
         }
-        const int a = scratch[plan.sel[s]]++;
-        plan.slot[a] = s;
-        plan.pos[s] = a;
+        plan.dropped[size_t(e)] = int(n - C);
+        if (policy == DropPolicy::position) {
+            for (int j = 0; j < C; ++j) {
+                plan.token[size_t(w)] = plan.token[size_t(b + j)];
+                plan.gate[size_t(w)] = plan.gate[size_t(b + j)];
+                plan.slot[size_t(w)] = plan.slot[size_t(b + j)];
+                ++w;
+            }
+        } else {
+            // The C largest gates (ties: the earlier slot), then back into slot order.
+            scratch.resize(size_t(n));
+            for (int j = 0; j < n; ++j) scratch[size_t(j)] = b + j;
+            const float* gate = plan.gate.data();
+            const int* slot = plan.slot.data();
+            std::sort(scratch.begin(), scratch.end(), [gate, slot](int x, int y) {
+                return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
+            });
+            std::sort(scratch.begin(), scratch.begin() + C);   // positions = slot order
+            for (int j = 0; j < C; ++j) {
+                const int a = scratch[size_t(j)];
+                plan.token[size_t(w)] = plan.token[size_t(a)];
+                plan.gate[size_t(w)] = plan.gate[size_t(a)];
+                plan.slot[size_t(w)] = plan.slot[size_t(a)];
+                ++w;
+            }
+        }
     }
+    off[N] = w;
+    plan.A = w;
 }
 
 }  // namespace moe

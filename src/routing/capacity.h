@@ -1,10 +1,10 @@
-// Capacity limit and drop policies (METRICS.md): C = ceil(factor * T * K / N) processed
-// assignments per expert; factor 0 = no limit. Which assignments are dropped:
-//   position: in slot order (token order), the first C assignments of each expert are kept;
-//   score:    per expert, the C assignments with the largest gate weight are kept (ties: the
-//             earlier slot wins).
-// Then builds the CSR (offsets, slot, pos) over the kept assignments, each expert's segment in
-// slot order, and the counts routed[i] = A[i], dropped[i] = D[i].
+// Capacity limit and drop policies (METRICS.md): C = ceil(factor * T * k / N) processed
+// assignments per expert; factor 0 = no limit. They act on the plan (its routed assignments,
+// each expert's segment in slot order) and so respect what a router already dropped:
+//   position: an expert keeps its first C assignments in slot order (for top-k: token order);
+//   score:    an expert keeps the C assignments with the largest gate weight (ties: the earlier
+//             slot wins), still listed in slot order.
+// The plan is compacted in place to the kept assignments; dropped[i] = D[i], capacity = C.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +17,8 @@ namespace moe {
 
 int64_t capacity_of(double factor, int T, int K, int N);
 
-// Reads plan.sel and plan.gate; writes kept, pos, offsets, slot, routed, dropped, capacity.
-// scratch is reused between calls (no allocation once grown).
-void capacity_apply(RoutingPlan& plan, double factor, DropPolicy policy, std::vector<int>& scratch);
+// k: the experts per token that C is sized for (router.k). scratch is reused between calls.
+void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
+                    std::vector<int>& scratch);
 
 }  // namespace moe

@@ -1,35 +1,66 @@
-// A router turns router logits into a RoutingPlan and nothing else (DESIGN.md). Everything
-// downstream (dispatch, combine, backward, balancers, statistics) reads only the plan.
+// A router turns router logits into a RoutingPlan (DESIGN.md). What it needs for its own
+// backward (probabilities, selected slots, noise) it keeps in a RouterState that the layer
+// owns; the plan does not grow with every router.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 #include "routing/routing_plan.h"
 
 namespace moe {
 
-struct RouteContext {
-    bool training = false;       // gating noise only in training
-    uint64_t seed = 0;           // noise keyed (seed, kStreamNoise, noise_step, t*N + i)
-    uint64_t noise_step = 0;     // unique per (step, layer)
-    double capacity_factor = 0;  // 0 = no limit
-    const float* bias = nullptr; // (N) balancing bias b[i]; null = 0
+// The one context of a forward pass, from the trainer down to the router.
+struct Pass {
+    bool training = false;       // gating noise and gradients only in training
+    int64_t step = 0;            // the training step (evaluation: the step it follows)
+    double capacity_factor = 0;  // this pass's capacity factor; 0 = no limit
+    uint64_t noise_key = 0;      // gating noise is keyed (seed, kStreamNoise, noise_key, t*N + i);
+                                 // set per layer by the MoE layer (unique per step and layer)
+};
+
+// What a router keeps between its forward and its backward, and what the auxiliary losses and
+// the statistics read: sized once by reserve(). Probabilities p are normalised over the N
+// experts (METRICS.md); scores s are the raw scores selection and gates use (softmax: s = p, not
+// stored; sigmoid: s = sigmoid(noisy logit)). Token-choice routers keep K slots per token.
+struct RouterState {
+    int T = 0, N = 0, K = 0;
+    std::vector<float> probs;      // (T, N) p[t,i]
+    std::vector<float> scores;     // (T, N) s[t,i] (sigmoid scores only)
+    std::vector<float> noisy;      // (T, N) logits after gating noise (= the logits without)
+    std::vector<int> sel;          // (T*K) selected experts per token, best first
+    std::vector<float> sel_gate;   // (T*K) their gate weights, before capacity
+    float noise_std = 0.0f;        // the gating noise of this pass (0 in evaluation)
+
+    void reserve(int T_max, int N_, int K_, bool keep_scores);
 };
 
 class Router {
 public:
     virtual ~Router() = default;
-    // logits: (T, N) router logits of this layer. Writes the whole plan (sized by the caller with
-    // plan.resize(T, N, K)), including the probabilities the backward needs.
-    virtual void route(const float* logits, const RouteContext& ctx, RoutingPlan& plan) const = 0;
-    // d_gate: (T*K) gradient w.r.t. each slot's gate; d_probs: (T, N) gradient w.r.t. p (may be
-    // null). Writes d_logits: (T, N), overwriting.
-    virtual void backward(const RoutingPlan& plan, const float* d_gate, const float* d_probs,
+    // The largest number of slots the router emits for T tokens: sizes the plan once.
+    virtual size_t max_assignments(int T) const = 0;
+    // Sizes the state once for up to T_max tokens and N experts (what this router keeps).
+    virtual void reserve(RouterState& state, int T_max, int N) const = 0;
+    // logits: (T, N) router logits of this layer; bias: (N) balancing bias b[i] or null. Writes
+    // the state and the plan's routed assignments (plan_from_slots); capacity comes after.
+    virtual void route(const float* logits, int T, const float* bias, const Pass& pass,
+                       uint64_t seed, RouterState& state, RoutingPlan& plan) const = 0;
+    // d_slot: the gradient w.r.t. the gate weight of each emitted slot (max_assignments; zero
+    // for a slot the capacity dropped, unless an auxiliary loss acts on it); d_probs: (T, N)
+    // gradient w.r.t. p, or null. Writes d_logits (T, N), overwriting.
+    virtual void backward(const RouterState& state, const float* d_slot, const float* d_probs,
                           float* d_logits) const = 0;
 };
+
+// The gradient of each plan assignment's gate (d_gate, (A)) moved to the router's slot space:
+// d_slot[plan.slot[a]] = d_gate[a], zero for every other slot (R of them). No accumulation:
+// each slot has at most one assignment.
+void gate_grad_to_slots(const RoutingPlan& plan, const float* d_gate, float* d_slot, size_t R);
 
 struct RouterEntry {
     std::string_view name;

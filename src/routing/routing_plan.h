@@ -1,21 +1,23 @@
 // The RoutingPlan: the centre of the house (DESIGN.md). A router turns scores into a plan;
-// dispatch, combine, the backward pass, the balancers and the statistics read only the plan.
+// dispatch, combine, the backward pass, the balancers and the statistics read the plan (and the
+// router probabilities), never a router's own layout.
 //
-// Dimensions: T tokens, N routed experts, K experts chosen per token (slots per token),
-// A processed assignments (A <= T*K after the capacity limit).
-//
-// Per token slot s = t*K + j (j-th choice of token t, in descending order of score + bias):
-//   sel[s]   the expert chosen                               (T*K)
-//   gate[s]  its gate weight g[t,i] (METRICS.md)             (T*K)
-//   kept[s]  1 if the assignment survived the capacity limit (T*K)
-//   pos[s]   the processed assignment a of slot s, or -1 when it was dropped (T*K)
-// CSR by expert over the kept slots:
-//   offsets[i] .. offsets[i+1]  expert i's processed assignments   (N+1)
-//   slot[a]                     the slot of assignment a; its token is slot[a] / K   (A)
-// Counts (METRICS.md): routed[i] = A[i] (before capacity), dropped[i] = D[i]; the processed count
-// P[i] = routed[i] - dropped[i] = offsets[i+1] - offsets[i].
-// What the router's backward needs: probs[t*N + i] = p[t,i] (METRICS.md), computed from the noisy
-// logits when gating noise is on, and those noisy logits (equal to the logits without noise).
+// The plan is kept per ASSIGNMENT (a token-expert pair), so that token choice (k experts per
+// token), expert choice (0..N experts per token) and balanced assignments all fit:
+//   offsets[i] .. offsets[i+1]   expert i's processed assignments                  (N+1)
+//   token[a], gate[a]            assignment a's token and gate weight g[t,i]       (A)
+//   slot[a]                      the router's own index of assignment a: the order in which
+//                                the router emitted it (top-k: t*k + j, j-th choice of token
+//                                t); a router maps gradients back to its state through it (A)
+//   tok_offsets[t] .. [t+1]      token t's assignments, listed in tok_assign in slot order
+//   tok_assign[]                 (T+1, A): combine and its backward walk them, so each
+//                                token's sum has one fixed order (no atomics)
+//   routed[i]                    A[i] of METRICS.md: assignments routed to i before capacity
+//   dropped[i]                   D[i]: of those, dropped by the capacity limit
+// Each expert's segment lists its assignments in slot order (for top-k: token order), which is
+// the order the position drop policy keeps them in. Processed P[i] = routed[i] - dropped[i] =
+// offsets[i+1] - offsets[i]. kind = dense is reserved for soft routing (every expert sees a
+// weighted mix of all tokens); no router of this version produces it.
 #pragma once
 
 #include <cstddef>
@@ -24,39 +26,38 @@
 
 namespace moe {
 
+enum class PlanKind { sparse, dense };
+
 struct RoutingPlan {
-    int T = 0, N = 0, K = 0;
-    int64_t capacity = 0;        // C = ceil(factor * T * K / N); 0 = no limit
-    std::vector<int> sel;        // (T*K)
-    std::vector<float> gate;     // (T*K)
-    std::vector<uint8_t> kept;   // (T*K)
-    std::vector<int> pos;        // (T*K)
-    std::vector<int> offsets;    // (N+1)
-    std::vector<int> slot;       // (A)
-    std::vector<int> routed;     // (N)
-    std::vector<int> dropped;    // (N)
-    std::vector<float> probs;    // (T*N)
-    std::vector<float> noisy;    // (T*N) logits after gating noise
+    PlanKind kind = PlanKind::sparse;
+    int T = 0, N = 0, A = 0;   // tokens, experts, processed assignments
+    int64_t capacity = 0;      // C of METRICS.md; 0 = no limit
+    std::vector<int> offsets;                  // (N+1)
+    std::vector<int> token;                    // (A)
+    std::vector<float> gate;                   // (A)
+    std::vector<int> slot;                     // (A)
+    std::vector<int> tok_offsets, tok_assign;  // (T+1), (A)
+    std::vector<int> routed, dropped;          // (N)
 
-    int token_of(int a) const { return slot[a] / K; }
-    int assignments() const { return offsets.empty() ? 0 : offsets[N]; }
-    int processed(int i) const { return offsets[i + 1] - offsets[i]; }
+    int assignments() const { return A; }
+    int processed(int i) const { return offsets[size_t(i) + 1] - offsets[size_t(i)]; }
+    int token_assignments(int t) const { return tok_offsets[size_t(t) + 1] - tok_offsets[size_t(t)]; }
 
-    // Sizes every vector for (T, N, K). Vectors keep their capacity, so a plan reused with the
-    // same or smaller sizes does not allocate.
-    void resize(int T_, int N_, int K_) {
-        T = T_; N = N_; K = K_;
-        sel.resize(size_t(T) * K);
-        gate.resize(size_t(T) * K);
-        kept.resize(size_t(T) * K);
-        pos.resize(size_t(T) * K);
-        offsets.resize(size_t(N) + 1);
-        slot.resize(size_t(T) * K);
-        routed.resize(N);
-        dropped.resize(N);
-        probs.resize(size_t(T) * N);
-        noisy.resize(size_t(T) * N);
-    }
+    // Sizes every buffer once for at most T_max tokens, N experts and A_max assignments (the
+    // router's max_assignments); later plans of up to that size allocate nothing.
+    void reserve(int T_max, int N_, size_t A_max);
 };
+
+// Builds the plan from a router's R emitted assignments (slots s = 0..R-1, in emission order):
+// expert[s] (-1: the router itself dropped the slot: it is not routed), gate[s], and the token
+// of the slot: tokens[s], or s / per_token when tokens is null. Groups them by expert (each
+// segment in slot order), sets routed, clears dropped and capacity. Does not build the by-token
+// index (capacity changes the assignments first): call plan_index_by_token last.
+void plan_from_slots(RoutingPlan& plan, int T, int R, const int* expert, const float* gate,
+                     const int* tokens, int per_token);
+
+// The one shared helper that builds tok_offsets / tok_assign from the by-expert assignments:
+// each token's assignments in slot order. scratch is reused (no allocation once grown).
+void plan_index_by_token(RoutingPlan& plan, std::vector<int>& scratch);
 
 }  // namespace moe

@@ -1,7 +1,8 @@
 #include "stats/load_stats.h"
 
+#include "backend/check.h"
+
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -15,7 +16,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 int64_t total(std::span<const int64_t> counts) {
     int64_t s = 0;
     for (int64_t a : counts) {
-        assert(a >= 0);
+        MOESIM_CHECK(a >= 0, "statistics invariant");
         s += a;
     }
     return s;
@@ -115,10 +116,10 @@ double normalized_entropy(std::span<const double> p) {
 }
 
 double spec_nmi(std::span<const int64_t> table, int G, int N) {
-    assert(G >= 0 && N >= 0 && table.size() == size_t(G) * size_t(N));
+    MOESIM_CHECK(G >= 0 && N >= 0 && table.size() == size_t(G) * size_t(N), "statistics invariant");
     int64_t n = 0;
     for (int64_t c : table) {
-        assert(c >= 0);
+        MOESIM_CHECK(c >= 0, "statistics invariant");
         n += c;
     }
     if (n == 0) return kNaN;
@@ -146,7 +147,7 @@ double spec_nmi(std::span<const int64_t> table, int G, int N) {
 }
 
 double spec_purity(std::span<const int64_t> table, int G, int N) {
-    assert(G >= 0 && N >= 0 && table.size() == size_t(G) * size_t(N));
+    MOESIM_CHECK(G >= 0 && N >= 0 && table.size() == size_t(G) * size_t(N), "statistics invariant");
     int64_t n = 0, dominant = 0;
     for (int i = 0; i < N; ++i) {
         int64_t best = 0;

@@ -2,10 +2,10 @@
 
 #include "stats/load_stats.h"
 
+#include "backend/check.h"
 #include "backend/vec_math.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cmath>
 
 namespace moe {
@@ -26,7 +26,7 @@ LayerWindow::LayerWindow(int N, int max_groups)
       dropped_(size_t(N), 0),
       importance_sum_(size_t(N), 0.0),
       group_expert_(size_t(max_groups) * size_t(N), 0) {
-    assert(N >= 0 && max_groups >= 0);
+    MOESIM_CHECK(N >= 0 && max_groups >= 0, "statistics invariant");
 }
 
 void LayerWindow::reset() {
@@ -43,22 +43,19 @@ void LayerWindow::reset() {
 
 void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const float* logits,
                           const int* groups, int num_groups, double aux_loss, double z_loss) {
-    assert(plan.N == N_);
-    const int T = plan.T, N = plan.N, K = plan.K;
-    assert(plan.sel.size() >= size_t(T) * K && plan.kept.size() >= size_t(T) * K);
+    MOESIM_CHECK(plan.N == N_, "a plan of another expert count");
+    const int T = plan.T, N = plan.N;
 
-    // Counts: A[i], D[i]; the assignment total T*K; tokens with no kept slot.
+    // Counts: A[i], D[i]; the routed total (T k for token choice); tokens with no processed
+    // assignment.
     for (int i = 0; i < N; ++i) {
         routed_[size_t(i)] += plan.routed[size_t(i)];
         dropped_[size_t(i)] += plan.dropped[size_t(i)];
+        slots_ += plan.routed[size_t(i)];
     }
     tokens_ += T;
-    slots_ += int64_t(T) * K;
-    for (int t = 0; t < T; ++t) {
-        bool any_kept = false;
-        for (int j = 0; j < K; ++j) any_kept = any_kept || plan.kept[size_t(t) * K + j] != 0;
-        if (!any_kept) ++dropped_tokens_;
-    }
+    for (int t = 0; t < T; ++t)
+        if (plan.token_assignments(t) == 0) ++dropped_tokens_;
 
     // Router probabilities p: (T, N): entropy, top-1 probability, importance. The entropy's
     // terms p ln p are summed over the whole (T, N) block: only their total over tokens is kept.
@@ -91,14 +88,14 @@ void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const flo
     }
 
     // Group x top-1 expert table.
-    if (groups != nullptr && K > 0) {
-        assert(num_groups >= 0 && num_groups <= max_groups_);
+    if (groups != nullptr && probs != nullptr) {
+        MOESIM_CHECK(num_groups >= 0 && num_groups <= max_groups_, "more groups than sized for");
         num_groups_ = std::max(num_groups_, num_groups);
         for (int t = 0; t < T; ++t) {
             const int g = groups[t];
             if (g < 0) continue;
-            assert(g < num_groups);
-            const int e = plan.sel[size_t(t) * K];
+            MOESIM_CHECK(g < num_groups, "a group id out of range");
+            const int e = top1_expert(probs, N, t);
             ++group_expert_[size_t(g) * N + size_t(e)];
             ++group_tokens_;
         }
@@ -165,6 +162,52 @@ LayerStats LayerWindow::finish() const {
     return s;
 }
 
+void LayerWindow::save(BinaryWriter& w) const {
+    w.tag("LWIN");
+    w.vec(routed_);
+    w.vec(dropped_);
+    w.vec(importance_sum_);
+    w.vec(group_expert_);
+    for (int64_t v : {int64_t(num_groups_), tokens_, slots_, dropped_tokens_, batches_,
+                      prob_tokens_, logit_tokens_, group_tokens_})
+        w.put(v);
+    for (double v : {entropy_sum_, top1_sum_, lse2_sum_, aux_sum_, z_sum_}) w.put(v);
+}
+
+void LayerWindow::load(BinaryReader& r) {
+    r.tag("LWIN");
+    r.vec(routed_, N_);
+    r.vec(dropped_, N_);
+    r.vec(importance_sum_, N_);
+    r.vec(group_expert_, int64_t(max_groups_) * N_);
+    num_groups_ = int(r.get<int64_t>());
+    if (num_groups_ < 0 || num_groups_ > max_groups_)
+        throw std::runtime_error("training state: a statistics window with too many groups");
+    for (int64_t* v : {&tokens_, &slots_, &dropped_tokens_, &batches_, &prob_tokens_,
+                       &logit_tokens_, &group_tokens_})
+        r.get(*v);
+    for (double* v : {&entropy_sum_, &top1_sum_, &lse2_sum_, &aux_sum_, &z_sum_}) r.get(*v);
+}
+
+int top1_expert(const float* probs, int N, int t) {
+    const float* p = probs + size_t(t) * N;
+    int best = 0;
+    for (int i = 1; i < N; ++i)
+        if (p[i] > p[best]) best = i;
+    return best;
+}
+
+void router_grad_stats(std::span<const float> task, std::span<const float> aux, LayerStats& st) {
+    double tt = 0.0, aa = 0.0, ta = 0.0;
+    for (size_t i = 0; i < task.size(); ++i) tt += double(task[i]) * task[i];
+    for (size_t i = 0; i < aux.size(); ++i) aa += double(aux[i]) * aux[i];
+    for (size_t i = 0; i < std::min(task.size(), aux.size()); ++i) ta += double(task[i]) * aux[i];
+    const double nt = std::sqrt(tt), na = std::sqrt(aa);
+    st.router_grad_task = nt;
+    st.router_grad_aux = na;
+    st.router_grad_cos = nt > 0 && na > 0 ? ta / (nt * na) : LayerStats::kNaN;
+}
+
 double FlipTracker::update(std::span<const int> top1) {
     double rate = std::numeric_limits<double>::quiet_NaN();
     if (has_previous_ && previous_.size() == top1.size() && !top1.empty()) {
@@ -177,19 +220,67 @@ double FlipTracker::update(std::span<const int> top1) {
     return rate;
 }
 
+void FlipTracker::save(BinaryWriter& w) const {
+    w.tag("FLIP");
+    w.put<uint8_t>(has_previous_);
+    w.vec(previous_);
+}
+
+void FlipTracker::load(BinaryReader& r) {
+    r.tag("FLIP");
+    has_previous_ = r.get<uint8_t>() != 0;
+    r.vec(previous_);
+}
+
 std::string_view collapse_kind_name(CollapseKind kind) {
     return kind == CollapseKind::dead ? "dead" : "revived";
 }
 
 CollapseTracker::CollapseTracker(int num_layers, int N)
-    : layers_(num_layers), N_(N), dead_(size_t(num_layers) * size_t(N), 0),
-      first_dead_(size_t(num_layers)) {
-    assert(num_layers >= 0 && N >= 0);
+    : layers_(num_layers), N_(N), interval_(size_t(num_layers) * size_t(N), 0),
+      dead_(size_t(num_layers) * size_t(N), 0), first_dead_(size_t(num_layers)) {
+    MOESIM_CHECK(num_layers >= 0 && N >= 0, "statistics invariant");
+}
+
+void CollapseTracker::count(int layer, std::span<const int> routed) {
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && routed.size() == size_t(N_), "bad layer");
+    int64_t* c = interval_.data() + size_t(layer) * N_;
+    for (int i = 0; i < N_; ++i) c[i] += routed[size_t(i)];
+}
+
+void CollapseTracker::end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events) {
+    MOESIM_CHECK(layer >= 0 && layer < layers_, "bad layer");
+    int64_t* c = interval_.data() + size_t(layer) * N_;
+    int64_t total = 0;
+    for (int i = 0; i < N_; ++i) total += c[i];
+    if (total > 0) {
+        std::vector<double> fractions(static_cast<size_t>(N_));
+        for (int i = 0; i < N_; ++i) fractions[size_t(i)] = double(c[i]) / double(total);
+        observe(step, layer, fractions, events);
+    }
+    std::fill(c, c + N_, int64_t{0});
+}
+
+void CollapseTracker::save(BinaryWriter& w) const {
+    w.tag("COLL");
+    w.vec(interval_);
+    w.vec(dead_);
+    for (const auto& f : first_dead_) w.put<int64_t>(f ? *f : -1);
+}
+
+void CollapseTracker::load(BinaryReader& r) {
+    r.tag("COLL");
+    r.vec(interval_, int64_t(layers_) * N_);
+    r.vec(dead_, int64_t(layers_) * N_);
+    for (auto& f : first_dead_) {
+        const int64_t v = r.get<int64_t>();
+        f = v < 0 ? std::nullopt : std::optional<int64_t>(v);
+    }
 }
 
 void CollapseTracker::observe(int64_t step, int layer, std::span<const double> load,
                               std::vector<CollapseEvent>& events) {
-    assert(layer >= 0 && layer < layers_ && load.size() == size_t(N_));
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && load.size() == size_t(N_), "statistics invariant");
     const double threshold = 1.0 / (10.0 * N_);
     for (int i = 0; i < N_; ++i) {
         const double l = load[size_t(i)];

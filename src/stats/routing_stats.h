@@ -2,29 +2,32 @@
 // experts.csv and specialization.csv.
 //
 // A LayerWindow is sized once for N experts (and at most G ground-truth groups), reset() at
-// every log row, and fed one observe() per step (train) or per eval batch. Per batch b with
-// T_b tokens, K_b slots per token, routed A_b[i], dropped D_b[i], probabilities p, logits l:
+// every log row, and fed one observe() per step (train) or per eval batch. It reads the plan
+// (routing_plan.h) and the router probabilities, never a router's own layout. Per batch b with
+// T_b tokens, routed A_b[i], dropped D_b[i], probabilities p, logits l:
 //   tokens[i]          = sum_b A_b[i]                  dropped[i] = sum_b D_b[i]
 //   processed[i]       = tokens[i] - dropped[i]        load[i] = tokens[i] / sum_j tokens[j]
 //   importance[i]      = sum_{b,t} p[t,i] / sum_b T_b
 //   max_vio ... gini, min/max_load, dead_experts: load_stats(tokens)   (stats/load_stats.h)
-//   drop_rate          = sum_{b,i} D_b[i] / sum_b T_b K_b
-//   dropped_token_rate = #{tokens all of whose slots have kept = 0} / sum_b T_b
-//                        (expert choice: a token chosen by no expert has no kept slot)
+//   drop_rate          = sum_{b,i} D_b[i] / sum_{b,i} A_b[i]   (= / T k for token choice)
+//   dropped_token_rate = #{tokens with no processed assignment} / sum_b T_b
+//                        (expert choice: a token chosen by no expert has none)
 //   router_entropy     = mean over tokens of -sum_i p[t,i] ln p[t,i] / ln N   (1 when N = 1)
 //   top1_prob          = mean over tokens of max_i p[t,i]
 //   logit_lse2         = mean over tokens of (log sum_i exp l[t,i])^2 (vec_logsumexp)
 //   aux_loss, z_loss   = mean over the batches of the values passed to observe()
 //   group table n[g,i] = tokens of group g whose top-1 expert is i; the top-1 expert of token
-//                        t is plan.sel[t*K] (the highest-scoring choice, kept or dropped)
+//                        t is argmax_i p[t,i] (ties: the lower index), kept or dropped, whatever
+//                        the balancing bias selected (METRICS.md)
 //   spec_nmi, spec_purity from that table (stats/load_stats.h); NaN when no groups were given
 // Counts are exact integer sums over the window, never averages of per-batch ratios. A column
 // that is undefined (no tokens; no probabilities passed; no groups) is NaN: an empty CSV cell.
 //
-// flip_rate comes from FlipTracker, the collapse events from CollapseTracker (below), and the
-// router gradient columns from the trainer: finish() leaves those four NaN.
+// flip_rate comes from FlipTracker, the collapse events from CollapseTracker, and the router
+// gradient columns from router_grad_stats (below): finish() leaves those four NaN.
 #pragma once
 
+#include "backend/serialize.h"
 #include "routing/routing_plan.h"
 
 #include <array>
@@ -86,11 +89,12 @@ public:
 
     void reset();  // start a new window; keeps every buffer
 
-    // One batch of this layer. plan: its T, N (must equal the window's N), K, sel, kept,
-    // routed, dropped. probs: (T, N) row-major router probabilities or nullptr. logits: (T, N)
-    // or nullptr. groups: (T) ground-truth group per token, in [0, num_groups), or nullptr; a
-    // negative group means "none" and is skipped. aux_loss, z_loss: the layer's balancing
-    // losses for this batch, before their coefficients. O(T*K + T*N), allocates nothing.
+    // One batch of this layer. plan: its T, N (must equal the window's N), routed, dropped and
+    // by-token index. probs: (T, N) row-major router probabilities or nullptr (then no group
+    // table either: the top-1 expert is argmax p). logits: (T, N) or nullptr. groups: (T)
+    // ground-truth group per token, in [0, num_groups), or nullptr; a negative group means
+    // "none" and is skipped. aux_loss, z_loss: the layer's balancing losses for this batch,
+    // before their coefficients. O(T*N + N), allocates nothing.
     void observe(const RoutingPlan& plan, const float* probs, const float* logits,
                  const int* groups, int num_groups, double aux_loss, double z_loss);
 
@@ -99,6 +103,10 @@ public:
     int experts() const { return N_; }
     int max_groups() const { return max_groups_; }
     int64_t tokens() const { return tokens_; }
+
+    // The open window's sums (a resumed run continues it).
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
 
 private:
     int N_ = 0, max_groups_ = 0;
@@ -112,8 +120,13 @@ private:
     double aux_sum_ = 0.0, z_sum_ = 0.0;
 };
 
-// Top-1 expert of token t: the highest-scoring selection, kept or dropped.
-inline int top1_expert(const RoutingPlan& plan, int t) { return plan.sel[size_t(t) * plan.K]; }
+// Top-1 expert of token t: argmax_i p[t,i] of probs (T, N) (ties: the lower index).
+int top1_expert(const float* probs, int N, int t);
+
+// Gradient interference on one layer's router (METRICS.md): the Frobenius norms of the router
+// weight gradients of the task loss and of the auxiliary losses, and their cosine (NaN when
+// either is 0). Writes router_grad_task, router_grad_aux and router_grad_cos of st.
+void router_grad_stats(std::span<const float> task, std::span<const float> aux, LayerStats& st);
 
 // flip_rate: fraction of a fixed probe set of eval tokens whose top-1 expert changed since the
 // previous eval. update() returns NaN on the first eval (nothing to compare with) and when the
@@ -122,6 +135,8 @@ class FlipTracker {
 public:
     double update(std::span<const int> top1);
     void reset() { previous_.clear(); has_previous_ = false; }
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
 
 private:
     std::vector<int> previous_;
@@ -145,6 +160,12 @@ class CollapseTracker {
 public:
     CollapseTracker(int num_layers, int N);
 
+    // Counts one training step's routed counts A[i] (N) of `layer` into the current interval.
+    void count(int layer, std::span<const int> routed);
+    // Closes the interval of `layer` that ends at eval `step`: its load fractions go to
+    // observe() (nothing when the interval had no tokens) and the interval restarts.
+    void end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events);
+
     // load: (N) load fractions of `layer` over the eval interval that ends at `step`.
     // Appends that layer's transitions, in expert order, to `events`.
     void observe(int64_t step, int layer, std::span<const double> load,
@@ -155,8 +176,12 @@ public:
     std::optional<int64_t> first_dead_step() const;           // over all layers
     std::optional<int64_t> first_dead_step(int layer) const;
 
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+
 private:
     int layers_ = 0, N_ = 0;
+    std::vector<int64_t> interval_;                 // (layers, N) routed since the last eval
     std::vector<uint8_t> dead_;                     // (layers, N)
     std::vector<std::optional<int64_t>> first_dead_;  // (layers)
 };

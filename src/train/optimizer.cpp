@@ -37,4 +37,16 @@ float clip_scale(double norm, double max_norm) {
     return max_norm > 0.0 && std::isfinite(norm) && norm > max_norm ? float(max_norm / norm) : 1.0f;
 }
 
+void Optimizer::save(BinaryWriter& w) const {
+    w.tag("OPTM");
+    w.vec(m_);
+    w.vec(v_);
+}
+
+void Optimizer::load(BinaryReader& r) {
+    r.tag("OPTM");
+    r.vec(m_, int64_t(m_.size()));
+    r.vec(v_, int64_t(v_.size()));
+}
+
 }  // namespace moe

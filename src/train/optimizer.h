@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/serialize.h"
 #include "config/config.h"
 #include "model/params.h"
 
@@ -23,6 +24,10 @@ public:
     void step(Backend& be, ParamStore& ps, float lr, int64_t t, float grad_scale = 1.0f,
               double* grad_sumsq = nullptr);
     size_t state_floats() const { return m_.size() + v_.size(); }
+
+    // The moments (the update count is the trainer's step, kept by TrainState).
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
 
 private:
     TrainConfig cfg_;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
 
 #include "config/config_load.h"
 #include "io/csv_writer.h"
@@ -47,15 +48,38 @@ void SummaryBuilder::observe_late_train(const LayerStats& st) {
     worst(worst_drop_, st.drop_rate);
 }
 
-void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse,
-                            double wall_s, double tokens_per_s) {
+void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse) {
     status_ = status;
     steps_done_ = steps_done;
     if (auto s = collapse.first_dead_step()) first_dead_ = std::to_string(*s);
     dead_final_ = 0;
     for (int l = 0; l < int(last_eval_.size()); ++l) dead_final_ += collapse.dead_count(l);
-    wall_s_ = wall_s;
-    tokens_per_s_ = tokens_per_s;
+}
+
+void SummaryBuilder::save(BinaryWriter& w) const {
+    w.tag("SUMM");
+    w.put<uint8_t>(have_eval_);
+    for (double v : {loss_, accuracy_, worst_vio_, worst_drop_}) w.put(v);
+    w.put<uint64_t>(last_eval_.size());
+    for (const LayerStats& s : last_eval_) {
+        for (double v : {s.max_vio, s.load_cv, s.effective_experts, s.drop_rate, s.spec_nmi})
+            w.put(v);
+        w.put<int64_t>(s.dead_experts);
+    }
+}
+
+void SummaryBuilder::load(BinaryReader& r) {
+    r.tag("SUMM");
+    have_eval_ = r.get<uint8_t>() != 0;
+    for (double* v : {&loss_, &accuracy_, &worst_vio_, &worst_drop_}) r.get(*v);
+    if (r.get<uint64_t>() != last_eval_.size())
+        throw std::runtime_error("training state: a summary of another number of MoE layers");
+    for (LayerStats& s : last_eval_) {
+        s = LayerStats{};
+        for (double* v : {&s.max_vio, &s.load_cv, &s.effective_experts, &s.drop_rate, &s.spec_nmi})
+            r.get(*v);
+        s.dead_experts = int(r.get<int64_t>());
+    }
 }
 
 std::string SummaryBuilder::csv() const {
@@ -91,8 +115,6 @@ std::string SummaryBuilder::csv() const {
     add("worst_drop_rate", CsvCell(worst_drop_));
     add("first_dead_step", first_dead_.empty() ? CsvCell() : CsvCell(first_dead_));
     add("dead_final", CsvCell(dead_final_));
-    add("wall_s", CsvCell(wall_s_));
-    add("tokens_per_s", CsvCell(tokens_per_s_));
     return header + "\n" + row + "\n";
 }
 

@@ -9,7 +9,8 @@
 //                           last 10% of steps
 //   first_dead_step         first eval step at which an expert was declared dead (empty: never)
 //   dead_final              experts dead at the end (collapse events), summed over layers
-//   wall_s, tokens_per_s    timing (not part of the determinism promise)
+// Timing (wall time, tokens/s) is not here: it is in timing.csv, so that summary.csv is
+// byte-identical from run to run.
 #pragma once
 
 #include <string>
@@ -30,8 +31,11 @@ public:
     void observe_eval(int layer, const LayerStats& st);
     void set_final_eval(double loss, double accuracy);
     void observe_late_train(const LayerStats& st);
-    void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse, double wall_s,
-                double tokens_per_s);
+    void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse);
+
+    // What a resumed run needs (the final eval, the late-train extremes).
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
     std::string csv() const;   // header line + one row
 
 private:
@@ -43,7 +47,6 @@ private:
     int64_t steps_done_ = 0;
     std::string first_dead_;
     int dead_final_ = 0;
-    double wall_s_ = 0, tokens_per_s_ = 0;
 };
 
 }  // namespace moe

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "routing/balancer.h"
 
 namespace moe {
 
@@ -13,8 +12,11 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
     StepOutcome out;
     const int B = cfg.train.batch_size;
     task.train_batch(s, B, batch);
-    out.loss = model.forward(be, batch.x.data(), batch.y.data(), B,
-                             StepInfo{true, s, cfg.capacity.factor});
+    Pass pass;
+    pass.training = true;
+    pass.step = s;
+    pass.capacity_factor = cfg.capacity.factor;
+    out.loss = model.forward(be, batch.x.data(), batch.y.data(), B, pass);
     if (!std::isfinite(out.loss.loss)) {
         out.finite = false;
         out.message = fmt::format("the loss is {} at step {}", out.loss.loss, s);
@@ -39,10 +41,7 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
         out.message = fmt::format("the gradient norm is {} at step {}", out.grad_norm, s);
         return out;
     }
-    if (cfg.balance.bias_rate > 0.0)
-        for (MoeLayer* layer : model.moe_layers())
-            bias_update(layer->bias(), layer->plan().routed.data(), layer->experts(),
-                        float(cfg.balance.bias_rate));
+    model.after_optimizer_step();
     return out;
 }
 

@@ -19,6 +19,7 @@
 #include "tasks/task.h"
 #include "train/optimizer.h"
 #include "train/summary.h"
+#include "train/train_state.h"
 #include "train/train_step.h"
 
 namespace moe {
@@ -41,27 +42,22 @@ double seconds_since(Clock::time_point t0) {
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Everything one run holds besides the model: the statistics windows and the CSV files.
+// The CSV files of one run, and the evaluation's scratch (rebuilt at every evaluation, so not
+// training state).
 struct Recorder {
-    std::vector<LayerWindow> train_win, eval_win;
-    std::vector<FlipTracker> flips;
-    CollapseTracker collapse;
-    std::vector<std::vector<int64_t>> interval_counts;   // (layers, N) since the last eval
-    std::vector<std::vector<int>> eval_top1;              // (layers, eval tokens)
-    std::vector<int> blocks;                              // block index of each MoE layer
-    CsvWriter metrics, layers, experts, specialization, events;
+    std::vector<LayerWindow> eval_win;
+    std::vector<std::vector<int>> eval_top1;   // (layers, eval tokens)
+    std::vector<int> blocks;                   // block index of each MoE layer
+    CsvWriter metrics, timing, layers, experts, specialization, events;
     std::vector<CsvCell> row;
 
     Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, const std::filesystem::path& dir)
-        : train_win(NL, LayerWindow(N, G)),
-          eval_win(NL, LayerWindow(N, G)),
-          flips(NL),
-          collapse(NL, N),
-          interval_counts(NL, std::vector<int64_t>(N, 0)),
+        : eval_win(NL, LayerWindow(N, G)),
           eval_top1(NL, std::vector<int>(E, 0)),
           blocks(std::move(blocks_)),
           metrics(dir / "metrics.csv", {"step", "split", "loss", "task_loss", "aux_loss", "z_loss",
-                                        "accuracy", "lr", "grad_norm", "tokens_per_s"}),
+                                        "accuracy", "lr", "grad_norm"}),
+          timing(dir / "timing.csv", {"step", "tokens_per_s", "step_ms", "wall_s"}),
           experts(dir / "experts.csv", {"step", "split", "layer", "expert", "load", "tokens",
                                         "processed", "dropped", "importance", "bias"}),
           specialization(dir / "specialization.csv", {"step", "layer", "expert", "group", "tokens"}),
@@ -88,6 +84,7 @@ struct Recorder {
     }
     void flush() {
         metrics.flush();
+        timing.flush();
         layers.flush();
         experts.flush();
         specialization.flush();
@@ -95,185 +92,198 @@ struct Recorder {
     }
 };
 
-double dot(const std::vector<float>& a, const std::vector<float>& b) {
-    double s = 0.0;
-    for (size_t i = 0; i < a.size(); ++i) s += double(a[i]) * b[i];
-    return s;
-}
+// Throughput since the last timing row (not training state: it restarts with the process).
+struct TimingWindow {
+    double seconds = 0.0;
+    int64_t tokens = 0, steps = 0;
+};
 
-}  // namespace
+// One run: the named steps of the loop below.
+class Run {
+public:
+    Run(const Config& cfg, const RunOptions& opts)
+        : cfg_(cfg),
+          opts_(opts),
+          t_start_(Clock::now()),
+          be_(backend_create(cfg.device, cfg.threads)),
+          task_(task_create(cfg)),
+          G_(task_->num_groups()),
+          st_(cfg, task_->input_dim(), task_->num_classes(), G_),
+          moe_(st_.model.moe_layers()),
+          rec_(int(moe_.size()), cfg.experts.count, G_, task_->eval_set().B,
+               st_.model.moe_block_index(), opts.out_dir) {}
 
-RunResult train_run(const Config& cfg, const RunOptions& opts) {
-    const auto t_start = Clock::now();
-    RunResult result;
-    auto be = backend_create(cfg.device, cfg.threads);
-    auto task = task_create(cfg);
-    const int B = cfg.train.batch_size;
-    const int N = cfg.experts.count;
-    const int G = task->num_groups();
-    const Batch& eval = task->eval_set();
-    const int E = eval.B;
-    Model model(cfg, task->input_dim(), task->num_classes(), B);
-    Optimizer opt(cfg.train, model.params().size());
-    std::vector<MoeLayer*> moe = model.moe_layers();
-    const int NL = int(moe.size());
-    Recorder rec(NL, N, G, E, model.moe_block_index(), opts.out_dir);
-    SummaryBuilder summary(cfg, NL);
+    RunResult run() {
+        const int64_t steps = cfg_.train.steps;
+        for (int64_t s = st_.step + 1; s <= steps; ++s) {
+            if (opts_.stop && opts_.stop->load()) {
+                result_.status = RunStatus::interrupted;
+                break;
+            }
+            const auto t0 = Clock::now();
+            const bool log_row = s % cfg_.train.log_every == 0 || s == steps;
+            const StepOutcome so = train_step(*be_, cfg_, *task_, st_.model, st_.opt, batch_, s,
+                                              log_row);
+            if (!so.finite) {
+                result_.status = RunStatus::diverged;
+                result_.message = so.message;
+                break;
+            }
+            st_.step = s;
+            result_.steps_done = s;
+            observe_train_step(so);
+            timing_.seconds += seconds_since(t0);
+            timing_.tokens += cfg_.train.batch_size;
+            timing_.steps += 1;
+            if (log_row) record_train_row(s, so);
+            if (s % cfg_.train.eval_every == 0 || s == steps) evaluate(s);
+        }
+        rec_.flush();
+        result_.wall_s = seconds_since(t_start_);
+        st_.stats.summary.finish(result_.status, result_.steps_done, st_.stats.collapse);
+        write_file_atomic(opts_.out_dir / "summary.csv", st_.stats.summary.csv());
+        return result_;
+    }
 
-    const double train_factor = cfg.capacity.factor;
-    const double eval_factor = cfg.capacity.eval_factor > 0 ? cfg.capacity.eval_factor : train_factor;
-    const int64_t steps = cfg.train.steps;
-    const int64_t last_tenth = steps - std::max<int64_t>(1, steps / 10);
+private:
+    // Statistics of one training step: each layer's window and collapse interval, the metrics.
+    void observe_train_step(const StepOutcome& so) {
+        StatsState& ss = st_.stats;
+        const int G = G_;
+        for (size_t l = 0; l < moe_.size(); ++l) {
+            const MoeLayer& m = *moe_[l];
+            ss.train_windows[l].observe(m.plan(), m.router_state().probs.data(), m.logits(),
+                                        batch_.group.data(), G, m.aux_loss(), m.z_loss_value());
+            ss.collapse.count(int(l), m.plan().routed);
+        }
+        ss.metrics.add(so.loss, cfg_.train.batch_size);
+    }
 
-    Batch batch;
-    // Sums over the current log window.
-    double w_loss = 0, w_task = 0, w_aux = 0, w_z = 0, w_time = 0;
-    int64_t w_correct = 0, w_tokens = 0, w_steps = 0;
-    double tokens_total = 0, train_time_total = 0;
+    // metrics.csv, timing.csv, layers.csv and experts.csv rows of the train split.
+    void record_train_row(int64_t s, const StepOutcome& so) {
+        StatsState& ss = st_.stats;
+        const MetricWindow& w = ss.metrics;
+        rec_.metrics.write_row({s, "train", w.loss / w.steps, w.task / w.steps, w.aux / w.steps,
+                                w.z / w.steps, double(w.correct) / w.tokens, so.lr, so.grad_norm});
+        const double tps = timing_.seconds > 0 ? double(timing_.tokens) / timing_.seconds : 0.0;
+        rec_.timing.write_row({s, tps, 1e3 * timing_.seconds / double(timing_.steps),
+                               seconds_since(t_start_)});
+        const int64_t last_tenth = cfg_.train.steps - std::max<int64_t>(1, cfg_.train.steps / 10);
+        const int NL = int(moe_.size());
+        double drop = 0, vio = 0;
+        for (int l = 0; l < NL; ++l) {
+            LayerStats st = ss.train_windows[l].finish();
+            router_grad_stats(moe_[l]->router_grad_task(), moe_[l]->router_grad_aux(), st);
+            rec_.write_layer_rows(s, "train", l, st, moe_[l]->bias());
+            if (s > last_tenth) ss.summary.observe_late_train(st);
+            drop += st.drop_rate / NL;
+            vio += st.max_vio / NL;
+            ss.train_windows[l].reset();
+        }
+        rec_.flush();
+        Progress p;
+        p.loss = w.loss / w.steps;
+        p.accuracy = double(w.correct) / w.tokens;
+        p.drop_rate = drop;
+        p.max_vio = vio;
+        p.tokens_per_s = tps;
+        report(s, p);
+        ss.metrics.reset();
+        timing_ = TimingWindow{};
+    }
 
-    // Hands a log or eval row to the progress display, with the step and the elapsed time.
-    auto report = [&](int64_t step, Progress p) {
-        if (!opts.on_progress) return;
-        p.step = step;
-        p.steps = steps;
-        p.elapsed_s = seconds_since(t_start);
-        opts.on_progress(p);
-    };
-
-    auto evaluate = [&](int64_t step) {
+    // The held-out set, in batches, at the eval capacity factor; then the eval rows.
+    void evaluate(int64_t step) {
+        const Batch& eval = task_->eval_set();
+        const int E = eval.B, B = cfg_.train.batch_size, N = cfg_.experts.count;
+        const int NL = int(moe_.size());
+        Pass pass;
+        pass.training = false;
+        pass.step = step;
+        pass.capacity_factor =
+            cfg_.capacity.eval_factor > 0 ? cfg_.capacity.eval_factor : cfg_.capacity.factor;
         double loss = 0, task_loss = 0, aux = 0, z = 0;
         int64_t correct = 0;
-        for (auto& w : rec.eval_win) w.reset();
+        for (auto& w : rec_.eval_win) w.reset();
         for (int start = 0; start < E; start += B) {
             const int T = std::min(B, E - start);
-            StepInfo info{false, step, eval_factor};
-            const LossParts lp = model.forward(*be, eval.x.data() + size_t(start) * eval.dim,
-                                               eval.y.data() + start, T, info);
+            const LossParts lp = st_.model.forward(*be_, eval.x.data() + size_t(start) * eval.dim,
+                                                   eval.y.data() + start, T, pass);
             loss += lp.loss * T;
             task_loss += lp.task * T;
             aux += lp.aux * T;
             z += lp.z * T;
             correct += lp.correct;
             for (int l = 0; l < NL; ++l) {
-                const RoutingPlan& plan = moe[l]->plan();
-                rec.eval_win[l].observe(plan, plan.probs.data(), moe[l]->logits(),
-                                        eval.group.data() + start, G, moe[l]->aux_loss(),
-                                        moe[l]->z_loss_value());
-                for (int t = 0; t < T; ++t) rec.eval_top1[l][start + t] = top1_expert(plan, t);
+                const MoeLayer& m = *moe_[l];
+                const float* probs = m.router_state().probs.data();
+                rec_.eval_win[l].observe(m.plan(), probs, m.logits(), eval.group.data() + start,
+                                         G_, m.aux_loss(), m.z_loss_value());
+                for (int t = 0; t < T; ++t) rec_.eval_top1[l][start + t] = top1_expert(probs, N, t);
             }
         }
-        const double acc = double(correct) / E;
-        rec.metrics.write_row({step, "eval", loss / E, task_loss / E, aux / E, z / E, acc,
-                               CsvCell(), CsvCell(), CsvCell()});
-        std::vector<CollapseEvent> events;
-        for (int l = 0; l < NL; ++l) {
-            LayerStats st = rec.eval_win[l].finish();
-            st.flip_rate = rec.flips[l].update(rec.eval_top1[l]);
-            rec.write_layer_rows(step, "eval", l, st, moe[l]->bias());
-            summary.observe_eval(l, st);
-            for (int g = 0; g < st.num_groups; ++g)
-                for (int i = 0; i < N; ++i)
-                    rec.specialization.write_row(
-                        {step, rec.blocks[l], i, g, st.group_expert[size_t(g) * N + i]});
-            // Collapse: training load over the eval interval that ends here.
-            int64_t total = 0;
-            for (int64_t c : rec.interval_counts[l]) total += c;
-            if (total > 0) {
-                std::vector<double> load(N);
-                for (int i = 0; i < N; ++i) load[i] = double(rec.interval_counts[l][i]) / total;
-                rec.collapse.observe(step, l, load, events);
-            }
-            std::fill(rec.interval_counts[l].begin(), rec.interval_counts[l].end(), 0);
-        }
-        for (const CollapseEvent& ev : events)
-            rec.events.write_row(
-                {ev.step, rec.blocks[ev.layer], ev.expert, collapse_kind_name(ev.kind)});
-        summary.set_final_eval(loss / E, acc);
-        result.final_eval_loss = loss / E;
-        result.final_eval_accuracy = acc;
-        rec.flush();
-        Progress p;
-        p.eval = true;
-        p.loss = loss / E;
-        p.accuracy = acc;
-        report(step, p);
-    };
-
-    for (int64_t s = 1; s <= steps; ++s) {
-        if (opts.stop && opts.stop->load()) {
-            result.status = RunStatus::interrupted;
-            break;
-        }
-        const auto t0 = Clock::now();
-        const bool log_row = s % cfg.train.log_every == 0 || s == steps;
-        const StepOutcome so = train_step(*be, cfg, *task, model, opt, batch, s, log_row);
-        if (!so.finite) {
-            result.status = RunStatus::diverged;
-            result.message = so.message;
-            break;
-        }
-        const LossParts& lp = so.loss;
-        const double gnorm = so.grad_norm, lr = so.lr;
-        for (int l = 0; l < NL; ++l) {
-            const RoutingPlan& plan = moe[l]->plan();
-            rec.train_win[l].observe(plan, plan.probs.data(), moe[l]->logits(),
-                                     batch.group.data(), G, moe[l]->aux_loss(),
-                                     moe[l]->z_loss_value());
-            for (int i = 0; i < N; ++i) rec.interval_counts[l][i] += plan.routed[i];
-        }
-        const double dt = seconds_since(t0);
-        w_loss += lp.loss;
-        w_task += lp.task;
-        w_aux += lp.aux;
-        w_z += lp.z;
-        w_correct += lp.correct;
-        w_tokens += B;
-        w_steps += 1;
-        w_time += dt;
-        tokens_total += B;
-        train_time_total += dt;
-        result.steps_done = s;
-
-        if (log_row) {
-            const double tps = w_time > 0 ? double(w_tokens) / w_time : 0.0;
-            rec.metrics.write_row({s, "train", w_loss / w_steps, w_task / w_steps, w_aux / w_steps,
-                                   w_z / w_steps, double(w_correct) / w_tokens, lr, gnorm, tps});
-            double drop = 0, vio = 0;
-            for (int l = 0; l < NL; ++l) {
-                LayerStats st = rec.train_win[l].finish();
-                // Gradient interference on the router at this step (METRICS.md).
-                const auto& gt = moe[l]->router_grad_task();
-                const auto& ga = moe[l]->router_grad_aux();
-                const double nt = std::sqrt(dot(gt, gt)), na = std::sqrt(dot(ga, ga));
-                st.router_grad_task = nt;
-                st.router_grad_aux = na;
-                st.router_grad_cos = nt > 0 && na > 0 ? dot(gt, ga) / (nt * na) : kNaN;
-                rec.write_layer_rows(s, "train", l, st, moe[l]->bias());
-                if (s > last_tenth) summary.observe_late_train(st);
-                drop += st.drop_rate / NL;
-                vio += st.max_vio / NL;
-                rec.train_win[l].reset();
-            }
-            rec.flush();
-            Progress p;
-            p.loss = w_loss / w_steps;
-            p.accuracy = double(w_correct) / w_tokens;
-            p.drop_rate = drop;
-            p.max_vio = vio;
-            p.tokens_per_s = tps;
-            report(s, p);
-            w_loss = w_task = w_aux = w_z = w_time = 0;
-            w_correct = w_tokens = w_steps = 0;
-        }
-        if (s % cfg.train.eval_every == 0 || s == steps) evaluate(s);
+        record_eval_row(step, loss / E, task_loss / E, aux / E, z / E, double(correct) / E);
     }
 
-    rec.flush();
-    result.wall_s = seconds_since(t_start);
-    summary.finish(result.status, result.steps_done, rec.collapse, result.wall_s,
-                   train_time_total > 0 ? tokens_total / train_time_total : 0.0);
-    write_file_atomic(opts.out_dir / "summary.csv", summary.csv());
-    return result;
-}
+    // metrics.csv, layers.csv, experts.csv and specialization.csv rows of the eval split; the
+    // collapse events of the eval interval that ends here.
+    void record_eval_row(int64_t step, double loss, double task_loss, double aux, double z,
+                         double acc) {
+        StatsState& ss = st_.stats;
+        const int N = cfg_.experts.count;
+        rec_.metrics.write_row(
+            {step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
+        std::vector<CollapseEvent> events;
+        for (int l = 0; l < int(moe_.size()); ++l) {
+            LayerStats st = rec_.eval_win[l].finish();
+            st.flip_rate = ss.flips[l].update(rec_.eval_top1[l]);
+            rec_.write_layer_rows(step, "eval", l, st, moe_[l]->bias());
+            ss.summary.observe_eval(l, st);
+            for (int g = 0; g < st.num_groups; ++g)
+                for (int i = 0; i < N; ++i)
+                    rec_.specialization.write_row(
+                        {step, rec_.blocks[l], i, g, st.group_expert[size_t(g) * N + i]});
+            ss.collapse.end_interval(step, l, events);
+        }
+        for (const CollapseEvent& ev : events)
+            rec_.events.write_row(
+                {ev.step, rec_.blocks[ev.layer], ev.expert, collapse_kind_name(ev.kind)});
+        ss.summary.set_final_eval(loss, acc);
+        result_.final_eval_loss = loss;
+        result_.final_eval_accuracy = acc;
+        rec_.flush();
+        Progress p;
+        p.eval = true;
+        p.loss = loss;
+        p.accuracy = acc;
+        report(step, p);
+    }
+
+    // Hands a log or eval row to the progress display, with the step and the elapsed time.
+    void report(int64_t step, Progress p) {
+        if (!opts_.on_progress) return;
+        p.step = step;
+        p.steps = cfg_.train.steps;
+        p.elapsed_s = seconds_since(t_start_);
+        opts_.on_progress(p);
+    }
+
+    const Config& cfg_;
+    const RunOptions& opts_;
+    const Clock::time_point t_start_;
+    std::unique_ptr<Backend> be_;
+    std::unique_ptr<Task> task_;
+    const int G_;
+    TrainState st_;
+    std::vector<MoeLayer*> moe_;
+    Recorder rec_;
+    Batch batch_;
+    TimingWindow timing_;
+    RunResult result_;
+};
+
+}  // namespace
+
+RunResult train_run(const Config& cfg, const RunOptions& opts) { return Run(cfg, opts).run(); }
 
 }  // namespace moe

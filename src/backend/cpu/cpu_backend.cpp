@@ -157,42 +157,39 @@ void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n
         std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
 }
 
-void CpuBackend::combine_slots(float* out, const float* Y, const int* pos, const float* w, int T,
-                               int K, int D, bool accumulate) {
+void CpuBackend::combine_by_token(float* out, const float* Y, const int* tok_off,
+                                  const int* tok_assign, const float* w, int T, int D,
+                                  bool accumulate) {
 #pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         float* o = out + size_t(t) * D;
         if (!accumulate) std::fill_n(o, D, 0.0f);
-        for (int j = 0; j < K; ++j) {
-            const int s = t * K + j, a = pos[s];
-            if (a < 0) continue;
-            const float ws = w ? w[s] : 1.0f;
+        for (int i = tok_off[t]; i < tok_off[t + 1]; ++i) {
+            const int a = tok_assign[i];
+            const float wa = w ? w[a] : 1.0f;
             const float* y = Y + size_t(a) * D;
-            for (int d = 0; d < D; ++d) o[d] += ws * y[d];
+            for (int d = 0; d < D; ++d) o[d] += wa * y[d];
         }
     }
 }
 
-void CpuBackend::combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
-                                        const int* pos, const float* w, int T, int K, int D) {
+void CpuBackend::combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                           const int* tok_off, const int* tok_assign,
+                                           const float* w, int T, int D) {
 #pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* go = dout + size_t(t) * D;
-        for (int j = 0; j < K; ++j) {
-            const int s = t * K + j, a = pos[s];
-            if (a < 0) {
-                if (dw) dw[s] = 0.0f;
-                continue;
-            }
+        for (int i = tok_off[t]; i < tok_off[t + 1]; ++i) {
+            const int a = tok_assign[i];
             const float* y = Y + size_t(a) * D;
             float* dy = dY + size_t(a) * D;
-            const float ws = w ? w[s] : 1.0f;
+            const float wa = w ? w[a] : 1.0f;
             float dot = 0.0f;
             for (int d = 0; d < D; ++d) {   // y[d] is read first: dY may equal Y
                 dot += go[d] * y[d];
-                dy[d] = ws * go[d];
+                dy[d] = wa * go[d];
             }
-            if (dw) dw[s] = dot;
+            if (dw) dw[a] = dot;
         }
     }
 }

@@ -32,10 +32,11 @@ public:
     void rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x, const float* g,
                           const float* rrms, int T, int D) override;
     void gather_rows(float* dst, const float* src, const int* idx, int n, int D) override;
-    void combine_slots(float* out, const float* Y, const int* pos, const float* w, int T, int K,
-                       int D, bool accumulate) override;
-    void combine_slots_backward(float* dY, float* dw, const float* dout, const float* Y,
-                                const int* pos, const float* w, int T, int K, int D) override;
+    void combine_by_token(float* out, const float* Y, const int* tok_off, const int* tok_assign,
+                          const float* w, int T, int D, bool accumulate) override;
+    void combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
+                                   const int* tok_off, const int* tok_assign, const float* w,
+                                   int T, int D) override;
     void add(float* y, const float* x, size_t n) override;
     void scale(float* x, size_t n, float s) override;
     double sum_squares(const float* x, size_t n) override;

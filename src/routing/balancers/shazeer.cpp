@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/check.h"
 #include "routing/balancer.h"
 
 namespace moe {
@@ -25,20 +26,22 @@ double cv2(const double* x, int N, double coef, double* g) {
 
 }  // namespace
 
-double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_std, float coef,
-                    float* d_gate, float* d_logits, std::vector<double>& scratch) {
-    const int T = plan.T, N = plan.N, K = plan.K;
+double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const float* logits,
+                    float coef, float* d_slot, float* d_logits, std::vector<double>& scratch) {
+    const int T = plan.T, N = plan.N, K = state.K;
+    const float noise_std = state.noise_std;
+    MOESIM_CHECK(K > 0 && K <= 64, "the shazeer loss needs a token-choice router with k <= 64");
     scratch.assign(size_t(4) * N, 0.0);
     double* imp = scratch.data();
     double* load = imp + N;
     double* g_imp = load + N;
     double* g_load = g_imp + N;
-    for (int s = 0; s < T * K; ++s) imp[plan.sel[s]] += plan.gate[s];
+    for (int s = 0; s < T * K; ++s) imp[state.sel[size_t(s)]] += state.sel_gate[size_t(s)];
     const bool smooth = noise_std > 0.0f && K < N;
     // kth_excluding(noisy[t], K, i): the K-th largest noisy logit among the others; it is the
     // (K+1)-th largest overall when i is among the top K, else the K-th largest.
     auto kth = [&](int t, int& kth_idx, int& k1_idx) {
-        const float* z = plan.noisy.data() + size_t(t) * N;
+        const float* z = state.noisy.data() + size_t(t) * N;
         int top[65];
         int n = 0;
         for (int i = 0; i < N; ++i) {   // top K+1 by value, ties to the lower index
@@ -58,7 +61,7 @@ double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_st
         for (int t = 0; t < T; ++t) {
             int ki, k1;
             kth(t, ki, k1);
-            const float* z = plan.noisy.data() + size_t(t) * N;
+            const float* z = state.noisy.data() + size_t(t) * N;
             for (int i = 0; i < N; ++i) {
                 const bool in_top = z[i] > z[ki] || i == ki ||
                                     (z[i] == z[ki] && i < ki);   // i among the top K
@@ -71,13 +74,13 @@ double shazeer_loss(const RoutingPlan& plan, const float* logits, float noise_st
         for (int i = 0; i < N; ++i) load[i] = plan.routed[i];
     }
     const double loss = cv2(imp, N, coef, g_imp) + cv2(load, N, coef, g_load);
-    if (d_gate)
-        for (int s = 0; s < T * K; ++s) d_gate[s] += float(g_imp[plan.sel[s]]);
+    if (d_slot)
+        for (int s = 0; s < T * K; ++s) d_slot[s] += float(g_imp[state.sel[size_t(s)]]);
     if (d_logits && smooth) {
         for (int t = 0; t < T; ++t) {
             int ki, k1;
             kth(t, ki, k1);
-            const float* z = plan.noisy.data() + size_t(t) * N;
+            const float* z = state.noisy.data() + size_t(t) * N;
             float* dl = d_logits + size_t(t) * N;
             for (int i = 0; i < N; ++i) {
                 const bool in_top = z[i] > z[ki] || i == ki || (z[i] == z[ki] && i < ki);

@@ -2,15 +2,15 @@
 
 namespace moe {
 
-double switch_loss(const RoutingPlan& plan, float coef, float* d_probs,
+double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coef, float* d_probs,
                    std::vector<double>& scratch) {
-    const int T = plan.T, N = plan.N, K = plan.K;
+    const int T = plan.T, N = plan.N;
     // P̄_i = mean_t p[t,i]: walk the row-major (T, N) probabilities row by row; each column sum
     // still adds t = 0..T-1 in order.
     scratch.assign(size_t(N), 0.0);
     double* pbar = scratch.data();
     for (int t = 0; t < T; ++t) {
-        const float* pr = plan.probs.data() + size_t(t) * N;
+        const float* pr = probs + size_t(t) * N;
         for (int i = 0; i < N; ++i) pbar[i] += pr[i];
     }
     double loss = 0.0;

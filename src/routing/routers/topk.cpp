@@ -2,18 +2,21 @@
 // GShard / Mixtral with k = 2; DeepSeek-V3 with sigmoid scores and a balancing bias).
 //
 //   noisy[t,i] = logit[t,i] + noise * eps[t,i]      (training only; eps ~ N(0,1), counter-based)
-//   p[t,i]     = softmax_i(noisy[t])                 score = softmax
-//              = sigmoid(noisy[t,i]) / sum_j sigmoid(noisy[t,j])   score = sigmoid
-//   S[t]       = top-k of p[t,i] + b[i]              (ties: the lower expert index wins)
-//   g[t,i]     = p[t,i] / sum_{j in S[t]} p[t,j]     normalize, else p[t,i]
+//   s[t,i]     = softmax_i(noisy[t])                 score = softmax
+//              = sigmoid(noisy[t,i])                 score = sigmoid (raw, as in DeepSeek-V3)
+//   p[t,i]     = s[t,i] / sum_j s[t,j]               (= s for softmax): aux losses, statistics
+//   S[t]       = top-k of s[t,i] + b[i]              (ties: the lower expert index wins)
+//   g[t,i]     = s[t,i] / sum_{j in S[t]} s[t,j]     normalize (router.normalize resolved),
+//                else s[t,i]
 //
-// The plan: each token appears in exactly K slots (in descending order of p + b); the capacity
-// limit then drops some of them. Backward differentiates g through p into the logits; the bias
-// and the selection are not differentiable (straight selection, as in every top-k MoE).
+// Slots: token t's j-th choice (descending s + b) is slot t*k + j; every slot is routed, the
+// capacity limit then drops some. Backward differentiates g through s and p into the logits;
+// the bias and the selection are not differentiable (straight selection, as in every top-k MoE).
 #include <algorithm>
 #include <cmath>
 #include <memory>
 
+#include "backend/check.h"
 #include "backend/rng.h"
 #include "backend/vec_math.h"
 #include "routing/router.h"
@@ -21,16 +24,32 @@
 namespace moe {
 namespace {
 
+constexpr int kMaxK = 64;   // the schema's limit of router.k: the selection's stack buffer
+
 class TopKRouter final : public Router {
 public:
-    explicit TopKRouter(const RouterConfig& cfg) : cfg_(cfg) {}
+    explicit TopKRouter(const RouterConfig& cfg)
+        : cfg_(cfg), K_(cfg.k), normalize_(gates_normalized(cfg)),
+          sigmoid_(cfg.score == ScoreFn::sigmoid) {
+        MOESIM_CHECK(K_ >= 1 && K_ <= kMaxK, "router.k outside the schema's range");
+    }
 
-    void route(const float* logits, const RouteContext& ctx, RoutingPlan& plan) const override {
-        const int T = plan.T, N = plan.N;
-        const bool noisy = ctx.training && cfg_.noise > 0.0;
-        const Rng rng{ctx.seed, kStreamNoise, ctx.noise_step};
+    size_t max_assignments(int T) const override { return size_t(T) * size_t(K_); }
+
+    void reserve(RouterState& state, int T_max, int N) const override {
+        MOESIM_CHECK(K_ <= N, "router.k larger than experts.count");
+        state.reserve(T_max, N, K_, sigmoid_);
+    }
+
+    void route(const float* logits, int T, const float* bias, const Pass& pass, uint64_t seed,
+               RouterState& st, RoutingPlan& plan) const override {
+        const int N = st.N;
+        MOESIM_CHECK(size_t(T) * N <= st.probs.size(), "more tokens than the state was sized for");
+        st.T = T;
+        const bool noisy = pass.training && cfg_.noise > 0.0;
+        st.noise_std = pass.training ? float(cfg_.noise) : 0.0f;
+        const Rng rng{seed, kStreamNoise, pass.noise_key};
         const float noise = float(cfg_.noise);
-        const bool sigmoid = cfg_.score == ScoreFn::sigmoid;
         // Rows in chunks of about 8K scores (a size fixed by N, not by the threads): the
         // exponentials of a whole chunk go through one vectorised call.
         const int rows = std::max(1, 8192 / std::max(N, 1));
@@ -38,86 +57,97 @@ public:
 #pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
         for (int c = 0; c < chunks; ++c) {
             const int t0 = c * rows, t1 = std::min(T, t0 + rows);
-            // softmax: p = exp(z - max z), then / sum;  sigmoid: p = 1 / (1 + exp(-z)), then / sum
+            // softmax: p = exp(z - max z), then / sum;  sigmoid: s = 1 / (1 + exp(-z))
             for (int t = t0; t < t1; ++t) {
                 const float* l = logits + size_t(t) * N;
-                float* z = plan.noisy.data() + size_t(t) * N;
-                float* p = plan.probs.data() + size_t(t) * N;
+                float* z = st.noisy.data() + size_t(t) * N;
+                float* p = st.probs.data() + size_t(t) * N;
                 if (noisy)
-                    for (int i = 0; i < N; ++i) z[i] = l[i] + noise * rng.normal(uint64_t(t) * N + i);
+                    for (int i = 0; i < N; ++i)
+                        z[i] = l[i] + noise * rng.normal(uint64_t(t) * N + i);
                 else
                     std::copy_n(l, N, z);
-                if (sigmoid) {
+                if (sigmoid_) {
                     for (int i = 0; i < N; ++i) p[i] = -z[i];
                 } else {
                     const float mx = vec_max(z, size_t(N));
                     for (int i = 0; i < N; ++i) p[i] = z[i] - mx;
                 }
             }
-            float* pc = plan.probs.data() + size_t(t0) * N;
+            float* pc = st.probs.data() + size_t(t0) * N;
             vec_exp_shifted(pc, pc, 0.0f, size_t(t1 - t0) * N);
             for (int t = t0; t < t1; ++t) {
-                float* p = plan.probs.data() + size_t(t) * N;
-                if (sigmoid)
-                    for (int i = 0; i < N; ++i) p[i] = 1.0f / (1.0f + p[i]);
-                const float sum = vec_sum(p, size_t(N));
-                for (int i = 0; i < N; ++i) p[i] /= sum;
-                select_top_k(plan, t, ctx.bias);
+                float* p = st.probs.data() + size_t(t) * N;
+                const float* s = p;
+                if (sigmoid_) {
+                    float* sr = st.scores.data() + size_t(t) * N;
+                    for (int i = 0; i < N; ++i) sr[i] = 1.0f / (1.0f + p[i]);
+                    const float sum = vec_sum(sr, size_t(N));
+                    for (int i = 0; i < N; ++i) p[i] = sr[i] / sum;
+                    s = sr;
+                } else {
+                    const float sum = vec_sum(p, size_t(N));
+                    for (int i = 0; i < N; ++i) p[i] /= sum;
+                }
+                select_top_k(st, t, s, bias);
             }
         }
+        plan_from_slots(plan, T, T * K_, st.sel.data(), st.sel_gate.data(), nullptr, K_);
     }
 
-    void backward(const RoutingPlan& plan, const float* d_gate, const float* d_probs,
+    void backward(const RouterState& st, const float* d_slot, const float* d_probs,
                   float* d_logits) const override {
-        const int T = plan.T, N = plan.N, K = plan.K;
-        const bool sigmoid = cfg_.score == ScoreFn::sigmoid;
+        const int T = st.T, N = st.N, K = K_;
 #pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
         for (int t = 0; t < T; ++t) {
-            const float* p = plan.probs.data() + size_t(t) * N;
-            const int* sel = plan.sel.data() + size_t(t) * K;
-            const float* dg = d_gate + size_t(t) * K;
+            const float* p = st.probs.data() + size_t(t) * N;
+            const int* sel = st.sel.data() + size_t(t) * K;
+            const float* dg = d_slot + size_t(t) * K;
             float* dl = d_logits + size_t(t) * N;
-            // dp: from d_probs, plus the gates' dependence on p
             for (int i = 0; i < N; ++i) dl[i] = d_probs ? d_probs[size_t(t) * N + i] : 0.0f;
-            if (gates_normalized(cfg_)) {
-                float zs = 0.0f, dot = 0.0f;
-                for (int j = 0; j < K; ++j) {
-                    zs += p[sel[j]];
-                    dot += dg[j] * p[sel[j]];
-                }
-                for (int j = 0; j < K; ++j) dl[sel[j]] += dg[j] / zs - dot / (zs * zs);
-            } else {
-                for (int j = 0; j < K; ++j) dl[sel[j]] += dg[j];
-            }
-            // dp -> d logits
-            const float dot = vec_dot(dl, p, size_t(N));
-            if (sigmoid) {
-                // p = s / sum s, s = sigmoid(z): ds_i = (dp_i - <dp, p>) / sum s, dz = ds s (1 - s)
-                const float* z = plan.noisy.data() + size_t(t) * N;
-                float ssum = 0.0f;
-                for (int i = 0; i < N; ++i) ssum += 1.0f / (1.0f + std::exp(-z[i]));
-                for (int i = 0; i < N; ++i) {
-                    const float s = 1.0f / (1.0f + std::exp(-z[i]));
-                    dl[i] = (dl[i] - dot) / ssum * s * (1.0f - s);
-                }
-            } else {
+            if (!sigmoid_) {
+                // s = p: dp from d_probs plus the gates' dependence on p, then dz = p (dp - <dp,p>)
+                add_gate_grad(dl, p, sel, dg);
+                const float dot = vec_dot(dl, p, size_t(N));
                 for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+            } else {
+                // p = s / sum s: ds_i = (dp_i - <dp, p>) / sum s, plus the gates' dependence on
+                // s; then dz = ds s (1 - s).
+                const float* s = st.scores.data() + size_t(t) * N;
+                const float dot = vec_dot(dl, p, size_t(N));
+                const float ssum = vec_sum(s, size_t(N));
+                for (int i = 0; i < N; ++i) dl[i] = (dl[i] - dot) / ssum;
+                add_gate_grad(dl, s, sel, dg);
+                for (int i = 0; i < N; ++i) dl[i] *= s[i] * (1.0f - s[i]);
             }
         }
     }
 
 private:
-    // The K experts of token t with the largest p + b, in descending order (ties: the lower
+    // ds[i] += d(sum_j dg_j g_j)/ds_i for the gates of the selected slots.
+    void add_gate_grad(float* ds, const float* s, const int* sel, const float* dg) const {
+        if (normalize_) {
+            float zs = 0.0f, dot = 0.0f;
+            for (int j = 0; j < K_; ++j) {
+                zs += s[sel[j]];
+                dot += dg[j] * s[sel[j]];
+            }
+            for (int j = 0; j < K_; ++j) ds[sel[j]] += dg[j] / zs - dot / (zs * zs);
+        } else {
+            for (int j = 0; j < K_; ++j) ds[sel[j]] += dg[j];
+        }
+    }
+
+    // The K experts of token t with the largest s + b, in descending order (ties: the lower
     // index), by insertion into a sorted list of K (K is small); then their gates.
-    void select_top_k(RoutingPlan& plan, int t, const float* bias) const {
-        const int N = plan.N, K = plan.K;
-        const float* p = plan.probs.data() + size_t(t) * N;
-        int* sel = plan.sel.data() + size_t(t) * K;
-        float* gate = plan.gate.data() + size_t(t) * K;
-        float best[64];
+    void select_top_k(RouterState& st, int t, const float* s, const float* bias) const {
+        const int N = st.N, K = K_;
+        int* sel = st.sel.data() + size_t(t) * K;
+        float* gate = st.sel_gate.data() + size_t(t) * K;
+        float best[kMaxK];
         int n = 0;
         for (int i = 0; i < N; ++i) {
-            const float v = p[i] + (bias ? bias[i] : 0.0f);
+            const float v = s[i] + (bias ? bias[i] : 0.0f);
             if (n == K && !(v > best[K - 1])) continue;
             int j = n < K ? n++ : K - 1;
             while (j > 0 && v > best[j - 1]) {
@@ -129,11 +159,13 @@ private:
             sel[j] = i;
         }
         float zsum = 0.0f;
-        for (int j = 0; j < K; ++j) zsum += p[sel[j]];
-        for (int j = 0; j < K; ++j) gate[j] = gates_normalized(cfg_) ? p[sel[j]] / zsum : p[sel[j]];
+        for (int j = 0; j < K; ++j) zsum += s[sel[j]];
+        for (int j = 0; j < K; ++j) gate[j] = normalize_ ? s[sel[j]] / zsum : s[sel[j]];
     }
 
     RouterConfig cfg_;
+    int K_;
+    bool normalize_, sigmoid_;
 };
 
 }  // namespace

@@ -1,0 +1,78 @@
+#include "train/train_state.h"
+
+#include <stdexcept>
+
+namespace moe {
+
+void MetricWindow::add(const LossParts& lp, int tokens_in_step) {
+    loss += lp.loss;
+    task += lp.task;
+    aux += lp.aux;
+    z += lp.z;
+    correct += lp.correct;
+    tokens += tokens_in_step;
+    steps += 1;
+}
+
+void MetricWindow::save(BinaryWriter& w) const {
+    w.tag("MWIN");
+    for (double v : {loss, task, aux, z}) w.put(v);
+    for (int64_t v : {correct, tokens, steps}) w.put(v);
+}
+
+void MetricWindow::load(BinaryReader& r) {
+    r.tag("MWIN");
+    for (double* v : {&loss, &task, &aux, &z}) r.get(*v);
+    for (int64_t* v : {&correct, &tokens, &steps}) r.get(*v);
+}
+
+StatsState::StatsState(const Config& cfg, int moe_layers, int groups)
+    : train_windows(size_t(moe_layers), LayerWindow(cfg.experts.count, groups)),
+      flips(size_t(moe_layers)),
+      collapse(moe_layers, cfg.experts.count),
+      summary(cfg, moe_layers) {}
+
+void StatsState::save(BinaryWriter& w) const {
+    w.tag("STAT");
+    w.put<uint64_t>(train_windows.size());
+    for (const LayerWindow& lw : train_windows) lw.save(w);
+    for (const FlipTracker& f : flips) f.save(w);
+    collapse.save(w);
+    summary.save(w);
+    metrics.save(w);
+}
+
+void StatsState::load(BinaryReader& r) {
+    r.tag("STAT");
+    if (r.get<uint64_t>() != train_windows.size())
+        throw std::runtime_error("training state: statistics of another number of MoE layers");
+    for (LayerWindow& lw : train_windows) lw.load(r);
+    for (FlipTracker& f : flips) f.load(r);
+    collapse.load(r);
+    summary.load(r);
+    metrics.load(r);
+}
+
+TrainState::TrainState(const Config& cfg, int input_dim, int num_classes, int groups)
+    : model(cfg, input_dim, num_classes, cfg.train.batch_size),
+      opt(cfg.train, model.params().size()),
+      stats(cfg, int(model.moe_block_index().size()), groups) {}
+
+void TrainState::save(BinaryWriter& w) const {
+    w.tag("TRST");
+    w.put<int64_t>(step);
+    model.save(w);
+    opt.save(w);
+    stats.save(w);
+}
+
+void TrainState::load(BinaryReader& r) {
+    r.tag("TRST");
+    step = r.get<int64_t>();
+    if (step < 0) throw std::runtime_error("training state: a negative step");
+    model.load(r);
+    opt.load(r);
+    stats.load(r);
+}
+
+}  // namespace moe

@@ -1,0 +1,61 @@
+// Training state has one home (DESIGN.md): everything a resumed run needs, and nothing else.
+//
+//   model    parameters and gradients (ParamStore), each MoE layer's balancing bias
+//   opt      the optimizer's moments (its update count is `step`)
+//   stats    the statistics' running state: the open train log window of each MoE layer, the
+//            flip and collapse trackers (with the collapse interval's counts), the summary
+//            builder and the open metrics window
+//   step     the last completed training step
+//
+// Each part saves and loads itself (backend/serialize.h); save() is a loop over them, so a
+// checkpoint (a later issue: `run --resume`) is one call. Data and gating noise are pure
+// functions of (seed, step), so no random-number state needs saving.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/serialize.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "stats/routing_stats.h"
+#include "train/optimizer.h"
+#include "train/summary.h"
+
+namespace moe {
+
+// The sums of metrics.csv's train row over the open log window.
+struct MetricWindow {
+    double loss = 0, task = 0, aux = 0, z = 0;
+    int64_t correct = 0, tokens = 0, steps = 0;
+
+    void add(const LossParts& lp, int tokens_in_step);
+    void reset() { *this = MetricWindow{}; }
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+};
+
+struct StatsState {
+    std::vector<LayerWindow> train_windows;   // (MoE layers)
+    std::vector<FlipTracker> flips;           // (MoE layers)
+    CollapseTracker collapse;
+    SummaryBuilder summary;
+    MetricWindow metrics;
+
+    StatsState(const Config& cfg, int moe_layers, int groups);
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+};
+
+struct TrainState {
+    Model model;
+    Optimizer opt;
+    StatsState stats;
+    int64_t step = 0;
+
+    TrainState(const Config& cfg, int input_dim, int num_classes, int groups);
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+};
+
+}  // namespace moe
