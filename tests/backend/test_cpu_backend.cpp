@@ -157,31 +157,34 @@ TEST_CASE("cpu gemm_grouped_rows / wgrad / bias ops with empty segments") {
     CHECK(db == std::vector<float>{1, 1, 1, 31, 61, 91, 1, 1, 1, 1201, 1501, 1801, 8, 9, 10});
 }
 
-TEST_CASE("cpu combine_slots and its backward with dropped slots") {
+TEST_CASE("cpu combine_by_token and its backward, with a token that has no assignment") {
     cpu::CpuBackend be(1);
-    // T = 3, K = 2, D = 2. Y rows: a0 {1,2}, a1 {3,4}, a2 {5,6}.
-    // pos = {1, -1 | -1, -1 | 0, 2}, w = {.5, 9 | 9, 9 | 2, -1}
-    // out[0] = .5 * {3,4} = {1.5, 2}; out[1] = 0 (every slot dropped); out[2] = 2{1,2} - {5,6}
+    // T = 3, D = 2. Y rows: a0 {1,2}, a1 {3,4}, a2 {5,6}; weights w = {2, .5, -1} per assignment.
+    // By token: token 0 has a1; token 1 none (all dropped); token 2 has a0 then a2.
+    // out[0] = .5 * {3,4} = {1.5, 2}; out[1] = 0; out[2] = 2{1,2} - {5,6} = {-3, -2}
     const std::vector<float> Y = {1, 2, 3, 4, 5, 6};
-    const std::vector<int> pos = {1, -1, -1, -1, 0, 2};
-    const std::vector<float> w = {0.5f, 9, 9, 9, 2, -1};
+    const std::vector<int> tok_off = {0, 1, 1, 3}, tok_assign = {1, 0, 2};
+    const std::vector<float> w = {2, 0.5f, -1};
     std::vector<float> out(6, 7.0f);
-    be.combine_slots(out.data(), Y.data(), pos.data(), w.data(), 3, 2, 2, false);
+    be.combine_by_token(out.data(), Y.data(), tok_off.data(), tok_assign.data(), w.data(), 3, 2,
+                        false);
     CHECK(out == std::vector<float>{1.5f, 2, 0, 0, -3, -2});
-    be.combine_slots(out.data(), Y.data(), pos.data(), w.data(), 3, 2, 2, true);
+    be.combine_by_token(out.data(), Y.data(), tok_off.data(), tok_assign.data(), w.data(), 3, 2,
+                        true);
     CHECK(out == std::vector<float>{3, 4, 0, 0, -6, -4});
     std::vector<float> unw(6);
-    be.combine_slots(unw.data(), Y.data(), pos.data(), nullptr, 3, 2, 2, false);
+    be.combine_by_token(unw.data(), Y.data(), tok_off.data(), tok_assign.data(), nullptr, 3, 2,
+                        false);
     CHECK(unw == std::vector<float>{3, 4, 0, 0, 6, 8});
     // backward with dout = {1,0 | 5,5 | 0,1}:
     //   dY[a1] = .5 {1,0}; dY[a0] = 2 {0,1}; dY[a2] = -{0,1}
-    //   dw = {<{1,0},{3,4}> = 3, 0 | 0, 0 | <{0,1},{1,2}> = 2, <{0,1},{5,6}> = 6}
+    //   dw = {<{0,1},{1,2}> = 2, <{1,0},{3,4}> = 3, <{0,1},{5,6}> = 6}
     const std::vector<float> dout = {1, 0, 5, 5, 0, 1};
-    std::vector<float> dY(6, 42.0f), dw(6, 42.0f);
-    be.combine_slots_backward(dY.data(), dw.data(), dout.data(), Y.data(), pos.data(), w.data(), 3,
-                              2, 2);
+    std::vector<float> dY(6, 42.0f), dw(3, 42.0f);
+    be.combine_by_token_backward(dY.data(), dw.data(), dout.data(), Y.data(), tok_off.data(),
+                                 tok_assign.data(), w.data(), 3, 2);
     CHECK(dY == std::vector<float>{0, 2, 0.5f, 0, 0, -1});
-    CHECK(dw == std::vector<float>{3, 0, 0, 0, 2, 6});
+    CHECK(dw == std::vector<float>{2, 3, 6});
 }
 
 TEST_CASE("cpu gather_rows, add, scale, sum_squares, all_finite") {

@@ -35,7 +35,7 @@ void check_model(Config cfg, double factor, const std::string& what) {
     std::vector<float> x = normal_vector(size_t(T) * Din, 32);
     std::vector<int> labels(T);
     for (int t = 0; t < T; ++t) labels[size_t(t)] = (t * 7 + 1) % C;
-    StepInfo info;
+    Pass info;
     info.training = true;
     info.step = 5;
     info.capacity_factor = factor;
@@ -50,17 +50,18 @@ void check_model(Config cfg, double factor, const std::string& what) {
     auto sig = [&] {
         Signature s;
         for (MoeLayer* m : model.moe_layers()) {
-            s.insert(s.end(), m->plan().sel.begin(), m->plan().sel.end());
-            s.insert(s.end(), m->plan().kept.begin(), m->plan().kept.end());
+            const RouterState& st = m->router_state();
+            const RoutingPlan& p = m->plan();
+            s.insert(s.end(), st.sel.begin(), st.sel.begin() + ptrdiff_t(size_t(st.T) * st.K));
+            s.insert(s.end(), p.slot.begin(), p.slot.begin() + p.A);
             if (cfg.balance.loss != BalanceLoss::shazeer) continue;
             // the smooth Load's thresholds: the order of each token's top K+1 noisy logits
-            const RoutingPlan& p = m->plan();
-            for (int t = 0; t < p.T; ++t) {
-                std::vector<int> o(size_t(p.N));
-                for (int i = 0; i < p.N; ++i) o[size_t(i)] = i;
-                const float* z = p.noisy.data() + size_t(t) * p.N;
+            for (int t = 0; t < st.T; ++t) {
+                std::vector<int> o(size_t(st.N));
+                for (int i = 0; i < st.N; ++i) o[size_t(i)] = i;
+                const float* z = st.noisy.data() + size_t(t) * st.N;
                 std::stable_sort(o.begin(), o.end(), [z](int a, int b) { return z[a] > z[b]; });
-                s.insert(s.end(), o.begin(), o.begin() + std::min(p.N, p.K + 1));
+                s.insert(s.end(), o.begin(), o.begin() + std::min(st.N, st.K + 1));
             }
         }
         return s;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <sstream>
 #include <vector>
 
 #include "support/grad_check.h"
@@ -58,25 +59,41 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.balance.alpha = c.alpha;
     cfg.balance.z_loss = c.z;
     cfg.balance.bias_rate = c.bias_rate;
+    cfg.seed = c.seed;
     return cfg;
 }
 
 // The routing decisions of the last forward: what must not change within a probe.
-Signature plan_signature(const RoutingPlan& plan, bool shazeer) {
-    Signature s(plan.sel.begin(), plan.sel.end());
-    s.insert(s.end(), plan.kept.begin(), plan.kept.end());
+// The selection (the router's slots) and which assignments the capacity kept (the plan's slots).
+Signature plan_signature(const MoeLayer& layer, bool shazeer) {
+    const RouterState& st = layer.router_state();
+    const RoutingPlan& plan = layer.plan();
+    Signature s(st.sel.begin(), st.sel.begin() + ptrdiff_t(size_t(st.T) * st.K));
+    s.insert(s.end(), plan.slot.begin(), plan.slot.begin() + plan.A);
     if (shazeer) {
         // the Load term's thresholds: the order of the top K+1 noisy logits of each token
-        for (int t = 0; t < plan.T; ++t) {
-            std::vector<int> o(size_t(plan.N));
+        for (int t = 0; t < st.T; ++t) {
+            std::vector<int> o(size_t(st.N));
             std::iota(o.begin(), o.end(), 0);
-            const float* z = plan.noisy.data() + size_t(t) * plan.N;
+            const float* z = st.noisy.data() + size_t(t) * st.N;
             std::stable_sort(o.begin(), o.end(), [z](int a, int b) { return z[a] > z[b]; });
-            s.insert(s.end(), o.begin(), o.begin() + std::min(plan.N, plan.K + 1));
+            s.insert(s.end(), o.begin(), o.begin() + std::min(st.N, st.K + 1));
         }
     }
     return s;
 }
+
+// Sets a layer's balancing bias through its state stream (the bias is the layer's own state).
+void set_bias(MoeLayer& layer, const std::vector<float>& bias) {
+    std::stringstream ss;
+    BinaryWriter w(ss);
+    w.tag("MOEL");
+    w.vec(bias);
+    BinaryReader r(ss);
+    layer.load(r);
+}
+
+double layer_loss(const MoeLayer& layer) { return layer.weighted_aux() + layer.weighted_z(); }
 
 struct MoeRun {
     int drops = 0;          // dropped assignments in the plan at p
@@ -89,7 +106,7 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     auto be = backend_create(Device::cpu, 1);
     const Config cfg = moe_config(c, D, H);
     ParamStore ps;
-    MoeLayer layer(cfg, ps, "moe");
+    MoeLayer layer(cfg, ps, "moe", 0, 1);
     ps.finalize(c.seed);
     layer.reserve(T);
     // router weights of std 1 (not the small init) so that logits are well separated
@@ -100,31 +117,33 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     }
     if (c.bias_rate > 0.0) {
         // a bias that changes the selection of some tokens (it never enters the gates)
-        for (int i = 0; i < c.N; ++i) layer.bias()[i] = 0.15f * float((i % 3) - 1);
+        std::vector<float> bias(size_t(c.N));
+        for (int i = 0; i < c.N; ++i) bias[size_t(i)] = 0.15f * float((i % 3) - 1);
+        set_bias(layer, bias);
     }
     std::vector<float> x = normal_vector(size_t(T) * D, c.seed + 2);
     const std::vector<float> w = normal_vector(size_t(T) * D, c.seed + 3);
     std::vector<float> y(size_t(T) * D), dx(size_t(T) * D);
-    MoeForwardInfo info;
+    Pass info;
     info.training = true;
-    info.seed = c.seed;
-    info.noise_step = 17;
+    info.step = 17;
     info.capacity_factor = c.factor;
 
     std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
     MoeRun run;
-    run.layer_loss = layer.forward(*be, ps, y.data(), x.data(), T, info);
+    layer.forward(*be, ps, y.data(), x.data(), T, info);
+    run.layer_loss = layer_loss(layer);
     run.aux = layer.aux_loss();
     run.z = layer.z_loss_value();
     for (int i = 0; i < c.N; ++i) run.drops += layer.plan().dropped[i];
     layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
 
     auto f = [&] {
-        const double l = layer.forward(*be, ps, y.data(), x.data(), T, info);
-        return weighted_sum(w.data(), y.data(), y.size()) + l;
+        layer.forward(*be, ps, y.data(), x.data(), T, info);
+        return weighted_sum(w.data(), y.data(), y.size()) + layer_loss(layer);
     };
     const bool shazeer = c.loss == BalanceLoss::shazeer;
-    auto sig = [&] { return plan_signature(layer.plan(), shazeer); };
+    auto sig = [&] { return plan_signature(layer, shazeer); };
     for (size_t k = 0; k < ps.tensors().size(); ++k) {
         const ParamTensor& t = ps.tensors()[k];
         expect_gradient(check_gradient(f, ps.p(int(k)), ps.g(int(k)), t.size, {}, sig),
@@ -145,9 +164,9 @@ struct LayerOnBatch {
     std::vector<float> w = normal_vector(size_t(T) * D, 5);
     std::vector<float> y = std::vector<float>(size_t(T) * D);
     std::vector<float> dx = std::vector<float>(size_t(T) * D);
-    MoeForwardInfo info;
+    Pass info;
 
-    explicit LayerOnBatch(const MoeCase& c) : layer(moe_config(c, D, H), ps, "moe") {
+    explicit LayerOnBatch(const MoeCase& c) : layer(moe_config(c, D, H), ps, "moe", 0, 1) {
         ps.finalize(3);
         layer.reserve(T);
         info.training = true;
@@ -236,7 +255,7 @@ TEST_CASE("moe layer: backward over the reused forward workspaces is repeatable"
             std::vector<float> x = normal_vector(size_t(t) * D, seed);
             const std::vector<float> w = normal_vector(size_t(t) * D, seed + 1);
             std::vector<float> y(size_t(t) * D), dx(size_t(t) * D);
-            MoeForwardInfo info;
+            Pass info;
             info.training = true;
             info.capacity_factor = c.factor;
             std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
@@ -247,7 +266,7 @@ TEST_CASE("moe layer: backward over the reused forward workspaces is repeatable"
             return out;
         };
         ParamStore ps_fresh, ps_used;
-        MoeLayer fresh(cfg, ps_fresh, "moe"), used(cfg, ps_used, "moe");
+        MoeLayer fresh(cfg, ps_fresh, "moe", 0, 1), used(cfg, ps_used, "moe", 0, 1);
         ps_fresh.finalize(5);
         ps_used.finalize(5);
         fresh.reserve(T);
@@ -370,10 +389,10 @@ TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient"
         c.normalize = normalize;
         LayerOnBatch b(c);
         b.step(true);
-        const RoutingPlan& plan = b.layer.plan();
+        const RouterState& st = b.layer.router_state();
         for (int t = 0; t < LayerOnBatch::T; ++t) {
-            const float p = plan.probs[size_t(t * c.N + plan.sel[size_t(t)])];
-            CHECK(plan.gate[size_t(t)] == (normalize ? 1.0f : p));
+            const float p = st.probs[size_t(t * c.N + st.sel[size_t(t)])];
+            CHECK(st.sel_gate[size_t(t)] == (normalize ? 1.0f : p));
         }
         double g2 = 0.0;
         for (float v : b.layer.router_grad_task()) g2 += double(v) * v;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "routing/capacity.h"
 #include "support/grad_check.h"
 
 using namespace moe;
@@ -15,15 +16,25 @@ using namespace moe::test;
 
 namespace {
 
-// T tokens with K = 1, token t routed to sel[t], probabilities given.
-RoutingPlan plan_of(int T, int N, const std::vector<int>& sel, const std::vector<float>& probs) {
-    RoutingPlan p;
-    p.resize(T, N, 1);
-    p.sel = sel;
-    p.probs = probs;
-    std::fill(p.routed.begin(), p.routed.end(), 0);
-    for (int s : sel) p.routed[size_t(s)]++;
-    return p;
+// T tokens with K = 1, token t routed to sel[t] (gate = its probability unless set), the
+// probabilities given: the plan and the router state an auxiliary loss reads.
+struct Case {
+    RoutingPlan plan;
+    RouterState st;
+};
+Case plan_of(int T, int N, const std::vector<int>& sel, const std::vector<float>& probs) {
+    Case c;
+    c.st.T = T;
+    c.st.N = N;
+    c.st.K = 1;
+    c.st.probs = probs;
+    c.st.noisy = probs;
+    c.st.sel = sel;
+    c.st.sel_gate.resize(size_t(T));
+    for (int t = 0; t < T; ++t) c.st.sel_gate[size_t(t)] = probs[size_t(t * N + sel[size_t(t)])];
+    c.plan.reserve(T, N, size_t(T));
+    plan_from_slots(c.plan, T, T, c.st.sel.data(), c.st.sel_gate.data(), nullptr, 1);
+    return c;
 }
 
 }  // namespace
@@ -49,27 +60,38 @@ TEST_CASE("bias_update: b += rate * sign(mean A - A)") {
 
 TEST_CASE("switch loss: equals 1 at perfect balance, hand-computed otherwise") {
     // T = 4, N = 4, K = 1, each expert gets one token, p uniform: f = P = 1/4, N * sum f P = 1
-    const RoutingPlan even = plan_of(4, 4, {0, 1, 2, 3}, std::vector<float>(16, 0.25f));
-    CHECK(switch_loss(even, 1.0f, nullptr) == doctest::Approx(1.0));
+    const Case even = plan_of(4, 4, {0, 1, 2, 3}, std::vector<float>(16, 0.25f));
+    CHECK(switch_loss(even.plan, even.st.probs.data(), 1, 1.0f, nullptr) == doctest::Approx(1.0));
     // T = 2, N = 2: p = {.8 .2; .6 .4}, both tokens on expert 0: f = {1, 0}, P = {.7, .3},
     // loss = 2 * (1 * .7) = 1.4; d/dp[t,i] = coef * N * f_i / T = coef for i = 0, 0 for i = 1
-    const RoutingPlan skew = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
+    const Case skew = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
     std::vector<float> dp(4, 0.5f);   // accumulates
-    CHECK(switch_loss(skew, 0.3f, dp.data()) == doctest::Approx(1.4));
+    CHECK(switch_loss(skew.plan, skew.st.probs.data(), 1, 0.3f, dp.data()) == doctest::Approx(1.4));
     CHECK(dp[0] == doctest::Approx(0.8));
     CHECK(dp[1] == doctest::Approx(0.5));
     CHECK(dp[2] == doctest::Approx(0.8));
     CHECK(dp[3] == doctest::Approx(0.5));
 }
 
+TEST_CASE("switch loss: counts the routed assignments before capacity and not the processed ones") {
+    // T = 4, N = 2, K = 1, every token on expert 0 with p = {.75, .25}. Capacity factor .5 gives
+    // C = 1: expert 0 processes 1 of its 4. f = A / (T K) = {1, 0} before capacity, so the loss
+    // is 2 * (1 * .75 + 0) = 1.5; post-capacity counts {1, 0} / 4 would give .375.
+    Case c = plan_of(4, 2, {0, 0, 0, 0}, {0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f});
+    std::vector<int> scratch;
+    capacity_apply(c.plan, 0.5, 1, DropPolicy::position, scratch);
+    REQUIRE(c.plan.dropped == std::vector<int>{3, 0});
+    CHECK(switch_loss(c.plan, c.st.probs.data(), 1, 1.0f, nullptr) == doctest::Approx(1.5));
+}
+
 TEST_CASE("switch loss: gradient check w.r.t. the probabilities (counts fixed)") {
     const int T = 6, N = 4;
     std::vector<float> probs = normal_vector(size_t(T) * N, 3, 0.3f);
-    RoutingPlan p = plan_of(T, N, {0, 2, 2, 1, 0, 2}, probs);
+    Case p = plan_of(T, N, {0, 2, 2, 1, 0, 2}, probs);
     std::vector<float> dp(size_t(T) * N, 0.0f);
-    switch_loss(p, 0.7f, dp.data());
-    auto f = [&] { return 0.7 * switch_loss(p, 0.7f, nullptr); };
-    expect_gradient(check_gradient(f, p.probs.data(), dp.data(), dp.size()), "switch d_probs",
+    switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, dp.data());
+    auto f = [&] { return 0.7 * switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, nullptr); };
+    expect_gradient(check_gradient(f, p.st.probs.data(), dp.data(), dp.size()), "switch d_probs",
                     1e-3);
 }
 
@@ -105,12 +127,11 @@ TEST_CASE("shazeer loss: hand-computed without noise (hard load)") {
     // d CV^2(I) / d I_i = 2 (I_i - m) / (N m^2) - 2 v / (N m^3) = {(1.4 - .98)/.98, ...}:
     //   i = 0: 2 * .7 / (2 * .49) - 2 * .49 / (2 * .343) = 1/.7 - 1/.7 = 0
     //   (the gate gradient is 0 for expert 0 at this point: CV^2 is scale-invariant)
-    RoutingPlan p = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
-    p.gate = {0.8f, 0.6f};
+    Case p = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
     std::vector<double> scratch;
     std::vector<float> dgate(2, 0.0f);
     const std::vector<float> logits = {1, 0, 1, 0};
-    CHECK(shazeer_loss(p, logits.data(), 0.0f, 1.0f, dgate.data(), nullptr, scratch) ==
+    CHECK(shazeer_loss(p.plan, p.st, logits.data(), 1.0f, dgate.data(), nullptr, scratch) ==
           doctest::Approx(2.0));
     CHECK(dgate[0] == doctest::Approx(0.0).epsilon(1e-6));
     CHECK(dgate[1] == doctest::Approx(0.0).epsilon(1e-6));
@@ -118,10 +139,10 @@ TEST_CASE("shazeer loss: hand-computed without noise (hard load)") {
     //   I = {.9, .3}: m = .6, v = .09, CV^2 = .25; Load {1, 1}: 0. Total .25.
     //   dCV^2/dI_0 = 2 * .3 / (2 * .36) - 2 * .09 / (2 * .216) = .8333.. - .41666.. = 5/12
     //   dCV^2/dI_1 = -.8333.. - .41666.. = -5/4
-    RoutingPlan q = plan_of(2, 2, {0, 1}, {0.9f, 0.1f, 0.7f, 0.3f});
-    q.gate = {0.9f, 0.3f};
+    Case q = plan_of(2, 2, {0, 1}, {0.9f, 0.1f, 0.7f, 0.3f});
+    q.st.sel_gate = {0.9f, 0.3f};
     std::fill(dgate.begin(), dgate.end(), 0.0f);
-    CHECK(shazeer_loss(q, logits.data(), 0.0f, 2.0f, dgate.data(), nullptr, scratch) ==
+    CHECK(shazeer_loss(q.plan, q.st, logits.data(), 2.0f, dgate.data(), nullptr, scratch) ==
           doctest::Approx(0.25));
     CHECK(dgate[0] == doctest::Approx(2.0 * 5.0 / 12.0));
     CHECK(dgate[1] == doctest::Approx(2.0 * -5.0 / 4.0));

@@ -12,50 +12,63 @@ using namespace moe;
 
 namespace {
 
+constexpr int kT = 4, kN = 3, kK = 2;
 // T = 4 tokens, K = 2, N = 3. Slots s = t*K + j:
 //   s:    0  1 | 2  3 | 4  5 | 6  7
 //   sel:  0  1 | 0  2 | 0  1 | 1  0
 //   gate: .6 .4|.5 .5 |.9 .4 |.4 .4
 // routed A = {4, 3, 1}. With factor 0.75: C = ceil(0.75 * 4 * 2 / 3) = ceil(2) = 2.
-RoutingPlan hand_plan() {
+const std::vector<int> kSel = {0, 1, 0, 2, 0, 1, 1, 0};
+const std::vector<float> kGate = {0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.4f, 0.4f, 0.4f};
+
+// The plan of K slots per token (sel[s] = -1: a slot the router dropped itself).
+RoutingPlan plan_of(int T, int N, int K, const std::vector<int>& sel,
+                    const std::vector<float>& gate) {
     RoutingPlan p;
-    p.resize(4, 3, 2);
-    p.sel = {0, 1, 0, 2, 0, 1, 1, 0};
-    p.gate = {0.6f, 0.4f, 0.5f, 0.5f, 0.9f, 0.4f, 0.4f, 0.4f};
+    p.reserve(T, N, size_t(T) * K);
+    plan_from_slots(p, T, T * K, sel.data(), gate.data(), nullptr, K);
     return p;
 }
 
-std::vector<int> kept_of(const RoutingPlan& p) { return {p.kept.begin(), p.kept.end()}; }
+RoutingPlan hand_plan() { return plan_of(kT, kN, kK, kSel, kGate); }
 
-// The CSR is consistent with sel/kept: each expert's segment holds exactly its kept slots, in
-// slot order; pos and slot are inverse; counts add up.
-void check_csr(const RoutingPlan& p) {
-    const int S = p.T * p.K;
+std::vector<int> offsets_of(const RoutingPlan& p) {
+    return {p.offsets.begin(), p.offsets.begin() + p.N + 1};
+}
+std::vector<int> slots_of(const RoutingPlan& p) { return {p.slot.begin(), p.slot.begin() + p.A}; }
+// pos[s]: the assignment of slot s, or -1 when it is not in the plan (dropped).
+std::vector<int> pos_of(const RoutingPlan& p, int S) {
+    std::vector<int> pos(size_t(S), -1);
+    for (int a = 0; a < p.A; ++a) pos[size_t(p.slot[size_t(a)])] = a;
+    return pos;
+}
+std::vector<int> kept_of(const RoutingPlan& p, int S) {
+    std::vector<int> kept = pos_of(p, S);
+    for (int& k : kept) k = k >= 0;
+    return kept;
+}
+
+// The plan is consistent with the slots it came from: each expert's segment holds only its own
+// slots, in slot order, with their tokens and gates; counts add up; the capacity holds.
+void check_plan(const RoutingPlan& p, int K, const std::vector<int>& sel,
+                const std::vector<float>& gate) {
     CHECK(p.offsets[0] == 0);
-    int kept = 0, routed = 0;
-    for (int s = 0; s < S; ++s) {
-        kept += p.kept[size_t(s)];
-        if (p.kept[size_t(s)]) {
-            REQUIRE(p.pos[size_t(s)] >= 0);
-            REQUIRE(p.pos[size_t(s)] < p.assignments());
-            CHECK(p.slot[size_t(p.pos[size_t(s)])] == s);
-        } else {
-            CHECK(p.pos[size_t(s)] == -1);
-        }
-    }
-    CHECK(p.assignments() == kept);
+    CHECK(p.offsets[size_t(p.N)] == p.A);
+    int routed = 0, live = 0;
+    for (int s : sel) live += s >= 0;
     for (int i = 0; i < p.N; ++i) {
         routed += p.routed[size_t(i)];
         CHECK(p.processed(i) == p.routed[size_t(i)] - p.dropped[size_t(i)]);
         if (p.capacity > 0) CHECK(p.processed(i) <= p.capacity);
         for (int a = p.offsets[size_t(i)]; a < p.offsets[size_t(i) + 1]; ++a) {
-            CHECK(p.sel[size_t(p.slot[size_t(a)])] == i);
-            CHECK(p.pos[size_t(p.slot[size_t(a)])] == a);
-            if (a > p.offsets[size_t(i)]) CHECK(p.slot[size_t(a)] > p.slot[size_t(a) - 1]);
-            CHECK(p.token_of(a) == p.slot[size_t(a)] / p.K);
+            const int s = p.slot[size_t(a)];
+            CHECK(sel[size_t(s)] == i);
+            CHECK(p.gate[size_t(a)] == gate[size_t(s)]);
+            CHECK(p.token[size_t(a)] == s / K);
+            if (a > p.offsets[size_t(i)]) CHECK(s > p.slot[size_t(a) - 1]);
         }
     }
-    CHECK(routed == S);
+    CHECK(routed == live);
 }
 
 }  // namespace
@@ -74,15 +87,15 @@ TEST_CASE("capacity_of: C = ceil(factor * T * K / N), 0 = no limit") {
 TEST_CASE("capacity: factor 0 keeps everything") {
     RoutingPlan p = hand_plan();
     std::vector<int> scratch;
-    capacity_apply(p, 0.0, DropPolicy::position, scratch);
+    capacity_apply(p, 0.0, kK, DropPolicy::position, scratch);
     CHECK(p.capacity == 0);
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{0, 0, 0});
-    CHECK(p.offsets == std::vector<int>{0, 4, 7, 8});
+    CHECK(offsets_of(p) == std::vector<int>{0, 4, 7, 8});
     // segments in slot order: expert 0 {0,2,4,7}, expert 1 {1,5,6}, expert 2 {3}
-    CHECK(p.slot == std::vector<int>{0, 2, 4, 7, 1, 5, 6, 3});
-    CHECK(p.pos == std::vector<int>{0, 4, 1, 7, 2, 5, 6, 3});
-    check_csr(p);
+    CHECK(slots_of(p) == std::vector<int>{0, 2, 4, 7, 1, 5, 6, 3});
+    CHECK(pos_of(p, 8) == std::vector<int>{0, 4, 1, 7, 2, 5, 6, 3});
+    check_plan(p, kK, kSel, kGate);
 }
 
 TEST_CASE("capacity: position policy drops the later slots") {
@@ -90,15 +103,15 @@ TEST_CASE("capacity: position policy drops the later slots") {
     //        Expert 1 routed slots {1,5,6}: keeps 1, 5; drops 6. Expert 2 {3}: keeps 3.
     RoutingPlan p = hand_plan();
     std::vector<int> scratch;
-    capacity_apply(p, 0.75, DropPolicy::position, scratch);
+    capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
     CHECK(p.capacity == 2);
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(kept_of(p) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
-    CHECK(p.offsets == std::vector<int>{0, 2, 4, 5});
-    CHECK(std::vector<int>(p.slot.begin(), p.slot.begin() + 5) == std::vector<int>{0, 2, 1, 5, 3});
-    CHECK(p.pos == std::vector<int>{0, 2, 1, 4, -1, 3, -1, -1});
-    check_csr(p);
+    CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
+    CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
+    CHECK(slots_of(p) == std::vector<int>{0, 2, 1, 5, 3});
+    CHECK(pos_of(p, 8) == std::vector<int>{0, 2, 1, 4, -1, 3, -1, -1});
+    check_plan(p, kK, kSel, kGate);
 }
 
 TEST_CASE("capacity: score policy drops the lowest gates, the earlier slot wins ties") {
@@ -107,16 +120,37 @@ TEST_CASE("capacity: score policy drops the lowest gates, the earlier slot wins 
     //        Expert 2: keeps s3.
     RoutingPlan p = hand_plan();
     std::vector<int> scratch;
-    capacity_apply(p, 0.75, DropPolicy::score, scratch);
+    capacity_apply(p, 0.75, kK, DropPolicy::score, scratch);
     CHECK(p.capacity == 2);
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(kept_of(p) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
-    CHECK(p.offsets == std::vector<int>{0, 2, 4, 5});
+    CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
+    CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
     // segments stay in slot order (not gate order): expert 0 {0, 4}, expert 1 {1, 5}, expert 2 {3}
-    CHECK(std::vector<int>(p.slot.begin(), p.slot.begin() + 5) == std::vector<int>{0, 4, 1, 5, 3});
-    CHECK(p.pos == std::vector<int>{0, 2, -1, 4, 1, 3, -1, -1});
-    check_csr(p);
+    CHECK(slots_of(p) == std::vector<int>{0, 4, 1, 5, 3});
+    CHECK(pos_of(p, 8) == std::vector<int>{0, 2, -1, 4, 1, 3, -1, -1});
+    check_plan(p, kK, kSel, kGate);
+}
+
+TEST_CASE("capacity: respects the slots a router dropped itself") {
+    // The hand plan with slots 0 and 2 dropped by the router (GShard's random second expert):
+    // expert 0 is routed {4, 7} only, so C = 2 keeps both; they are not counted as routed.
+    std::vector<int> sel = kSel;
+    sel[0] = sel[2] = -1;
+    RoutingPlan p = plan_of(kT, kN, kK, sel, kGate);
+    CHECK(p.routed == std::vector<int>{2, 3, 1});
+    std::vector<int> scratch;
+    capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
+    CHECK(p.dropped == std::vector<int>{0, 1, 0});
+    CHECK(kept_of(p, 8) == std::vector<int>{0, 1, 0, 1, 1, 1, 0, 1});
+    check_plan(p, kK, sel, kGate);
+    // by token: token 0 has only slot 1; token 1 slot 3; token 2 slots 4, 5; token 3 slot 7
+    plan_index_by_token(p, scratch);
+    const std::vector<int> to(p.tok_offsets.begin(), p.tok_offsets.begin() + 5);
+    CHECK(to == std::vector<int>{0, 1, 2, 4, 5});
+    std::vector<int> slots_by_token;
+    for (int i = 0; i < p.A; ++i) slots_by_token.push_back(p.slot[size_t(p.tok_assign[size_t(i)])]);
+    CHECK(slots_by_token == std::vector<int>{1, 3, 4, 5, 7});
 }
 
 TEST_CASE("capacity: a plan reused with other sizes and policies stays consistent") {
@@ -129,25 +163,40 @@ TEST_CASE("capacity: a plan reused with other sizes and policies stays consisten
         const int T = 1 + int(rng.uniform_int(draw++, 40)), N = 1 + int(rng.uniform_int(draw++, 9));
         const int K = 1 + int(rng.uniform_int(draw++, uint64_t(N)));
         const double factor = double(rng.uniform_int(draw++, 5)) * 0.5;   // 0, 0.5 .. 2
-        p.resize(T, N, K);
+        std::vector<int> sel(size_t(T) * K);
+        std::vector<float> gate(size_t(T) * K);
         for (int t = 0; t < T; ++t) {
             // K distinct experts per token: consecutive experts from a random start
             const int start = int(rng.uniform_int(draw++, uint64_t(N)));
             for (int j = 0; j < K; ++j) {
-                p.sel[size_t(t * K + j)] = (start + j) % N;
-                p.gate[size_t(t * K + j)] = rng.uniform(draw++);
+                sel[size_t(t * K + j)] = (start + j) % N;
+                gate[size_t(t * K + j)] = rng.uniform(draw++);
             }
         }
         CAPTURE(T);
         CAPTURE(N);
         CAPTURE(K);
         CAPTURE(factor);
-        capacity_apply(p, factor, DropPolicy::position, scratch);
-        check_csr(p);
-        const std::vector<int> processed_position(p.offsets);
-        capacity_apply(p, factor, DropPolicy::score, scratch);
-        check_csr(p);
-        CHECK(p.offsets == processed_position);
+        p = plan_of(T, N, K, sel, gate);
+        capacity_apply(p, factor, K, DropPolicy::position, scratch);
+        check_plan(p, K, sel, gate);
+        const std::vector<int> processed_position = offsets_of(p);
+        p = plan_of(T, N, K, sel, gate);
+        capacity_apply(p, factor, K, DropPolicy::score, scratch);
+        check_plan(p, K, sel, gate);
+        CHECK(offsets_of(p) == processed_position);
+        // the by-token index lists every assignment once, each token's in slot order
+        plan_index_by_token(p, scratch);
+        std::vector<int> seen(size_t(p.A), 0);
+        for (int t = 0; t < T; ++t)
+            for (int i = p.tok_offsets[size_t(t)]; i < p.tok_offsets[size_t(t) + 1]; ++i) {
+                const int a = p.tok_assign[size_t(i)];
+                seen[size_t(a)]++;
+                CHECK(p.token[size_t(a)] == t);
+                if (i > p.tok_offsets[size_t(t)])
+                    CHECK(p.slot[size_t(a)] > p.slot[size_t(p.tok_assign[size_t(i) - 1])]);
+            }
+        for (int c : seen) CHECK(c == 1);
     }
 }
 

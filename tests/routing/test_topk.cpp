@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/rng.h"
 #include "routing/router.h"
 #include "support/grad_check.h"
 
@@ -27,11 +28,45 @@ std::unique_ptr<Router> topk(int K, ScoreFn score = ScoreFn::softmax, bool norma
     return router_create(rc);
 }
 
-RoutingPlan route(const Router& r, const std::vector<float>& logits, int T, int N, int K,
-                  const RouteContext& ctx = {}) {
-    RoutingPlan p;
-    p.resize(T, N, K);
-    r.route(logits.data(), ctx, p);
+// What the tests pass to route() (the MoE layer's Pass, seed and bias in one).
+struct RouteContext {
+    bool training = false;
+    uint64_t seed = 0;
+    uint64_t noise_step = 0;
+    const float* bias = nullptr;
+};
+
+// A router's output for one batch: its state and its plan, with copies of the state's arrays
+// trimmed to this batch (probs, noisy: (T, N); sel, gate: the K slots per token, before capacity).
+struct Routed {
+    const Router* r = nullptr;
+    int T = 0, N = 0, K = 0;
+    RouterState st;
+    RoutingPlan plan;
+    std::vector<float> probs, noisy, gate;
+    std::vector<int> sel;
+
+    Routed(const Router& router, int T_, int N_, int K_) : r(&router), T(T_), N(N_), K(K_) {
+        r->reserve(st, T, N);
+        plan.reserve(T, N, r->max_assignments(T));
+    }
+    void run(const float* logits, const RouteContext& ctx) {
+        Pass pass;
+        pass.training = ctx.training;
+        pass.noise_key = ctx.noise_step;
+        r->route(logits, T, ctx.bias, pass, ctx.seed, st, plan);
+        const size_t TN = size_t(T) * N, TK = size_t(T) * K;
+        probs.assign(st.probs.begin(), st.probs.begin() + ptrdiff_t(TN));
+        noisy.assign(st.noisy.begin(), st.noisy.begin() + ptrdiff_t(TN));
+        sel.assign(st.sel.begin(), st.sel.begin() + ptrdiff_t(TK));
+        gate.assign(st.sel_gate.begin(), st.sel_gate.begin() + ptrdiff_t(TK));
+    }
+};
+
+Routed route(const Router& r, const std::vector<float>& logits, int T, int N, int K,
+             const RouteContext& ctx = {}) {
+    Routed p(r, T, N, K);
+    p.run(logits.data(), ctx);
     return p;
 }
 
@@ -45,7 +80,7 @@ TEST_CASE("topk: softmax probabilities, selection and gates by hand") {
     const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
     for (bool normalize : {true, false}) {
         CAPTURE(normalize);
-        const RoutingPlan p = route(*topk(2, ScoreFn::softmax, normalize), l, 1, 4, 2);
+        const Routed p = route(*topk(2, ScoreFn::softmax, normalize), l, 1, 4, 2);
         for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(0.1 * (i + 1)));
         CHECK(p.sel == std::vector<int>{3, 2});
         CHECK(p.gate[0] == doctest::Approx(normalize ? 4.0 / 7.0 : 0.4));
@@ -55,18 +90,73 @@ TEST_CASE("topk: softmax probabilities, selection and gates by hand") {
 }
 
 TEST_CASE("topk: sigmoid scores by hand") {
-    // logits {0, ln 3, -ln 3, -ln 9}: sigmoid {.5, .75, .25, .1}, sum 1.6,
-    // p = {.3125, .46875, .15625, .0625}; top-2 = {1, 0}; normalised gates {.6, .4}
+    // logits {0, ln 3, -ln 3, -ln 9}: sigmoid s = {.5, .75, .25, .1}, sum 1.6,
+    // p = {.3125, .46875, .15625, .0625}; top-2 of s = {1, 0}; normalised gates {.6, .4}; raw
+    // gates are the raw sigmoid scores {.75, .5} (DeepSeek-V3), not p
     const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
     const double pe[4] = {0.3125, 0.46875, 0.15625, 0.0625};
     for (bool normalize : {true, false}) {
         CAPTURE(normalize);
-        const RoutingPlan p = route(*topk(2, ScoreFn::sigmoid, normalize), l, 1, 4, 2);
+        const Routed p = route(*topk(2, ScoreFn::sigmoid, normalize), l, 1, 4, 2);
         for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(pe[i]));
         CHECK(p.sel == std::vector<int>{1, 0});
-        CHECK(p.gate[0] == doctest::Approx(normalize ? 0.6 : 0.46875));
-        CHECK(p.gate[1] == doctest::Approx(normalize ? 0.4 : 0.3125));
+        CHECK(p.gate[0] == doctest::Approx(normalize ? 0.6 : 0.75));
+        CHECK(p.gate[1] == doctest::Approx(normalize ? 0.4 : 0.5));
     }
+}
+
+TEST_CASE("topk: sigmoid selection adds the bias to the raw score, at the paper's scale") {
+    // s = sigmoid(logits) = {.5, .75, .25, .1}, p = s / 1.6 = {.3125, .46875, .15625, .0625}.
+    // b2 = .3: s2 + b2 = .55 > s0 = .5, top-2 = {1, 2}. b2 = .2: s2 + b2 = .45 < .5, top-2 stays
+    // {1, 0}, whereas adding the bias to p (p2 + .2 = .356 > p0 = .3125) would have picked 2:
+    // the bias acts on the raw score, at the scale of the paper's u.
+    const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
+    auto r = topk(2, ScoreFn::sigmoid, false);
+    const float b3[4] = {0, 0, 0.3f, 0};
+    RouteContext ctx;
+    ctx.bias = b3;
+    CHECK(route(*r, l, 1, 4, 2, ctx).sel == std::vector<int>{1, 2});
+    const float b2[4] = {0, 0, 0.2f, 0};
+    ctx.bias = b2;
+    const Routed p = route(*r, l, 1, 4, 2, ctx);
+    CHECK(p.sel == std::vector<int>{1, 0});
+    CHECK(p.gate[1] == doctest::Approx(0.5));   // the raw score, never score + bias
+}
+
+TEST_CASE("topk: softmax of logits of +-1000 is finite (the max is subtracted)") {
+    const std::vector<float> l = {1000.0f, -1000.0f, 999.0f, 0.0f};
+    const Routed p = route(*topk(2), l, 1, 4, 2);
+    for (float v : p.probs) CHECK(std::isfinite(v));
+    CHECK(p.probs[0] == doctest::Approx(1.0 / (1.0 + std::exp(-1.0))));
+    CHECK(p.sel == std::vector<int>{0, 2});
+}
+
+TEST_CASE("topk: the plan lists the slots by expert (token order) and by token (slot order)") {
+    // 3 tokens, 4 experts, k = 2: choices (best first) {2, 0}, {0, 3}, {2, 3}.
+    const float M = 5.0f;
+    const std::vector<float> l = {2, -M, 3, -M, /**/ 3, -M, -M, 2, /**/ -M, -M, 3, 2};
+    const Routed p = route(*topk(2), l, 3, 4, 2);
+    CHECK(p.sel == std::vector<int>{2, 0, 0, 3, 2, 3});
+    const RoutingPlan& plan = p.plan;
+    CHECK(plan.A == 6);
+    CHECK(plan.routed == std::vector<int>{2, 0, 2, 2});
+    CHECK(plan.dropped == std::vector<int>{0, 0, 0, 0});
+    CHECK(std::vector<int>(plan.offsets.begin(), plan.offsets.begin() + 5) ==
+          std::vector<int>{0, 2, 2, 4, 6});
+    // expert 0: slots 1 (token 0), 2 (token 1); expert 2: slots 0, 4; expert 3: slots 3, 5
+    CHECK(std::vector<int>(plan.slot.begin(), plan.slot.begin() + 6) ==
+          std::vector<int>{1, 2, 0, 4, 3, 5});
+    CHECK(std::vector<int>(plan.token.begin(), plan.token.begin() + 6) ==
+          std::vector<int>{0, 1, 0, 2, 1, 2});
+    for (int a = 0; a < 6; ++a) CHECK(plan.gate[size_t(a)] == p.gate[size_t(plan.slot[size_t(a)])]);
+    // by token, in slot order (best choice first): token 0 {a2 (slot 0), a0 (slot 1)}, ...
+    RoutingPlan indexed = plan;
+    std::vector<int> scratch;
+    plan_index_by_token(indexed, scratch);
+    CHECK(std::vector<int>(indexed.tok_offsets.begin(), indexed.tok_offsets.begin() + 4) ==
+          std::vector<int>{0, 2, 4, 6});
+    CHECK(std::vector<int>(indexed.tok_assign.begin(), indexed.tok_assign.begin() + 6) ==
+          std::vector<int>{2, 0, 1, 4, 3, 5});
 }
 
 TEST_CASE("topk: ties go to the lower expert index") {
@@ -75,11 +165,11 @@ TEST_CASE("topk: ties go to the lower expert index") {
         // token 0: experts 1 and 2 tie for the top; token 1: all four tie; token 2: 0 and 3 tie
         // for the second place behind 1
         const std::vector<float> l = {1, 2, 2, 0, /**/ 0, 0, 0, 0, /**/ 1, 3, -1, 1};
-        const RoutingPlan p1 = route(*topk(1, score), l, 3, 4, 1);
+        const Routed p1 = route(*topk(1, score), l, 3, 4, 1);
         CHECK(p1.sel == std::vector<int>{1, 0, 1});
-        const RoutingPlan p2 = route(*topk(2, score), l, 3, 4, 2);
+        const Routed p2 = route(*topk(2, score), l, 3, 4, 2);
         CHECK(p2.sel == std::vector<int>{1, 2, 0, 1, 1, 0});
-        const RoutingPlan p3 = route(*topk(3, score), l, 3, 4, 3);
+        const Routed p3 = route(*topk(3, score), l, 3, 4, 3);
         CHECK(p3.sel == std::vector<int>{1, 2, 0, 0, 1, 2, 1, 0, 3});
         // equal probabilities give equal normalised gates
         CHECK(p2.gate[2] == p2.gate[3]);
@@ -96,19 +186,19 @@ TEST_CASE("topk: the bias changes the selection, never the gate weights") {
     const float bias[4] = {0, 0, 1, 0};
     RouteContext ctx;
     ctx.bias = bias;
-    const RoutingPlan raw = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1, ctx);
+    const Routed raw = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1, ctx);
     CHECK(raw.sel[0] == 2);
     CHECK(raw.gate[0] == doctest::Approx(1.0 / Z));
     CHECK(raw.probs[2] == doctest::Approx(1.0 / Z));   // probabilities without the bias
-    const RoutingPlan norm = route(*topk(1, ScoreFn::softmax, true), l, 1, 4, 1, ctx);
+    const Routed norm = route(*topk(1, ScoreFn::softmax, true), l, 1, 4, 1, ctx);
     CHECK(norm.sel[0] == 2);
     CHECK(norm.gate[0] == doctest::Approx(1.0));
     // k = 2 with the bias: {2, 0}; normalised gates from p alone: p2 / (p0 + p2), p0 / (p0 + p2)
-    const RoutingPlan two = route(*topk(2, ScoreFn::softmax, true), l, 1, 4, 2, ctx);
+    const Routed two = route(*topk(2, ScoreFn::softmax, true), l, 1, 4, 2, ctx);
     CHECK(two.sel == std::vector<int>{2, 0});
     CHECK(two.gate[0] == doctest::Approx(1.0 / (1.0 + std::exp(2.0))));
     CHECK(two.gate[1] == doctest::Approx(std::exp(2.0) / (1.0 + std::exp(2.0))));
-    const RoutingPlan none = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1);
+    const Routed none = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1);
     CHECK(none.sel[0] == 0);
     CHECK(none.gate[0] == doctest::Approx(std::exp(2.0) / Z));
 }
@@ -120,11 +210,11 @@ TEST_CASE("topk: gating noise only in training, keyed by (seed, step)") {
     RouteContext ctx;
     ctx.seed = 4;
     ctx.noise_step = 9;
-    const RoutingPlan eval = route(*r, l, T, N, K, ctx);
+    const Routed eval = route(*r, l, T, N, K, ctx);
     CHECK(eval.noisy == l);
     ctx.training = true;
-    const RoutingPlan a = route(*r, l, T, N, K, ctx);
-    const RoutingPlan b = route(*r, l, T, N, K, ctx);
+    const Routed a = route(*r, l, T, N, K, ctx);
+    const Routed b = route(*r, l, T, N, K, ctx);
     CHECK(a.noisy == b.noisy);   // same key: same noise
     CHECK(a.noisy != l);
     const Rng rng{4, kStreamNoise, 9};
@@ -154,13 +244,12 @@ TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)")
                     RouteContext ctx;
                     ctx.training = true;
                     ctx.seed = 2;
-                    RoutingPlan p;
-                    p.resize(T, N, K);
-                    r->route(l.data(), ctx, p);
+                    Routed p(*r, T, N, K);
+                    p.run(l.data(), ctx);
                     std::vector<float> dl(size_t(T) * N, 99.0f);   // overwritten
-                    r->backward(p, c.data(), d.data(), dl.data());
+                    r->backward(p.st, c.data(), d.data(), dl.data());
                     auto f = [&] {
-                        r->route(l.data(), ctx, p);
+                        p.run(l.data(), ctx);
                         return weighted_sum(c.data(), p.gate.data(), c.size()) +
                                weighted_sum(d.data(), p.probs.data(), d.size());
                     };
@@ -169,10 +258,10 @@ TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)")
                                     what, 1e-3);
                     // d_probs may be null: then only the gates count
                     std::vector<float> dl_gate(size_t(T) * N);
-                    r->route(l.data(), ctx, p);
-                    r->backward(p, c.data(), nullptr, dl_gate.data());
+                    p.run(l.data(), ctx);
+                    r->backward(p.st, c.data(), nullptr, dl_gate.data());
                     auto fg = [&] {
-                        r->route(l.data(), ctx, p);
+                        p.run(l.data(), ctx);
                         return weighted_sum(c.data(), p.gate.data(), c.size());
                     };
                     expect_gradient(check_gradient(fg, l.data(), dl_gate.data(), l.size(), {}, sig),
@@ -190,14 +279,13 @@ TEST_CASE("grad_check harness: probes that flip the selection are skipped, wrong
     auto r = topk(K, ScoreFn::softmax, false);
     std::vector<float> l = {0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f};
     const std::vector<float> c = {1.0f, -0.5f};
-    RoutingPlan p;
-    p.resize(T, N, K);
+    Routed p(*r, T, N, K);
     RouteContext ctx;
-    r->route(l.data(), ctx, p);
+    p.run(l.data(), ctx);
     std::vector<float> dl(size_t(T) * N);
-    r->backward(p, c.data(), nullptr, dl.data());
+    r->backward(p.st, c.data(), nullptr, dl.data());
     auto f = [&] {
-        r->route(l.data(), ctx, p);
+        p.run(l.data(), ctx);
         return weighted_sum(c.data(), p.gate.data(), c.size());
     };
     auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };

@@ -16,29 +16,32 @@ using moe::RoutingPlan;
 
 namespace {
 
-// A plan from its slots: sel (T*K) in descending score order and kept (T*K). routed, dropped
-// and the CSR (offsets, slot) follow from them, as a router with capacity would write them.
+// A plan from its slots: sel (T*K) in descending score order and kept (T*K): the slots with
+// kept = 0 are removed as the capacity limit removes them (counted in dropped), the rest keep
+// their order; then the by-token index.
 RoutingPlan make_plan(int T, int N, int K, std::vector<int> sel, std::vector<uint8_t> kept) {
     RoutingPlan plan;
-    plan.resize(T, N, K);
-    plan.sel = std::move(sel);
-    plan.kept = std::move(kept);
-    std::fill(plan.gate.begin(), plan.gate.end(), 0.0f);
-    std::fill(plan.routed.begin(), plan.routed.end(), 0);
-    std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
-    for (int s = 0; s < T * K; ++s) {
-        ++plan.routed[plan.sel[s]];
-        if (!plan.kept[s]) ++plan.dropped[plan.sel[s]];
+    plan.reserve(T, N, size_t(T) * K);
+    const std::vector<float> gate(size_t(T) * K, 0.0f);
+    moe::plan_from_slots(plan, T, T * K, sel.data(), gate.data(), nullptr, K);
+    int w = 0;
+    for (int i = 0; i < N; ++i) {
+        const int b = plan.offsets[size_t(i)], e = plan.offsets[size_t(i) + 1];
+        plan.offsets[size_t(i)] = w;
+        for (int a = b; a < e; ++a) {
+            if (!kept[size_t(plan.slot[size_t(a)])]) {
+                ++plan.dropped[size_t(i)];
+                continue;
+            }
+            plan.token[size_t(w)] = plan.token[size_t(a)];
+            plan.slot[size_t(w)] = plan.slot[size_t(a)];
+            ++w;
+        }
     }
-    plan.offsets[0] = 0;
-    for (int i = 0; i < N; ++i)
-        plan.offsets[i + 1] = plan.offsets[i] + plan.routed[i] - plan.dropped[i];
-    plan.slot.assign(size_t(plan.offsets[N]), 0);
-    std::vector<int> fill(plan.offsets.begin(), plan.offsets.end() - 1);
-    for (int s = 0; s < T * K; ++s) {
-        plan.pos[s] = plan.kept[s] ? fill[plan.sel[s]]++ : -1;
-        if (plan.kept[s]) plan.slot[plan.pos[s]] = s;
-    }
+    plan.offsets[size_t(N)] = w;
+    plan.A = w;
+    std::vector<int> scratch;
+    moe::plan_index_by_token(plan, scratch);
     return plan;
 }
 
@@ -79,7 +82,9 @@ TEST_CASE("make_plan builds a consistent CSR") {
     CHECK(p.routed == std::vector<int>{4, 3, 1});
     CHECK(p.dropped == std::vector<int>{2, 1, 0});
     CHECK(p.offsets == std::vector<int>{0, 2, 4, 5});
-    CHECK(p.slot == std::vector<int>{0, 2, 1, 5, 3});
+    CHECK(std::vector<int>(p.slot.begin(), p.slot.begin() + p.A) ==
+          std::vector<int>{0, 2, 1, 5, 3});
+    CHECK(p.token_assignments(3) == 0);   // t3: every assignment dropped
 }
 
 TEST_CASE("LayerWindow: one batch with drops, by hand") {
@@ -144,7 +149,7 @@ TEST_CASE("LayerWindow: one batch with drops, by hand") {
     CHECK(s.aux_loss == doctest::Approx(1.2));
     CHECK(s.z_loss == doctest::Approx(0.3));
 
-    // Specialisation: top-1 expert = sel[t*K]: t0 -> 0, t1 -> 0, t2 -> 0, t3 -> 1.
+    // Specialisation: top-1 expert = argmax p: t0 -> 0, t1 -> 0, t2 -> 0, t3 -> 1.
     //          e0 e1 e2 | n_g
     //   g0      2  0  0 |  2
     //   g1      1  1  0 |  2
@@ -291,7 +296,7 @@ TEST_CASE("LayerWindow: reset starts an empty window, and an empty window is und
 TEST_CASE("LayerWindow: negative groups are skipped") {
     LayerWindow w(3, 2);
     const std::vector<int> groups = {0, -1, -1, 1};
-    w.observe(batch1_plan(), nullptr, nullptr, groups.data(), 2, 0.0, 0.0);
+    w.observe(batch1_plan(), kProbs1.data(), nullptr, groups.data(), 2, 0.0, 0.0);
     const LayerStats s = w.finish();
     // t0 -> (g0, e0), t3 -> (g1, e1): one-to-one, NMI 1, purity 1
     CHECK(s.group_expert == std::vector<int64_t>{1, 0, 0, 0, 1, 0});
@@ -326,7 +331,36 @@ TEST_CASE("FlipTracker") {
     CHECK(f.update(e2) == 0.0);
     CHECK(std::isnan(f.update(e3)));     // the probe set changed size
     CHECK(f.update(std::vector<int>{1, 2}) == 0.5);
-    CHECK(moe::top1_expert(batch1_plan(), 3) == 1);
+    CHECK(moe::top1_expert(kProbs1.data(), 3, 3) == 1);
+    CHECK(moe::top1_expert(kProbs1.data(), 3, 1) == 0);
+    const std::vector<float> tie = {0.4f, 0.4f, 0.2f};
+    CHECK(moe::top1_expert(tie.data(), 3, 0) == 0);   // ties: the lower index
+}
+
+TEST_CASE("LayerWindow: the top-1 expert is argmax p and not the biased selection") {
+    // T = 2, N = 3, K = 1: the balancing bias made both tokens select e2, but argmax p is e0
+    // for t0 and e1 for t1: the group table follows p (METRICS.md).
+    const RoutingPlan plan = make_plan(2, 3, 1, {2, 2}, {1, 1});
+    const std::vector<float> probs = {0.6f, 0.1f, 0.3f, 0.2f, 0.5f, 0.3f};
+    const std::vector<int> groups = {0, 1};
+    LayerWindow w(3, 2);
+    w.observe(plan, probs.data(), nullptr, groups.data(), 2, 0.0, 0.0);
+    const LayerStats s = w.finish();
+    CHECK(s.group_expert == std::vector<int64_t>{1, 0, 0, 0, 1, 0});
+    CHECK(s.experts[2].tokens == 2);   // the load counts what was routed
+    CHECK(s.spec_purity == 1.0);
+}
+
+TEST_CASE("router_grad_stats: norms and cosine by hand") {
+    LayerStats st;
+    const std::vector<float> task = {3, 4, 0}, aux = {0, 4, 3};
+    moe::router_grad_stats(task, aux, st);
+    CHECK(st.router_grad_task == doctest::Approx(5.0));
+    CHECK(st.router_grad_aux == doctest::Approx(5.0));
+    CHECK(st.router_grad_cos == doctest::Approx(16.0 / 25.0));
+    const std::vector<float> zero(3, 0.0f);
+    moe::router_grad_stats(task, zero, st);
+    CHECK(std::isnan(st.router_grad_cos));
 }
 
 TEST_CASE("CollapseTracker: dead and revived transitions") {
