@@ -75,15 +75,14 @@ TEST_CASE("the same config and seed give byte-identical CSV with 1 and 2 threads
     o2.push_back("threads=2");
     REQUIRE(run_in(d1, o1).status == RunStatus::completed);
     REQUIRE(run_in(d2, o2).status == RunStatus::completed);
-    for (const char* f : {"layers.csv", "experts.csv", "specialization.csv", "events.csv"}) {
+    // every file but timing.csv is byte-identical (timing is the only one that may differ)
+    for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
+                          "events.csv", "summary.csv"}) {
         CAPTURE(f);
         CHECK(read_text(d1 / f) == read_text(d2 / f));
     }
-    CHECK(without_columns(read_text(d1 / "metrics.csv"), {"tokens_per_s"}) ==
-          without_columns(read_text(d2 / "metrics.csv"), {"tokens_per_s"}));
-    // summary.csv differs in the threads-independent columns only by the timing columns
-    CHECK(without_columns(read_text(d1 / "summary.csv"), {"wall_s", "tokens_per_s"}) ==
-          without_columns(read_text(d2 / "summary.csv"), {"wall_s", "tokens_per_s"}));
+    CHECK(read_text(d1 / "timing.csv").rfind("step,tokens_per_s,step_ms,wall_s\n", 0) == 0);
+    CHECK(read_text(d1 / "metrics.csv").find("tokens_per_s") == std::string::npos);
     // and a different seed gives different numbers (the comparison above can fail)
     const auto d3 = scratch_dir("det_seed");
     auto o3 = o1;
@@ -103,6 +102,19 @@ TEST_CASE("quickstart learns: well above chance and above the dense baseline of 
     REQUIRE(dense.status == RunStatus::completed);
     CHECK(moe.final_eval_accuracy > 0.6);
     CHECK(moe.final_eval_accuracy > dense.final_eval_accuracy + 0.03);
+}
+
+TEST_CASE("top-1 with the default normalize learns: above its dense baseline and normalize") {
+    // router.normalize: auto is false for k = 1, so the gate is p and the router gets a task
+    // gradient. Measured with seed 1: top-1 0.691, dense of the same active size (one FFN of
+    // d_ff 64) 0.649, top-1 with normalize: true (every gate 1) 0.473.
+    const auto d1 = scratch_dir("top1"), d2 = scratch_dir("top1_dense"), d3 = scratch_dir("top1_norm");
+    const RunResult top1 = run_in(d1, {"router.k=1"});
+    const RunResult dense = run_in(d2, {"experts.count=1", "router.k=1", "experts.d_ff=64"});
+    const RunResult norm = run_in(d3, {"router.k=1", "router.normalize=true"});
+    REQUIRE(top1.status == RunStatus::completed);
+    CHECK(top1.final_eval_accuracy > dense.final_eval_accuracy + 0.02);
+    CHECK(top1.final_eval_accuracy > norm.final_eval_accuracy + 0.15);
 }
 
 TEST_CASE("a diverging run stops with status diverged and whole CSV rows") {
