@@ -19,27 +19,23 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
     std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
     if (C == 0) return;
     int* off = plan.offsets.data();
-    int w = 0;   // write cursor of the compacted plan
+    int w = 0;   // write cursor of the compacted plan (never past the read position)
+    auto keep = [&plan, &w](int a) {
+        plan.token[size_t(w)] = plan.token[size_t(a)];
+        plan.gate[size_t(w)] = plan.gate[size_t(a)];
+        plan.slot[size_t(w)] = plan.slot[size_t(a)];
+        ++w;
+    };
     for (int e = 0; e < N; ++e) {
         const int b = off[e], n = off[e + 1] - b;
         off[e] = w;
         if (n <= C) {
-            for (int j = 0; j < n; ++j) {
-                plan.token[size_t(w)] = plan.token[size_t(b + j)];
-                plan.gate[size_t(w)] = plan.gate[size_t(b + j)];
-                plan.slot[size_t(w)] = plan.slot[size_t(b + j)];
-                ++w;
-            }
+            for (int j = 0; j < n; ++j) keep(b + j);
             continue;
         }
         plan.dropped[size_t(e)] = int(n - C);
         if (policy == DropPolicy::position) {
-            for (int j = 0; j < C; ++j) {
-                plan.token[size_t(w)] = plan.token[size_t(b + j)];
-                plan.gate[size_t(w)] = plan.gate[size_t(b + j)];
-                plan.slot[size_t(w)] = plan.slot[size_t(b + j)];
-                ++w;
-            }
+            for (int j = 0; j < C; ++j) keep(b + j);
         } else {
             // The C largest gates (ties: the earlier slot), then back into slot order.
             scratch.resize(size_t(n));
@@ -50,13 +46,7 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
                 return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
             });
             std::sort(scratch.begin(), scratch.begin() + C);   // positions = slot order
-            for (int j = 0; j < C; ++j) {
-                const int a = scratch[size_t(j)];
-                plan.token[size_t(w)] = plan.token[size_t(a)];
-                plan.gate[size_t(w)] = plan.gate[size_t(a)];
-                plan.slot[size_t(w)] = plan.slot[size_t(a)];
-                ++w;
-            }
+            for (int j = 0; j < C; ++j) keep(scratch[size_t(j)]);
         }
     }
     off[N] = w;
