@@ -12,6 +12,7 @@
 #include "backend/device.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "config/components.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
@@ -122,7 +123,11 @@ int cli_main(int argc, char** argv) {
     add_config_args(validate, va);
     validate->add_flag("--reference", reference,
                        "Print the reference of every config key (Markdown) instead");
-    // With --reference no config file is needed.
+    bool components = false;
+    validate->add_flag("--components", components,
+                       "Print the table of routers, balancers and tasks (Markdown, as in the "
+                       "README) instead");
+    // With --reference or --components no config file is needed.
     validate->get_option("config")->required(false);
 
     CommonArgs ra;
@@ -162,8 +167,12 @@ int cli_main(int argc, char** argv) {
                 std::fputs(config_reference_markdown().c_str(), stdout);
                 return 0;
             }
+            if (components) {
+                std::fputs(components_markdown().c_str(), stdout);
+                return 0;
+            }
             if (va.config.empty()) {
-                print_error("validate: a CONFIG file is required (or --reference)");
+                print_error("validate: a CONFIG file is required (or --reference, --components)");
                 return 2;
             }
             return cmd_validate(va);

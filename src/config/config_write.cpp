@@ -9,14 +9,29 @@
 #include <algorithm>
 
 namespace moe {
+
+std::string detail::md(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        char next = i + 1 < s.size() ? s[i + 1] : ' ';
+        bool tag = s[i] == '<' &&
+                   ((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || next == '/');
+        if (s[i] == '|' || tag) out += '\\';
+        out += s[i];
+    }
+    return out;
+}
+
 namespace {
+
+using detail::md;
 
 // Depth of a dotted section path ("" = 0, "data" = 1, "data.clusters" = 2).
 size_t depth_of(std::string_view section) {
     return section.empty() ? 0 : size_t(std::count(section.begin(), section.end(), '.')) + 1;
 }
 
-std::vector<std::string_view> components(std::string_view path) {
+std::vector<std::string_view> path_parts(std::string_view path) {
     std::vector<std::string_view> out;
     while (!path.empty()) {
         size_t dot = path.find('.');
@@ -63,19 +78,6 @@ std::string yaml_value(const schema::Key& key, const schema::Value& v) {
     return key.type == schema::Type::string ? yaml_string(text) : text;
 }
 
-// Markdown text: '|' would end a table cell, '<' before a letter would start an HTML tag.
-std::string md(std::string_view s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        char next = i + 1 < s.size() ? s[i + 1] : ' ';
-        bool tag = s[i] == '<' &&
-                   ((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || next == '/');
-        if (s[i] == '|' || tag) out += '\\';
-        out += s[i];
-    }
-    return out;
-}
-
 std::string capitalized(std::string s) {
     if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = char(s[0] - 'a' + 'A');
     return s;
@@ -103,7 +105,7 @@ std::string config_to_yaml(const Config& cfg) {
         std::string_view section = schema::parent_of(key.path);
         if (section != open) {
             // Open the sections of `section` that are not already open, outermost first.
-            std::vector<std::string_view> now = components(open), want = components(section);
+            std::vector<std::string_view> now = path_parts(open), want = path_parts(section);
             size_t common = 0;
             while (common < now.size() && common < want.size() && now[common] == want[common])
                 ++common;

@@ -57,6 +57,18 @@ private:
     std::set<std::string, std::less<>> bad_;
 };
 
+// How a rule shows the values it talks about (validate.cpp, components.cpp).
+struct Show {
+    const LoadState& st;
+    // "20", or "2 (the default)" when the key was not given.
+    std::string value(std::string_view key) const;
+    // "(16)", or "(16, the default)".
+    std::string paren(std::string_view key) const;
+};
+
+// Markdown text: '|' would end a table cell, '<' before a letter would start an HTML tag.
+std::string md(std::string_view s);
+
 // User text echoed in a message: control characters escaped (so a diagnostic stays one line),
 // cut to `max` bytes with "..." (at a UTF-8 boundary).
 std::string shown(std::string_view text, size_t max = 60);
@@ -83,9 +95,13 @@ void apply_overrides(LoadState& st, const std::vector<std::string>& overrides);
 
 // validate.cpp: range/choice checks of every key of st.cfg (for configs not read from YAML).
 void validate_each_key(LoadState& st);
-// validate.cpp: the cross-key rules; each runs only when the keys it reads had no error.
+// validate.cpp: the cross-key rules, then those of the selected components (components.cpp), and
+// the component checks: a key of a component's own sub-section is given only while that component
+// is selected, and every selected component runs on the chosen device. Each rule runs only when
+// the keys it reads had no error.
 void validate_cross_keys(LoadState& st);
-// validate.cpp: the cross-key rules in words, one line each, for the reference.
+// validate.cpp: the cross-key rules in words, one line each, for the reference (the general rules,
+// then those of the built components and their own sub-sections).
 std::vector<std::string> cross_key_rules_text();
 
 } // namespace moe::detail

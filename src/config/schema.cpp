@@ -1,6 +1,7 @@
 // The key table (see schema.h) and the words that describe, parse and check one value.
 #include "config/schema.h"
 
+#include "config/components.h"
 #include "config/config_load.h"
 #include "config/load_internal.h"
 
@@ -19,30 +20,41 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // ---- choices: the spelling of every enum value (a config name = a registry key) ----
 
+// The choices of a component's choice key (router.type, balance.loss, data.task), from the
+// component rows in their order: a built row is available with its enum value, a row not built
+// yet is a known name refused as not available.
+std::vector<Choice> component_choices(std::string_view choice_key) {
+    std::vector<Choice> out;
+    for (const ComponentRow& row : components()) {
+        if (row.choice_key != choice_key) continue;
+        out.push_back(Choice{row.name, row.built ? row.id : -1, row.built});
+    }
+    return out;
+}
+const std::vector<Choice>& task_choices() {
+    static const std::vector<Choice> c = component_choices("data.task");
+    return c;
+}
+const std::vector<Choice>& router_choices() {
+    static const std::vector<Choice> c = component_choices("router.type");
+    return c;
+}
+const std::vector<Choice>& balance_choices() {
+    static const std::vector<Choice> c = component_choices("balance.loss");
+    return c;
+}
+
 constexpr Choice kDevice[] = {
     {"cpu", int(Device::cpu)},
     {"cuda", int(Device::cuda), false,
      "'cuda' is not available: the CUDA backend is not built yet in this version of moe-sim; "
      "use device: cpu"},
 };
-constexpr Choice kTask[] = {
-    {"clusters", int(TaskKind::clusters)},
-    {"markov", -1, false},
-    {"modular", -1, false},
-};
 constexpr Choice kTeacher[] = {{"linear", int(Teacher::linear)}, {"mlp", int(Teacher::mlp)}};
 constexpr Choice kActivation[] = {
     {"relu", int(Activation::relu)},
     {"gelu", int(Activation::gelu)},
     {"swiglu", int(Activation::swiglu)},
-};
-constexpr Choice kRouterType[] = {
-    {"topk", int(RouterType::topk)},
-    {"expert_choice", -1, false},
-    {"soft", -1, false},
-    {"hash", -1, false},
-    {"random", -1, false},
-    {"hierarchical", -1, false},
 };
 constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
@@ -51,11 +63,6 @@ constexpr Choice kNormalize[] = {{"auto", int(Normalize::auto_k)},
                                  {"false", int(Normalize::no)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"score", int(DropPolicy::score)}};
-constexpr Choice kBalance[] = {
-    {"none", int(BalanceLoss::none)},
-    {"switch", int(BalanceLoss::switch_loss)},
-    {"shazeer", int(BalanceLoss::shazeer)},
-};
 constexpr Choice kOptimizer[] = {
     {"adam", int(OptimizerKind::adam)},
     {"adamw", int(OptimizerKind::adamw)},
@@ -194,7 +201,7 @@ const std::vector<Key>& table() {
         choice_key<&C::device>("device", kDevice, "where the model runs"),
         int_key<&C::threads>("threads", 0, 1024, "OpenMP threads; 0 = all cores"),
 
-        choice_key<&C::data, &DataConfig::task>("data.task", kTask,
+        choice_key<&C::data, &DataConfig::task>("data.task", task_choices(),
                                                 "the task that generates the data"),
         int_key<&C::data, &DataConfig::train_size>(
             "data.train_size", 0, kMaxSize,
@@ -235,7 +242,7 @@ const std::vector<Key>& table() {
         int_key<&C::experts, &ExpertsConfig::shared>("experts.shared", 0, 64,
                                                      "always-on shared experts (DeepSeekMoE)"),
 
-        choice_key<&C::router, &RouterConfig::type>("router.type", kRouterType,
+        choice_key<&C::router, &RouterConfig::type>("router.type", router_choices(),
                                                     "the routing algorithm"),
         int_key<&C::router, &RouterConfig::k>("router.k", 1, 64, "experts each token is sent to"),
         choice_key<&C::router, &RouterConfig::score>("router.score", kScore,
@@ -258,7 +265,7 @@ const std::vector<Key>& table() {
             "capacity.eval_factor", zero_or_between(0.01, 1024.0),
             "capacity factor at evaluation; 0 = same as factor"),
 
-        choice_key<&C::balance, &BalanceConfig::loss>("balance.loss", kBalance,
+        choice_key<&C::balance, &BalanceConfig::loss>("balance.loss", balance_choices(),
                                                       "auxiliary load-balancing loss"),
         num_key<&C::balance, &BalanceConfig::alpha>("balance.alpha", at_least(0.0),
                                                     "coefficient of the auxiliary loss"),
@@ -700,14 +707,14 @@ std::string_view enum_name(std::span<const schema::Choice> choices, E v) {
 } // namespace
 
 std::string_view to_string(Device v) { return enum_name(schema::kDevice, v); }
-std::string_view to_string(TaskKind v) { return enum_name(schema::kTask, v); }
+std::string_view to_string(TaskKind v) { return enum_name(schema::task_choices(), v); }
 std::string_view to_string(Teacher v) { return enum_name(schema::kTeacher, v); }
 std::string_view to_string(Activation v) { return enum_name(schema::kActivation, v); }
-std::string_view to_string(RouterType v) { return enum_name(schema::kRouterType, v); }
+std::string_view to_string(RouterType v) { return enum_name(schema::router_choices(), v); }
 std::string_view to_string(Normalize v) { return enum_name(schema::kNormalize, v); }
 std::string_view to_string(ScoreFn v) { return enum_name(schema::kScore, v); }
 std::string_view to_string(DropPolicy v) { return enum_name(schema::kDrop, v); }
-std::string_view to_string(BalanceLoss v) { return enum_name(schema::kBalance, v); }
+std::string_view to_string(BalanceLoss v) { return enum_name(schema::balance_choices(), v); }
 std::string_view to_string(OptimizerKind v) { return enum_name(schema::kOptimizer, v); }
 std::string_view to_string(Schedule v) { return enum_name(schema::kSchedule, v); }
 

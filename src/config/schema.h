@@ -30,8 +30,10 @@ enum class Type {
 // enum's underlying value), unsigned_integer uint64_t, number double, boolean bool, string string.
 using Value = std::variant<int64_t, uint64_t, double, bool, std::string>;
 
-// One spelling of an enum key. A choice that is known (SPEC.md names it) but not available in
-// this version has available = false; it is refused with `reason`, or with a generic
+// One spelling of an enum key. The choices of router.type, balance.loss and data.task are built
+// from the component rows (components.h); the others are written in schema.cpp. A choice that is
+// known (SPEC.md names it) but not available in this version has available = false; it is refused
+// with `reason`, or with a generic
 // "'x' is not available yet in this version of moe-sim; available: ..." when reason is empty.
 struct Choice {
     std::string_view name;

@@ -2,39 +2,17 @@
 // reads passed its own checks, so one mistake gives one diagnostic. The diagnostic is about the
 // rule's first key and sits at that key's line; when that key was not given (it holds its
 // default) it sits at the line of the other key that was, and the message says "(the default)".
-// Single-key rules (ranges, choices, the run name) live in the schema (schema.cpp).
+// Single-key rules (ranges, choices, the run name) live in the schema (schema.cpp); the rules of
+// one router, balancer or task live in its row (components.cpp) and run only while it is selected.
+#include "config/components.h"
 #include "config/config_load.h"
 #include "config/load_internal.h"
 #include "config/schema.h"
 
 #include <fmt/format.h>
 
-#include <array>
-
 namespace moe::detail {
 namespace {
-
-// How a rule shows the values it talks about.
-struct Show {
-    const LoadState& st;
-    // "20", or "2 (the default)" when the key was not given.
-    std::string value(std::string_view key) const {
-        std::string v = config_value_string(st.cfg, key);
-        return st.given(key) ? v : v + " (the default)";
-    }
-    // "(16)", or "(16, the default)".
-    std::string paren(std::string_view key) const {
-        std::string v = config_value_string(st.cfg, key);
-        return st.given(key) ? "(" + v + ")" : "(" + v + ", the default)";
-    }
-};
-
-struct Rule {
-    std::string_view key;                             // the key the diagnostic is about
-    std::array<std::string_view, 2> reads;            // the keys the rule reads (key included)
-    std::string_view text;                            // the rule in words, for the reference
-    std::string (*check)(const Config&, const Show&); // "" when satisfied, else the message
-};
 
 // "<a> is larger than <b> (<value of b>)" when a > b.
 template <class T>
@@ -44,13 +22,7 @@ std::string not_larger(T a, T b, std::string_view a_key, std::string_view b_key,
     return fmt::format("{} is larger than {} {}{}", s.value(a_key), b_key, s.paren(b_key), why);
 }
 
-const Rule kRules[] = {
-    {"router.k",
-     {"router.k", "experts.count"},
-     "`router.k` <= `experts.count`",
-     [](const Config& c, const Show& s) {
-         return not_larger(c.router.k, c.experts.count, "router.k", "experts.count", s);
-     }},
+const KeyRule kRules[] = {
     {"model.moe_every",
      {"model.moe_every", "model.layers"},
      "`model.moe_every` <= `model.layers`: at least one block has an MoE layer",
@@ -83,20 +55,63 @@ const Rule kRules[] = {
      [](const Config& c, const Show& s) {
          return not_larger(c.train.min_lr, c.train.lr, "train.min_lr", "train.lr", s);
      }},
-    {"balance.loss",
-     {"balance.loss", "router.noise"},
-     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise "
-     "std",
-     [](const Config& c, const Show& s) -> std::string {
-         if (c.balance.loss != BalanceLoss::shazeer || c.router.noise > 0) return {};
-         return fmt::format(
-             "'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
-             "std), got router.noise = {}",
-             s.value("router.noise"));
-     }},
 };
 
+void run_rule(LoadState& st, const KeyRule& rule, std::string_view choice_key) {
+    if (!choice_key.empty() && st.bad(choice_key)) return;
+    for (std::string_view k : rule.reads)
+        if (!k.empty() && st.bad(k)) return;
+    std::string message = rule.check(st.cfg, Show{st});
+    if (message.empty()) return;
+    Source at{st.label};
+    for (std::string_view k : rule.reads) {
+        if (const Source* s = k.empty() ? nullptr : st.given(k)) {
+            at = *s;
+            break;
+        }
+    }
+    st.error(at, rule.key, std::move(message));
+}
+
+// A key of a component's own sub-section (router.expert_choice.*) given while another component
+// is selected: an error at that key. Only keys that were given count (defaults are not "used").
+void check_own_keys(LoadState& st) {
+    for (const schema::Key& key : schema::keys()) {
+        const Source* at = st.given(key.path);
+        const ComponentRow* owner = owner_of_key(key.path);
+        if (!at || !owner || st.bad(owner->choice_key)) continue;
+        const ComponentRow* chosen = selected_component(st.cfg, owner->choice_key);
+        if (chosen && chosen != owner)
+            st.error(*at, key.path, not_selected_message(*owner, *chosen));
+    }
+}
+
+// Every selected component runs on the chosen device.
+void check_devices(LoadState& st) {
+    if (st.bad("device")) return;
+    for (const ComponentRow& row : components()) {
+        if (row.choice_key.empty() || st.bad(row.choice_key)) continue;
+        if (selected_component(st.cfg, row.choice_key) != &row || runs_on(row, st.cfg.device))
+            continue;
+        const Source* at = st.given(row.choice_key);
+        if (!at) at = st.given("device");
+        st.error(at ? *at : Source{st.label}, row.choice_key,
+                 fmt::format("'{}' does not run on device {} (it runs on: {})", row.name,
+                             to_string(st.cfg.device), devices_text(row.devices)));
+    }
+}
+
 } // namespace
+
+std::string Show::value(std::string_view key) const {
+    std::string v = config_value_string(st.cfg, key);
+    return st.given(key) ? v : v + " (the default)";
+}
+
+std::string Show::paren(std::string_view key) const {
+    std::string v = config_value_string(st.cfg, key);
+    return st.given(key) ? "(" + v + ")" : "(" + v + ", the default)";
+}
 
 void validate_each_key(LoadState& st) {
     for (const schema::Key& key : schema::keys()) {
@@ -109,27 +124,35 @@ void validate_each_key(LoadState& st) {
 }
 
 void validate_cross_keys(LoadState& st) {
-    Show show{st};
-    for (const Rule& rule : kRules) {
-        bool runnable = true;
-        for (std::string_view k : rule.reads) runnable = runnable && !st.bad(k);
-        if (!runnable) continue;
-        std::string message = rule.check(st.cfg, show);
-        if (message.empty()) continue;
-        Source at{st.label};
-        for (std::string_view k : rule.reads) {
-            if (const Source* s = st.given(k)) {
-                at = *s;
-                break;
-            }
-        }
-        st.error(at, rule.key, std::move(message));
+    for (const KeyRule& rule : kRules) run_rule(st, rule, {});
+    for (const ComponentRow& row : components()) {
+        // A row with a choice key runs its rules while selected; one without, always (its rules
+        // say themselves when they apply).
+        bool active =
+            row.choice_key.empty() ||
+            (!st.bad(row.choice_key) && selected_component(st.cfg, row.choice_key) == &row);
+        if (!active) continue;
+        for (const KeyRule& rule : row.rules) run_rule(st, rule, row.choice_key);
     }
+    check_own_keys(st);
+    check_devices(st);
 }
 
 std::vector<std::string> cross_key_rules_text() {
     std::vector<std::string> out;
-    for (const Rule& rule : kRules) out.emplace_back(rule.text);
+    for (const KeyRule& rule : kRules) out.emplace_back(rule.text);
+    for (const ComponentRow& row : components())
+        if (row.built)
+            for (const KeyRule& rule : row.rules) out.emplace_back(rule.text);
+    // The own sub-sections that have keys.
+    for (const ComponentRow& row : components()) {
+        std::string section = own_section(row);
+        if (row.built && !section.empty() && schema::is_section(section))
+            out.push_back(
+                fmt::format("`{}.*` only with `{}: {}`: a component's own keys are an "
+                            "error while another one is selected",
+                            section, row.choice_key, row.name));
+    }
     return out;
 }
 

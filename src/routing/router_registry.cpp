@@ -1,7 +1,13 @@
-// The one table of routers: adding a router touches its file, one row here, and its tests.
-#include <array>
+// The routers' factories, by name. A router's name, summary, paper, keys, rules and devices are
+// its row in config/components.cpp; here it has one line: its name and its make function. Adding
+// a router touches its file, its row, this table and its tests.
+#include "routing/router_registry.h"
 
+#include <vector>
+
+#include "config/components.h"
 #include "config/config_error.h"
+#include "config/config_load.h"
 #include "routing/router.h"
 
 namespace moe {
@@ -9,24 +15,53 @@ namespace moe {
 std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
 
 namespace {
-const std::array<RouterEntry, 1> kRouters = {{
-    {"topk", "token choice: each token picks its k best experts (p + bias), gates renormalised "
-             "or not, optional noisy gating; Switch (k=1), GShard/Mixtral (k=2), DeepSeek "
-             "(sigmoid + bias) are presets of it",
-     "Shazeer et al. 2017; Fedus et al. 2021; Wang et al. 2024", &make_topk},
-}};
+
+struct RouterFactory {
+    std::string_view name;  // = the row's name = router.type = the file stem
+    std::unique_ptr<Router> (*make)(const RouterConfig&);
+};
+
+constexpr RouterFactory kRouterFactories[] = {
+    {"topk", &make_topk},
+};
+
+const RouterFactory* find_factory(std::string_view name) {
+    for (const RouterFactory& f : kRouterFactories)
+        if (f.name == name) return &f;
+    return nullptr;
+}
+
 }  // namespace
 
+std::vector<std::string_view> router_factory_names() {
+    std::vector<std::string_view> out;
+    for (const RouterFactory& f : kRouterFactories) out.push_back(f.name);
+    return out;
+}
+
+// The built routers with their rows' words (for listings).
 const RouterEntry* router_entries(int* count) {
-    *count = int(kRouters.size());
-    return kRouters.data();
+    static const std::vector<RouterEntry> entries = [] {
+        std::vector<RouterEntry> out;
+        for (const ComponentRow& row : components()) {
+            if (row.kind != ComponentKind::router || !row.built) continue;
+            if (const RouterFactory* f = find_factory(row.name))
+                out.push_back(RouterEntry{row.name, row.summary, row.paper, f->make});
+        }
+        return out;
+    }();
+    *count = int(entries.size());
+    return entries.data();
 }
 
 std::unique_ptr<Router> router_create(const RouterConfig& cfg) {
-    // RouterType has one value per row of kRouters, in the same order.
-    const size_t i = size_t(cfg.type);
-    if (i >= kRouters.size()) throw UserError("router.type: unknown router");
-    return kRouters[i].make(cfg);
+    // The row whose enum value is cfg.type (an explicit comparison), then its factory by name.
+    const ComponentRow* row = find_component("router.type", int(cfg.type));
+    const RouterFactory* f = row ? find_factory(row->name) : nullptr;
+    if (!f)
+        throw UserError(std::string("router.type: '") + std::string(to_string(cfg.type)) +
+                        "' has no router in this build");
+    return f->make(cfg);
 }
 
 }  // namespace moe

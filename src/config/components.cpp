@@ -1,0 +1,269 @@
+// The component rows (see components.h): one row per router, balancer and task.
+#include "config/components.h"
+
+#include "config/config_load.h"
+#include "config/load_internal.h"
+#include "config/schema.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace moe {
+namespace {
+
+using detail::Show;
+
+// ---- routers (router.type; factories in routing/router_registry.cpp) ----
+
+constexpr std::string_view kTopkKeys[] = {"router.k", "router.score", "router.normalize",
+                                          "router.noise"};
+const KeyRule kTopkRules[] = {
+    {"router.k",
+     {"router.k", "experts.count"},
+     "`router.type: topk` needs `router.k` <= `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.k > c.experts.count)) return {};
+         return fmt::format("{} is larger than experts.count {}", s.value("router.k"),
+                            s.paren("experts.count"));
+     }},
+};
+
+// ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
+
+constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
+constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "router.noise"};
+const KeyRule kShazeerRules[] = {
+    {"balance.loss",
+     {"balance.loss", "router.noise"},
+     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise "
+     "std",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise > 0) return {};
+         return fmt::format(
+             "'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
+             "std), got router.noise = {}",
+             s.value("router.noise"));
+     }},
+};
+constexpr std::string_view kZLossKeys[] = {"balance.z_loss"};
+constexpr std::string_view kBiasKeys[] = {"balance.bias_rate"};
+
+// ---- tasks (data.task; factories in tasks/task_registry.cpp) ----
+
+constexpr std::string_view kClustersKeys[] = {
+    "data.clusters.dim",        "data.clusters.num_clusters", "data.clusters.num_classes",
+    "data.clusters.spread",     "data.clusters.imbalance",    "data.clusters.teacher",
+    "data.clusters.label_noise"};
+
+using K = ComponentKind;
+
+// Rows name only the fields they set; the others keep their defaults (components.h). GCC before 14
+// warns about the fields a designated initializer leaves out, which here is the point.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+const ComponentRow kRows[] = {
+    {.kind = K::router,
+     .name = "topk",
+     .choice_key = "router.type",
+     .id = int(RouterType::topk),
+     .built = true,
+     .summary =
+         "token choice: each token picks its k best experts (p + bias), gates renormalised or not, "
+         "optional noisy gating; Switch (k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are "
+         "presets of it",
+     .paper = "Shazeer et al. 2017; Fedus et al. 2021; Wang et al. 2024",
+     .devices = kCpu,
+     .keys = kTopkKeys,
+     .rules = kTopkRules},
+    {.kind = K::router,
+     .name = "expert_choice",
+     .choice_key = "router.type",
+     .built = false,
+     .summary = "expert choice: each expert picks the tokens it scores highest, up to its capacity",
+     .paper = "Zhou et al. 2022"},
+    {.kind = K::router,
+     .name = "soft",
+     .choice_key = "router.type",
+     .built = false,
+     .summary =
+         "soft MoE: each expert slot takes a weighted average of all tokens, nothing is dropped",
+     .paper = "Puigcerver et al. 2023"},
+    {.kind = K::router,
+     .name = "hash",
+     .choice_key = "router.type",
+     .built = false,
+     .summary = "a fixed hash of the token picks its expert; nothing is learned",
+     .paper = "Roller et al. 2021"},
+    {.kind = K::router,
+     .name = "random",
+     .choice_key = "router.type",
+     .built = false,
+     .summary =
+         "each token goes to experts drawn at random: the baseline a learned router must beat",
+     .paper = "—"},
+    {.kind = K::router,
+     .name = "hierarchical",
+     .choice_key = "router.type",
+     .built = false,
+     .summary = "two levels: a token picks a group of experts, then experts within the group",
+     .paper = "Shazeer et al. 2017"},
+
+    {.kind = K::balancer,
+     .name = "none",
+     .choice_key = "balance.loss",
+     .id = int(BalanceLoss::none),
+     .built = true,
+     .summary = "no auxiliary load-balancing loss",
+     .paper = "—",
+     .devices = kCpu},
+    {.kind = K::balancer,
+     .name = "switch",
+     .choice_key = "balance.loss",
+     .id = int(BalanceLoss::switch_loss),
+     .built = true,
+     .summary = "`N * sum_i f_i * Pbar_i`: fraction of tokens routed to expert i times its mean "
+                "probability; 1 at perfect balance",
+     .paper = "Fedus et al. 2021",
+     .devices = kCpu,
+     .keys = kAlphaKeys},
+    {.kind = K::balancer,
+     .name = "shazeer",
+     .choice_key = "balance.loss",
+     .id = int(BalanceLoss::shazeer),
+     .built = true,
+     .summary = "CV^2 of the importance plus CV^2 of the smooth load estimate under gating noise",
+     .paper = "Shazeer et al. 2017",
+     .devices = kCpu,
+     .keys = kShazeerKeys,
+     .rules = kShazeerRules},
+    {.kind = K::balancer,
+     .name = "z_loss",
+     .on_when = "`balance.z_loss` > 0",
+     .built = true,
+     .summary = "router z-loss: mean squared log-sum-exp of the router logits, keeps them small",
+     .paper = "Zoph et al. 2022 (ST-MoE)",
+     .devices = kCpu,
+     .keys = kZLossKeys},
+    {.kind = K::balancer,
+     .name = "bias",
+     .on_when = "`balance.bias_rate` > 0",
+     .built = true,
+     .summary =
+         "auxiliary-loss-free balancing: a per-expert bias on the selection scores, moved each "
+         "step towards balance",
+     .paper = "Wang et al. 2024",
+     .devices = kCpu,
+     .keys = kBiasKeys},
+
+    {.kind = K::task,
+     .name = "clusters",
+     .choice_key = "data.task",
+     .id = int(TaskKind::clusters),
+     .built = true,
+     .summary =
+         "points from a Gaussian mixture, labelled by a random teacher network; group = cluster",
+     .paper = "—",
+     .devices = kCpu,
+     .keys = kClustersKeys},
+    {.kind = K::task,
+     .name = "markov",
+     .choice_key = "data.task",
+     .built = false,
+     .summary =
+         "a toy language of random sparse Markov chains, one per domain, with its exact ideal "
+         "loss; group = domain",
+     .paper = "—"},
+    {.kind = K::task,
+     .name = "modular",
+     .choice_key = "data.task",
+     .built = false,
+     .summary = "a OP b = c (mod p) with several operations; group = operation",
+     .paper = "—"},
+};
+#pragma GCC diagnostic pop
+
+} // namespace
+
+std::span<const ComponentRow> components() {
+    return kRows;
+}
+
+const ComponentRow* find_component(std::string_view choice_key, int id) {
+    if (id < 0) return nullptr;
+    for (const ComponentRow& r : kRows)
+        if (r.choice_key == choice_key && r.id == id) return &r;
+    return nullptr;
+}
+
+const ComponentRow* find_component(ComponentKind kind, std::string_view name) {
+    for (const ComponentRow& r : kRows)
+        if (r.kind == kind && r.name == name) return &r;
+    return nullptr;
+}
+
+const ComponentRow* selected_component(const Config& cfg, std::string_view choice_key) {
+    const schema::Key* key = schema::find_key(choice_key);
+    if (!key || key->type != schema::Type::choice) return nullptr;
+    return find_component(choice_key, int(std::get<int64_t>(key->get(cfg))));
+}
+
+std::string_view to_string(ComponentKind kind) {
+    switch (kind) {
+        case ComponentKind::router:
+            return "router";
+        case ComponentKind::balancer:
+            return "balancer";
+        case ComponentKind::task:
+            return "task";
+    }
+    return "?";
+}
+
+std::string own_section(const ComponentRow& row) {
+    if (row.choice_key.empty()) return {};
+    std::string_view section = schema::parent_of(row.choice_key);
+    return section.empty() ? std::string(row.name) : fmt::format("{}.{}", section, row.name);
+}
+
+const ComponentRow* owner_of_key(std::string_view key) {
+    for (const ComponentRow& r : kRows) {
+        std::string section = own_section(r);
+        if (section.empty()) continue;
+        if (key.size() > section.size() && key.substr(0, section.size()) == section &&
+            key[section.size()] == '.')
+            return &r;
+    }
+    return nullptr;
+}
+
+std::string devices_text(DeviceSet devices) {
+    std::string out;
+    for (Device d : {Device::cpu, Device::cuda}) {
+        if ((devices & device_bit(d)) == 0) continue;
+        out += fmt::format("{}{}", out.empty() ? "" : ", ", to_string(d));
+    }
+    return out.empty() ? "—" : out;
+}
+
+std::string not_selected_message(const ComponentRow& owner, const ComponentRow& selected) {
+    return fmt::format("only read by {}: {}, but {} is {}", owner.choice_key, owner.name,
+                       selected.choice_key, selected.name);
+}
+
+std::string components_markdown() {
+    std::string out =
+        "| name | kind | selected by | summary | paper | devices | status |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n";
+    for (const ComponentRow& r : kRows) {
+        std::string selected_by = r.choice_key.empty()
+                                      ? std::string(r.on_when)
+                                      : fmt::format("`{}: {}`", r.choice_key, r.name);
+        out += fmt::format("| `{}` | {} | {} | {} | {} | {} | {} |\n", r.name, to_string(r.kind),
+                           selected_by, detail::md(r.summary), detail::md(r.paper),
+                           devices_text(r.devices), r.built ? "built" : "not built yet");
+    }
+    return out;
+}
+
+} // namespace moe
