@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -62,15 +61,8 @@ public:
 // each slot has at most one assignment.
 void gate_grad_to_slots(const RoutingPlan& plan, const float* d_gate, float* d_slot, size_t R);
 
-struct RouterEntry {
-    std::string_view name;
-    std::string_view summary;
-    std::string_view paper;
-    std::unique_ptr<Router> (*make)(const RouterConfig&);
-};
-
-// The one table of routers (router_registry.cpp).
+// The router of router.type, made by its factory (router_registry.cpp; its words, keys and rules
+// are its row in config/components.cpp).
 std::unique_ptr<Router> router_create(const RouterConfig& cfg);
-const RouterEntry* router_entries(int* count);
 
 }  // namespace moe

@@ -39,21 +39,6 @@ std::vector<std::string_view> router_factory_names() {
     return out;
 }
 
-// The built routers with their rows' words (for listings).
-const RouterEntry* router_entries(int* count) {
-    static const std::vector<RouterEntry> entries = [] {
-        std::vector<RouterEntry> out;
-        for (const ComponentRow& row : components()) {
-            if (row.kind != ComponentKind::router || !row.built) continue;
-            if (const RouterFactory* f = find_factory(row.name))
-                out.push_back(RouterEntry{row.name, row.summary, row.paper, f->make});
-        }
-        return out;
-    }();
-    *count = int(entries.size());
-    return entries.data();
-}
-
 std::unique_ptr<Router> router_create(const RouterConfig& cfg) {
     // The row whose enum value is cfg.type (an explicit comparison), then its factory by name.
     const ComponentRow* row = find_component("router.type", int(cfg.type));

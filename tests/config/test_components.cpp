@@ -132,11 +132,6 @@ TEST_SUITE("config") {
             rc.type = RouterType(r.id);
             CHECK(router_create(rc) != nullptr);
         }
-        int count = 0;
-        const RouterEntry* entries = router_entries(&count);
-        REQUIRE(count == int(built_names(ComponentKind::router).size()));
-        CHECK(entries[0].summary ==
-              find_component(ComponentKind::router, entries[0].name)->summary);
     }
 
     TEST_CASE("components: a component's own sub-section holds only its keys") {
