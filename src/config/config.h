@@ -106,6 +106,7 @@ struct TrainConfig {
     double min_lr = 0.0;        // cosine floor
     int64_t log_every = 10;
     int64_t eval_every = 200;
+    int64_t checkpoint_every = -1;   // -1: at every evaluation; 0: never
 
     bool operator==(const TrainConfig&) const = default;
 };

@@ -304,6 +304,10 @@ const std::vector<Key>& table() {
             "steps between rows of metrics.csv, layers.csv and experts.csv"),
         int_key<&C::train, &TrainConfig::eval_every>(
             "train.eval_every", 1, INT64_MAX, "steps between evaluations on the held-out set"),
+        int_key<&C::train, &TrainConfig::checkpoint_every>(
+            "train.checkpoint_every", -1, INT64_MAX,
+            "steps between checkpoints of the whole training state in the run directory "
+            "(`run --resume` continues from the newest); -1 = at every evaluation, 0 = never"),
     };
     return t;
 }

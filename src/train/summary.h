@@ -37,6 +37,8 @@ public:
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
     std::string csv() const;   // header line + one row
+    double final_loss() const { return loss_; }          // NaN before the first evaluation
+    double final_accuracy() const { return accuracy_; }
 
 private:
     Config cfg_;

@@ -20,6 +20,8 @@
 #include "train/optimizer.h"
 #include "train/summary.h"
 #include "train/train_state.h"
+#include "train/checkpoint.h"
+#include "io/csv_cut.h"
 #include "train/train_step.h"
 
 namespace moe {
@@ -51,20 +53,32 @@ struct Recorder {
     CsvWriter metrics, timing, layers, experts, specialization, events;
     std::vector<CsvCell> row;
 
-    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, const std::filesystem::path& dir)
+    // The files of a run, in order, with their headers.
+    static constexpr const char* kFiles[] = {"metrics.csv",        "timing.csv", "layers.csv",
+                                             "experts.csv",        "specialization.csv",
+                                             "events.csv"};
+
+    // mode append: a resumed run (the files were cut back to its checkpoint's step).
+    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, const std::filesystem::path& dir,
+             CsvMode mode)
         : eval_win(NL, LayerWindow(N, G)),
           eval_top1(NL, std::vector<int>(E, 0)),
           blocks(std::move(blocks_)),
-          metrics(dir / "metrics.csv", {"step", "split", "loss", "task_loss", "aux_loss", "z_loss",
-                                        "accuracy", "lr", "grad_norm"}),
-          timing(dir / "timing.csv", {"step", "tokens_per_s", "step_ms", "wall_s"}),
-          experts(dir / "experts.csv", {"step", "split", "layer", "expert", "load", "tokens",
-                                        "processed", "dropped", "importance", "bias"}),
-          specialization(dir / "specialization.csv", {"step", "layer", "expert", "group", "tokens"}),
-          events(dir / "events.csv", {"step", "layer", "expert", "event"}) {
+          metrics(dir / "metrics.csv",
+                  {"step", "split", "loss", "task_loss", "aux_loss", "z_loss", "accuracy", "lr",
+                   "grad_norm"},
+                  mode),
+          timing(dir / "timing.csv", {"step", "tokens_per_s", "step_ms", "wall_s"}, mode),
+          experts(dir / "experts.csv",
+                  {"step", "split", "layer", "expert", "load", "tokens", "processed", "dropped",
+                   "importance", "bias"},
+                  mode),
+          specialization(dir / "specialization.csv",
+                         {"step", "layer", "expert", "group", "tokens"}, mode),
+          events(dir / "events.csv", {"step", "layer", "expert", "event"}, mode) {
         std::vector<std::string> h = {"step", "split", "layer"};
         for (auto c : kLayerStatColumns) h.emplace_back(c);
-        layers = CsvWriter(dir / "layers.csv", h);
+        layers = CsvWriter(dir / "layers.csv", h, mode);
     }
 
     void write_layer_rows(int64_t step, std::string_view split, int l, const LayerStats& st,
@@ -110,14 +124,15 @@ public:
           G_(task_->num_groups()),
           st_(cfg, task_->input_dim(), task_->num_classes(), G_),
           moe_(st_.model.moe_layers()),
-          rec_(int(moe_.size()), cfg.experts.count, G_, task_->eval_set().B,
-               st_.model.moe_block_index(), opts.out_dir) {}
+          rec_(open_recorder()) {}
 
     RunResult run() {
         const int64_t steps = cfg_.train.steps;
         for (int64_t s = st_.step + 1; s <= steps; ++s) {
             if (opts_.stop && opts_.stop->load()) {
                 result_.status = RunStatus::interrupted;
+                // an interrupted run loses nothing: the state of its last step
+                if (cfg_.train.checkpoint_every != 0 && st_.step > checkpoint_step_) checkpoint();
                 break;
             }
             const auto t0 = Clock::now();
@@ -136,7 +151,10 @@ public:
             timing_.tokens += cfg_.train.batch_size;
             timing_.steps += 1;
             if (log_row) record_train_row(s, so);
-            if (s % cfg_.train.eval_every == 0 || s == steps) evaluate(s);
+            const bool eval_row = s % cfg_.train.eval_every == 0 || s == steps;
+            if (eval_row) evaluate(s);
+            const int64_t every = cfg_.train.checkpoint_every;
+            if ((every < 0 && eval_row) || (every > 0 && s % every == 0)) checkpoint();
         }
         rec_.flush();
         result_.wall_s = seconds_since(t_start_);
@@ -146,6 +164,30 @@ public:
     }
 
 private:
+    // A fresh run creates its files; a resumed one loads the checkpoint first (nothing is touched
+    // when that fails), then cuts every file back to its step and appends.
+    Recorder open_recorder() {
+        CsvMode mode = CsvMode::truncate;
+        if (opts_.resume) {
+            checkpoint_load(opts_.out_dir, cfg_, st_);
+            checkpoint_step_ = st_.step;
+            result_.steps_done = st_.step;
+            result_.final_eval_loss = st_.stats.summary.final_loss();
+            result_.final_eval_accuracy = st_.stats.summary.final_accuracy();
+            for (const char* f : Recorder::kFiles) csv_cut_after_step(opts_.out_dir / f, st_.step);
+            mode = CsvMode::append;
+        }
+        return Recorder(int(moe_.size()), cfg_.experts.count, G_, task_->eval_set().B,
+                        st_.model.moe_block_index(), opts_.out_dir, mode);
+    }
+
+    // The whole training state after step st_.step; every row of that step is on disk first.
+    void checkpoint() {
+        rec_.flush();
+        checkpoint_save(opts_.out_dir, cfg_, st_);
+        checkpoint_step_ = st_.step;
+    }
+
     // Statistics of one training step: each layer's window and collapse interval, the metrics.
     void observe_train_step(const StepOutcome& so) {
         StatsState& ss = st_.stats;
@@ -276,10 +318,11 @@ private:
     const int G_;
     TrainState st_;
     std::vector<MoeLayer*> moe_;
-    Recorder rec_;
+    RunResult result_;
+    int64_t checkpoint_step_ = 0;   // the step of the newest checkpoint on disk (0: none)
+    Recorder rec_;                  // after result_ and checkpoint_step_: a resume sets them
     Batch batch_;
     TimingWindow timing_;
-    RunResult result_;
 };
 
 }  // namespace

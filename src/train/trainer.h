@@ -25,6 +25,7 @@ struct Progress {
 
 struct RunOptions {
     std::filesystem::path out_dir;                    // must exist; files are (re)created there
+    bool resume = false;                              // continue from out_dir's checkpoint
     const std::atomic<bool>* stop = nullptr;          // set by SIGINT/SIGTERM: stop at a safe point
     std::function<void(const Progress&)> on_progress; // called at each log and eval row
 };
@@ -37,8 +38,12 @@ struct RunResult {
     std::string message;   // why it diverged
 };
 
-// Trains cfg (validated) and writes metrics.csv, layers.csv, experts.csv, specialization.csv,
-// events.csv and summary.csv into opts.out_dir.
+// Trains cfg (validated) and writes metrics.csv, timing.csv, layers.csv, experts.csv,
+// specialization.csv, events.csv and summary.csv into opts.out_dir, and a checkpoint at every
+// train.checkpoint_every steps (-1: every evaluation) and when stopped by opts.stop. With
+// opts.resume it loads out_dir's checkpoint (UserError when there is none or it does not fit),
+// cuts every CSV back to the checkpoint's step and continues: the files end byte-identical to
+// those of a run that never stopped (timing.csv aside).
 RunResult train_run(const Config& cfg, const RunOptions& opts);
 
 }  // namespace moe
