@@ -35,7 +35,8 @@ void install_signal_handlers() {
 void print_error(const std::string& line) { std::fprintf(stderr, "moe-sim: error: %s\n", line.c_str()); }
 
 std::string version_text() {
-    return fmt::format("moe-sim {} (CPU: Eigen + OpenMP; CUDA parts {})", MOESIM_VERSION,
+    return fmt::format("moe-sim {} (CPU: Eigen + OpenMP, {}; CUDA parts {})", MOESIM_VERSION,
+                       MOESIM_CPU_TARGET,
                        cuda_compiled() ? "compiled, backend not built yet" : "not compiled");
 }
 
