@@ -1,6 +1,6 @@
 // data.task -> the task that generates the data. Adding a task: its file, one case here, its tests.
-#include <cassert>
 #include <memory>
+#include <stdexcept>
 
 #include "tasks/clusters.h"
 #include "tasks/task.h"
@@ -12,8 +12,7 @@ std::unique_ptr<Task> task_create(const Config& cfg) {
         case TaskKind::clusters:
             return std::make_unique<ClustersTask>(cfg);
     }
-    assert(false && "task_create: unknown TaskKind");
-    return nullptr;
+    throw std::logic_error("task_create: a TaskKind without a task");
 }
 
 }  // namespace moe
