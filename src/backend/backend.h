@@ -86,8 +86,6 @@ public:
     virtual void scale(float* x, size_t n, float s) = 0;
     // Sum of squares of x (n), in double, in a fixed order.
     virtual double sum_squares(const float* x, size_t n) = 0;
-    // True when every value of x (n) is finite.
-    virtual bool all_finite(const float* x, size_t n) = 0;
 
     // Softmax cross-entropy over rows: logits (T,C), labels (T). Returns the mean loss and
     // writes dlogits (T,C) = (softmax - onehot) * scale / T (the gradient of scale * mean loss).

@@ -8,7 +8,8 @@
 
 namespace moe {
 
-// y[i] = exp(x[i] - shift), i < n. y may equal x.
+// y[i] = exp(x[i] - shift), i < n, and 0 where that is below the smallest normal float (so the
+// same on every instruction set). y may equal x.
 void vec_exp_shifted(float* y, const float* x, float shift, size_t n);
 
 // y[i] = p[i] ln p[i] for p[i] > 0, and 0 for p[i] = 0 (the entropy's terms). y may equal p.

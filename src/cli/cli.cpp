@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,18 @@ void install_signal_handlers() {
     sigaction(SIGTERM, &sa, nullptr);
 }
 
+// An exception's text as one line of stderr: line breaks become spaces.
+std::string one_line(std::string text) {
+    for (char& c : text)
+        if (c == '\n' || c == '\r') c = ' ';
+    return text;
+}
+
 void print_error(const std::string& line) { std::fprintf(stderr, "moe-sim: error: %s\n", line.c_str()); }
 
 std::string version_text() {
-    return fmt::format("moe-sim {} (CPU: Eigen + OpenMP; CUDA parts {})", MOESIM_VERSION,
+    return fmt::format("moe-sim {} (CPU: Eigen + OpenMP, {}; CUDA parts {})", MOESIM_VERSION,
+                       MOESIM_CPU_TARGET,
                        cuda_compiled() ? "compiled, backend not built yet" : "not compiled");
 }
 
@@ -89,6 +98,9 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
         progress.finish();
         for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
         return 1;
+    } catch (...) {
+        progress.finish();  // end the progress line before cli_main reports the error
+        throw;
     }
     progress.finish();
     switch (res.status) {
@@ -183,8 +195,12 @@ int cli_main(int argc, char** argv) {
     } catch (const UserError& e) {
         for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
         return 2;
+    } catch (const std::logic_error& e) {
+        // A failed MOESIM_CHECK or another broken invariant: a bug in moe-sim, not in the input.
+        std::fprintf(stderr, "moe-sim: internal error: %s\n", one_line(e.what()).c_str());
+        return 1;
     } catch (const std::exception& e) {
-        print_error(fmt::format("unexpected failure: {}", e.what()));
+        print_error(fmt::format("unexpected failure: {}", one_line(e.what())));
         return 1;
     }
     return 2;

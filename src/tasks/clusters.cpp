@@ -45,10 +45,11 @@
 #include "tasks/clusters.h"
 
 #include <algorithm>
-#include <cassert>
+#include <climits>
 #include <cmath>
 #include <cstring>
 
+#include "backend/check.h"
 #include "backend/rng.h"
 
 namespace moe {
@@ -82,8 +83,10 @@ double* scratch(size_t n) {
 
 ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t eval_size, uint64_t seed)
     : cc_(cc), train_size_(train_size), seed_(seed) {
-    assert(cc.dim > 0 && cc.num_clusters > 0 && cc.num_classes > 0);
-    assert(train_size >= 0 && eval_size >= 0);
+    // config/ validates these; the buffers below are sized from them (the sets with int rows).
+    MOESIM_CHECK(cc.dim > 0 && cc.num_clusters > 0 && cc.num_classes > 0, "clusters sizes");
+    MOESIM_CHECK(train_size >= 0 && eval_size >= 0 && train_size <= INT_MAX && eval_size <= INT_MAX,
+                 "data.train_size and data.eval_size within the schema's range");
     const int C = cc_.num_clusters, D = cc_.dim, K = cc_.num_classes, H = kTeacherHidden;
 
     prob_.resize(static_cast<size_t>(C));
@@ -263,7 +266,8 @@ void ClustersTask::generate_range(uint64_t stream, uint64_t first, int n, Batch&
 }
 
 int64_t ClustersTask::train_index(int64_t step, int batch_size, int i) const {
-    assert(train_size_ > 0);
+    // Also called by train_batch inside a parallel loop, only with a fixed train set.
+    MOESIM_CHECK(train_size_ > 0, "train_index needs a fixed train set");
     const uint64_t N = static_cast<uint64_t>(train_size_);
     const uint64_t q = static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size) + static_cast<uint64_t>(i);
     const uint64_t epoch = q / N;
@@ -285,7 +289,7 @@ int64_t ClustersTask::train_index(int64_t step, int batch_size, int i) const {
 }
 
 void ClustersTask::train_batch(int64_t step, int batch_size, Batch& out) const {
-    assert(step >= 0 && batch_size >= 0);
+    MOESIM_CHECK(step >= 0 && batch_size >= 0, "step and batch size are not negative");
     const int D = cc_.dim;
     out.resize(batch_size, D);
     if (train_size_ == 0) {

@@ -187,7 +187,7 @@ TEST_CASE("cpu combine_by_token and its backward, with a token that has no assig
     CHECK(dw == std::vector<float>{2, 3, 6});
 }
 
-TEST_CASE("cpu gather_rows, add, scale, sum_squares, all_finite") {
+TEST_CASE("cpu gather_rows, add, scale, sum_squares") {
     cpu::CpuBackend be(1);
     const std::vector<float> src = {1, 2, 3, 4, 5, 6};
     const std::vector<int> idx = {2, 0, 2};
@@ -201,11 +201,6 @@ TEST_CASE("cpu gather_rows, add, scale, sum_squares, all_finite") {
     CHECK(be.sum_squares(src.data(), 6) == 91.0);
     std::vector<float> big(100000, 0.5f);   // several reduction chunks
     CHECK(be.sum_squares(big.data(), big.size()) == 25000.0);
-    CHECK(be.all_finite(big.data(), big.size()));
-    big[77777] = std::numeric_limits<float>::infinity();
-    CHECK_FALSE(be.all_finite(big.data(), big.size()));
-    big[77777] = std::numeric_limits<float>::quiet_NaN();
-    CHECK_FALSE(be.all_finite(big.data(), big.size()));
 }
 
 TEST_CASE("cpu activations: hand values and gradient checks") {

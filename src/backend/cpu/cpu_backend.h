@@ -40,7 +40,6 @@ public:
     void add(float* y, const float* x, size_t n) override;
     void scale(float* x, size_t n, float s) override;
     double sum_squares(const float* x, size_t n) override;
-    bool all_finite(const float* x, size_t n) override;
     double cross_entropy(float* dlogits, const float* logits, const int* labels, int T, int C,
                          float scale, int64_t* correct) override;
     void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,

@@ -62,13 +62,6 @@ double CpuBackend::sum_squares(const float* x, size_t n) {
     return sum_in_order(partials_);
 }
 
-bool CpuBackend::all_finite(const float* x, size_t n) {
-    bool ok = true;
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : ok) if (threads_ > 1 && n > 65536)
-    for (size_t i = 0; i < n; ++i) ok = ok && std::isfinite(x[i]);
-    return ok;
-}
-
 namespace {
 
 // The optimizer steps work piece by piece: a piece's 4 x 64 KiB of p, g, m and v stay in cache

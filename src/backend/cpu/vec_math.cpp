@@ -14,7 +14,13 @@ constexpr size_t kBlock = cpu::kVecBlock;
 }  // namespace
 
 void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
-    blockwise(y, x, nullptr, n, [shift](auto& v, auto&) { v = (v - shift).exp(); });
+    // Below the smallest normal float Eigen's packet exp differs by instruction set: its AVX2 path
+    // clamps the argument and returns 2.9e-39 down to -inf, its AVX-512 path 0 or a subnormal.
+    // Flushing those results to 0 makes the underflow the same on every build.
+    blockwise(y, x, nullptr, n, [shift](auto& v, auto&) {
+        v = (v - shift).exp();
+        v = (v >= std::numeric_limits<float>::min()).select(v, 0.0f);
+    });
 }
 
 void vec_xlogx(float* y, const float* p, size_t n) {
