@@ -105,6 +105,7 @@ inline Config nontrivial_config() {
     c.train.min_lr = 1e-5;
     c.train.log_every = 1;
     c.train.eval_every = 5'000'000'000;
+    c.train.checkpoint_every = 250;
     return c;
 }
 

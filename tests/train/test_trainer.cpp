@@ -32,30 +32,6 @@ RunResult run_in(const std::filesystem::path& dir, const std::vector<std::string
     return train_run(cfg, opts);
 }
 
-// Drops the named columns from a CSV text (the timing columns), keeping everything else.
-std::string without_columns(const std::string& csv, const std::vector<std::string>& drop) {
-    std::istringstream in(csv);
-    std::string line, out;
-    std::vector<bool> keep;
-    bool header = true;
-    while (std::getline(in, line)) {
-        std::vector<std::string> cells;
-        std::stringstream ls(line);
-        std::string c;
-        while (std::getline(ls, c, ',')) cells.push_back(c);
-        if (!line.empty() && line.back() == ',') cells.emplace_back();
-        if (header) {
-            for (const auto& h : cells)
-                keep.push_back(std::find(drop.begin(), drop.end(), h) == drop.end());
-            header = false;
-        }
-        for (size_t i = 0; i < cells.size(); ++i)
-            if (i >= keep.size() || keep[i]) out += cells[i] + ",";
-        out += "\n";
-    }
-    return out;
-}
-
 const std::vector<std::string> kSmall = {"train.steps=60", "train.log_every=10",
                                          "train.eval_every=30", "data.train_size=4096",
                                          "data.eval_size=512", "train.batch_size=128"};
