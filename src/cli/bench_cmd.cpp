@@ -157,7 +157,8 @@ Command add_bench_command(CLI::App& app) {
         ->check(CLI::Range(1, 1000000));
     cmd->add_option("--warmup", args->warmup, "Untimed warm-up steps first (default 3)")
         ->check(CLI::Range(0, 1000000));
-    cmd->add_option("--threads", args->threads, "OpenMP threads (0 = all cores); same as threads=N")
+    cmd->add_option("--threads", args->threads,
+                    "OpenMP threads (0 = the CPUs this process may run on); same as threads=N")
         ->check(CLI::Range(0, 1024));
     cmd->add_flag("--csv", args->csv, "Print one CSV header line and one row instead of the report");
     return Command{cmd, [args] { return run_bench(*args); }};

@@ -132,7 +132,10 @@ int cli_main(int argc, char** argv) {
     run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
-    run->add_option("--threads", rr.threads, "OpenMP threads (0 = all cores); same as threads=N")
+    run->add_option(
+           "--threads", rr.threads,
+           "OpenMP threads; same as threads=N. Default 0: the CPUs this process may run on "
+           "(its affinity mask, capped by its cgroup's CPU quota), or OMP_NUM_THREADS")
         ->check(CLI::Range(0, 1024));
     run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
 

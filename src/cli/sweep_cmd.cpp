@@ -1,5 +1,6 @@
 // moe-sim sweep (SPEC.md section 1, docs/sweeps.md): grids of runs on one machine, in parallel,
 // sharded across a Slurm array, resumable; one summary.csv for the whole sweep.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
@@ -7,14 +8,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sched.h>
 #include <string>
-#include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "backend/threads.h"
 #include "cli/commands.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
@@ -64,13 +63,6 @@ std::string exec_path() {
         return "/proc/self/exe";
     }
     return invoked_as();
-}
-
-int available_cores() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1u, std::thread::hardware_concurrency());
 }
 
 std::string clock_text(double s) {
@@ -207,7 +199,7 @@ int sweep_main(const SweepArgs& a) {
     opt.exec_path = exec_path();
     opt.shown_binary = invoked_as();
     opt.jobs = a.jobs;
-    const int budget = a.threads > 0 ? a.threads : available_cores();
+    const int budget = a.threads > 0 ? a.threads : default_threads();
     opt.threads_per_run = key_given(plan, "threads") ? 0 : std::max(1, budget / std::max(1, a.jobs));
     opt.write_summary = shard.count == 1;
 
