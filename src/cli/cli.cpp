@@ -3,11 +3,13 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "backend/device.h"
 #include "cli/commands.h"
@@ -16,13 +18,35 @@
 #include "config/config_load.h"
 #include "io/atomic_file.h"
 #include "io/run_dir.h"
+#include "tasks/setup_interrupt.h"
 #include "train/trainer.h"
 
 namespace moe {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop.store(true); }
+std::atomic<long long> g_first_signal_ns{0};
+
+// The first SIGINT/SIGTERM sets g_stop: the run stops at the end of the step (or data setup
+// stops within milliseconds), flushes its files and exits 130. A second one exits at once, with
+// 130: every row already in a CSV file is whole (rows go out in one write), and config.yaml and
+// summary.csv are replaced atomically. A second signal within kSameSignalNs of the first is the
+// same signal delivered twice (by the terminal to the process group and by a sweep forwarding
+// it; by Slurm to every process of a job) and is not counted.
+constexpr long long kSameSignalNs = 250'000'000;
+long long monotonic_ns() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+    return (long long)ts.tv_sec * 1'000'000'000 + ts.tv_nsec;
+}
+extern "C" void on_signal(int) {
+    const long long now = monotonic_ns();
+    if (!g_stop.exchange(true)) {
+        g_first_signal_ns.store(now);
+        return;
+    }
+    if (now - g_first_signal_ns.load() >= kSameSignalNs) _exit(130);
+}
 
 void install_signal_handlers() {
     struct sigaction sa {};
@@ -79,9 +103,17 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     opts.out_dir = dir;
     opts.stop = &g_stop;
     opts.on_progress = [&](const Progress& p) { progress.update(p); };
+    set_setup_stop_flag(&g_stop);
     RunResult res;
     try {
         res = train_run(cfg, opts);
+    } catch (const SetupInterrupted&) {
+        progress.finish();
+        std::fprintf(stderr,
+                     "moe-sim: interrupted during data setup, before the first step; %s/ holds "
+                     "config.yaml only\n",
+                     dir.string().c_str());
+        return 130;
     } catch (const UserError& e) {
         // The config was valid: what fails now is the run itself (an unwritable file, a full
         // disk), exit code 1 (SPEC.md).
