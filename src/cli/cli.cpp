@@ -94,6 +94,8 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     const Config cfg = config_load_file(a.config, overrides);
     const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
                                                     : std::filesystem::path(r.out);
+    // Held until the process exits: no other run writes into this directory meanwhile.
+    const RunDirLock lock(dir);
     prepare_run_dir(dir, r.force);
     write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
 
