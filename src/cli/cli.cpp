@@ -82,12 +82,16 @@ int cmd_validate(const CommonArgs& a) {
 
 struct RunArgs {
     std::string out;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, resume = false;
     int threads = -1;
     std::string device;
 };
 
 int cmd_run(const CommonArgs& a, const RunArgs& r) {
+    if (r.resume)
+        throw UserError(
+            "run --resume: not built yet in this version of moe-sim; --force starts the run "
+            "again from step 0");
     std::vector<std::string> overrides = a.overrides;
     if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
     if (!r.device.empty()) overrides.push_back("device=" + r.device);
@@ -165,6 +169,8 @@ int cli_main(int argc, char** argv) {
     add_config_args(run, ra);
     run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
+    run->add_flag("--resume", rr.resume,
+                  "Continue an interrupted run (not built yet in this version of moe-sim)");
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
     run->add_option(
            "--threads", rr.threads,

@@ -2,6 +2,8 @@
 // that a live run holds is refused with one line naming the holder's pid, exit code 2.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 
 #include "support/process.h"
@@ -36,6 +38,24 @@ TEST_SUITE("cli") {
         const std::string m = moe::test::read_text(d / "run" / "metrics.csv");
         CHECK(m.rfind("step,", 0) == 0);
         CHECK(m.find("step,", 1) == std::string::npos);
+    }
+
+}  // TEST_SUITE
+
+TEST_SUITE("cli") {
+    TEST_CASE("presets and run --resume say plainly that they are not built yet, exit 2") {
+        auto p = moe::test::run_moesim("presets");
+        CHECK(p.code == 2);
+        CHECK(p.output ==
+              "moe-sim: error: presets: not built yet in this version of moe-sim; the "
+              "configs/ folder holds example configs to start from\n");
+        const auto d = scratch_dir("resume");
+        auto r = moe::test::run_moesim("run '" + source_path("configs/quickstart.yaml") +
+                                       "' --out '" + (d / "run").string() + "' --resume");
+        CHECK(r.code == 2);
+        CHECK(r.output.rfind("moe-sim: error: run --resume: not built yet", 0) == 0);
+        CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+        CHECK_FALSE(std::filesystem::exists(d / "run" / "config.yaml"));
     }
 
 }  // TEST_SUITE
