@@ -26,6 +26,7 @@
 #include "backend/backend.h"
 #include "cli/bench_flops.h"
 #include "cli/commands.h"
+#include "cli/resource_check.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "model/model.h"
@@ -62,6 +63,7 @@ int run_bench(const BenchArgs& a) {
     std::vector<std::string> overrides = a.overrides;
     if (a.threads >= 0) overrides.push_back(fmt::format("threads={}", a.threads));
     const Config cfg = config_load_file(a.config, overrides);
+    check_resources(cfg);
 
     std::unique_ptr<Backend> be = backend_create(cfg.device, cfg.threads);
     std::unique_ptr<Task> task = task_create(cfg);

@@ -14,6 +14,7 @@
 #include "backend/device.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "cli/resource_check.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
@@ -76,6 +77,7 @@ void add_config_args(CLI::App* cmd, CommonArgs& a) {
 
 int cmd_validate(const CommonArgs& a) {
     const Config cfg = config_load_file(a.config, a.overrides);
+    check_resources(cfg);  // a config that cannot fit on this machine is an error here too
     std::fputs(config_to_yaml(cfg).c_str(), stdout);
     return 0;
 }
@@ -96,6 +98,7 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
     if (!r.device.empty()) overrides.push_back("device=" + r.device);
     const Config cfg = config_load_file(a.config, overrides);
+    check_resources(cfg);  // before the run directory is touched
     const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
                                                     : std::filesystem::path(r.out);
     // Held until the process exits: no other run writes into this directory meanwhile.
