@@ -26,6 +26,7 @@
 #include "backend/backend.h"
 #include "cli/bench_flops.h"
 #include "cli/commands.h"
+#include "cli/resource_check.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "model/model.h"
@@ -62,6 +63,7 @@ int run_bench(const BenchArgs& a) {
     std::vector<std::string> overrides = a.overrides;
     if (a.threads >= 0) overrides.push_back(fmt::format("threads={}", a.threads));
     const Config cfg = config_load_file(a.config, overrides);
+    check_resources(cfg);
 
     std::unique_ptr<Backend> be = backend_create(cfg.device, cfg.threads);
     std::unique_ptr<Task> task = task_create(cfg);
@@ -157,7 +159,8 @@ Command add_bench_command(CLI::App& app) {
         ->check(CLI::Range(1, 1000000));
     cmd->add_option("--warmup", args->warmup, "Untimed warm-up steps first (default 3)")
         ->check(CLI::Range(0, 1000000));
-    cmd->add_option("--threads", args->threads, "OpenMP threads (0 = all cores); same as threads=N")
+    cmd->add_option("--threads", args->threads,
+                    "OpenMP threads (0 = the CPUs this process may run on); same as threads=N")
         ->check(CLI::Range(0, 1024));
     cmd->add_flag("--csv", args->csv, "Print one CSV header line and one row instead of the report");
     return Command{cmd, [args] { return run_bench(*args); }};

@@ -3,28 +3,53 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "backend/device.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "cli/resource_check.h"
 #include "config/components.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
 #include "io/run_dir.h"
+#include "tasks/setup_interrupt.h"
 #include "train/trainer.h"
 
 namespace moe {
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop.store(true); }
+std::atomic<long long> g_first_signal_ns{0};
+
+// The first SIGINT/SIGTERM sets g_stop: the run stops at the end of the step (or data setup
+// stops within milliseconds), flushes its files and exits 130. A second one exits at once, with
+// 130: every row already in a CSV file is whole (rows go out in one write), and config.yaml and
+// summary.csv are replaced atomically. A second signal within kSameSignalNs of the first is the
+// same signal delivered twice (by the terminal to the process group and by a sweep forwarding
+// it; by Slurm to every process of a job) and is not counted.
+constexpr long long kSameSignalNs = 250'000'000;
+long long monotonic_ns() {
+    struct timespec ts {};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+    return (long long)ts.tv_sec * 1'000'000'000 + ts.tv_nsec;
+}
+extern "C" void on_signal(int) {
+    const long long now = monotonic_ns();
+    if (!g_stop.exchange(true)) {
+        g_first_signal_ns.store(now);
+        return;
+    }
+    if (now - g_first_signal_ns.load() >= kSameSignalNs) _exit(130);
+}
 
 void install_signal_handlers() {
     struct sigaction sa {};
@@ -62,24 +87,32 @@ void add_config_args(CLI::App* cmd, CommonArgs& a) {
 
 int cmd_validate(const CommonArgs& a) {
     const Config cfg = config_load_file(a.config, a.overrides);
+    check_resources(cfg);  // a config that cannot fit on this machine is an error here too
     std::fputs(config_to_yaml(cfg).c_str(), stdout);
     return 0;
 }
 
 struct RunArgs {
     std::string out;
-    bool force = false, quiet = false;
+    bool force = false, quiet = false, resume = false;
     int threads = -1;
     std::string device;
 };
 
 int cmd_run(const CommonArgs& a, const RunArgs& r) {
+    if (r.resume)
+        throw UserError(
+            "run --resume: not built yet in this version of moe-sim; --force starts the run "
+            "again from step 0");
     std::vector<std::string> overrides = a.overrides;
     if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
     if (!r.device.empty()) overrides.push_back("device=" + r.device);
     const Config cfg = config_load_file(a.config, overrides);
+    check_resources(cfg);  // before the run directory is touched
     const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
                                                     : std::filesystem::path(r.out);
+    // Held until the process exits: no other run writes into this directory meanwhile.
+    const RunDirLock lock(dir);
     prepare_run_dir(dir, r.force);
     write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
 
@@ -89,9 +122,17 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     opts.out_dir = dir;
     opts.stop = &g_stop;
     opts.on_progress = [&](const Progress& p) { progress.update(p); };
+    set_setup_stop_flag(&g_stop);
     RunResult res;
     try {
         res = train_run(cfg, opts);
+    } catch (const SetupInterrupted&) {
+        progress.finish();
+        std::fprintf(stderr,
+                     "moe-sim: interrupted during data setup, before the first step; %s/ holds "
+                     "config.yaml only\n",
+                     dir.string().c_str());
+        return 130;
     } catch (const UserError& e) {
         // The config was valid: what fails now is the run itself (an unwritable file, a full
         // disk), exit code 1 (SPEC.md).
@@ -148,8 +189,13 @@ int cli_main(int argc, char** argv) {
     add_config_args(run, ra);
     run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
+    run->add_flag("--resume", rr.resume,
+                  "Continue an interrupted run (not built yet in this version of moe-sim)");
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
-    run->add_option("--threads", rr.threads, "OpenMP threads (0 = all cores); same as threads=N")
+    run->add_option(
+           "--threads", rr.threads,
+           "OpenMP threads; same as threads=N. Default 0: the CPUs this process may run on "
+           "(its affinity mask, capped by its cgroup's CPU quota), or OMP_NUM_THREADS")
         ->check(CLI::Range(0, 1024));
     run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
 

@@ -19,5 +19,6 @@ void add_extra_commands(CLI::App& app, std::vector<Command>& out);
 
 Command add_bench_command(CLI::App& app);   // bench_cmd.cpp
 Command add_sweep_command(CLI::App& app);   // sweep_cmd.cpp
+Command add_presets_command(CLI::App& app);  // presets_cmd.cpp
 
 }  // namespace moe

@@ -1,20 +1,20 @@
 // moe-sim sweep (SPEC.md section 1, docs/sweeps.md): grids of runs on one machine, in parallel,
 // sharded across a Slurm array, resumable; one summary.csv for the whole sweep.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sched.h>
 #include <string>
-#include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "backend/threads.h"
 #include "cli/commands.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
@@ -28,7 +28,22 @@ namespace {
 namespace fs = std::filesystem;
 
 std::atomic<int> g_sweep_signal{0};
-extern "C" void on_sweep_signal(int sig) { g_sweep_signal.store(sig); }
+std::atomic<long long> g_sweep_first_ns{0};
+
+// The first SIGINT/SIGTERM is forwarded to the running runs, which stop at the end of their
+// step; a second one (a quarter second or more later: not the same signal delivered twice)
+// exits at once, and the runs, which die with the sweep (sweep_runner.h), exit at once too.
+extern "C" void on_sweep_signal(int sig) {
+    struct timespec ts {};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // async-signal-safe
+    const long long now = (long long)ts.tv_sec * 1'000'000'000 + ts.tv_nsec;
+    int none = 0;
+    if (g_sweep_signal.compare_exchange_strong(none, sig)) {
+        g_sweep_first_ns.store(now);
+        return;
+    }
+    if (now - g_sweep_first_ns.load() >= 250'000'000) _exit(130);
+}
 
 void install_sweep_signal_handlers() {
     struct sigaction sa {};
@@ -64,13 +79,6 @@ std::string exec_path() {
         return "/proc/self/exe";
     }
     return invoked_as();
-}
-
-int available_cores() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1u, std::thread::hardware_concurrency());
 }
 
 std::string clock_text(double s) {
@@ -207,7 +215,7 @@ int sweep_main(const SweepArgs& a) {
     opt.exec_path = exec_path();
     opt.shown_binary = invoked_as();
     opt.jobs = a.jobs;
-    const int budget = a.threads > 0 ? a.threads : available_cores();
+    const int budget = a.threads > 0 ? a.threads : default_threads();
     opt.threads_per_run = key_given(plan, "threads") ? 0 : std::max(1, budget / std::max(1, a.jobs));
     opt.write_summary = shard.count == 1;
 

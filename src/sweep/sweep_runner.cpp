@@ -1,23 +1,23 @@
-// The job runner of a sweep (sweep_runner.h): child processes with posix_spawn, reaped with
-// waitpid, signals forwarded.
+// The job runner of a sweep (sweep_runner.h): child processes started with fork and exec (they
+// die with the sweep), reaped with waitpid, signals forwarded.
 #include "sweep/sweep_runner.h"
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <optional>
 #include <csignal>
+#include <cstring>
 #include <ctime>
-#include <fcntl.h>
 #include <fstream>
 #include <map>
-#include <spawn.h>
+#include <optional>
 #include <sstream>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "config/config_error.h"
 #include "config/config_load.h"
@@ -143,32 +143,80 @@ struct Child {
     std::chrono::steady_clock::time_point start;
 };
 
+// Starts one run: fork, then in the child (async-signal-safe calls only until exec):
+//   * its own process group, so a terminal's Ctrl-C reaches the sweep only, which forwards it
+//     once (a run counts a second signal as "exit now");
+//   * PR_SET_PDEATHSIG = SIGTERM: when the sweep dies, however it dies (kill -9 included), the
+//     kernel sends the run SIGTERM and it stops; if the sweep is already gone by then, the run
+//     does not start;
+//   * default signal dispositions and mask, stdin from /dev/null, stdout and stderr to its log.
+// An exec failure comes back through a close-on-exec pipe as an errno.
 pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const fs::path& log) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, def;
-    sigemptyset(&none);
-    sigemptyset(&def);
-    sigaddset(&def, SIGINT);
-    sigaddset(&def, SIGTERM);
-    sigaddset(&def, SIGPIPE);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    auto fail = [&](const char* what, int err) -> UserError {
+        return UserError(
+            fmt::format("cannot start '{}': {}: {}", opt.exec_path, what, std::strerror(err)));
+    };
+    const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0) throw fail("/dev/null", errno);
+    const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (logfd < 0) {
+        const int err = errno;
+        ::close(devnull);
+        throw fail(log.c_str(), err);
+    }
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0) {
+        const int err = errno;
+        ::close(devnull);
+        ::close(logfd);
+        throw fail("pipe", err);
+    }
     std::vector<char*> argv;
-    for (const std::string& s : args) argv.push_back(const_cast<char*>(s.c_str()));
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, opt.exec_path.c_str(), &fa, &attr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0)
-        throw UserError(fmt::format("cannot start '{}': {}", opt.exec_path, std::strerror(rc)));
+    const pid_t parent = ::getpid();
+
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::setpgid(0, 0);
+        if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) _exit(130);
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        for (int sig : {SIGINT, SIGTERM, SIGPIPE, SIGHUP}) ::sigaction(sig, &dfl, nullptr);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        if (::dup2(devnull, 0) < 0 || ::dup2(logfd, 1) < 0 || ::dup2(logfd, 2) < 0) {
+            const int err = errno;
+            [[maybe_unused]] ssize_t w = ::write(report[1], &err, sizeof err);
+            _exit(127);
+        }
+        ::execve(opt.exec_path.c_str(), argv.data(), environ);
+        const int err = errno;
+        [[maybe_unused]] ssize_t w = ::write(report[1], &err, sizeof err);
+        _exit(127);
+    }
+    const int fork_err = errno;
+    ::close(devnull);
+    ::close(logfd);
+    ::close(report[1]);
+    if (pid < 0) {
+        ::close(report[0]);
+        throw fail("fork", fork_err);
+    }
+    ::setpgid(pid, pid);  // also here: no window in which a signal to the sweep's group reaches it
+    int child_err = 0;
+    ssize_t n;
+    while ((n = ::read(report[0], &child_err, sizeof child_err)) < 0 && errno == EINTR) {
+    }
+    ::close(report[0]);
+    if (n > 0) {
+        int status;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        throw fail("exec", child_err);
+    }
     return pid;
 }
 

@@ -1,6 +1,9 @@
 // Running a sweep on this machine (docs/sweeps.md): every run is a child process executing
 //   moe-sim run CONFIG KEY=VALUE... --out SWEEPDIR/RUNNAME --quiet [--threads T] [--force]
-// J at a time; the sweep's summary.csv is rebuilt after each finished run.
+// J at a time; the sweep's summary.csv is rebuilt after each finished run. Each run has its own
+// process group (the sweep forwards signals to it) and dies with the sweep: when the sweep ends
+// for any reason, kill -9 included, the kernel sends each run SIGTERM (PR_SET_PDEATHSIG), so a
+// rerun never starts a run beside a live one.
 //
 // Resume: a run directory whose config.yaml equals the run's resolved config (the thread count
 // aside: it does not change results) and whose summary.csv says completed or diverged is finished

@@ -51,6 +51,7 @@
 
 #include "backend/check.h"
 #include "backend/rng.h"
+#include "tasks/setup_interrupt.h"
 
 namespace moe {
 
@@ -101,16 +102,21 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
     }
     cdf_.back() = 1.0;
 
+    // Setup checks setup_stop_requested() once per cluster and once per chunk of examples (a few
+    // milliseconds of work at most) and throws SetupInterrupted (tasks/setup_interrupt.h).
     const Rng centres_rng{seed_, kStreamTask, kParamCentres};
     centres_.resize(static_cast<size_t>(C) * static_cast<size_t>(D));
-    for (int c = 0; c < C; ++c)
+    for (int c = 0; c < C; ++c) {
+        if (c % 256 == 0) throw_if_setup_stopped();
         for (int j = 0; j < D; ++j)
             centres_[static_cast<size_t>(c) * D + j] = centres_rng.normal_double(param_index(c, j));
+    }
 
     const bool mlp = cc_.teacher == moe::Teacher::mlp;
     const int in = teacher_in();
     teachers_.resize(static_cast<size_t>(C));
     for (int c = 0; c < C; ++c) {
+        throw_if_setup_stopped();
         TeacherNet& t = teachers_[static_cast<size_t>(c)];
         if (mlp) {
             const Rng wr{seed_, kStreamTask, kParamHiddenW}, br{seed_, kStreamTask, kParamHiddenB};
@@ -131,18 +137,30 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
                 t.w2[static_cast<size_t>(k) * in + j] =
                     ow.normal_double(param_index(c, int64_t{k} * in + j)) / std::sqrt(in);
     }
+    // No exception may leave an OpenMP region: a stop skips the clusters left, then throws.
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int c = 0; c < C; ++c) calibrate(c);
+    for (int c = 0; c < C; ++c)
+        if (!setup_stop_requested()) calibrate(c);
+    throw_if_setup_stopped();
 
     while ((uint64_t{1} << (2 * feistel_half_bits_)) < static_cast<uint64_t>(train_size_)) ++feistel_half_bits_;
     if (feistel_half_bits_ == 0) feistel_half_bits_ = 1;
 
     if (train_size_ > 0) {
         train_.resize(static_cast<int>(train_size_), D);
-        generate_range(kStreamData, 0, static_cast<int>(train_size_), train_);
+        generate_setup(kStreamData, static_cast<int>(train_size_), train_);
     }
     eval_.resize(static_cast<int>(eval_size), D);
-    generate_range(kStreamEval, 0, static_cast<int>(eval_size), eval_);
+    generate_setup(kStreamEval, static_cast<int>(eval_size), eval_);
+}
+
+void ClustersTask::generate_setup(uint64_t stream, int n, Batch& out) const {
+    constexpr int kChunk = 16384;  // examples between two checks of the stop flag
+    for (int first = 0; first < n; first += kChunk) {
+        throw_if_setup_stopped();
+        const int len = std::min(kChunk, n - first);
+        generate_range(stream, static_cast<uint64_t>(first), len, out, first);
+    }
 }
 
 int ClustersTask::teacher_in() const {
@@ -258,11 +276,13 @@ void ClustersTask::generate(uint64_t stream, uint64_t index, Batch& out, int i, 
     out.group[static_cast<size_t>(i)] = c;
 }
 
-void ClustersTask::generate_range(uint64_t stream, uint64_t first, int n, Batch& out) const {
+void ClustersTask::generate_range(uint64_t stream, uint64_t first, int n, Batch& out,
+                                  int out_row) const {
     const size_t work = static_cast<size_t>(cc_.dim) + kTeacherHidden + static_cast<size_t>(cc_.num_classes);
     // Small batches are not worth waking the thread team for; the result is the same either way.
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * cc_.dim >= 32768)
-    for (int i = 0; i < n; ++i) generate(stream, first + static_cast<uint64_t>(i), out, i, scratch(work));
+    for (int i = 0; i < n; ++i)
+        generate(stream, first + static_cast<uint64_t>(i), out, out_row + i, scratch(work));
 }
 
 int64_t ClustersTask::train_index(int64_t step, int batch_size, int i) const {

@@ -52,7 +52,10 @@ private:
     void calibrate(int c);
     // Example `index` of stream (stream, step) into row i of out.
     void generate(uint64_t stream, uint64_t index, Batch& out, int i, double* scratch) const;
-    void generate_range(uint64_t stream, uint64_t first, int n, Batch& out) const;
+    // Examples first .. first+n-1 of the stream into rows out_row .. out_row+n-1 of out.
+    void generate_range(uint64_t stream, uint64_t first, int n, Batch& out, int out_row = 0) const;
+    // Examples 0 .. n-1 of the stream into out, in chunks, checking the setup stop flag.
+    void generate_setup(uint64_t stream, int n, Batch& out) const;
 
     ClustersConfig cc_;
     int64_t train_size_;

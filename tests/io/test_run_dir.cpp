@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <string>
@@ -72,6 +74,25 @@ TEST_CASE("prepare_run_dir: a file in the way is a UserError") {
     CHECK_THROWS_WITH_AS(moe::prepare_run_dir(root / "x", true),
                          doctest::Contains("exists and is not a directory"), moe::UserError);
     CHECK_THROWS_AS(moe::prepare_run_dir(root / "x" / "y", false), moe::UserError);
+}
+
+TEST_CASE("RunDirLock: one holder at a time, named by its pid, released when it ends") {
+    const auto dir = io_scratch("run_dir_lock") / "run";
+    {
+        moe::RunDirLock a(dir);  // creates the directory
+        CHECK(fs::is_directory(dir));
+        CHECK(slurp(dir / moe::kRunLockName) == std::to_string(getpid()) + "\n");
+        const std::string held =
+            "is in use by another moe-sim run (pid " + std::to_string(getpid()) + ")";
+        CHECK_THROWS_WITH_AS(moe::RunDirLock{dir}, doctest::Contains(held.c_str()), moe::UserError);
+        // The lock file alone does not make the directory "not empty", and --force keeps it.
+        moe::prepare_run_dir(dir, false);
+        spit(dir / "metrics.csv", "step\n");
+        moe::prepare_run_dir(dir, true);
+        CHECK(sorted_names(dir) == std::vector<std::string>{moe::kRunLockName});
+    }
+    moe::RunDirLock again(dir);  // the first one is gone
+    CHECK(fs::exists(dir / moe::kRunLockName));
 }
 
 TEST_CASE("is_run_output_name") {

@@ -12,6 +12,7 @@
 
 #include "backend/cpu/cpu_internal.h"
 #include "backend/device.h"
+#include "backend/threads.h"
 #include "backend/vec_math.h"
 #include "config/config_error.h"
 
@@ -28,7 +29,7 @@ std::unique_ptr<Backend> backend_create(Device device, int threads) {
 
 namespace cpu {
 
-CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : default_threads()) {
     omp_set_num_threads(threads_);
     Eigen::setNbThreads(1);   // we parallelise across tiles ourselves
     tiles_.reserve(4096);
