@@ -22,6 +22,7 @@
 #include "io/atomic_file.h"
 #include "io/run_dir.h"
 #include "tasks/setup_interrupt.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace moe {
@@ -100,10 +101,8 @@ struct RunArgs {
 };
 
 int cmd_run(const CommonArgs& a, const RunArgs& r) {
-    if (r.resume)
-        throw UserError(
-            "run --resume: not built yet in this version of moe-sim; --force starts the run "
-            "again from step 0");
+    if (r.resume && r.force)
+        throw UserError("run: --resume continues a run and --force starts it again: give one");
     std::vector<std::string> overrides = a.overrides;
     if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
     if (!r.device.empty()) overrides.push_back("device=" + r.device);
@@ -111,15 +110,32 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     check_resources(cfg);  // before the run directory is touched
     const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
                                                     : std::filesystem::path(r.out);
+    int64_t resume_step = 0;
+    if (r.resume) {
+        // A run to continue: its directory, its checkpoint, the same config (exit 2 otherwise);
+        // nothing in the directory is touched before the checkpoint checked out.
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec))
+            throw UserError("run --resume: run directory '" + dir.string() +
+                            "' does not exist; there is nothing to resume");
+    }
     // Held until the process exits: no other run writes into this directory meanwhile.
     const RunDirLock lock(dir);
-    prepare_run_dir(dir, r.force);
-    write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
+    if (r.resume) {
+        resume_step = checkpoint_verify(dir, cfg);
+        if (!r.quiet)
+            std::fprintf(stderr, "resuming %s/ from its checkpoint of step %lld\n",
+                         dir.string().c_str(), (long long)resume_step);
+    } else {
+        prepare_run_dir(dir, r.force);
+        write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
+    }
 
     install_signal_handlers();
     ProgressDisplay progress(r.quiet);
     RunOptions opts;
     opts.out_dir = dir;
+    opts.resume = r.resume;
     opts.stop = &g_stop;
     opts.on_progress = [&](const Progress& p) { progress.update(p); };
     set_setup_stop_flag(&g_stop);
@@ -156,8 +172,9 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
                          res.message.c_str(), dir.string().c_str());
             return 1;
         case RunStatus::interrupted:
-            std::fprintf(stderr, "moe-sim: interrupted after %lld steps; files flushed in %s/\n",
-                         (long long)res.steps_done, dir.string().c_str());
+            std::fprintf(stderr, "moe-sim: interrupted after %lld steps; files flushed in %s/%s\n",
+                         (long long)res.steps_done, dir.string().c_str(),
+                         checkpoint_exists(dir) ? "; run again with --resume to continue" : "");
             return 130;
     }
     return 1;
@@ -190,7 +207,8 @@ int cli_main(int argc, char** argv) {
     run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--resume", rr.resume,
-                  "Continue an interrupted run (not built yet in this version of moe-sim)");
+                  "Continue an interrupted or killed run from the checkpoint in its run directory "
+                  "(same config; any thread count): the files end as if it had never stopped");
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
     run->add_option(
            "--threads", rr.threads,

@@ -30,7 +30,8 @@ namespace {
 
 bool is_run_output_name(const fs::path& filename) {
     const std::string name = filename.string();
-    return name == "config.yaml" || (filename.extension() == ".csv" && name != ".csv") ||
+    return name == "config.yaml" || name == "checkpoint.bin" ||
+           (filename.extension() == ".csv" && name != ".csv") ||
            is_atomic_temp_name(name);
 }
 

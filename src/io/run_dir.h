@@ -6,7 +6,7 @@
 //   - dir not empty, force false: UserError
 //       run directory 'runs/x' exists and is not empty; use --force to overwrite it
 //   - dir not empty, force true: remove the files a previous run wrote (config.yaml, every
-//     *.csv, and leftover temporaries of write_file_atomic) and keep everything else: a user's
+//     *.csv, checkpoint.bin, and leftover temporaries of write_file_atomic) and keep everything else: a user's
 //     notes or plots in the run directory survive --force. Sub-directories are never touched.
 //   - dir is a file, or cannot be created or cleaned: UserError naming it and the reason.
 #pragma once

@@ -65,7 +65,10 @@ void checkpoint_save(const std::filesystem::path& dir, const Config& cfg, const 
     write_file_atomic(dir / kCheckpointFile, os.str());
 }
 
-int64_t checkpoint_load(const std::filesystem::path& dir, const Config& cfg, TrainState& st) {
+namespace {
+
+// Reads and checks the whole file; returns the step and the payload.
+int64_t read_verified(const std::filesystem::path& dir, const Config& cfg, std::string& payload) {
     const std::filesystem::path path = dir / kCheckpointFile;
     const std::string where = path.string();
     if (!checkpoint_exists(dir))
@@ -81,7 +84,6 @@ int64_t checkpoint_load(const std::filesystem::path& dir, const Config& cfg, Tra
     std::istringstream is(bytes.substr(sizeof kMagic));
     BinaryReader r(is);
     int64_t step = 0;
-    std::string payload;
     try {
         const uint32_t format = r.get<uint32_t>();
         if (format != kCheckpointFormat)
@@ -130,6 +132,20 @@ int64_t checkpoint_load(const std::filesystem::path& dir, const Config& cfg, Tra
     } catch (const std::exception& e) {
         throw UserError(where + ": the checkpoint is damaged (" + e.what() + ")");
     }
+    return step;
+}
+
+}  // namespace
+
+int64_t checkpoint_verify(const std::filesystem::path& dir, const Config& cfg) {
+    std::string payload;
+    return read_verified(dir, cfg, payload);
+}
+
+int64_t checkpoint_load(const std::filesystem::path& dir, const Config& cfg, TrainState& st) {
+    const std::string where = (dir / kCheckpointFile).string();
+    std::string payload;
+    const int64_t step = read_verified(dir, cfg, payload);
     // Header, config and checksum checked out: only now is st read into (a failure from here on
     // leaves st partly loaded, and the caller stops).
     try {

@@ -31,6 +31,10 @@ void checkpoint_save(const std::filesystem::path& dir, const Config& cfg, const 
 // True when dir holds a checkpoint file (valid or not).
 bool checkpoint_exists(const std::filesystem::path& dir);
 
+// Checks dir/checkpoint.bin without loading it (what `run --resume` does before it touches the
+// run directory) and returns its step; the same errors as checkpoint_load.
+int64_t checkpoint_verify(const std::filesystem::path& dir, const Config& cfg);
+
 // Loads dir/checkpoint.bin into st and returns its step. Throws UserError (one line, naming the
 // file) when there is none, when it is truncated, corrupt or not a moe-sim checkpoint, when its
 // format version is another, or when its config differs from cfg (naming the keys that differ).
