@@ -15,6 +15,7 @@
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
+#include "io/io_error.h"
 #include "io/run_dir.h"
 #include "train/trainer.h"
 
@@ -63,6 +64,23 @@ struct RunArgs {
     std::string device;
 };
 
+// prepare_run_dir, with its failures sorted by exit code: a non-empty run directory without
+// --force is bad usage (UserError, exit 2); a directory that cannot be created, read or
+// cleaned (read-only, under a regular file, a file in the way) is an I/O error (IoError, exit 1).
+void prepare_run_dir_or_io_error(const std::filesystem::path& dir, bool force) {
+    try {
+        prepare_run_dir(dir, force);
+    } catch (const IoError&) {
+        throw;
+    } catch (const UserError& e) {
+        std::error_code ec;
+        const bool refused_reuse =
+            !force && std::filesystem::is_directory(dir, ec) && !std::filesystem::is_empty(dir, ec);
+        if (refused_reuse) throw;
+        throw IoError(e.diagnostics());
+    }
+}
+
 int cmd_run(const CommonArgs& a, const RunArgs& r) {
     std::vector<std::string> overrides = a.overrides;
     if (r.threads >= 0) overrides.push_back(fmt::format("threads={}", r.threads));
@@ -70,7 +88,7 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     const Config cfg = config_load_file(a.config, overrides);
     const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
                                                     : std::filesystem::path(r.out);
-    prepare_run_dir(dir, r.force);
+    prepare_run_dir_or_io_error(dir, r.force);
     write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
 
     install_signal_handlers();
@@ -171,6 +189,9 @@ int cli_main(int argc, char** argv) {
         if (run->parsed()) return cmd_run(ra, rr);
         for (const Command& c : commands)
             if (c.app->parsed()) return c.run();
+    } catch (const IoError& e) {  // a file the system refused: exit 1 (README)
+        for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
+        return 1;
     } catch (const UserError& e) {
         for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
         return 2;

@@ -15,10 +15,16 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "cli/commands.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
+#include "io/io_error.h"
 #include "sweep/sweep_plan.h"
 #include "sweep/sweep_runner.h"
 #include "sweep/sweep_summary.h"
@@ -104,6 +110,20 @@ std::string child_config(const SweepPlan& plan, const fs::path& out_dir) {
     const fs::path copy = out_dir / "base-config.yaml";
     write_file_atomic(copy, plan.base_text);
     return copy.string();
+}
+
+// The sweep directory must take new files (the logs, the runs, summary.csv): try one, so that a
+// read-only directory is named as such before any run starts (not as "cannot start" a binary).
+void check_writable(const fs::path& dir) {
+    const fs::path probe = dir / fmt::format(".moe-sim-write-test-{}", long(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        const int err = errno;
+        throw IoError(fmt::format("sweep directory '{}' cannot be written: {}", dir.string(),
+                                  std::strerror(err)));
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
 }
 
 class SweepDisplay {
@@ -225,7 +245,9 @@ int sweep_main(const SweepArgs& a) {
     std::error_code ec;
     fs::create_directories(out_dir, ec);
     if (ec)
-        throw UserError(fmt::format("{}: cannot create the sweep directory: {}", out_dir.string(), ec.message()));
+        throw IoError(fmt::format("{}: cannot create the sweep directory: {}", out_dir.string(),
+                                  ec.message()));
+    check_writable(out_dir);
     opt.child_config = child_config(plan, out_dir);
 
     install_sweep_signal_handlers();
@@ -252,11 +274,16 @@ int sweep_main(const SweepArgs& a) {
         else if (shard.count > 1)
             std::fprintf(stderr, "moe-sim: when every shard has finished, gather the rows with the same command, "
                                  "--collect instead of --shard\n");
-        else
+        else if (r.summary_written)
             std::fprintf(stderr, "summary: %s\n", (out_dir / "summary.csv").string().c_str());
+        else
+            std::fprintf(
+                stderr, "moe-sim: the sweep summary %s was not written (see above)%s\n",
+                (out_dir / "summary.csv").string().c_str(),
+                fs::exists(out_dir / "summary.csv", ec) ? "; the file there is from before" : "");
     }
     if (r.stopped) return 130;
-    return completed == total ? 0 : 1;
+    return completed == total && (r.summary_written || !opt.write_summary) ? 0 : 1;
 }
 
 }  // namespace

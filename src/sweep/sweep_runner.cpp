@@ -167,8 +167,14 @@ pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const
     int rc = posix_spawn(&pid, opt.exec_path.c_str(), &fa, &attr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (rc != 0)
+    if (rc != 0) {
+        // posix_spawn reports a failed open of the log like a failed exec: tell them apart.
+        std::error_code ec;
+        if (!fs::exists(log, ec))
+            throw UserError(fmt::format("cannot create its log file '{}': {}", log.string(),
+                                        std::strerror(rc)));
         throw UserError(fmt::format("cannot start '{}': {}", opt.exec_path, std::strerror(rc)));
+    }
     return pid;
 }
 
@@ -210,7 +216,9 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
         if (!opt.write_summary) return;
         try {
             write_sweep_summary(plan, opt.out_dir, failed_no_summary);
+            res.summary_written = true;
         } catch (const UserError& e) {
+            res.summary_written = false;
             if (cb.message) cb.message(fmt::format("cannot write the sweep summary: {}", e.what()));
         }
     };
@@ -297,9 +305,13 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
                 run_seconds += secs, ++runs_timed;
                 if (!sum) failed_no_summary[c.run->index] = "failed";
                 std::string last = last_line(c.log);
+                // Name the log only when it holds something: an empty one is removed below,
+                // and on a full disk it may never have been written.
                 if (cb.message)
-                    cb.message(fmt::format("run '{}' failed ({}){}; its log: {}", c.run->name, why,
-                                           last.empty() ? "" : ": " + last, c.log.string()));
+                    cb.message(fmt::format(
+                        "run '{}' failed ({}){}{}", c.run->name, why,
+                        last.empty() ? "" : ": " + last,
+                        last.empty() ? "; it left no log" : "; its log: " + c.log.string()));
                 break;
             }
             }
