@@ -11,6 +11,7 @@
 
 #include "backend/device.h"
 #include "cli/commands.h"
+#include "cli/help_text.h"
 #include "cli/progress.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
@@ -46,9 +47,12 @@ struct CommonArgs {
 };
 
 void add_config_args(CLI::App* cmd, CommonArgs& a) {
-    cmd->add_option("config", a.config, "YAML config file")->required();
-    cmd->add_option("overrides", a.overrides, "KEY=VALUE overrides with dotted key paths")
-        ->expected(0, -1);
+    cmd->add_option("config", a.config, "YAML config file (a path)")->required()->type_name("FILE");
+    cmd->add_option(
+           "overrides", a.overrides,
+           "Overrides, each KEY=VALUE with a dotted key path (router.k=2), after the config")
+        ->expected(0, -1)
+        ->type_name("KEY=VALUE");
 }
 
 int cmd_validate(const CommonArgs& a) {
@@ -133,6 +137,12 @@ int cli_main(int argc, char** argv) {
     CLI::App app{"moe-sim: a research simulator for Mixture-of-Experts routing dynamics", "moe-sim"};
     app.set_version_flag("--version", version_text());
     app.require_subcommand(1);
+    app.footer(
+        "\nOutput: run writes CSV files into a run directory (runs/<name> or --out), sweep into\n"
+        "a sweep directory (sweeps/<name> or --out); progress and errors go to stderr; validate\n"
+        "and bench print to stdout. 'moe-sim SUBCOMMAND --help' has an example of each.\n\n"
+        "Example:\n  moe-sim run configs/quickstart.yaml balance.alpha=0.01\n\n" +
+        std::string(exit_codes_help()));
 
     CommonArgs va;
     bool reference = false;
@@ -142,17 +152,30 @@ int cli_main(int argc, char** argv) {
                        "Print the reference of every config key (Markdown) instead");
     // With --reference no config file is needed.
     validate->get_option("config")->required(false);
+    validate->footer(help_footer(
+        "the resolved config (YAML) or the key reference (Markdown) on stdout; errors on stderr.",
+        "moe-sim validate configs/quickstart.yaml router.k=1"));
 
     CommonArgs ra;
     RunArgs rr;
     auto* run = app.add_subcommand("run", "Train a model from a config and write CSV statistics");
     add_config_args(run, ra);
-    run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
+    run->add_option("--out", rr.out, "Run directory, a path (default: runs/<name>)")
+        ->type_name("DIR");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
-    run->add_option("--threads", rr.threads, "OpenMP threads (0 = all cores); same as threads=N")
-        ->check(CLI::Range(0, 1024));
-    run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
+    run->add_option(
+           "--threads", rr.threads,
+           "OpenMP threads, a whole number from 0 to 1024 (0 = all cores); same as threads=N")
+        ->check(CLI::Range(0, 1024))
+        ->type_name("N");
+    run->add_option("--device", rr.device, "cpu or cuda; same as device=...")
+        ->type_name("cpu|cuda");
+    run->footer(help_footer(
+        "the run directory (--out, default runs/<name>) gets config.yaml and metrics.csv,\n"
+        "layers.csv, experts.csv, specialization.csv, events.csv, summary.csv (docs/metrics.md);\n"
+        "progress and errors go to stderr, nothing to stdout.",
+        "moe-sim run configs/quickstart.yaml balance.alpha=0.01 --out runs/alpha-0.01"));
 
     // Subcommands that live in their own files (cli/commands.h).
     std::vector<Command> commands;

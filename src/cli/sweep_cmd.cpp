@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "cli/commands.h"
+#include "cli/help_text.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
@@ -292,23 +293,40 @@ Command add_sweep_command(CLI::App& app) {
     auto a = std::make_shared<SweepArgs>();
     CLI::App* cmd = app.add_subcommand(
         "sweep", "Run a grid of runs (KEY=V1,V2,... axes and the config's sweep: section); one summary.csv");
-    cmd->add_option("config", a->config, "YAML config file (may hold a sweep: section)")->required();
-    cmd->add_option("axes", a->axes, "KEY=V1,V2,... is an axis; KEY=VALUE a fixed override for every run")
-        ->expected(0, -1);
-    cmd->add_option("--out", a->out, "Sweep directory (default: sweeps/<name>)");
-    cmd->add_option("--jobs,-j", a->jobs, "Runs at once on this machine; the threads are divided between them")
-        ->check(CLI::Range(1, 1024));
+    cmd->add_option("config", a->config, "YAML config file, a path (may hold a sweep: section)")
+        ->required()
+        ->type_name("FILE");
+    cmd->add_option("axes", a->axes,
+                    "KEY=V1,V2,... is an axis; KEY=VALUE a fixed override for every run")
+        ->expected(0, -1)
+        ->type_name("KEY=V1,V2,...");
+    cmd->add_option("--out", a->out, "Sweep directory, a path (default: sweeps/<name>)")
+        ->type_name("DIR");
+    cmd->add_option("--jobs,-j", a->jobs,
+                    "Runs at once on this machine, a whole number from 1; the threads are divided "
+                    "between them")
+        ->check(CLI::Range(1, 1024))
+        ->type_name("J");
     cmd->add_option("--shard", a->shard,
-                    "I/N: run only the runs whose number mod N is I (0-based: "
-                    "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))");
+                    "I/N, two whole numbers: run only the runs whose number mod N is I (0-based: "
+                    "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))")
+        ->type_name("I/N");
     cmd->add_flag("--list", a->list,
                   "Print the `moe-sim run` command line of every run still to do, one per line; run nothing");
     cmd->add_flag("--collect", a->collect,
                   "Only rebuild the sweep's summary.csv from the run directories that exist (after a Slurm array)");
     cmd->add_flag("--force", a->force, "Run every run again, overwriting finished and conflicting run directories");
-    cmd->add_option("--threads", a->threads, "Threads for the whole sweep, divided between the jobs (0 = all cores)")
-        ->check(CLI::Range(0, 4096));
+    cmd->add_option(
+           "--threads", a->threads,
+           "Threads for the whole sweep, a whole number, divided between the jobs (0 = all cores)")
+        ->check(CLI::Range(0, 4096))
+        ->type_name("N");
     cmd->add_flag("--quiet,-q", a->quiet, "No progress output");
+    cmd->footer(help_footer(
+        "the sweep directory (--out, default sweeps/<name>) gets one run directory per run\n"
+        "(as `moe-sim run` writes it), logs/ for runs that failed, and summary.csv with one row\n"
+        "per run (docs/sweeps.md); progress goes to stderr, --list prints to stdout.",
+        "moe-sim sweep configs/quickstart.yaml balance.alpha=0,0.001,0.01 seed=1,2,3 --jobs 2"));
     return Command{cmd, [a] { return sweep_main(*a); }};
 }
 

@@ -34,6 +34,24 @@ TEST_CASE("--version and --help exit 0") {
     CHECK(run_moesim("run --help").code == 0);
 }
 
+TEST_CASE("--help of every subcommand has the exit codes, an example and where output goes") {
+    for (const std::string sub : {"run", "sweep", "validate", "bench"}) {
+        CAPTURE(sub);
+        auto h = run_moesim(sub + " --help");
+        CHECK(h.code == 0);
+        CHECK(h.output.find("Exit codes:") != std::string::npos);
+        CHECK(h.output.find("130  interrupted") != std::string::npos);
+        CHECK(h.output.find("Example:\n  moe-sim " + sub + " configs/") != std::string::npos);
+        CHECK(h.output.find("Output: ") != std::string::npos);
+    }
+    auto h = run_moesim("run --help");
+    CHECK(h.output.find("1    the run failed") != std::string::npos);
+    CHECK(h.output.find("--out DIR") != std::string::npos);
+    CHECK(h.output.find("--threads N") != std::string::npos);
+    CHECK(h.output.find("experts.csv") != std::string::npos);
+    CHECK(run_moesim("--help").output.find("Exit codes:") != std::string::npos);
+}
+
 TEST_CASE("bad usage exits 2 with one error line") {
     auto r = run_moesim("");
     CHECK(r.code == 2);
