@@ -6,16 +6,27 @@ and of tools/plot/bench.py on a hand-written raw CSV of experiments/bench_vs_tor
     MOESIM_BINARY=build/release/moe-sim (the default)    # the moe-sim binary to make the runs with
     MOESIM_KEEP_TMP=1                                    # keep the scratch directory and print its path
 
-Run as a script, it exits 77 (CTest: skipped) when matplotlib or pandas is not installed.
+Use the interpreter the plot tools use (CTest does: the one with matplotlib and pandas, e.g.
+/usr/bin/python3 with Debian's packages). Without matplotlib or pandas: under CI (CI=true in the
+environment) the tests FAIL (exit 1), so that a CI image without them cannot pass by running
+nothing; elsewhere they are skipped with a warning on stderr (exit 77, CTest: skipped).
+
+Speed: each script's command line is run once as a process (TestCommandLines); every other case
+calls the script's main() in this process (same argv, stdout, stderr and exit code), so that
+matplotlib and pandas are imported once, not once per case.
 """
 
+import contextlib
 import csv
+import importlib.util
+import io
 import os
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import traceback
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,6 +48,15 @@ def deps_missing():
     except ImportError as e:
         return str(e)
     return None
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def missing_message(missing):
+    return (f"{missing} in {sys.executable}: install python3-matplotlib python3-pandas (tools/setup.sh), "
+            "or run the tests with the interpreter that has them (CTest picks it at configure time)")
 
 
 def png_size(path):
@@ -90,11 +110,16 @@ def write_sweep_summary(sweep_dir, swept=("balance.alpha", "seed"), rewrite=None
 def setUpModule():
     global TMP, SWEEP
     missing = deps_missing()
+    if missing and in_ci():
+        raise RuntimeError(f"CI=true and {missing_message(missing)}")
     if missing:
-        raise unittest.SkipTest(f"{missing}: install python3-matplotlib python3-pandas (tools/setup.sh)")
+        sys.stderr.write(f"\nWARNING: the plot tests are SKIPPED, none of them ran: {missing_message(missing)}\n\n")
+        raise unittest.SkipTest(missing_message(missing))
     if not os.access(BINARY, os.X_OK):
         raise RuntimeError(f"moe-sim binary not found at {BINARY}: build it (cmake --build --preset release) "
                            "or set MOESIM_BINARY")
+    if PLOT not in sys.path:
+        sys.path.insert(0, PLOT)  # `import common` in the cases that draw with it directly
     TMP = tempfile.mkdtemp(prefix="moesim-plot-test-")
     SWEEP = os.path.join(TMP, "sweep")
     os.makedirs(SWEEP)
@@ -109,10 +134,54 @@ def tearDownModule():
         shutil.rmtree(TMP, ignore_errors=True)
 
 
-def plot(script, *args):
+def plot_process(script, *args):
+    """The script as a user runs it: a process of its own."""
     env = dict(os.environ, MPLBACKEND="Agg")
     return subprocess.run([sys.executable, os.path.join(PLOT, script), *map(str, args)],
                           capture_output=True, text=True, timeout=120, env=env)
+
+
+_MODULES = {}
+
+
+def _script_module(script):
+    if script not in _MODULES:
+        if PLOT not in sys.path:
+            sys.path.insert(0, PLOT)
+        spec = importlib.util.spec_from_file_location("moesim_plot_" + script[:-3], os.path.join(PLOT, script))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _MODULES[script] = module
+    return _MODULES[script]
+
+
+def plot(script, *args):
+    """The script's main() with this argv, in this process: exit code, stdout and stderr as a process
+    would give them (an uncaught exception: exit 1 and its traceback on stderr)."""
+    module = _script_module(script)
+    import common
+    import matplotlib.pyplot as plt
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, prog = sys.argv, common.PROG
+    sys.argv = [os.path.join(PLOT, script), *map(str, args)]
+    common.PROG = script
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                module.main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if e.code is not None and not isinstance(e.code, int):
+                    err.write(f"{e.code}\n")
+            except Exception:  # noqa: BLE001 - reported as a process would report it
+                code = 1
+                err.write(traceback.format_exc())
+    finally:
+        sys.argv, common.PROG = argv, prog
+        plt.close("all")
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
 
 
 class PlotCase(unittest.TestCase):
@@ -144,6 +213,31 @@ class PlotCase(unittest.TestCase):
     def moe_layers(run_dir):
         with open(os.path.join(run_dir, "layers.csv"), newline="") as f:
             return len({row["layer"] for row in csv.DictReader(f)})
+
+
+class TestCommandLines(PlotCase):
+    """Each script once as its own process: the command line, the exit codes, stdout and stderr."""
+
+    def test_run(self):
+        p = plot_process("run.py", self.run_dir(), "-o", self.out("proc_dash.png"))
+        self.assertOk(p)
+        self.assertEqual(p.stdout.strip(), self.out("proc_dash.png"))
+        self.assertPng(self.out("proc_dash.png"), (1600, 980))
+        self.assertClearError(plot_process("run.py", self.out("does_not_exist")), "run.py: error:", "no such directory")
+
+    def test_sweep(self):
+        p = plot_process("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "max_vio", "-o", self.out("proc_sw.png"))
+        self.assertOk(p)
+        self.assertIn("averaging over seed (2 values)", p.stderr)
+        self.assertPng(self.out("proc_sw.png"), (640, 450))
+
+    def test_compare(self):
+        self.assertClearError(plot_process("compare.py", self.run_dir(), "--y", "bogus"), "compare.py: error:",
+                              "no column `bogus`")
+
+    def test_bench(self):
+        raw = write_bench_csv(self.out("proc_bench.csv"))
+        self.assertClearError(plot_process("bench.py", raw, "--size", "big"), "bench.py: error:", "--size")
 
 
 class TestRunDashboard(PlotCase):
@@ -381,7 +475,11 @@ class TestBench(PlotCase):
 
 
 if __name__ == "__main__":
-    if deps_missing():
-        print(f"skipped: {deps_missing()}: install python3-matplotlib python3-pandas (tools/setup.sh)")
+    missing = deps_missing()
+    if missing and in_ci():
+        sys.stderr.write(f"test_plot.py: error: CI=true and {missing_message(missing)}\n")
+        sys.exit(1)
+    if missing:
+        sys.stderr.write(f"\nWARNING: SKIPPED, no plot test ran: {missing_message(missing)}\n\n")
         sys.exit(77)
     unittest.main()
