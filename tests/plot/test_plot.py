@@ -291,6 +291,105 @@ class TestRunDashboard(PlotCase):
         self.assertIn("RUN_DIR", p.stderr)
 
 
+class TestCosmetics(PlotCase):
+    def test_one_row_run_draws_markers(self):
+        """A run with one train log row: a line through one point draws nothing; markers show it."""
+        run = os.path.join(TMP, "one_row")
+        shutil.copytree(self.run_dir(), run)
+        os.remove(os.path.join(run, "summary.csv"))
+        for name in ("metrics.csv", "layers.csv", "experts.csv"):
+            with open(os.path.join(run, name), newline="") as f:
+                rows = list(csv.reader(f))
+            first = rows[1][0]
+            keep = [r for r in rows[1:] if r[0] == first and r[1] == "train"]
+            self.assertTrue(keep)
+            with open(os.path.join(run, name), "w", newline="") as f:
+                csv.writer(f).writerows([rows[0]] + keep)
+        for name in ("specialization.csv", "events.csv"):
+            with open(os.path.join(run, name)) as f:
+                header = f.readline()
+            with open(os.path.join(run, name), "w") as f:
+                f.write(header)
+        self.assertOk(plot("run.py", run, "-o", self.out("one_row.png")))
+        self.assertPng(self.out("one_row.png"), (1600, 980))
+
+        run_py = _script_module("run.py")
+        import common
+        import matplotlib.pyplot as plt
+
+        r = common.Run(run)
+        fig, (a1, a2) = plt.subplots(1, 2)
+        try:
+            run_py.plot_loss(a1, r)
+            run_py.plot_layer_stat(a2, r, "max_vio", "MaxVio")
+            for ax in (a1, a2):
+                self.assertTrue(ax.lines)
+                for line in ax.lines:
+                    if len(line.get_xdata()) == 1:
+                        self.assertNotIn(line.get_marker(), ("None", "", " ", None), ax.get_title())
+        finally:
+            plt.close(fig)
+
+    def test_long_titles_are_wrapped_not_cropped(self):
+        import common
+        import matplotlib.pyplot as plt
+
+        text = ("a_sweep_with_a_long_name: max_vio, load_cv vs balance.alpha  —  mean ± std over seed + "
+                "experts.count, 24 runs")
+        for width in (640, 900):
+            fig = common.new_figure(width, 450)
+            try:
+                fig.add_subplot(1, 1, 1)
+                title = common.suptitle(fig, text, fontsize=12)
+                fig.canvas.draw()
+                box = title.get_window_extent(fig.canvas.get_renderer())
+                self.assertGreaterEqual(box.x0, 0, width)
+                self.assertLessEqual(box.x1, width, width)
+                self.assertEqual(title.get_text().replace("\n", " ").replace("  —  ", " ").split(),
+                                 text.replace("  —  ", " ").split())
+            finally:
+                plt.close(fig)
+        # A short title stays one line.
+        fig = common.new_figure(640, 450)
+        try:
+            self.assertEqual(common.suptitle(fig, "sweep: loss vs seed").get_text(), "sweep: loss vs seed")
+        finally:
+            plt.close(fig)
+
+    def test_sweep_default_size_title_fits(self):
+        d = os.path.join(TMP, "a_sweep_directory_with_quite_a_long_name_for_its_title")
+        os.makedirs(d, exist_ok=True)
+        write_sweep_summary(d)
+        for a in ALPHAS:
+            for s in SEEDS:
+                shutil.copytree(self.run_dir(a, s), os.path.join(d, run_name(a, s)))
+        p = plot("sweep.py", d, "--x", "balance.alpha", "--y", "max_vio", "-o", self.out("long_title.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("long_title.png"), (640, 450))
+
+
+class TestBalanceTable(PlotCase):
+    def test_columns_and_numbers_as_in_the_readme(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read().splitlines()
+        start = next(i for i, ln in enumerate(readme) if ln.startswith("setting "))
+        table = readme[start:start + 4]
+        out = os.path.join(TMP, "balance_table")
+        p = subprocess.run(["bash", os.path.join(ROOT, "experiments", "balance_table.sh"), out, *TINY, "--threads", "1"],
+                           capture_output=True, text=True, timeout=300, env=dict(os.environ, MOESIM=BINARY))
+        self.assertOk(p)
+        lines = p.stdout.splitlines()
+        self.assertEqual(len(lines), 4, p.stdout)
+        self.assertEqual(lines[0], table[0])  # the same columns, the same layout
+        for got, want in zip(lines[1:], table[1:]):
+            g, w = got.split(), want.split()
+            self.assertEqual(len(g), len(w), got)
+            self.assertEqual(g[0], w[0])
+            for gc, wc in zip(g[1:], w[1:]):
+                self.assertEqual("." in gc, "." in wc, f"{got!r} vs README {want!r}")  # integers as integers
+            self.assertEqual(len(got), len(want), f"{got!r} vs README {want!r}")
+
+
 class TestSweep(PlotCase):
     def test_x_and_two_stats(self):
         p = plot("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "max_vio,loss", "-o", self.out("sw.png"))
