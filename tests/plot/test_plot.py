@@ -390,6 +390,53 @@ class TestBalanceTable(PlotCase):
             self.assertEqual(len(got), len(want), f"{got!r} vs README {want!r}")
 
 
+class TestTorchReference(PlotCase):
+    """experiments/torch_reference.py, the PyTorch side of experiments/bench_vs_torch.py. torch is not
+    a dependency of the project: without it only the wiring is checked, the rest is skipped."""
+
+    def bench_vs_torch(self):
+        spec = importlib.util.spec_from_file_location("bench_vs_torch",
+                                                      os.path.join(ROOT, "experiments", "bench_vs_torch.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def test_bench_vs_torch_uses_the_reference_in_the_repository(self):
+        env = {k: v for k, v in os.environ.items() if k != "TORCH_BENCH"}
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "bench_vs_torch.py"), "--help"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertOk(p)
+        self.assertIn("experiments/torch_reference.py", p.stdout)
+        self.assertTrue(os.path.isfile(os.path.join(ROOT, "experiments", "torch_reference.py")))
+        import argparse
+        a = argparse.Namespace(impl="sparse", threads=1, steps=2, warmup=1)
+        cfg = self.bench_vs_torch().resolved_config(BINARY, os.path.join(ROOT, "configs", "bench", "tiny.yaml"), [])
+        args = self.bench_vs_torch().peer_args(cfg, a)
+        self.assertEqual(args[:2], ["--impl", "sparse"])
+        self.assertIn("--capacity-factor", args)
+
+    def test_reference_runs_and_its_impls_agree(self):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            self.skipTest("torch is not installed (not a dependency; pip install torch to run this case)")
+        ref = os.path.join(ROOT, "experiments", "torch_reference.py")
+        common_args = ["--d-in", "8", "--d-model", "16", "--d-ff", "32", "--experts", "4", "--k", "2",
+                       "--batch", "64", "--classes", "4", "--threads", "1"]
+        p = subprocess.run([sys.executable, ref, *common_args, "--verify"], capture_output=True, text=True, timeout=120)
+        self.assertOk(p)
+        self.assertIn("OK", p.stdout)
+        for impl in ("sparse", "dense"):
+            p = subprocess.run([sys.executable, ref, *common_args, "--impl", impl, "--steps", "3", "--warmup", "1",
+                                "--header"], capture_output=True, text=True, timeout=120)
+            self.assertOk(p)
+            row = self.bench_vs_torch().csv_row(p.stdout)
+            for col in ("ms_per_step_median", "ms_per_step_min", "ms_per_step_max", "drop_fraction"):
+                self.assertGreaterEqual(float(row[col]), 0.0, col)
+            self.assertEqual(row["impl"], impl)
+            self.assertLess(float(row["final_loss"]), float(row["first_loss"]) + 1.0)
+
+
 class TestSweep(PlotCase):
     def test_x_and_two_stats(self):
         p = plot("sweep.py", SWEEP, "--x", "balance.alpha", "--y", "max_vio,loss", "-o", self.out("sw.png"))
