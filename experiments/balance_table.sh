@@ -3,7 +3,7 @@
 #   none     balance.alpha=0, balance.bias_rate=0
 #   aux      balance.alpha=0.01 (Switch auxiliary loss)
 #   bias     balance.alpha=0, balance.bias_rate=0.001 (auxiliary-loss-free, Wang et al. 2024)
-# and a small table from their summary.csv files. About 10 s on 2 cores.
+# and the table of README.md from their summary.csv files. About 10 s on 2 cores.
 #   experiments/balance_table.sh [OUT_DIR] [KEY=VALUE ...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,19 +21,24 @@ for name in none aux bias; do
   "$bin" run "$root/configs/quickstart.yaml" ${settings[$name]} "$@" --out "$out/$name" --force --quiet
 done
 python3 - "$out" <<'PY'
+# The table of README.md ("Experiments"): one row per setting, the columns below, each
+# right-aligned under its name; counts as integers, the rest with 3 decimals, "-" for an empty cell.
 import csv, sys, os
 out = sys.argv[1]
-cols = ["accuracy", "max_vio", "effective_experts", "drop_rate", "worst_max_vio", "dead_final", "first_dead_step"]
-print(f"{'setting':8s} " + " ".join(f"{c:>17s}" for c in cols))
+cols = ["accuracy", "max_vio", "effective_experts", "drop_rate", "dead_final"]
+counts = {"dead_final", "first_dead_step", "steps"}
+widths = [max(len(c), 8) for c in cols]
+print("setting " + "".join(f"  {c:>{w}s}" for c, w in zip(cols, widths)))
 for name in ["none", "aux", "bias"]:
-    row = next(csv.DictReader(open(os.path.join(out, name, "summary.csv"))))
+    with open(os.path.join(out, name, "summary.csv"), newline="") as f:
+        row = next(csv.DictReader(f))
     cells = []
-    for c in cols:
-        v = row[c]
+    for c, w in zip(cols, widths):
+        v = row.get(c, "")
         try:
-            v = f"{float(v):.3f}"
+            v = f"{int(float(v))}" if c in counts else f"{float(v):.3f}"
         except ValueError:
             v = v or "-"
-        cells.append(f"{v:>17s}")
-    print(f"{name:8s} " + " ".join(cells))
+        cells.append(f"  {v:>{w}s}")
+    print(f"{name:8s}" + "".join(cells))
 PY

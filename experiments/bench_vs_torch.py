@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""moe-sim bench side by side with the PyTorch reference (torch_moe_bench.py), alternating them.
+"""moe-sim bench side by side with the PyTorch reference (torch_reference.py), alternating them.
 
 For every bench config (configs/bench/*.yaml, or the ones named), for R rounds: run
 `moe-sim bench CONFIG --csv`, then the PyTorch reference with the same model arguments (read from
@@ -8,14 +8,19 @@ scaling in N (n8 -> n512), and writes every raw row to --raw (CSV).
 
     experiments/bench_vs_torch.py [CONFIG_NAME ...] [--rounds 3] [--steps 20] [--warmup 5]
         [--threads 2] [--moesim build/release/moe-sim]
-        [--peer ../shared/bench/torch_moe_bench.py] [--python python3] [--impl sparse]
+        [--peer experiments/torch_reference.py] [--python python3] [--impl sparse]
         [--set KEY=VALUE ...] [--raw bench_vs_torch.csv] [--no-rss] [--no-torch]
 
 Figure of the raw CSV (ms per step against N experts, speedup): tools/plot/bench.py RAW.csv.
 
+The reference is this repository's experiments/torch_reference.py (the same model, loss and Adam
+step, written in plain PyTorch; its docstring describes it); --peer runs another script with
+the same arguments and CSV output instead.
+
 Environment (same as the options, options win): MOESIM, TORCH_BENCH (the peer script), PYTHON
-(the interpreter that has torch; Debian's torch: PYTHON=/usr/bin/python3).
-Standard library only: the script itself does not need torch.
+(the interpreter that has torch: pip install torch, or Debian's python3-torch with
+PYTHON=/usr/bin/python3). Standard library only: the script itself does not need torch, and
+neither does the build or the test suite.
 
 Each program reports per-step medians over --steps timed steps after --warmup; the table gives,
 per config, the median over the rounds of those medians, and the best (min) step time seen.
@@ -60,7 +65,7 @@ def resolved_config(moesim, path, overrides):
 
 
 def peer_args(cfg, a):
-    """Arguments of torch_moe_bench.py for the same model."""
+    """Arguments of the reference (torch_reference.py) for the same model."""
     if cfg["model.layers"] != "1" or cfg["model.moe_every"] != "1":
         sys.exit("bench_vs_torch: the reference has one MoE block; the config must have "
                  "model.layers 1, moe_every 1")
@@ -123,7 +128,7 @@ def main():
     ap.add_argument("--impl", choices=("sparse", "dense"), default="sparse")
     ap.add_argument("--moesim", default=os.environ.get("MOESIM", os.path.join(REPO, "build/release/moe-sim")))
     ap.add_argument("--peer", default=os.environ.get(
-        "TORCH_BENCH", os.path.join(REPO, "..", "shared", "bench", "torch_moe_bench.py")))
+        "TORCH_BENCH", os.path.join(REPO, "experiments", "torch_reference.py")))
     ap.add_argument("--python", default=os.environ.get("PYTHON", "python3"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for moe-sim (repeatable); the reference gets the same "

@@ -27,6 +27,7 @@
 #include "cli/bench_flops.h"
 #include "cli/commands.h"
 #include "cli/resource_check.h"
+#include "cli/help_text.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "model/model.h"
@@ -152,17 +153,31 @@ Command add_bench_command(CLI::App& app) {
     auto args = std::make_shared<BenchArgs>();
     CLI::App* cmd = app.add_subcommand(
         "bench", "Time full training steps (no CSV, no evaluation): ms/step, tokens/s, GFLOP/s");
-    cmd->add_option("config", args->config, "YAML config file")->required();
-    cmd->add_option("overrides", args->overrides, "KEY=VALUE overrides with dotted key paths")
-        ->expected(0, -1);
-    cmd->add_option("--steps", args->steps, "Timed steps (default 20)")
-        ->check(CLI::Range(1, 1000000));
-    cmd->add_option("--warmup", args->warmup, "Untimed warm-up steps first (default 3)")
-        ->check(CLI::Range(0, 1000000));
-    cmd->add_option("--threads", args->threads,
-                    "OpenMP threads (0 = the CPUs this process may run on); same as threads=N")
-        ->check(CLI::Range(0, 1024));
+    cmd->add_option("config", args->config, "YAML config file (a path)")
+        ->required()
+        ->type_name("FILE");
+    cmd->add_option(
+           "overrides", args->overrides,
+           "Overrides, each KEY=VALUE with a dotted key path (router.k=2), after the config")
+        ->expected(0, -1)
+        ->type_name("KEY=VALUE");
+    cmd->add_option("--steps", args->steps, "Timed steps, a whole number from 1 (default 20)")
+        ->check(CLI::Range(1, 1000000))
+        ->type_name("N");
+    cmd->add_option("--warmup", args->warmup,
+                    "Untimed warm-up steps first, a whole number (default 3)")
+        ->check(CLI::Range(0, 1000000))
+        ->type_name("N");
+    cmd->add_option(
+           "--threads", args->threads,
+           "OpenMP threads, a whole number from 0 to 1024 (0 = the CPUs this process may run "
+            "on); same as threads=N")
+        ->check(CLI::Range(0, 1024))
+        ->type_name("N");
     cmd->add_flag("--csv", args->csv, "Print one CSV header line and one row instead of the report");
+    cmd->footer(
+        help_footer("a report (or with --csv one header line and one row) on stdout; no files.",
+                    "moe-sim bench configs/quickstart.yaml experts.count=64 --steps 50"));
     return Command{cmd, [args] { return run_bench(*args); }};
 }
 

@@ -14,12 +14,14 @@
 
 #include "backend/device.h"
 #include "cli/commands.h"
+#include "cli/help_text.h"
 #include "cli/progress.h"
 #include "cli/resource_check.h"
 #include "config/components.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
+#include "io/io_error.h"
 #include "io/run_dir.h"
 #include "tasks/setup_interrupt.h"
 #include "train/checkpoint.h"
@@ -81,9 +83,12 @@ struct CommonArgs {
 };
 
 void add_config_args(CLI::App* cmd, CommonArgs& a) {
-    cmd->add_option("config", a.config, "YAML config file")->required();
-    cmd->add_option("overrides", a.overrides, "KEY=VALUE overrides with dotted key paths")
-        ->expected(0, -1);
+    cmd->add_option("config", a.config, "YAML config file (a path)")->required()->type_name("FILE");
+    cmd->add_option(
+           "overrides", a.overrides,
+           "Overrides, each KEY=VALUE with a dotted key path (router.k=2), after the config")
+        ->expected(0, -1)
+        ->type_name("KEY=VALUE");
 }
 
 int cmd_validate(const CommonArgs& a) {
@@ -99,6 +104,23 @@ struct RunArgs {
     int threads = -1;
     std::string device;
 };
+
+// prepare_run_dir, with its failures sorted by exit code: a non-empty run directory without
+// --force is bad usage (UserError, exit 2); a directory that cannot be created, read or
+// cleaned (read-only, under a regular file, a file in the way) is an I/O error (IoError, exit 1).
+void prepare_run_dir_or_io_error(const std::filesystem::path& dir, bool force) {
+    try {
+        prepare_run_dir(dir, force);
+    } catch (const IoError&) {
+        throw;
+    } catch (const UserError& e) {
+        std::error_code ec;
+        const bool refused_reuse =
+            !force && std::filesystem::is_directory(dir, ec) && !std::filesystem::is_empty(dir, ec);
+        if (refused_reuse) throw;
+        throw IoError(e.diagnostics());
+    }
+}
 
 int cmd_run(const CommonArgs& a, const RunArgs& r) {
     if (r.resume && r.force)
@@ -127,7 +149,7 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
             std::fprintf(stderr, "resuming %s/ from its checkpoint of step %lld\n",
                          dir.string().c_str(), (long long)resume_step);
     } else {
-        prepare_run_dir(dir, r.force);
+        prepare_run_dir_or_io_error(dir, r.force);
         write_file_atomic(dir / "config.yaml", config_to_yaml(cfg));
     }
 
@@ -186,6 +208,12 @@ int cli_main(int argc, char** argv) {
     CLI::App app{"moe-sim: a research simulator for Mixture-of-Experts routing dynamics", "moe-sim"};
     app.set_version_flag("--version", version_text());
     app.require_subcommand(1);
+    app.footer(
+        "\nOutput: run writes CSV files into a run directory (runs/<name> or --out), sweep into\n"
+        "a sweep directory (sweeps/<name> or --out); progress and errors go to stderr; validate\n"
+        "and bench print to stdout. 'moe-sim SUBCOMMAND --help' has an example of each.\n\n"
+        "Example:\n  moe-sim run configs/quickstart.yaml balance.alpha=0.01\n\n" +
+        std::string(exit_codes_help()));
 
     CommonArgs va;
     bool reference = false;
@@ -199,12 +227,16 @@ int cli_main(int argc, char** argv) {
                        "README) instead");
     // With --reference or --components no config file is needed.
     validate->get_option("config")->required(false);
+    validate->footer(help_footer(
+        "the resolved config (YAML) or the key reference (Markdown) on stdout; errors on stderr.",
+        "moe-sim validate configs/quickstart.yaml router.k=1"));
 
     CommonArgs ra;
     RunArgs rr;
     auto* run = app.add_subcommand("run", "Train a model from a config and write CSV statistics");
     add_config_args(run, ra);
-    run->add_option("--out", rr.out, "Run directory (default: runs/<name>)");
+    run->add_option("--out", rr.out, "Run directory, a path (default: runs/<name>)")
+        ->type_name("DIR");
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--resume", rr.resume,
                   "Continue an interrupted or killed run from the checkpoint in its run directory "
@@ -212,10 +244,18 @@ int cli_main(int argc, char** argv) {
     run->add_flag("--quiet,-q", rr.quiet, "No progress output");
     run->add_option(
            "--threads", rr.threads,
-           "OpenMP threads; same as threads=N. Default 0: the CPUs this process may run on "
-           "(its affinity mask, capped by its cgroup's CPU quota), or OMP_NUM_THREADS")
-        ->check(CLI::Range(0, 1024));
-    run->add_option("--device", rr.device, "cpu | cuda; same as device=...");
+           "OpenMP threads, a whole number from 0 to 1024; same as threads=N. Default 0: the "
+           "CPUs this process may run on (its affinity mask, capped by its cgroup's CPU quota), "
+           "or OMP_NUM_THREADS")
+        ->check(CLI::Range(0, 1024))
+        ->type_name("N");
+    run->add_option("--device", rr.device, "cpu or cuda; same as device=...")
+        ->type_name("cpu|cuda");
+    run->footer(help_footer(
+        "the run directory (--out, default runs/<name>) gets config.yaml and metrics.csv,\n"
+        "timing.csv, layers.csv, experts.csv, specialization.csv, events.csv, summary.csv\n"
+        "(docs/metrics.md) and checkpoint.bin (--resume); progress and errors go to stderr.",
+        "moe-sim run configs/quickstart.yaml balance.alpha=0.01 --out runs/alpha-0.01"));
 
     // Subcommands that live in their own files (cli/commands.h).
     std::vector<Command> commands;
@@ -256,6 +296,9 @@ int cli_main(int argc, char** argv) {
         if (run->parsed()) return cmd_run(ra, rr);
         for (const Command& c : commands)
             if (c.app->parsed()) return c.run();
+    } catch (const IoError& e) {  // a file the system refused: exit 1 (README)
+        for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
+        return 1;
     } catch (const UserError& e) {
         for (const Diagnostic& d : e.diagnostics()) print_error(d.format());
         return 2;

@@ -14,11 +14,18 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "backend/threads.h"
 #include "cli/commands.h"
+#include "cli/help_text.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
+#include "io/io_error.h"
 #include "sweep/sweep_plan.h"
 #include "sweep/sweep_runner.h"
 #include "sweep/sweep_summary.h"
@@ -112,6 +119,20 @@ std::string child_config(const SweepPlan& plan, const fs::path& out_dir) {
     const fs::path copy = out_dir / "base-config.yaml";
     write_file_atomic(copy, plan.base_text);
     return copy.string();
+}
+
+// The sweep directory must take new files (the logs, the runs, summary.csv): try one, so that a
+// read-only directory is named as such before any run starts (not as "cannot start" a binary).
+void check_writable(const fs::path& dir) {
+    const fs::path probe = dir / fmt::format(".moe-sim-write-test-{}", long(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        const int err = errno;
+        throw IoError(fmt::format("sweep directory '{}' cannot be written: {}", dir.string(),
+                                  std::strerror(err)));
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
 }
 
 class SweepDisplay {
@@ -233,7 +254,9 @@ int sweep_main(const SweepArgs& a) {
     std::error_code ec;
     fs::create_directories(out_dir, ec);
     if (ec)
-        throw UserError(fmt::format("{}: cannot create the sweep directory: {}", out_dir.string(), ec.message()));
+        throw IoError(fmt::format("{}: cannot create the sweep directory: {}", out_dir.string(),
+                                  ec.message()));
+    check_writable(out_dir);
     opt.child_config = child_config(plan, out_dir);
 
     install_sweep_signal_handlers();
@@ -260,11 +283,16 @@ int sweep_main(const SweepArgs& a) {
         else if (shard.count > 1)
             std::fprintf(stderr, "moe-sim: when every shard has finished, gather the rows with the same command, "
                                  "--collect instead of --shard\n");
-        else
+        else if (r.summary_written)
             std::fprintf(stderr, "summary: %s\n", (out_dir / "summary.csv").string().c_str());
+        else
+            std::fprintf(
+                stderr, "moe-sim: the sweep summary %s was not written (see above)%s\n",
+                (out_dir / "summary.csv").string().c_str(),
+                fs::exists(out_dir / "summary.csv", ec) ? "; the file there is from before" : "");
     }
     if (r.stopped) return 130;
-    return completed == total ? 0 : 1;
+    return completed == total && (r.summary_written || !opt.write_summary) ? 0 : 1;
 }
 
 }  // namespace
@@ -273,23 +301,40 @@ Command add_sweep_command(CLI::App& app) {
     auto a = std::make_shared<SweepArgs>();
     CLI::App* cmd = app.add_subcommand(
         "sweep", "Run a grid of runs (KEY=V1,V2,... axes and the config's sweep: section); one summary.csv");
-    cmd->add_option("config", a->config, "YAML config file (may hold a sweep: section)")->required();
-    cmd->add_option("axes", a->axes, "KEY=V1,V2,... is an axis; KEY=VALUE a fixed override for every run")
-        ->expected(0, -1);
-    cmd->add_option("--out", a->out, "Sweep directory (default: sweeps/<name>)");
-    cmd->add_option("--jobs,-j", a->jobs, "Runs at once on this machine; the threads are divided between them")
-        ->check(CLI::Range(1, 1024));
+    cmd->add_option("config", a->config, "YAML config file, a path (may hold a sweep: section)")
+        ->required()
+        ->type_name("FILE");
+    cmd->add_option("axes", a->axes,
+                    "KEY=V1,V2,... is an axis; KEY=VALUE a fixed override for every run")
+        ->expected(0, -1)
+        ->type_name("KEY=V1,V2,...");
+    cmd->add_option("--out", a->out, "Sweep directory, a path (default: sweeps/<name>)")
+        ->type_name("DIR");
+    cmd->add_option("--jobs,-j", a->jobs,
+                    "Runs at once on this machine, a whole number from 1; the threads are divided "
+                    "between them")
+        ->check(CLI::Range(1, 1024))
+        ->type_name("J");
     cmd->add_option("--shard", a->shard,
-                    "I/N: run only the runs whose number mod N is I (0-based: "
-                    "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))");
+                    "I/N, two whole numbers: run only the runs whose number mod N is I (0-based: "
+                    "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))")
+        ->type_name("I/N");
     cmd->add_flag("--list", a->list,
                   "Print the `moe-sim run` command line of every run still to do, one per line; run nothing");
     cmd->add_flag("--collect", a->collect,
                   "Only rebuild the sweep's summary.csv from the run directories that exist (after a Slurm array)");
     cmd->add_flag("--force", a->force, "Run every run again, overwriting finished and conflicting run directories");
-    cmd->add_option("--threads", a->threads, "Threads for the whole sweep, divided between the jobs (0 = all cores)")
-        ->check(CLI::Range(0, 4096));
+    cmd->add_option(
+           "--threads", a->threads,
+           "Threads for the whole sweep, a whole number, divided between the jobs (0 = all cores)")
+        ->check(CLI::Range(0, 4096))
+        ->type_name("N");
     cmd->add_flag("--quiet,-q", a->quiet, "No progress output");
+    cmd->footer(help_footer(
+        "the sweep directory (--out, default sweeps/<name>) gets one run directory per run\n"
+        "(as `moe-sim run` writes it), logs/ for runs that failed, and summary.csv with one row\n"
+        "per run (docs/sweeps.md); progress goes to stderr, --list prints to stdout.",
+        "moe-sim sweep configs/quickstart.yaml balance.alpha=0,0.001,0.01 seed=1,2,3 --jobs 2"));
     return Command{cmd, [a] { return sweep_main(*a); }};
 }
 

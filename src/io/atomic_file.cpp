@@ -1,6 +1,6 @@
 #include "io/atomic_file.h"
 
-#include "config/config_error.h"
+#include "io/io_error.h"
 
 #include <fmt/format.h>
 
@@ -18,8 +18,8 @@ namespace {
 constexpr std::string_view kTempTag = ".tmp-";
 
 [[noreturn]] void throw_io(const std::filesystem::path& path, std::string_view what, int err) {
-    throw UserError({Diagnostic{path.string(), 0, 0, {},
-                                fmt::format("{}: {}", what, std::strerror(err))}});
+    throw IoError(
+        {Diagnostic{path.string(), 0, 0, {}, fmt::format("{}: {}", what, std::strerror(err))}});
 }
 
 std::atomic<unsigned long> temp_counter{0};

@@ -4,7 +4,7 @@
 // (".<name>.tmp-<pid>-<n>", n counting calls, so threads never share one), fsyncs it, renames
 // it over path and fsyncs the directory, so readers and a crash see either the old file or the
 // whole new one, never a part. On failure the
-// temporary file is removed and a UserError names the path and the system's reason
+// temporary file is removed and an IoError (io/io_error.h) names the path and the system's reason
 // (strerror), e.g.  runs/x/summary.csv: cannot write file: No space left on device
 #pragma once
 

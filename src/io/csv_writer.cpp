@@ -1,6 +1,6 @@
 #include "io/csv_writer.h"
 
-#include "config/config_error.h"
+#include "io/io_error.h"
 
 #include <fmt/format.h>
 
@@ -19,8 +19,8 @@ namespace moe {
 namespace {
 
 [[noreturn]] void throw_io(const std::filesystem::path& path, std::string_view what, int err) {
-    throw UserError({Diagnostic{path.string(), 0, 0, {},
-                                fmt::format("{}: {}", what, std::strerror(err))}});
+    throw IoError(
+        {Diagnostic{path.string(), 0, 0, {}, fmt::format("{}: {}", what, std::strerror(err))}});
 }
 
 std::string header_line(const std::vector<std::string>& header) {
@@ -83,6 +83,7 @@ CsvWriter::CsvWriter(const std::filesystem::path& path, std::vector<std::string>
     if (mode == CsvMode::truncate) flags |= O_TRUNC;
     fd_ = ::open(path_.c_str(), flags, 0644);
     if (fd_ < 0) throw_io(path_, "cannot open CSV file for writing", errno);
+    good_end_ = 0;
 
     struct stat st {};
     if (::fstat(fd_, &st) != 0) {
@@ -121,6 +122,7 @@ CsvWriter::CsvWriter(const std::filesystem::path& path, std::vector<std::string>
         close_nothrow();
         throw_io(path_, "cannot cut the partial last row", err);
     }
+    good_end_ = int64_t(end);
 }
 
 CsvWriter::~CsvWriter() {
@@ -138,7 +140,8 @@ CsvWriter::CsvWriter(CsvWriter&& other) noexcept
       path_(std::move(other.path_)),
       header_(std::move(other.header_)),
       buffer_(std::move(other.buffer_)),
-      rows_(std::exchange(other.rows_, 0)) {}
+      rows_(std::exchange(other.rows_, 0)),
+      good_end_(std::exchange(other.good_end_, 0)) {}
 
 CsvWriter& CsvWriter::operator=(CsvWriter&& other) noexcept {
     if (this != &other) {
@@ -154,6 +157,7 @@ CsvWriter& CsvWriter::operator=(CsvWriter&& other) noexcept {
         header_ = std::move(other.header_);
         buffer_ = std::move(other.buffer_);
         rows_ = std::exchange(other.rows_, 0);
+        good_end_ = std::exchange(other.good_end_, 0);
     }
     return *this;
 }
@@ -177,15 +181,30 @@ void CsvWriter::write_all(std::string_view bytes) {
         const ssize_t w = ::write(fd_, bytes.data(), bytes.size());
         if (w < 0) {
             if (errno == EINTR) continue;
-            throw_io(path_, "cannot write CSV file", errno);
+            fail_write(errno);
         }
         bytes.remove_prefix(size_t(w));
     }
 }
 
+void CsvWriter::fail_write(int err) {
+    // The kernel may have taken part of the buffer (a full disk, a file size limit): cut the
+    // file back to the end of the last whole row, so a reader or --resume never meets half a
+    // row. The buffered rows are dropped and the writer closed: nothing more is written, the
+    // destructor included. A file that cannot be cut (a device) is left as it is.
+    buffer_.clear();
+    const bool cut = ::ftruncate(fd_, off_t(good_end_)) == 0;
+    close_nothrow();
+    throw_io(
+        path_,
+        cut ? "cannot write CSV file (cut back to its last whole row)" : "cannot write CSV file",
+        err);
+}
+
 void CsvWriter::flush() {
     if (fd_ < 0 || buffer_.empty()) return;
     write_all(buffer_);
+    good_end_ += int64_t(buffer_.size());
     buffer_.clear();
 }
 

@@ -10,7 +10,10 @@
 // Whole rows only: write_row() appends the row to a memory buffer; flush() hands every buffered
 // row to the kernel in one write() call, so a killed process leaves the file ending at a row
 // boundary (the kernel can cut a very large write short when SIGKILL lands inside it; opening
-// with CsvMode::append then drops the partial last row). close() flushes and fsyncs; the
+// with CsvMode::append then drops the partial last row). When a write fails (a full disk: ENOSPC,
+// a file size limit: EFBIG) after the kernel took part of the buffer, the file is cut back
+// (ftruncate) to the end of its last whole row, the buffered rows are dropped, the writer is
+// closed and an IoError names the path and the reason. close() flushes and fsyncs; the
 // destructor flushes and closes, ignoring errors (call close() to see them).
 //
 //   CsvWriter w("runs/x/layers.csv", {"step", "split", "layer", "max_vio"});
@@ -68,8 +71,8 @@ class CsvWriter {
 public:
     CsvWriter() = default;
     // Opens path and (mode truncate, or a new file) writes the header at once.
-    // Throws UserError naming the path when the file cannot be opened or written, or (append)
-    // when its header differs from `header`.
+    // Throws IoError (a UserError) naming the path when the file cannot be opened or written,
+    // UserError (append) when its header differs from `header`.
     CsvWriter(const std::filesystem::path& path, std::vector<std::string> header,
               CsvMode mode = CsvMode::truncate);
     ~CsvWriter();
@@ -84,7 +87,9 @@ public:
         write_row(std::span<const CsvCell>(cells.begin(), cells.size()));
     }
 
-    void flush();  // writes every buffered row with one write(); throws UserError on failure
+    // Writes every buffered row with one write(). On failure: the file is cut back to its last
+    // whole row, the writer is closed (is_open() false) and IoError is thrown.
+    void flush();
     void close();  // flush, fsync, close; the writer is then closed (is_open() false)
 
     bool is_open() const { return fd_ >= 0; }
@@ -94,6 +99,7 @@ public:
 
 private:
     void write_all(std::string_view bytes);
+    [[noreturn]] void fail_write(int err);
     void close_nothrow() noexcept;
 
     int fd_ = -1;
@@ -101,6 +107,7 @@ private:
     std::vector<std::string> header_;
     std::string buffer_;  // whole rows not yet written
     int64_t rows_ = 0;
+    int64_t good_end_ = 0;  // file size at the end of the last whole row written
 };
 
 }  // namespace moe

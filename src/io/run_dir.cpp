@@ -1,5 +1,7 @@
 #include "io/run_dir.h"
 
+#include "io/io_error.h"
+
 #include "config/config_error.h"
 #include "io/atomic_file.h"
 
@@ -23,7 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 [[noreturn]] void fail(const fs::path& dir, std::string_view what, const std::error_code& ec) {
-    throw UserError(fmt::format("run directory '{}': {}: {}", dir.string(), what, ec.message()));
+    throw IoError(fmt::format("run directory '{}': {}: {}", dir.string(), what, ec.message()));
 }
 
 }  // namespace
@@ -82,7 +84,7 @@ RunDirLock::RunDirLock(const fs::path& dir) {
         if (ec) fail(dir, "cannot create it", ec);
     } else if (st.type() != fs::file_type::directory) {
         if (ec) fail(dir, "cannot access it", ec);
-        throw UserError(
+        throw IoError(
             fmt::format("run directory '{}' exists and is not a directory", dir.string()));
     }
     const fs::path path = dir / kRunLockName;

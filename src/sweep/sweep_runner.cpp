@@ -162,7 +162,8 @@ pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const
     if (logfd < 0) {
         const int err = errno;
         ::close(devnull);
-        throw fail(log.c_str(), err);
+        throw UserError(fmt::format("cannot create its log file '{}': {}", log.string(),
+                                    std::strerror(err)));
     }
     int report[2];
     if (::pipe2(report, O_CLOEXEC) != 0) {
@@ -258,7 +259,9 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
         if (!opt.write_summary) return;
         try {
             write_sweep_summary(plan, opt.out_dir, failed_no_summary);
+            res.summary_written = true;
         } catch (const UserError& e) {
+            res.summary_written = false;
             if (cb.message) cb.message(fmt::format("cannot write the sweep summary: {}", e.what()));
         }
     };
@@ -345,9 +348,13 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
                 run_seconds += secs, ++runs_timed;
                 if (!sum) failed_no_summary[c.run->index] = "failed";
                 std::string last = last_line(c.log);
+                // Name the log only when it holds something: an empty one is removed below,
+                // and on a full disk it may never have been written.
                 if (cb.message)
-                    cb.message(fmt::format("run '{}' failed ({}){}; its log: {}", c.run->name, why,
-                                           last.empty() ? "" : ": " + last, c.log.string()));
+                    cb.message(fmt::format(
+                        "run '{}' failed ({}){}{}", c.run->name, why,
+                        last.empty() ? "" : ": " + last,
+                        last.empty() ? "; it left no log" : "; its log: " + c.log.string()));
                 break;
             }
             }

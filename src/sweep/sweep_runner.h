@@ -72,6 +72,7 @@ struct SweepResult {
     size_t failed = 0;
     size_t interrupted = 0;
     bool stopped = false;    // a signal stopped the sweep
+    bool summary_written = false;  // the last rebuild of summary.csv succeeded
 };
 
 struct SweepCallbacks {

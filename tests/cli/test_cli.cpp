@@ -34,6 +34,24 @@ TEST_CASE("--version and --help exit 0") {
     CHECK(run_moesim("run --help").code == 0);
 }
 
+TEST_CASE("--help of every subcommand has the exit codes, an example and where output goes") {
+    for (const std::string sub : {"run", "sweep", "validate", "bench"}) {
+        CAPTURE(sub);
+        auto h = run_moesim(sub + " --help");
+        CHECK(h.code == 0);
+        CHECK(h.output.find("Exit codes:") != std::string::npos);
+        CHECK(h.output.find("130  interrupted") != std::string::npos);
+        CHECK(h.output.find("Example:\n  moe-sim " + sub + " configs/") != std::string::npos);
+        CHECK(h.output.find("Output: ") != std::string::npos);
+    }
+    auto h = run_moesim("run --help");
+    CHECK(h.output.find("1    the run failed") != std::string::npos);
+    CHECK(h.output.find("--out DIR") != std::string::npos);
+    CHECK(h.output.find("--threads N") != std::string::npos);
+    CHECK(h.output.find("experts.csv") != std::string::npos);
+    CHECK(run_moesim("--help").output.find("Exit codes:") != std::string::npos);
+}
+
 TEST_CASE("bad usage exits 2 with one error line") {
     auto r = run_moesim("");
     CHECK(r.code == 2);
@@ -96,6 +114,53 @@ TEST_CASE("run writes its files, refuses to reuse a run directory, and --force o
     CHECK(r2.output.find("--force") != std::string::npos);
     auto r3 = run_moesim("run " + kQuick + out + kTiny + " --force");
     CHECK(r3.code == 0);
+}
+
+TEST_CASE("an unwritable run directory is an I/O error: exit 1 naming it") {
+    const auto d = scratch_dir("cli_unwritable");
+    {
+        std::ofstream f(d / "file");
+        f << "x\n";
+    }
+    // A path under a regular file cannot be created, not even by root.
+    const std::string under_file = (d / "file" / "run").string();
+    auto r = run_moesim("run " + kQuick + " --out '" + under_file + "'" + kTiny);
+    CHECK(r.code == 1);
+    CHECK(r.output.find(under_file) != std::string::npos);
+    CHECK(count_lines(r.output) == 1);
+    // A file in the way of the run directory.
+    auto f = run_moesim("run " + kQuick + " --out '" + (d / "file").string() + "'" + kTiny);
+    CHECK(f.code == 1);
+    // A directory that cannot be written, also by root: procfs takes no new files.
+    if (std::filesystem::is_directory("/proc/self")) {
+        auto p = run_moesim("run " + kQuick + " --out /proc/self" + kTiny + " --force");
+        CHECK(p.code == 1);
+        CHECK(p.output.find("/proc/self") != std::string::npos);
+    }
+    // Bad usage stays 2: a run directory in use without --force.
+    auto u = run_moesim("run " + kQuick + " --out '" + d.string() + "'" + kTiny);
+    CHECK(u.code == 2);
+}
+
+TEST_CASE("a full disk: exit 1, and every CSV file ends at a whole row") {
+    const auto d = scratch_dir("cli_full_disk");
+    const std::string out = (d / "run").string();
+    // A file size limit fails write() as a full disk does (without root or a small file system);
+    // SIGXFSZ ignored, as it is for a full disk. `ulimit -f` counts 512- or 1024-byte blocks
+    // (dash, bash): 24 blocks lets config.yaml and the small files through either way and stops
+    // experts.csv.
+    auto r = run_shell("trap '' XFSZ; ulimit -f 24 && exec '" + std::string(MOESIM_BINARY) +
+                       "' run " + kQuick + " --out '" + out + "'" + kTiny +
+                       " train.steps=400 train.log_every=1 train.eval_every=400");
+    CHECK(r.code == 1);
+    CHECK(r.output.find("experts.csv: cannot write CSV file (cut back to its last whole row)") !=
+          std::string::npos);
+    for (const auto& e : std::filesystem::directory_iterator(d / "run")) {
+        if (e.path().extension() != ".csv") continue;
+        CAPTURE(e.path());
+        const std::string text = read_text(e.path());
+        CHECK((text.empty() || text.back() == '\n'));
+    }
 }
 
 TEST_CASE("SIGTERM stops a run with exit 130 and status interrupted") {

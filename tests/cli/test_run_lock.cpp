@@ -43,7 +43,7 @@ TEST_SUITE("cli") {
 }  // TEST_SUITE
 
 TEST_SUITE("cli") {
-    TEST_CASE("presets and run --resume say plainly that they are not built yet, exit 2") {
+    TEST_CASE("presets says plainly it is not built yet and run --resume of no run says so, exit 2") {
         auto p = moe::test::run_moesim("presets");
         CHECK(p.code == 2);
         CHECK(p.output ==
@@ -53,7 +53,8 @@ TEST_SUITE("cli") {
         auto r = moe::test::run_moesim("run '" + source_path("configs/quickstart.yaml") +
                                        "' --out '" + (d / "run").string() + "' --resume");
         CHECK(r.code == 2);
-        CHECK(r.output.rfind("moe-sim: error: run --resume: not built yet", 0) == 0);
+        CHECK(r.output.rfind("moe-sim: error: run --resume: run directory '", 0) == 0);
+        CHECK(r.output.find("does not exist; there is nothing to resume") != std::string::npos);
         CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
         CHECK_FALSE(std::filesystem::exists(d / "run" / "config.yaml"));
     }

@@ -3,7 +3,12 @@
 #include "io/csv_writer.h"
 
 #include "config/config_error.h"
+#include "io/io_error.h"
 #include "io_test_util.h"
+
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <doctest/doctest.h>
 
@@ -194,6 +199,68 @@ TEST_CASE("CsvWriter: an unwritable path is a UserError naming it") {
         const std::string msg = e.what();
         CHECK(msg.find(path.string()) != std::string::npos);
         CHECK(msg.find("No such file or directory") != std::string::npos);
+    }
+}
+
+// A file size limit (RLIMIT_FSIZE) makes write() behave as on a full disk without root or a
+// small file system: a write that crosses the limit is cut short, the next one fails (EFBIG).
+namespace {
+struct FileSizeLimit {
+    rlimit saved{};
+    void (*saved_handler)(int) = nullptr;
+    explicit FileSizeLimit(rlim_t bytes) {
+        getrlimit(RLIMIT_FSIZE, &saved);
+        saved_handler = std::signal(SIGXFSZ, SIG_IGN);  // else the process is killed
+        rlimit lim = saved;
+        lim.rlim_cur = bytes;
+        setrlimit(RLIMIT_FSIZE, &lim);
+    }
+    ~FileSizeLimit() {
+        setrlimit(RLIMIT_FSIZE, &saved);
+        std::signal(SIGXFSZ, saved_handler);
+    }
+};
+}  // namespace
+
+TEST_CASE("CsvWriter: a write that fails midway leaves the file ending at its last whole row") {
+    const auto path = io_scratch("csv_full") / "experts.csv";
+    // header (23 bytes) + first flush (2 rows of 16 bytes) fit; the second flush crosses 70 bytes.
+    const std::string head = "step,expert,load_share\n";
+    REQUIRE(head.size() == 23);
+    CsvWriter w(path, {"step", "expert", "load_share"});
+    w.write_row({100, 0, 0.1234567});
+    w.write_row({100, 1, 0.8765432});
+    w.flush();
+    const std::string good = slurp(path);
+    REQUIRE(good.size() == 55);
+    {
+        FileSizeLimit limit(70);
+        for (int e = 0; e < 4; ++e) w.write_row({200, e, 0.25});
+        try {
+            w.flush();
+            FAIL("expected an IoError");
+        } catch (const moe::IoError& e) {
+            const std::string msg = e.what();
+            CHECK(msg.find(path.string()) != std::string::npos);
+            CHECK(msg.find("last whole row") != std::string::npos);
+        }
+    }
+    CHECK_FALSE(w.is_open());
+    CHECK(slurp(path) == good);  // not a byte of the half row
+    w.flush();                   // closed: nothing more is written
+    w.close();
+    CHECK(slurp(path) == good);
+}
+
+TEST_CASE("CsvWriter: a full device is an IoError naming it") {
+    if (!std::filesystem::exists("/dev/full")) return;
+    try {
+        CsvWriter w("/dev/full", {"a", "b"});
+        FAIL("expected an IoError");
+    } catch (const moe::IoError& e) {
+        const std::string msg = e.what();
+        CHECK(msg.find("/dev/full") != std::string::npos);
+        CHECK(msg.find("No space left on device") != std::string::npos);
     }
 }
 

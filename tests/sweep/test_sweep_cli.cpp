@@ -213,6 +213,27 @@ TEST_CASE("a run that fails without a summary gets a failed row and a log and th
     CHECK(column(out, "status") == std::vector<std::string>{"completed", "completed"});
 }
 
+TEST_CASE("a sweep directory that cannot be written is named, exit 1, and nothing starts") {
+    const fs::path d = scratch("unwritable");
+    spit(d / "file", "x\n");
+    const auto args = [&](const std::string& out) {
+        return concat({"sweep", quickstart(), "router.k=1,2"},
+                      concat(tiny(), {"--out", out, "--threads", "1"}));
+    };
+    // Under a regular file: cannot be created, not even by root.
+    Result r = run(args((d / "file" / "s").string()), d);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("cannot create the sweep directory") != std::string::npos);
+    // A directory that exists and takes no files (procfs: also for root).
+    if (fs::is_directory("/proc/self")) {
+        Result p = run(args("/proc/self"), d);
+        CHECK(p.code == 1);
+        CHECK(p.err.find("sweep directory '/proc/self' cannot be written") != std::string::npos);
+        CHECK(p.err.find("cannot start") == std::string::npos);
+        CHECK(p.err_lines() == 1);
+    }
+}
+
 TEST_CASE("bad sweep specs exit 2 with one line each and run nothing") {
     const fs::path d = scratch("bad");
     Result r = run({"sweep", quickstart(), "experts.cont=4,8", "router.k=1,", "router.k=2", "--out", (d / "s").string()}, d);

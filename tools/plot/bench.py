@@ -210,8 +210,8 @@ def main():
     rounds_text = (f"{rounds[0]} round{'s' if rounds[0] > 1 else ''}" if len(rounds) == 1
                    else f"{rounds[0]}–{rounds[-1]} rounds")
     name = os.path.basename(a.raw)
-    fig.suptitle(a.title or f"{name}: ms per training step, median over {rounds_text} of each round's median",
-                 fontsize=12)
+    common.suptitle(fig, a.title or f"{name}: ms per training step, median over {rounds_text} of each round's median",
+                    fontsize=12)
     common.save(fig, out, a.compact)
 
 

@@ -426,6 +426,31 @@ def new_figure(width_px, height_px):
     return fig
 
 
+def suptitle(fig, text, fontsize=12):
+    """fig.suptitle, wrapped onto more lines when one line is wider than the figure (a long sweep
+    name at the default 640 px width): the title is never cropped. Breaks at "  —  " first, then
+    between words."""
+    import textwrap
+
+    title = fig.suptitle(text, fontsize=fontsize)
+    avail = fig.get_figwidth() * fig.dpi * 0.96
+    renderer = fig.canvas.get_renderer()
+    if title.get_window_extent(renderer).width <= avail:
+        return title
+    parts = [p.strip() for p in text.split("  —  ")]
+    lines = parts
+    for _ in range(6):
+        title.set_text("\n".join(lines))
+        widest = title.get_window_extent(renderer).width
+        if widest <= avail:
+            return title
+        longest = max(len(ln) for ln in lines)
+        chars = max(10, int(longest * avail / widest) - 1)
+        lines = [w for p in parts for w in textwrap.wrap(p, chars, break_on_hyphens=False)]
+    title.set_text("\n".join(lines))
+    return title
+
+
 def check_output(path):
     """Fail early (before any drawing) for an output format matplotlib cannot write."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")

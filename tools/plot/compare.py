@@ -152,7 +152,7 @@ def main():
             ax.text(0.5, 0.5, f"no {where.split(',')[0]} values of {stat}", ha="center", va="center",
                     transform=ax.transAxes, color="0.4")
     if a.title:
-        fig.suptitle(a.title, fontsize=12)
+        common.suptitle(fig, a.title, fontsize=12)
     common.save(fig, out, a.compact)
 
 

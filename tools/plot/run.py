@@ -28,6 +28,12 @@ def split_rows(df, split):
     return df[df["split"] == split]
 
 
+def few_points(n):
+    """Line style additions for a series of n points: a line through 1 point draws nothing, so a run
+    with one log row (or a few) gets markers."""
+    return {"marker": "o", "ms": 4} if n <= 3 else {}
+
+
 def empty_panel(ax, text):
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
@@ -42,13 +48,14 @@ def plot_loss(ax, run):
         ax.set_title("loss")
         return
     tr, ev = split_rows(m, "train"), split_rows(m, "eval")
-    ax.plot(tr["step"], tr["loss"], color="C0", lw=1.3, label="train")
+    ax.plot(tr["step"], tr["loss"], color="C0", lw=1.3, label="train", **few_points(len(tr)))
     if not ev.empty:
         ax.plot(ev["step"], ev["loss"], "o--", color="C3", ms=4, lw=1, label="eval")
     for col in [c for c in m.columns if "ideal" in c]:
         vals = m[["step", col]].dropna()
         if not vals.empty:
-            ax.plot(vals["step"], vals[col], ":", color="0.3", lw=1.2, label=common.stat_label(col, False))
+            ax.plot(vals["step"], vals[col], ":", color="0.3", lw=1.2, label=common.stat_label(col, False),
+                    **few_points(len(vals)))
     title = "loss"
     if not ev.empty:
         last = ev.iloc[-1]
@@ -76,7 +83,7 @@ def plot_layer_stat(ax, run, col, title, reference=None, legend=True):
         d = ly[ly["layer"] == layer]
         tr, ev = split_rows(d, "train"), split_rows(d, "eval")
         if not tr.empty and tr[col].notna().any():
-            ax.plot(tr["step"], tr[col], color=colors[i], lw=1.2)
+            ax.plot(tr["step"], tr[col], color=colors[i], lw=1.2, **few_points(int(tr[col].notna().sum())))
             has_train = True
         if not ev.empty and ev[col].notna().any():
             ax.plot(ev["step"], ev[col], "o", color=colors[i], ms=4, mec="white", mew=0.5)
@@ -235,7 +242,7 @@ def main():
         head += f"  —  {status}, {common.fmt_value(steps)} steps"
     elif not a.title and not run.metrics.empty:
         head += f"  —  in progress, step {int(run.metrics['step'].max())}"
-    fig.suptitle(head, fontsize=12)
+    common.suptitle(fig, head, fontsize=12)
     common.save(fig, out, a.compact)
 
 

@@ -221,7 +221,7 @@ def main():
     if a.err in ("ci95",) and max_n > 1:
         how = f"mean and 95% CI over {over}"
     name = os.path.basename(os.path.normpath(a.sweep_dir))
-    fig.suptitle(a.title or f"{name}: {', '.join(stats)} vs {x}  —  {how}, {len(df)} runs", fontsize=12)
+    common.suptitle(fig, a.title or f"{name}: {', '.join(stats)} vs {x}  —  {how}, {len(df)} runs", fontsize=12)
     common.save(fig, out, a.compact)
 
 
