@@ -210,7 +210,8 @@ int sweep_main(const SweepArgs& a) {
             st.kind = RunDirState::rerun;
         switch (st.kind) {
         case RunDirState::fresh: jobs.push_back({&run, false}); break;
-        case RunDirState::rerun: jobs.push_back({&run, true}); break;
+        case RunDirState::rerun: jobs.push_back({&run, true, false}); break;
+        case RunDirState::resume: jobs.push_back({&run, false, true}); break;
         case RunDirState::finished:
             ++skipped;
             if (st.status != "completed") ++skipped_diverged;
@@ -242,7 +243,7 @@ int sweep_main(const SweepArgs& a) {
 
     if (a.list) {
         opt.child_config = child_config(plan, out_dir);
-        for (const SweepJob& j : jobs) std::printf("%s\n", shell_join(run_command(opt, *j.run, j.force)).c_str());
+        for (const SweepJob& j : jobs) std::printf("%s\n", shell_join(run_command(opt, *j.run, j.force, j.resume)).c_str());
         std::fflush(stdout);
         if (!a.quiet && skipped > 0)
             std::fprintf(stderr, "moe-sim: %zu of %zu runs%s already finished in %s (not listed)\n", skipped, total,

@@ -2,6 +2,8 @@
 // die with the sweep), reaped with waitpid, signals forwarded.
 #include "sweep/sweep_runner.h"
 
+#include "train/checkpoint.h"
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -91,12 +93,22 @@ RunDirState inspect_run_dir(const fs::path& dir, const PlannedRun& run) {
         if (sum->status == "completed" || sum->status == "diverged") {
             st.kind = RunDirState::finished;
             st.status = sum->status;
+            return st;
+        }
+    }
+    if (checkpoint_exists(dir)) {
+        try {
+            checkpoint_verify(dir, run.config);
+            st.kind = RunDirState::resume;
+        } catch (const UserError&) {
+            // corrupt, foreign or of another config: start again from step 0 (--force)
         }
     }
     return st;
 }
 
-std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& run, bool force) {
+std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& run, bool force,
+                                     bool resume) {
     std::vector<std::string> a = {opt.shown_binary, "run", opt.child_config};
     a.insert(a.end(), run.overrides.begin(), run.overrides.end());
     a.push_back("--out");
@@ -107,6 +119,7 @@ std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& 
         a.push_back(std::to_string(opt.threads_per_run));
     }
     if (force) a.push_back("--force");
+    else if (resume) a.push_back("--resume");
     return a;
 }
 
@@ -285,7 +298,7 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
             c.start = clock::now();
             changed = true;
             try {
-                c.pid = spawn(opt, run_command(opt, *job.run, job.force), c.log);
+                c.pid = spawn(opt, run_command(opt, *job.run, job.force, job.resume), c.log);
             } catch (const UserError& e) {  // recorded like any failed run; the others go on
                 ++res.failed;
                 if (!fs::exists(opt.out_dir / job.run->name / "summary.csv", ec))

@@ -1,5 +1,5 @@
 // Running a sweep on this machine (docs/sweeps.md): every run is a child process executing
-//   moe-sim run CONFIG KEY=VALUE... --out SWEEPDIR/RUNNAME --quiet [--threads T] [--force]
+//   moe-sim run CONFIG KEY=VALUE... --out SWEEPDIR/RUNNAME --quiet [--threads T] [--force|--resume]
 // J at a time; the sweep's summary.csv is rebuilt after each finished run. Each run has its own
 // process group (the sweep forwards signals to it) and dies with the sweep: when the sweep ends
 // for any reason, kill -9 included, the kernel sends each run SIGTERM (PR_SET_PDEATHSIG), so a
@@ -7,8 +7,11 @@
 //
 // Resume: a run directory whose config.yaml equals the run's resolved config (the thread count
 // aside: it does not change results) and whose summary.csv says completed or diverged is finished
-// and skipped; one that is missing, empty, or holds an interrupted/unfinished run is run again
-// (with --force); one whose config.yaml differs is a conflict: the sweep refuses to start.
+// and skipped; one that holds an interrupted or killed run with a valid checkpoint of the same
+// config continues from it (--resume: it ends byte-identical to a run that never stopped); one
+// that is missing, empty, or unfinished without a usable checkpoint is run again from step 0
+// (--force); one whose config.yaml differs is a conflict: the sweep refuses to start. The
+// sweep's --force runs every run again from step 0.
 #pragma once
 
 #include <atomic>
@@ -27,6 +30,7 @@ struct RunDirState {
     enum Kind {
         fresh,     // missing or empty: run it
         rerun,     // an unfinished run of the same config (or leftovers): run it with --force
+        resume,    // an unfinished run of the same config with a valid checkpoint: --resume
         finished,  // completed or diverged with the same config: skip it
         conflict,  // a different config, or not a directory: refuse
     } kind = fresh;
@@ -46,13 +50,15 @@ struct SweepOptions {
 };
 
 // The child's argument vector (argv[0] = shown_binary).
-std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& run, bool force);
+std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& run, bool force,
+                                     bool resume = false);
 // A POSIX shell command line that passes exactly these arguments.
 std::string shell_join(const std::vector<std::string>& args);
 
 struct SweepJob {
     const PlannedRun* run = nullptr;
-    bool force = false;  // pass --force (the directory holds an unfinished run)
+    bool force = false;   // pass --force (the directory holds an unfinished run)
+    bool resume = false;  // pass --resume (it holds an unfinished run with a valid checkpoint)
 };
 
 struct SweepProgress {

@@ -129,7 +129,8 @@ public:
     RunResult run() {
         const int64_t steps = cfg_.train.steps;
         for (int64_t s = st_.step + 1; s <= steps; ++s) {
-            if (opts_.stop && opts_.stop->load()) {
+            if ((opts_.stop && opts_.stop->load()) ||
+                (opts_.stop_after_step > 0 && st_.step >= opts_.stop_after_step)) {
                 result_.status = RunStatus::interrupted;
                 // an interrupted run loses nothing: the state of its last step
                 if (cfg_.train.checkpoint_every != 0 && st_.step > checkpoint_step_) checkpoint();

@@ -27,6 +27,7 @@ struct RunOptions {
     std::filesystem::path out_dir;                    // must exist; files are (re)created there
     bool resume = false;                              // continue from out_dir's checkpoint
     const std::atomic<bool>* stop = nullptr;          // set by SIGINT/SIGTERM: stop at a safe point
+    int64_t stop_after_step = 0;                      // > 0: stop as a signal would, after this step
     std::function<void(const Progress&)> on_progress; // called at each log and eval row
 };
 

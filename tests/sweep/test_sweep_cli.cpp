@@ -153,6 +153,35 @@ TEST_CASE("resume after SIGTERM completes every run exactly once with no duplica
     for (size_t i = 1; i < rows.size(); ++i) CHECK(keys.insert(rows[i][0] + "/" + rows[i][1]).second);
 }
 
+TEST_CASE("a sweep killed with kill -9 and run again resumes its runs and ends as one that ran through") {
+    const fs::path d = scratch("kill9");
+    const auto spec = concat({"sweep", quickstart(), "experts.count=4,8", "router.k=1,2"},
+                             concat(tiny(200), {"train.checkpoint_every=10", "--jobs", "2",
+                                                "--threads", "1"}));
+    const fs::path whole = d / "whole", killed = d / "killed";
+    Result w = run(concat(spec, {"--out", whole.string()}), d);
+    REQUIRE_MESSAGE(w.code == 0, w.err);
+    Child c = start(concat(spec, {"--out", killed.string()}), d);
+    // kill -9 once the first runs are under way (a checkpoint is on disk)
+    const fs::path first = killed / "experts.count=4,router.k=1" / "checkpoint.bin";
+    for (int i = 0; i < 600 && !fs::exists(first); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::kill(c.pid, SIGKILL);
+    finish(c);
+    // the runs die with the sweep (SIGTERM from the kernel: they checkpoint and stop)
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    Result again = run(concat(spec, {"--out", killed.string()}), d);
+    CHECK_MESSAGE(again.code == 0, again.err);
+    CHECK(slurp(killed / "summary.csv") == slurp(whole / "summary.csv"));
+    for (const std::string& name : column(whole, "run"))
+        for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "events.csv"}) {
+            CAPTURE(name);
+            CAPTURE(f);
+            CHECK(slurp(killed / name / f) == slurp(whole / name / f));
+        }
+}
+
 TEST_CASE("a changed config for an existing run directory is refused with exit code 2") {
     const fs::path d = scratch("conflict");
     const fs::path out = d / "s";
