@@ -199,7 +199,9 @@ const std::vector<Key>& table() {
                              run_name_ok, "run name; output goes to runs/<name> unless --out"),
         uint_key<&C::seed>("seed", "one seed decides data, init and noise: same seed, same CSV"),
         choice_key<&C::device>("device", kDevice, "where the model runs"),
-        int_key<&C::threads>("threads", 0, 1024, "OpenMP threads; 0 = all cores"),
+        int_key<&C::threads>("threads", 0, 1024,
+                             "OpenMP threads; 0 = the CPUs this process may run on (its affinity "
+                             "mask capped by its cgroup CPU quota), or OMP_NUM_THREADS"),
 
         choice_key<&C::data, &DataConfig::task>("data.task", task_choices(),
                                                 "the task that generates the data"),
