@@ -54,6 +54,9 @@ enum Stream : uint64_t {
     kStreamTask = 6,      // a task's fixed hidden parameters: cluster centres, teachers, chains (tasks/)
     kStreamRouting = 7,   // routers that choose at random: random / hash routing, tie breaks (routing/)
     kStreamDropout = 8,   // dropout masks, token dropping at random (model/)
+
+    // GShard's random dispatch of the 2nd expert (routing/routers/topk.cpp)
+    kStreamSecondExpert = 9,
 };
 
 struct RngBlock {

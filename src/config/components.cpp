@@ -16,8 +16,10 @@ using detail::Show;
 
 // ---- routers (router.type; factories in routing/router_registry.cpp) ----
 
-constexpr std::string_view kTopkKeys[] = {"router.k", "router.score", "router.normalize",
-                                          "router.noise"};
+constexpr std::string_view kTopkKeys[] = {"router.k",           "router.score",
+                                          "router.normalize",   "router.noise",
+                                          "router.scale",       "router.topk.second_expert",
+                                          "router.topk.groups", "router.topk.topk_groups"};
 const KeyRule kTopkRules[] = {
     {"router.k",
      {"router.k", "experts.count"},
@@ -26,6 +28,96 @@ const KeyRule kTopkRules[] = {
          if (!(c.router.k > c.experts.count)) return {};
          return fmt::format("{} is larger than experts.count {}", s.value("router.k"),
                             s.paren("experts.count"));
+     }},
+    {"router.topk.second_expert",
+     {"router.topk.second_expert", "router.k"},
+     "`router.type: topk` with `router.topk.second_expert: random` needs `router.k` = 2",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.topk.second_expert != SecondExpert::random || c.router.k == 2) return {};
+         return fmt::format(
+             "'random' decides on a second expert, so it needs router.k = 2, got "
+             "router.k = {}",
+             s.value("router.k"));
+     }},
+    {"router.topk.groups",
+     {"router.topk.groups", "experts.count"},
+     "`router.type: topk` needs `router.topk.groups` to divide `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.count % c.router.topk.groups == 0) return {};
+         return fmt::format("{} does not divide experts.count {}", s.value("router.topk.groups"),
+                            s.paren("experts.count"));
+     }},
+    {"router.topk.topk_groups",
+     {"router.topk.topk_groups", "router.topk.groups"},
+     "`router.type: topk` needs `router.topk.topk_groups` <= `router.topk.groups`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.topk.topk_groups > c.router.topk.groups)) return {};
+         return fmt::format("{} is larger than router.topk.groups {}",
+                            s.value("router.topk.topk_groups"), s.paren("router.topk.groups"));
+     }},
+    {"router.k",
+     {"router.k", "router.topk.topk_groups"},
+     "`router.type: topk` needs `router.k` <= `router.topk.topk_groups` * `experts.count` / "
+     "`router.topk.groups`: the experts of the kept groups",
+     [](const Config& c, const Show& s) -> std::string {
+         const int groups = c.router.topk.groups, kept = c.router.topk.topk_groups;
+         // groups = 1 is the rule above; a bad group count has its own diagnostic
+         if (groups <= 1 || c.experts.count % groups != 0 || kept > groups ||
+             c.router.k > c.experts.count)
+             return {};
+         const int experts = kept * (c.experts.count / groups);
+         if (c.router.k <= experts) return {};
+         return fmt::format(
+             "{} is larger than the {} experts of the router.topk.topk_groups = {} "
+             "kept groups of {}",
+             s.value("router.k"), experts, kept, c.experts.count / groups);
+     }},
+};
+
+constexpr std::string_view kExpertChoiceKeys[] = {"router.k", "router.scale", "capacity.factor"};
+const KeyRule kExpertChoiceRules[] = {
+    {"capacity.factor",
+     {"capacity.factor", "router.type"},
+     "`router.type: expert_choice` needs `capacity.factor` > 0: each expert takes C = "
+     "ceil(factor * T * k / N) tokens",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.capacity.factor > 0) return {};
+         return fmt::format(
+             "expert_choice needs a capacity (each expert takes ceil(factor * T * k "
+             "/ N) tokens), got capacity.factor = {}",
+             s.value("capacity.factor"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: expert_choice` refuses `balance.loss: shazeer`: its importance and load need "
+     "k slots per token",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs a token-choice router (k slots per token); expert_choice has "
+                "none: use switch or none";
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: expert_choice` needs `router.score: softmax`",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "expert_choice scores with a softmax over the experts; 'sigmoid' is for topk";
+     }},
+    {"router.normalize",
+     {"router.normalize", "router.type"},
+     "`router.type: expert_choice` needs `router.normalize: auto`: its gate is the score itself",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.normalize == Normalize::auto_k) return {};
+         return "expert_choice's gate is the token's softmax score itself (nothing to "
+                "renormalise): leave router.normalize at auto";
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: expert_choice` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("expert_choice has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
      }},
 };
 
@@ -69,19 +161,26 @@ const ComponentRow kRows[] = {
      .id = int(RouterType::topk),
      .built = true,
      .summary =
-         "token choice: each token picks its k best experts (p + bias), gates renormalised or not, "
-         "optional noisy gating; Switch (k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are "
-         "presets of it",
-     .paper = "Shazeer et al. 2017; Fedus et al. 2021; Wang et al. 2024",
+         "token choice: each token picks its k best experts (s + bias), gates renormalised or not "
+         "and scaled, optional noisy gating, GShard's random 2nd expert, group-limited selection; "
+         "Switch (k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
+     .paper = "Shazeer et al. 2017; Fedus et al. 2021; Lepikhin et al. 2020; DeepSeek-AI 2024 "
+              "(V3); Wang et al. 2024",
      .devices = kCpu,
      .keys = kTopkKeys,
      .rules = kTopkRules},
     {.kind = K::router,
      .name = "expert_choice",
      .choice_key = "router.type",
-     .built = false,
-     .summary = "expert choice: each expert picks the tokens it scores highest, up to its capacity",
-     .paper = "Zhou et al. 2022"},
+     .id = int(RouterType::expert_choice),
+     .built = true,
+     .summary = "expert choice: each expert picks its C = ceil(factor * T * k / N) tokens of "
+                "highest softmax score, gate = that score; a token gets 0..N experts, one chosen "
+                "by none is dropped",
+     .paper = "Zhou et al. 2022",
+     .devices = kCpu,
+     .keys = kExpertChoiceKeys,
+     .rules = kExpertChoiceRules},
     {.kind = K::router,
      .name = "soft",
      .choice_key = "router.type",

@@ -13,7 +13,8 @@ enum class Device { cpu, cuda };
 enum class TaskKind { clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
-enum class RouterType { topk };
+enum class RouterType { topk, expert_choice };
+enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };   // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
 enum class DropPolicy { position, score };
@@ -59,12 +60,23 @@ struct ExpertsConfig {
     bool operator==(const ExpertsConfig&) const = default;
 };
 
+// The top-k router's own keys (router.topk.*).
+struct TopkConfig {
+    SecondExpert second_expert = SecondExpert::always;  // k = 2: GShard's random 2nd expert
+    int groups = 1;       // expert groups of group-limited routing (DeepSeek-V3); 1 = off
+    int topk_groups = 1;  // the groups a token may choose its experts from
+
+    bool operator==(const TopkConfig&) const = default;
+};
+
 struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
     ScoreFn score = ScoreFn::softmax;
     Normalize normalize = Normalize::auto_k;   // auto: true for k >= 2, false for k = 1
     double noise = 0.0;
+    double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
+    TopkConfig topk;
 
     bool operator==(const RouterConfig&) const = default;
 };

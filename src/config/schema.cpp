@@ -61,6 +61,8 @@ constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
 constexpr Choice kNormalize[] = {{"auto", int(Normalize::auto_k)},
                                  {"true", int(Normalize::yes)},
                                  {"false", int(Normalize::no)}};
+constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
+                                    {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"score", int(DropPolicy::score)}};
 constexpr Choice kOptimizer[] = {
@@ -255,6 +257,20 @@ const std::vector<Key>& table() {
             "for k = 1 (where it would make every gate 1 and leave the router no task gradient)"),
         num_key<&C::router, &RouterConfig::noise>("router.noise", at_least(0.0),
                                                   "std of the noisy top-k gating noise; 0 = off"),
+        num_key<&C::router, &RouterConfig::scale>(
+            "router.scale", between(0.01, 1000.0),
+            "multiplies every routed gate weight (DeepSeek-V3's routed scaling factor)"),
+        choice_key<&C::router, &RouterConfig::topk, &TopkConfig::second_expert>(
+            "router.topk.second_expert", kSecondExpert,
+            "k = 2: always dispatch the 2nd expert, or random = with probability 2 g2 (GShard)"),
+        int_key<&C::router, &RouterConfig::topk, &TopkConfig::groups>(
+            "router.topk.groups", 1, 4096,
+            "expert groups for group-limited routing (DeepSeek-V3); must divide experts.count; "
+            "1 = off"),
+        int_key<&C::router, &RouterConfig::topk, &TopkConfig::topk_groups>(
+            "router.topk.topk_groups", 1, 4096,
+            "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
+            "from them"),
 
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
@@ -321,6 +337,7 @@ constexpr Section kSections[] = {
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
+    {"router.topk", "options of the top-k router (router.type: topk)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"train", "optimisation, evaluation and logging"},

@@ -22,6 +22,7 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       act_(cfg.experts.activation),
       balance_(cfg.balance),
       drop_policy_(cfg.capacity.drop_policy),
+      max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)) {
     // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
     router_w = ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
@@ -37,8 +38,8 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
 }
 
 void MoeLayer::reserve(int T_max) {
-    const size_t A = router_->max_assignments(T_max), TN = size_t(T_max) * N_;
-    router_->reserve(state_, T_max, N_);
+    const size_t A = router_->max_assignments(T_max, N_, max_factor_), TN = size_t(T_max) * N_;
+    router_->reserve(state_, T_max, N_, max_factor_);
     plan_.reserve(T_max, N_, A);
     scratch_.reserve(std::max(A, size_t(T_max)) + N_ + 1);
     dscratch_.reserve(4 * size_t(N_));
@@ -98,7 +99,7 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     float* dlog_direct = nullptr;
     if (training_) {
         std::fill_n(dprobs_.data(), TN, 0.0f);
-        std::fill_n(dslot_aux_.data(), router_->max_assignments(T), 0.0f);
+        std::fill_n(dslot_aux_.data(), state_.R, 0.0f);
         std::fill_n(dlog_direct_.data(), TN, 0.0f);
         dprobs = dprobs_.data();
         dslot_aux = dslot_aux_.data();
@@ -150,7 +151,7 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
     // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
     // gradients.
-    const size_t TN = size_t(T) * N_, R = router_->max_assignments(T);
+    const size_t TN = size_t(T) * N_, R = size_t(state_.R);
     gate_grad_to_slots(plan_, dgate_.data(), dslot_task_.data(), R);
     if (router_grad_parts) {
         // Statistics (gradient interference): the two parts apart, before they are summed.

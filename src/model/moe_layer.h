@@ -76,6 +76,7 @@ private:
     Activation act_;
     BalanceConfig balance_;
     DropPolicy drop_policy_;
+    double max_factor_;  // the largest capacity factor of a pass (training or evaluation)
     std::unique_ptr<Router> router_;
     std::unique_ptr<Ffn> shared_;
     RouterState state_;
@@ -83,7 +84,8 @@ private:
     std::vector<float> bias_;                                   // (N) balancing bias b[i]
     std::vector<int> scratch_;
     std::vector<double> dscratch_;
-    // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max).
+    // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
+    // max_factor_).
     // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
     std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
     std::vector<float> dgate_, dslot_task_, dslot_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,

@@ -25,14 +25,21 @@ struct Pass {
 // What a router keeps between its forward and its backward, and what the auxiliary losses and
 // the statistics read: sized once by reserve(). Probabilities p are normalised over the N
 // experts (METRICS.md); scores s are the raw scores selection and gates use (softmax: s = p, not
-// stored; sigmoid: s = sigmoid(noisy logit)). Token-choice routers keep K slots per token.
+// stored; sigmoid: s = sigmoid(noisy logit)). Token-choice routers keep K slots per token;
+// expert choice keeps K = 0 and its R = N*C slots (expert i's r-th choice is slot i*C + r) in
+// sel (the expert), sel_gate and sel_token.
 struct RouterState {
     int T = 0, N = 0, K = 0;
+    int R = 0;                     // slots emitted by the last route (top-k: T*K)
     std::vector<float> probs;      // (T, N) p[t,i]
     std::vector<float> scores;     // (T, N) s[t,i] (sigmoid scores only)
     std::vector<float> noisy;      // (T, N) logits after gating noise (= the logits without)
     std::vector<int> sel;          // (T*K) selected experts per token, best first
     std::vector<float> sel_gate;   // (T*K) their gate weights, before capacity
+    std::vector<int> sel_token;    // expert choice only: (R) the token of each slot
+    std::vector<int> emitted;      // top-k with a random 2nd expert: (T*K) sel, -1 where skipped
+    std::vector<int> work;         // a router's scratch (sized by its reserve)
+    std::vector<float> fwork;      // a router's scratch (sized by its reserve)
     float noise_std = 0.0f;        // the gating noise of this pass (0 in evaluation)
 
     void reserve(int T_max, int N_, int K_, bool keep_scores);
@@ -41,15 +48,19 @@ struct RouterState {
 class Router {
 public:
     virtual ~Router() = default;
-    // The largest number of slots the router emits for T tokens: sizes the plan once.
-    virtual size_t max_assignments(int T) const = 0;
-    // Sizes the state once for up to T_max tokens and N experts (what this router keeps).
-    virtual void reserve(RouterState& state, int T_max, int N) const = 0;
+    // The largest number of slots the router emits for T tokens and N experts in a pass whose
+    // capacity factor is at most max_capacity_factor (0: no limit): sizes the plan once. Top-k:
+    // T*k; expert choice, which holds the capacity itself: N * min(T, C).
+    virtual size_t max_assignments(int T, int N, double max_capacity_factor) const = 0;
+    // Sizes the state once for up to T_max tokens and N experts (what this router keeps), for
+    // passes of capacity factor at most max_capacity_factor (as max_assignments).
+    virtual void reserve(RouterState& state, int T_max, int N,
+                         double max_capacity_factor) const = 0;
     // logits: (T, N) router logits of this layer; bias: (N) balancing bias b[i] or null. Writes
     // the state and the plan's routed assignments (plan_from_slots); capacity comes after.
     virtual void route(const float* logits, int T, const float* bias, const Pass& pass,
                        uint64_t seed, RouterState& state, RoutingPlan& plan) const = 0;
-    // d_slot: the gradient w.r.t. the gate weight of each emitted slot (max_assignments; zero
+    // d_slot: the gradient w.r.t. the gate weight of each emitted slot (state.R of them; zero
     // for a slot the capacity dropped, unless an auxiliary loss acts on it); d_probs: (T, N)
     // gradient w.r.t. p, or null. Writes d_logits (T, N), overwriting.
     virtual void backward(const RouterState& state, const float* d_slot, const float* d_probs,

@@ -13,6 +13,7 @@
 namespace moe {
 
 std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
+std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
 
 namespace {
 
@@ -23,6 +24,7 @@ struct RouterFactory {
 
 constexpr RouterFactory kRouterFactories[] = {
     {"topk", &make_topk},
+    {"expert_choice", &make_expert_choice},
 };
 
 const RouterFactory* find_factory(std::string_view name) {

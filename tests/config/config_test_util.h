@@ -84,6 +84,10 @@ inline Config nontrivial_config() {
     c.router.score = ScoreFn::sigmoid;
     c.router.normalize = Normalize::no;
     c.router.noise = 0.3;
+    c.router.scale = 2.5;
+    // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
+    c.router.topk.groups = 4;
+    c.router.topk.topk_groups = 2;
     c.capacity.factor = 0.0;
     c.capacity.drop_policy = DropPolicy::score;
     c.capacity.eval_factor = 2.5;

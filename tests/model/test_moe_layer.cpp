@@ -12,10 +12,11 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <numeric>
-#include <string>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "support/grad_check.h"
@@ -40,6 +41,10 @@ struct MoeCase {
     double bias_rate = 0.0;
     Activation act = Activation::gelu;
     uint64_t seed = 21;
+    RouterType type = RouterType::topk;
+    double scale = 1.0;
+    SecondExpert second = SecondExpert::always;
+    int groups = 1, topk_groups = 1;
 };
 
 Config moe_config(const MoeCase& c, int D, int H) {
@@ -53,6 +58,11 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.router.score = c.score;
     cfg.router.normalize = c.normalize ? Normalize::yes : Normalize::no;
     cfg.router.noise = c.noise;
+    cfg.router.type = c.type;
+    cfg.router.scale = c.scale;
+    cfg.router.topk.second_expert = c.second;
+    cfg.router.topk.groups = c.groups;
+    cfg.router.topk.topk_groups = c.topk_groups;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
@@ -70,6 +80,7 @@ Signature plan_signature(const MoeLayer& layer, bool shazeer) {
     const RoutingPlan& plan = layer.plan();
     Signature s(st.sel.begin(), st.sel.begin() + ptrdiff_t(size_t(st.T) * st.K));
     s.insert(s.end(), plan.slot.begin(), plan.slot.begin() + plan.A);
+    s.insert(s.end(), plan.token.begin(), plan.token.begin() + plan.A);  // expert choice
     if (shazeer) {
         // the Load term's thresholds: the order of the top K+1 noisy logits of each token
         for (int t = 0; t < st.T; ++t) {
@@ -97,6 +108,8 @@ double layer_loss(const MoeLayer& layer) { return layer.weighted_aux() + layer.w
 
 struct MoeRun {
     int drops = 0;          // dropped assignments in the plan at p
+    int A = 0;              // processed assignments at p
+    int uncovered = 0;      // tokens with no processed assignment at p
     double aux = 0.0, z = 0.0, layer_loss = 0.0;
 };
 
@@ -136,6 +149,8 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     run.aux = layer.aux_loss();
     run.z = layer.z_loss_value();
     for (int i = 0; i < c.N; ++i) run.drops += layer.plan().dropped[i];
+    run.A = layer.plan().A;
+    for (int t = 0; t < T; ++t) run.uncovered += layer.plan().token_assignments(t) == 0;
     layer.backward(*be, ps, dx.data(), w.data(), x.data(), T);
 
     auto f = [&] {
@@ -398,6 +413,59 @@ TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient"
         for (float v : b.layer.router_grad_task()) g2 += double(v) * v;
         if (normalize) CHECK(g2 < 1e-10);
         else CHECK(g2 > 1e-6);
+    }
+}
+
+TEST_CASE("moe layer: expert choice, gradient check and per-token cost") {
+    // T = 8, N = 4: C = ceil(factor * 8 * k / 4); every expert processes exactly C, the layer's
+    // capacity pass drops nothing, and A = N * C (not T * N)
+    for (int K : {1, 2}) {
+        for (double factor : {1.0, 0.5}) {
+            MoeCase c;
+            c.type = RouterType::expert_choice;
+            c.K = K;
+            c.factor = factor;
+            const std::string what =
+                "expert_choice k=" + std::to_string(K) + " factor=" + std::to_string(factor);
+            const MoeRun run = check_moe(c, what);
+            const int C = int(std::ceil(factor * 8 * K / 4 - 1e-9));
+            CHECK(run.drops == 0);
+            CHECK(run.A == 4 * C);
+            if (K * factor < 1.0) CHECK(run.uncovered > 0);  // fewer slots than tokens
+        }
+    }
+    MoeCase c;
+    c.type = RouterType::expert_choice;
+    c.factor = 1.0;
+    c.scale = 2.0;
+    c.shared = 1;
+    c.loss = BalanceLoss::switch_loss;
+    c.alpha = 0.5;
+    c.z = 0.1;
+    const MoeRun run = check_moe(c, "expert_choice scale=2 shared switch z");
+    // the Switch loss is the constant N * C / (T k) = 4 * 4 / 16 = 1 (f_i = C / (T k) each)
+    CHECK(run.aux == doctest::Approx(1.0));
+    CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux + 0.1 * run.z));
+}
+
+TEST_CASE("moe layer: gradient check of the top-k options (scale, random 2nd expert, groups)") {
+    for (double factor : {0.0, 0.75}) {
+        MoeCase c;
+        c.factor = factor;
+        c.scale = 2.5;
+        check_moe(c, "scale=2.5 factor=" + std::to_string(factor));
+        c.scale = 1.0;
+        c.second = SecondExpert::random;
+        check_moe(c, "second=random factor=" + std::to_string(factor));
+        MoeCase g;
+        g.factor = factor;
+        g.N = 8;
+        g.K = 2;
+        g.groups = 4;
+        g.topk_groups = 2;
+        g.score = ScoreFn::sigmoid;
+        g.bias_rate = 0.01;
+        check_moe(g, "groups=4/2 sigmoid bias factor=" + std::to_string(factor));
     }
 }
 

@@ -47,8 +47,8 @@ struct Routed {
     std::vector<int> sel;
 
     Routed(const Router& router, int T_, int N_, int K_) : r(&router), T(T_), N(N_), K(K_) {
-        r->reserve(st, T, N);
-        plan.reserve(T, N, r->max_assignments(T));
+        r->reserve(st, T, N, 0.0);
+        plan.reserve(T, N, r->max_assignments(T, N, 0.0));
     }
     void run(const float* logits, const RouteContext& ctx) {
         Pass pass;
@@ -68,6 +68,17 @@ Routed route(const Router& r, const std::vector<float>& logits, int T, int N, in
     Routed p(r, T, N, K);
     p.run(logits.data(), ctx);
     return p;
+}
+
+std::unique_ptr<Router> topk_with(int K, const TopkConfig& t, double scale = 1.0,
+                                  bool normalize = true, ScoreFn score = ScoreFn::softmax) {
+    RouterConfig rc;
+    rc.k = K;
+    rc.score = score;
+    rc.normalize = normalize ? Normalize::yes : Normalize::no;
+    rc.scale = scale;
+    rc.topk = t;
+    return router_create(rc);
 }
 
 }  // namespace
@@ -298,6 +309,146 @@ TEST_CASE("grad_check harness: probes that flip the selection are skipped, wrong
     std::vector<float> bad = dl;
     bad[3] *= 1.1f;
     CHECK(check_gradient(f, l.data(), bad.data(), l.size(), {}, sig).rel_error > 1e-2);
+}
+
+TEST_CASE("topk: router.scale multiplies the gates, normalised or raw") {
+    // p = {.1, .2, .3, .4}: top-2 {3, 2}; gates 2.5 * {4/7, 3/7} or 2.5 * {.4, .3}
+    const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+    for (bool normalize : {true, false}) {
+        CAPTURE(normalize);
+        const Routed p = route(*topk_with(2, {}, 2.5, normalize), l, 1, 4, 2);
+        CHECK(p.sel == std::vector<int>{3, 2});
+        CHECK(p.gate[0] == doctest::Approx(2.5 * (normalize ? 4.0 / 7.0 : 0.4)));
+        CHECK(p.gate[1] == doctest::Approx(2.5 * (normalize ? 3.0 / 7.0 : 0.3)));
+        CHECK(p.probs[3] == doctest::Approx(0.4));  // p is not scaled
+    }
+}
+
+TEST_CASE("topk: GShard's random second expert, dispatched iff 2 g2 > u") {
+    // T tokens over N = 4 experts; token t's second choice has the normalised weight
+    // g2 = s2 / (s1 + s2) and is kept iff 2 g2 > u, u = uniform of (seed, kStreamSecondExpert,
+    // noise key, t). Equal top-2 logits (g2 = 1/2) always keep it (u < 1).
+    const int T = 64, N = 4;
+    std::vector<float> l(size_t(T) * N, -4.0f);
+    for (int t = 0; t < T; ++t) {
+        l[size_t(t) * N + size_t(t % N)] = 1.0f;
+        l[size_t(t) * N + size_t((t + 1) % N)] = t < 8 ? 1.0f : 1.0f - 0.05f * float(t % 32);
+    }
+    TopkConfig cfg;
+    cfg.second_expert = SecondExpert::random;
+    auto r = topk_with(2, cfg);
+    RouteContext ctx;
+    ctx.seed = 5;
+    ctx.noise_step = 3;
+    const Routed p = route(*r, l, T, N, 2, ctx);
+    const Rng rng{5, kStreamSecondExpert, 3};
+    std::vector<int> routed(size_t(N), 0);
+    int kept = 0;
+    for (int t = 0; t < T; ++t) {
+        CAPTURE(t);
+        const float* pr = p.probs.data() + size_t(t) * N;
+        const int e1 = p.sel[size_t(t) * 2], e2 = p.sel[size_t(t) * 2 + 1];
+        const double g2 = pr[e2] / (pr[e1] + pr[e2]);
+        const bool keep = 2.0 * g2 > double(rng.uniform(uint64_t(t)));
+        if (t < 8) CHECK(keep);
+        routed[size_t(e1)]++;
+        if (keep) routed[size_t(e2)]++, ++kept;
+        // sel keeps the real second expert and the first gate keeps its value (1 - g2)
+        CHECK((e1 == t % N || e2 == t % N));
+        CHECK((e1 == (t + 1) % N || e2 == (t + 1) % N));
+        CHECK(p.gate[size_t(t) * 2] == doctest::Approx(1.0 - g2));
+    }
+    CHECK(p.plan.routed == routed);  // a skipped slot is not routed
+    CHECK(p.plan.A == T + kept);
+    CHECK(kept > 8);
+    CHECK(kept < T);
+    // a skipped slot is absent from the plan: no assignment has an odd slot of a skipped token
+    for (int a = 0; a < p.plan.A; ++a) {
+        const int s = p.plan.slot[size_t(a)];
+        CHECK(p.plan.token[size_t(a)] == s / 2);
+    }
+    // the same key draws the same coins; another noise key other ones
+    CHECK(route(*r, l, T, N, 2, ctx).plan.routed == routed);
+    ctx.noise_step = 4;
+    CHECK(route(*r, l, T, N, 2, ctx).plan.A != T + kept);
+}
+
+TEST_CASE("topk: group-limited selection keeps the groups of highest top-2 sum") {
+    // Scores proportional to w = {9, .1 | 5, 5 | 8, 1 | 2, 2} (N = 8, 4 groups of 2). Group
+    // scores (sum of the top 2): 9.1, 10, 9, 4. topk_groups = 2 keeps groups 1 and 0; the top-2
+    // within them: expert 0 (9) and expert 2 (5, tied with 3: the lower index). Without groups the
+    // top-2 is {0, 4}; with the max as the group score it would keep groups 0 and 2: {0, 4}.
+    const double w[8] = {9, 0.1, 5, 5, 8, 1, 2, 2};
+    std::vector<float> l(8);
+    for (int i = 0; i < 8; ++i) l[size_t(i)] = float(std::log(w[i]));
+    TopkConfig g;
+    g.groups = 4;
+    g.topk_groups = 2;
+    const Routed p = route(*topk_with(2, g), l, 1, 8, 2);
+    CHECK(p.sel == std::vector<int>{0, 2});
+    CHECK(p.gate[0] == doctest::Approx(9.0 / 14.0));
+    CHECK(route(*topk_with(2, {}), l, 1, 8, 2).sel == std::vector<int>{0, 4});
+    // three groups kept: groups 1, 0, 2; k = 3 picks 0 (9), 4 (8), 2 (5)
+    g.topk_groups = 3;
+    CHECK(route(*topk_with(3, g), l, 1, 8, 3).sel == std::vector<int>{0, 4, 2});
+    // one group of each expert (groups = N): the group score is the expert's own; = plain top-k
+    g.groups = 8;
+    g.topk_groups = 2;
+    CHECK(route(*topk_with(2, g), l, 1, 8, 2).sel == std::vector<int>{0, 4});
+    // the bias enters the group score. Softmax scores are s = w / Z (Z = 32.1); b = 8 / Z on
+    // expert 6 makes group 3 score (10 + 2) / Z, above group 1 (10 / Z): groups 3 and 1 are
+    // kept, and the top-2 of s + b among {2, 3, 6, 7} is 6 (10 / Z), then 2 (5 / Z, tied with 3)
+    const float bias[8] = {0, 0, 0, 0, 0, 0, float(8.0 / 32.1), 0};
+    RouteContext ctx;
+    ctx.bias = bias;
+    g.groups = 4;
+    const Routed pb = route(*topk_with(2, g), l, 1, 8, 2, ctx);
+    CHECK(pb.sel == std::vector<int>{6, 2});
+    CHECK(pb.gate[0] == doctest::Approx(2.0 / 7.0));  // gates from s alone: 2 / (2 + 5)
+}
+
+TEST_CASE("topk: gradient check with scale, a random second expert and groups") {
+    const int T = 6, N = 8;
+    TopkConfig rnd;
+    rnd.second_expert = SecondExpert::random;
+    TopkConfig grp;
+    grp.groups = 4;
+    grp.topk_groups = 2;
+    struct Case {
+        std::string what;
+        TopkConfig t;
+        double scale;
+        ScoreFn score;
+    };
+    for (const Case& c : {Case{"scale", {}, 2.5, ScoreFn::softmax},
+                          Case{"random second", rnd, 1.0, ScoreFn::softmax},
+                          Case{"groups sigmoid scale", grp, 2.5, ScoreFn::sigmoid}}) {
+        for (bool normalize : {true, false}) {
+            const std::string what = c.what + (normalize ? " normalize" : " raw");
+            CAPTURE(what);
+            auto r = topk_with(2, c.t, c.scale, normalize, c.score);
+            std::vector<float> l = normal_vector(size_t(T) * N, 17, 2.0f);
+            const std::vector<float> cg = normal_vector(size_t(T) * 2, 18);
+            const std::vector<float> d = normal_vector(size_t(T) * N, 19);
+            RouteContext ctx;
+            ctx.training = true;
+            Routed p(*r, T, N, 2);
+            p.run(l.data(), ctx);
+            std::vector<float> dl(size_t(T) * N);
+            r->backward(p.st, cg.data(), d.data(), dl.data());
+            auto f = [&] {
+                p.run(l.data(), ctx);
+                return weighted_sum(cg.data(), p.gate.data(), cg.size()) +
+                       weighted_sum(d.data(), p.probs.data(), d.size());
+            };
+            auto sig = [&] {
+                Signature s(p.sel.begin(), p.sel.end());
+                s.insert(s.end(), p.plan.slot.begin(), p.plan.slot.begin() + p.plan.A);
+                return s;
+            };
+            expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), what, 1e-3);
+        }
+    }
 }
 
 }  // TEST_SUITE

@@ -6,12 +6,31 @@
 //              = sigmoid(noisy[t,i])                 score = sigmoid (raw, as in DeepSeek-V3)
 //   p[t,i]     = s[t,i] / sum_j s[t,j]               (= s for softmax): aux losses, statistics
 //   S[t]       = top-k of s[t,i] + b[i]              (ties: the lower expert index wins)
-//   g[t,i]     = s[t,i] / sum_{j in S[t]} s[t,j]     normalize (router.normalize resolved),
-//                else s[t,i]
+//   g[t,i]     = scale * s[t,i] / sum_{j in S[t]} s[t,j]   normalize (router.normalize
+//                resolved), else scale * s[t,i]      (scale = router.scale, DeepSeek-V3's
+//                                                    routed scaling factor; default 1)
 //
-// Slots: token t's j-th choice (descending s + b) is slot t*k + j; every slot is routed, the
-// capacity limit then drops some. Backward differentiates g through s and p into the logits;
-// the bias and the selection are not differentiable (straight selection, as in every top-k MoE).
+// Group-limited selection (router.topk.groups = G > 1, router.topk.topk_groups = M; DeepSeek-V3
+// §2.1.2 node-limited routing, after DeepSeek-V2's device-limited routing): the N experts form G
+// groups of N/G consecutive experts; a group's score is the sum of the top-2 values of s + b
+// among its experts (its single value when a group has one expert). This is DeepSeek-V3's rule,
+// "the sum of the highest K_r/M affinity scores" of a node with K_r = 8 experts over M = 4 nodes,
+// fixed at 2 as in its released inference code; V2 used the maximum. The M groups of highest
+// score are kept (ties: the lower group index) and S[t] is the top-k within them.
+//
+// GShard's random second expert (router.topk.second_expert: random, k = 2; Lepikhin et al. 2020,
+// §2.2 "Random routing" and Algorithm 1, lines 15-20): with g2 = s2 / (s1 + s2) the normalised
+// weight of the second choice, the token is dispatched to it only if 2 * g2 > u, u ~ U[0, 1):
+// with probability min(1, 2 g2) (g2 <= 1/2, so exactly 2 g2). u is counter-based, keyed by
+// (seed, kStreamSecondExpert, noise_key, token), and drawn in training and in evaluation alike
+// (the paper's rule has no such distinction). A skipped slot is emitted with expert -1: it is not
+// routed (it counts in neither A[i] nor D[i] and takes no place in a capacity buffer), and the
+// first expert's gate keeps its value (not renormalised to 1).
+//
+// Slots: token t's j-th choice (descending s + b) is slot t*k + j; every slot not skipped is
+// routed, the capacity limit then drops some. Backward differentiates g through s and p into the
+// logits; the bias and the selection (groups included) are not differentiable (straight
+// selection, as in every top-k MoE).
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -29,16 +48,29 @@ constexpr int kMaxK = 64;   // the schema's limit of router.k: the selection's s
 class TopKRouter final : public Router {
 public:
     explicit TopKRouter(const RouterConfig& cfg)
-        : cfg_(cfg), K_(cfg.k), normalize_(gates_normalized(cfg)),
-          sigmoid_(cfg.score == ScoreFn::sigmoid) {
+        : cfg_(cfg),
+          K_(cfg.k),
+          G_(cfg.topk.groups),
+          KG_(cfg.topk.topk_groups),
+          normalize_(gates_normalized(cfg)),
+          sigmoid_(cfg.score == ScoreFn::sigmoid),
+          random_second_(cfg.topk.second_expert == SecondExpert::random),
+          scale_(float(cfg.scale)) {
         MOESIM_CHECK(K_ >= 1 && K_ <= kMaxK, "router.k outside the schema's range");
+        MOESIM_CHECK(!random_second_ || K_ == 2, "a random second expert needs router.k = 2");
+        MOESIM_CHECK(G_ >= 1 && KG_ >= 1 && KG_ <= G_, "router.topk.topk_groups > groups");
     }
 
-    size_t max_assignments(int T) const override { return size_t(T) * size_t(K_); }
+    size_t max_assignments(int T, int, double) const override { return size_t(T) * size_t(K_); }
 
-    void reserve(RouterState& state, int T_max, int N) const override {
+    void reserve(RouterState& state, int T_max, int N, double) const override {
         MOESIM_CHECK(K_ <= N, "router.k larger than experts.count");
+        MOESIM_CHECK(N % G_ == 0, "router.topk.groups does not divide experts.count");
+        MOESIM_CHECK(K_ <= KG_ * (N / G_), "router.k larger than the experts of the kept groups");
         state.reserve(T_max, N, K_, sigmoid_);
+        state.emitted.resize(random_second_ ? size_t(T_max) * K_ : 0);
+        state.fwork.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
+        state.work.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
     }
 
     void route(const float* logits, int T, const float* bias, const Pass& pass, uint64_t seed,
@@ -46,10 +78,12 @@ public:
         const int N = st.N;
         MOESIM_CHECK(size_t(T) * N <= st.probs.size(), "more tokens than the state was sized for");
         st.T = T;
+        st.R = T * K_;
         const bool noisy = pass.training && cfg_.noise > 0.0;
         st.noise_std = pass.training ? float(cfg_.noise) : 0.0f;
         const Rng rng{seed, kStreamNoise, pass.noise_key};
         const float noise = float(cfg_.noise);
+        const Rng second_rng{seed, kStreamSecondExpert, pass.noise_key};
         // Rows in chunks of about 8K scores (a size fixed by N, not by the threads): the
         // exponentials of a whole chunk go through one vectorised call.
         const int rows = std::max(1, 8192 / std::max(N, 1));
@@ -90,9 +124,18 @@ public:
                     for (int i = 0; i < N; ++i) p[i] /= sum;
                 }
                 select_top_k(st, t, s, bias);
+                if (random_second_) {
+                    // GShard: dispatch the 2nd choice only if 2 * s2 / (s1 + s2) > u
+                    const int* sel = st.sel.data() + size_t(t) * 2;
+                    int* em = st.emitted.data() + size_t(t) * 2;
+                    const float g2 = s[sel[1]] / (s[sel[0]] + s[sel[1]]);
+                    em[0] = sel[0];
+                    em[1] = 2.0f * g2 > second_rng.uniform(uint64_t(t)) ? sel[1] : -1;
+                }
             }
         }
-        plan_from_slots(plan, T, T * K_, st.sel.data(), st.sel_gate.data(), nullptr, K_);
+        plan_from_slots(plan, T, T * K_, random_second_ ? st.emitted.data() : st.sel.data(),
+                        st.sel_gate.data(), nullptr, K_);
     }
 
     void backward(const RouterState& st, const float* d_slot, const float* d_probs,
@@ -125,28 +168,65 @@ public:
 
 private:
     // ds[i] += d(sum_j dg_j g_j)/ds_i for the gates of the selected slots.
+    // g = scale * (normalised) s: the scale multiplies dg first.
     void add_gate_grad(float* ds, const float* s, const int* sel, const float* dg) const {
         if (normalize_) {
             float zs = 0.0f, dot = 0.0f;
             for (int j = 0; j < K_; ++j) {
                 zs += s[sel[j]];
-                dot += dg[j] * s[sel[j]];
+                dot += scale_ * dg[j] * s[sel[j]];
             }
-            for (int j = 0; j < K_; ++j) ds[sel[j]] += dg[j] / zs - dot / (zs * zs);
+            for (int j = 0; j < K_; ++j) ds[sel[j]] += scale_ * dg[j] / zs - dot / (zs * zs);
         } else {
-            for (int j = 0; j < K_; ++j) ds[sel[j]] += dg[j];
+            for (int j = 0; j < K_; ++j) ds[sel[j]] += scale_ * dg[j];
+        }
+    }
+
+    // Group-limited routing: work[t*G + g] = 1 for the KG_ groups of token t with the highest
+    // group score (fwork[t*G + g]: the sum of the top-2 s + b of the group's experts; ties: the
+    // lower group index), else 0. A group is kept iff fewer than KG_ groups beat it (G is small).
+    void select_groups(RouterState& st, int t, const float* s, const float* bias) const {
+        const int M = st.N / G_;
+        float* gs = st.fwork.data() + size_t(t) * G_;
+        int* kept = st.work.data() + size_t(t) * G_;
+        for (int g = 0; g < G_; ++g) {
+            float a = -INFINITY, b = -INFINITY;  // the two largest of the group
+            for (int i = g * M; i < (g + 1) * M; ++i) {
+                const float v = s[i] + (bias ? bias[i] : 0.0f);
+                if (v > a) {
+                    b = a;
+                    a = v;
+                } else if (v > b) {
+                    b = v;
+                }
+            }
+            gs[g] = M >= 2 ? a + b : a;
+        }
+        for (int g = 0; g < G_; ++g) {
+            int better = 0;
+            for (int h = 0; h < G_ && better < KG_; ++h)
+                if (gs[h] > gs[g] || (gs[h] == gs[g] && h < g)) ++better;
+            kept[g] = better < KG_ ? 1 : 0;
         }
     }
 
     // The K experts of token t with the largest s + b, in descending order (ties: the lower
-    // index), by insertion into a sorted list of K (K is small); then their gates.
+    // index), by insertion into a sorted list of K (K is small); then their gates. With groups,
+    // only the experts of the kept groups compete.
     void select_top_k(RouterState& st, int t, const float* s, const float* bias) const {
         const int N = st.N, K = K_;
         int* sel = st.sel.data() + size_t(t) * K;
         float* gate = st.sel_gate.data() + size_t(t) * K;
+        const int* kept = nullptr;
+        if (G_ > 1) {
+            select_groups(st, t, s, bias);
+            kept = st.work.data() + size_t(t) * G_;
+        }
+        const int M = N / G_;
         float best[kMaxK];
         int n = 0;
         for (int i = 0; i < N; ++i) {
+            if (kept && !kept[i / M]) continue;
             const float v = s[i] + (bias ? bias[i] : 0.0f);
             if (n == K && !(v > best[K - 1])) continue;
             int j = n < K ? n++ : K - 1;
@@ -160,12 +240,13 @@ private:
         }
         float zsum = 0.0f;
         for (int j = 0; j < K; ++j) zsum += s[sel[j]];
-        for (int j = 0; j < K; ++j) gate[j] = normalize_ ? s[sel[j]] / zsum : s[sel[j]];
+        for (int j = 0; j < K; ++j) gate[j] = scale_ * (normalize_ ? s[sel[j]] / zsum : s[sel[j]]);
     }
 
     RouterConfig cfg_;
-    int K_;
-    bool normalize_, sigmoid_;
+    int K_, G_, KG_;
+    bool normalize_, sigmoid_, random_second_;
+    float scale_;
 };
 
 }  // namespace
