@@ -19,6 +19,8 @@ const std::vector<std::string>& summary_config_keys() {
         "model.d_model",  "model.layers",   "model.moe_every",    "experts.count",
         "experts.d_ff",   "experts.activation", "experts.shared", "router.type",
         "router.k",       "router.score",   "router.normalize",   "router.noise",
+        "router.scale",   "router.topk.second_expert", "router.topk.groups",
+        "router.topk.topk_groups",
         "capacity.factor", "capacity.drop_policy", "capacity.eval_factor", "balance.loss",
         "balance.alpha",  "balance.z_loss", "balance.bias_rate",  "train.steps",
         "train.batch_size", "train.optimizer", "train.lr"};
