@@ -394,6 +394,33 @@ bool number_syntax(std::string_view s) {
     return i == n;
 }
 
+// For text with number syntax that no double holds (from_chars says out of range): true when it
+// is too large, false when it is too close to 0. Judged by the decimal exponent of its first
+// nonzero digit, which decides it for any text that overflows or underflows.
+bool beyond_largest(std::string_view s) {
+    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    int64_t int_digits = 0, frac_zeros = 0;  // significant integer digits; fraction zeros before
+    bool nonzero = false;                    // the first nonzero digit
+    for (; i < s.size() && is_digit(s[i]); ++i)
+        if (s[i] != '0' || int_digits > 0) ++int_digits, nonzero = true;
+    if (i < s.size() && s[i] == '.')
+        for (++i; i < s.size() && is_digit(s[i]); ++i) {
+            if (s[i] != '0') nonzero = true;
+            if (!nonzero) ++frac_zeros;
+        }
+    if (!nonzero) return false;  // zero: never out of range
+    int64_t exp10 = int_digits > 0 ? int_digits - 1 : -(frac_zeros + 1);
+    if (i < s.size()) {  // e or E, then [-+]?digits: capped, as only the sign of the total counts
+        ++i;
+        bool negative = i < s.size() && s[i] == '-';
+        if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+        int64_t e = 0;
+        for (; i < s.size(); ++i) e = std::min<int64_t>(e * 10 + (s[i] - '0'), 1'000'000'000);
+        exp10 += negative ? -e : e;
+    }
+    return exp10 >= 0;
+}
+
 std::string_view strip_plus(std::string_view s) {
     return (!s.empty() && s[0] == '+') ? s.substr(1) : s;
 }
@@ -549,12 +576,23 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
         error = fmt::format("must be {}, got {}", allowed_text(key), detail::shown(text));
         return false;
     };
+    // Text of the right syntax that the field's type cannot hold: said as such.
+    auto unrepresentable = [&](std::string_view why) {
+        error = fmt::format("must be {}, got {}, which is {}", allowed_text(key),
+                            detail::shown(text), why);
+        return false;
+    };
     switch (key.type) {
     case Type::integer: {
         if (quoted || !int_syntax(text)) return type_error();
         std::string_view s = strip_plus(text);
         int64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(text[0] == '-' ? "too small for an integer (the smallest is "
+                                                    "-9223372036854775808)"
+                                                  : "too large for an integer (the largest is "
+                                                    "9223372036854775807)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;
@@ -570,6 +608,9 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
         std::string_view s = strip_plus(text);
         uint64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(
+                "too large for an integer (the largest is 18446744073709551615)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;
@@ -579,6 +620,11 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
         std::string_view s = strip_plus(text);
         double v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(beyond_largest(text)
+                                       ? "too large for a number (the largest is about 1.8e308)"
+                                       : "too close to 0 for a number (the smallest above 0 is "
+                                         "about 4.9e-324)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;

@@ -85,17 +85,12 @@ TEST_SUITE("config") {
               "t.yaml:1:13: train.lr: expected a number > 0, got 'fast'");
         CHECK(load_error("train: {lr: .inf}\n") ==
               "t.yaml:1:13: train.lr: expected a number > 0, got '.inf'");
-        CHECK(load_error("train: {lr: 1e999}\n") ==
-              "t.yaml:1:13: train.lr: must be > 0, got 1e999");
         CHECK(load_error("router: {normalize: yes}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'yes'");
         CHECK(load_error("router: {normalize: 1}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got '1'");
         CHECK(load_error("router: {normalize: on}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'on'");
-        CHECK(load_error("seed: 18446744073709551616\n") ==
-              "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
-              "18446744073709551616");
         CHECK(
             load_error("seed: 1.0\n") ==
             "t.yaml:1:7: seed: expected an integer between 0 and 18446744073709551615, got '1.0'");
@@ -116,6 +111,37 @@ TEST_SUITE("config") {
         std::string long_value = load_error("train: {lr: " + std::string(500, 'x') + "}\n");
         CHECK(long_value.size() < 150);
         CHECK(long_value.find("...'") != std::string::npos);
+    }
+
+    TEST_CASE("load: a number its type cannot hold is said to be too large or too close to 0") {
+        CHECK(load_error("train: {lr: 1e999}\n") ==
+              "t.yaml:1:13: train.lr: must be > 0, got 1e999, which is too large for a number "
+              "(the largest is about 1.8e308)");
+        CHECK(load_error("", {"train.lr=1e400"}) ==
+              "override 'train.lr=1e400': train.lr: must be > 0, got 1e400, which is too large "
+              "for a number (the largest is about 1.8e308)");
+        CHECK(load_error("router: {noise: -" + std::string(400, '9') + ".5}\n")
+                  .find("which is too large for a number") != std::string::npos);
+        CHECK(load_error("", {"train.lr=0.1e310"}).find("too large") != std::string::npos);
+        CHECK(load_error("", {"train.lr=1e-400"}) ==
+              "override 'train.lr=1e-400': train.lr: must be > 0, got 1e-400, which is too close "
+              "to 0 for a number (the smallest above 0 is about 4.9e-324)");
+        CHECK(load_error("", {"train.lr=0.0001e-321"}).find("too close to 0") != std::string::npos);
+        CHECK(load_error("", {"train.lr=1000e-327"}).find("too close to 0") != std::string::npos);
+        // The limits themselves, and subnormal numbers, are numbers.
+        CHECK(load("", {"train.lr=1.7976931348623157e308"}).train.lr == 1.7976931348623157e308);
+        CHECK(load("", {"train.lr=5e-324"}).train.lr > 0);
+        CHECK(load("", {"router.noise=0.000e999"}).router.noise == 0.0);  // zero fits any type
+        CHECK(load_error("train: {steps: 99999999999999999999}\n") ==
+              "t.yaml:1:16: train.steps: must be >= 1, got 99999999999999999999, which is too "
+              "large for an integer (the largest is 9223372036854775807)");
+        CHECK(load_error("router: {k: -99999999999999999999}\n") ==
+              "t.yaml:1:13: router.k: must be between 1 and 64, got -99999999999999999999, which "
+              "is too small for an integer (the smallest is -9223372036854775808)");
+        CHECK(load_error("seed: 18446744073709551616\n") ==
+              "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
+              "18446744073709551616, which is too large for an integer (the largest is "
+              "18446744073709551615)");
     }
 
     TEST_CASE("load: inclusive and exclusive ranges of integers and numbers") {
