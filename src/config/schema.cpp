@@ -366,17 +366,19 @@ bool nums_contain(const NumRange& r, double v) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// YAML 1.2 core-schema decimal integer: [-+]?[0-9]+
+// Decimal integer: -?[0-9]+ (YAML 1.2's core schema also takes a leading '+': refused, so that a
+// value has one spelling, the one config_to_yaml writes; a sweep names runs by it).
 bool int_syntax(std::string_view s) {
-    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    size_t i = (!s.empty() && s[0] == '-') ? 1 : 0;
     if (i == s.size()) return false;
     return std::all_of(s.begin() + static_cast<std::ptrdiff_t>(i), s.end(), is_digit);
 }
 
-// YAML 1.2 core-schema float without .inf/.nan: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+// YAML 1.2 core-schema float without .inf/.nan and without a leading '+' (as for integers):
+// -?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
 bool number_syntax(std::string_view s) {
     size_t i = 0, n = s.size();
-    if (i < n && (s[i] == '-' || s[i] == '+')) ++i;
+    if (i < n && s[i] == '-') ++i;
     size_t int_digits = 0, frac_digits = 0;
     while (i < n && is_digit(s[i])) ++i, ++int_digits;
     if (i < n && s[i] == '.') {
@@ -419,10 +421,6 @@ bool beyond_largest(std::string_view s) {
         exp10 += negative ? -e : e;
     }
     return exp10 >= 0;
-}
-
-std::string_view strip_plus(std::string_view s) {
-    return (!s.empty() && s[0] == '+') ? s.substr(1) : s;
 }
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
@@ -570,6 +568,18 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
                  std::string& error) {
     auto type_error = [&] {
         error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, quoted));
+        // The spellings of YAML 1.2 that are refused for one spelling per value: say the one.
+        if (quoted) return false;
+        std::string_view unsigned_part = text.size() > 1 && text[0] == '+' && text[1] != '-'
+                                             ? text.substr(1)
+                                             : std::string_view{};
+        bool is_int = key.type == Type::integer || key.type == Type::unsigned_integer;
+        if (!unsigned_part.empty() &&
+            (is_int ? int_syntax(unsigned_part)
+                    : key.type == Type::number && number_syntax(unsigned_part)))
+            error += fmt::format(" (write it without '+': {})", unsigned_part);
+        if (key.type == Type::boolean && (lowered(text) == "true" || lowered(text) == "false"))
+            error += fmt::format(" (lower case: {})", lowered(text));
         return false;
     };
     auto range_error = [&] {
@@ -585,7 +595,7 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
     switch (key.type) {
     case Type::integer: {
         if (quoted || !int_syntax(text)) return type_error();
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         int64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (ec == std::errc::result_out_of_range)
@@ -605,7 +615,7 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
             out = uint64_t{0};
             break;
         }
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         uint64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (ec == std::errc::result_out_of_range)
@@ -617,7 +627,7 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
     }
     case Type::number: {
         if (quoted || !number_syntax(text)) return type_error();
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         double v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
         if (ec == std::errc::result_out_of_range)
@@ -630,11 +640,12 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
         break;
     }
     case Type::boolean:
-        // YAML 1.2 core schema: true|True|TRUE|false|False|FALSE. yes/no/on/off are refused.
+        // true or false only: YAML 1.1's yes/no/on/off are refused, and so are YAML 1.2's
+        // True/TRUE/False/FALSE (one spelling per value, as a choice key spells "true").
         if (quoted) return type_error();
-        if (text == "true" || text == "True" || text == "TRUE")
+        if (text == "true")
             out = true;
-        else if (text == "false" || text == "False" || text == "FALSE")
+        else if (text == "false")
             out = false;
         else
             return type_error();

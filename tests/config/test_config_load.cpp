@@ -38,17 +38,17 @@ TEST_SUITE("config") {
         Config c = load(
             "name: run_1.a-b\n"
             "seed: 18446744073709551615\n"
-            "threads: +4\n"
+            "threads: 4\n"
             "data:\n"
             "  train_size: 0\n"
             "  clusters:\n"
             "    spread: .5\n"
             "    teacher: linear\n"
             "router:\n"
-            "  k: 010\n" // YAML 1.2: decimal, not octal
+            "  k: 010\n"  // YAML 1.2: decimal, not octal
             "  normalize: false\n"
             "  noise: 1e-3\n"
-            "  score: \"sigmoid\"\n" // a quoted choice is fine: choices are strings
+            "  score: \"sigmoid\"\n"  // a quoted choice is fine: choices are strings
             "train:\n"
             "  lr: 5.\n"
             "  steps: 3000000000\n"
@@ -142,6 +142,30 @@ TEST_SUITE("config") {
               "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
               "18446744073709551616, which is too large for an integer (the largest is "
               "18446744073709551615)");
+    }
+
+    TEST_CASE("load: a value has one spelling: a leading '+' and 'True' are refused") {
+        CHECK(load_error("router: {k: +3}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got '+3' (write it "
+              "without '+': 3)");
+        CHECK(load_error("", {"router.k=+3"}) ==
+              "override 'router.k=+3': router.k: expected an integer between 1 and 64, got '+3' "
+              "(write it without '+': 3)");
+        CHECK(load_error("seed: +7\n") ==
+              "t.yaml:1:7: seed: expected an integer between 0 and 18446744073709551615, got '+7' "
+              "(write it without '+': 7)");
+        CHECK(load_error("train: {lr: +0.5}\n") ==
+              "t.yaml:1:13: train.lr: expected a number > 0, got '+0.5' (write it without '+': "
+              "0.5)");
+        CHECK(load_error("train: {lr: +-1}\n") ==
+              "t.yaml:1:13: train.lr: expected a number > 0, got '+-1'");
+        CHECK(load_error("router: {normalize: True}\n") ==
+              "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'True' (did "
+              "you mean 'true'?)");
+        // A sign in the exponent, a minus sign and leading zeros are fine.
+        CHECK(load("train: {lr: 1e+0}\n").train.lr == 1.0);
+        CHECK(load("router: {k: 007}\n").router.k == 7);
+        CHECK(load("router: {noise: -0}\n").router.noise == 0.0);
     }
 
     TEST_CASE("load: inclusive and exclusive ranges of integers and numbers") {
