@@ -160,11 +160,11 @@ std::string config_reference_markdown() {
         "for\n"
         "  indentation, nested at most 64 levels deep, and hold one YAML document.\n"
         "- Overrides on the command line are `KEY=VALUE` with a dotted key: `router.k=4`,\n"
-        "  `train.lr=1e-3`. The value is read as YAML, so a whole section can be given as a flow\n"
-        "  mapping: `router={k: 4, score: sigmoid}`. An override replaces the file's value, and "
-        "its\n"
-        "  errors read `override 'train.lr=fast': train.lr: expected a number > 0, got "
-        "'fast'`.\n\n";
+        "  `train.lr=1e-3`, with no space around `=` or at either end (`'router.k =3'` is\n"
+        "  refused, not trimmed). The value is read as YAML, so a whole section can be given as\n"
+        "  a flow mapping: `router={k: 4, score: sigmoid}`. An override replaces the file's\n"
+        "  value, and its errors read\n"
+        "  `override 'train.lr=fast': train.lr: expected a number > 0, got 'fast'`.\n\n";
 
     std::string_view current = "(none)";
     for (const schema::Key& key : schema::keys()) {

@@ -327,12 +327,38 @@ TEST_SUITE("config") {
         SUBCASE("the last override of a key wins") {
             CHECK(load("", {"router.k=3", "router.k=1"}).router.k == 1);
         }
-        SUBCASE("booleans, choices and spaces around the key") {
-            Config c = load(
-                "", {"router.normalize=false", " router.score =sigmoid", "balance.loss= none"});
+        SUBCASE("choices, and spaces inside a value") {
+            Config c = load("", {"router.normalize=false", "router.score=sigmoid",
+                                 "balance.loss=none", "router={k: 1,  noise: 0.5}"});
             CHECK(c.router.normalize == Normalize::no);
             CHECK(c.router.score == ScoreFn::sigmoid);
             CHECK(c.balance.loss == BalanceLoss::none);
+            CHECK(c.router.noise == 0.5);
+        }
+        SUBCASE("a space around '=' or at an end is refused, not trimmed") {
+            CHECK(load_error("", {"router.k =3"}) ==
+                  "override 'router.k =3': router.k: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'router.k=3'");
+            CHECK(load_error("", {" router.score=sigmoid"}) ==
+                  "override ' router.score=sigmoid': router.score: a space around '=' or at an "
+                  "end of KEY=VALUE; write 'router.score=sigmoid'");
+            CHECK(load_error("", {"balance.loss= none"}) ==
+                  "override 'balance.loss= none': balance.loss: a space around '=' or at an end "
+                  "of KEY=VALUE; write 'balance.loss=none'");
+            CHECK(load_error("", {"train.lr=0.1 "}) ==
+                  "override 'train.lr=0.1 ': train.lr: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'train.lr=0.1'");
+            CHECK(load_error("", {"train.lr=0.1\n"}) ==
+                  "override 'train.lr=0.1\\n': train.lr: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'train.lr=0.1'");
+            // The key is marked bad: no cross-key rule reports on its old value as well.
+            CHECK(
+                load_errors("experts: {count: 4}\nrouter: {k: 4}\n", {"experts.count =2"}).size() ==
+                1);
+            // An unknown key is said first.
+            CHECK(load_error("", {"router.kk =3"}) ==
+                  "override 'router.kk =3': router.kk: unknown key (did you mean 'router.k'?)");
+            CHECK(load_error("", {" =3"}) == "override ' =3': expected KEY=VALUE");
         }
         SUBCASE("a whole section as a flow mapping") {
             Config c = load("", {"router={k: 1, score: sigmoid}"});
