@@ -443,8 +443,15 @@ std::string_view last_component(std::string_view path) {
     return dot == std::string_view::npos ? path : path.substr(dot + 1);
 }
 
-std::string got_text(std::string_view text, bool quoted) {
-    if (quoted) return fmt::format("the quoted string \"{}\"", detail::shown(text));
+std::string got_text(std::string_view text, ScalarStyle style) {
+    switch (style) {
+        case ScalarStyle::quoted:
+            return fmt::format("the quoted string \"{}\"", detail::shown(text));
+        case ScalarStyle::block:
+            return fmt::format("the block scalar \"{}\"", detail::shown(text));
+        case ScalarStyle::plain:
+            break;
+    }
     return fmt::format("'{}'", detail::shown(text));
 }
 
@@ -564,10 +571,11 @@ std::string check_value(const Key& key, const Value& value, std::string_view giv
     return {};
 }
 
-bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
+bool parse_value(const Key& key, std::string_view text, ScalarStyle style, Value& out,
                  std::string& error) {
+    const bool quoted = style != ScalarStyle::plain;  // a string, whatever its text
     auto type_error = [&] {
-        error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, quoted));
+        error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, style));
         // The spellings of YAML 1.2 that are refused for one spelling per value: say the one.
         if (quoted) return false;
         std::string_view unsigned_part = text.size() > 1 && text[0] == '+' && text[1] != '-'

@@ -144,6 +144,31 @@ TEST_SUITE("config") {
               "18446744073709551615)");
     }
 
+    TEST_CASE("load: a block scalar is described as a block scalar, not as a quoted string") {
+        CHECK(load_error("router:\n  k: |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("train:\n  lr: >-\n    0.5\n") ==
+              "t.yaml:2:7: train.lr: expected a number > 0, got the block scalar \"0.5\"");
+        CHECK(load_error("router:\n  k: &n |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("router: |\n  k: 3\n") ==
+              "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
+              "normalize, noise), got the block scalar \"k: 3\\n\"");
+        CHECK(load_error("", {"router.k=|\n  3"}) ==
+              "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
+              "the block scalar \"3\"");
+        CHECK(load("name: |-\n  run-1\n").name == "run-1");  // a string may be a block scalar
+        // Quoted strings are still quoted strings, anchored or not.
+        CHECK(load_error("router: {k: '3'}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
+        CHECK(load_error("router: {k: &a \"3\"}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
+    }
+
     TEST_CASE("load: a value has one spelling: a leading '+' and 'True' are refused") {
         CHECK(load_error("router: {k: +3}\n") ==
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got '+3' (write it "

@@ -209,22 +209,22 @@ TEST_SUITE("config") {
         key.type = schema::Type::boolean;
         schema::Value v;
         std::string error;
-        CHECK(schema::parse_value(key, "true", false, v, error));
+        CHECK(schema::parse_value(key, "true", schema::ScalarStyle::plain, v, error));
         CHECK(std::get<bool>(v));
-        CHECK(schema::parse_value(key, "false", false, v, error));
+        CHECK(schema::parse_value(key, "false", schema::ScalarStyle::plain, v, error));
         CHECK(!std::get<bool>(v));
         for (std::string_view refused : {"True", "TRUE", "False", "FALSE"}) {
             CAPTURE(refused);
-            CHECK(!schema::parse_value(key, refused, false, v, error));
+            CHECK(!schema::parse_value(key, refused, schema::ScalarStyle::plain, v, error));
             CHECK(error == "expected true or false, got '" + std::string(refused) +
                                "' (lower case: " + (refused[0] == 'T' ? "true" : "false") + ")");
         }
         for (std::string_view refused : {"yes", "no", "on", "off", "1", "0"}) {
             CAPTURE(refused);
-            CHECK(!schema::parse_value(key, refused, false, v, error));
+            CHECK(!schema::parse_value(key, refused, schema::ScalarStyle::plain, v, error));
             CHECK(error == "expected true or false, got '" + std::string(refused) + "'");
         }
-        CHECK(!schema::parse_value(key, "true", true, v, error));
+        CHECK(!schema::parse_value(key, "true", schema::ScalarStyle::quoted, v, error));
         CHECK(error == "expected true or false, got the quoted string \"true\"");
     }
 
