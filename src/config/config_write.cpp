@@ -164,7 +164,13 @@ std::string config_reference_markdown() {
         "  refused, not trimmed). The value is read as YAML, so a whole section can be given as\n"
         "  a flow mapping: `router={k: 4, score: sigmoid}`. An override replaces the file's\n"
         "  value, and its errors read\n"
-        "  `override 'train.lr=fast': train.lr: expected a number > 0, got 'fast'`.\n\n";
+        "  `override 'train.lr=fast': train.lr: expected a number > 0, got 'fast'`.\n"
+        "- An override changes its own key and nothing else: a shorter `train.steps` does not\n"
+        "  scale `train.log_every` or `train.eval_every` down. When an override breaks a rule\n"
+        "  between keys, the error is at the override, names the line of the other key, and\n"
+        "  says which key to override as well:\n"
+        "  `override 'train.steps=20': train.eval_every: 100 (at quickstart.yaml:46:15) is larger\n"
+        "  than train.steps (20); to keep this override, also override train.eval_every`.\n\n";
 
     std::string_view current = "(none)";
     for (const schema::Key& key : schema::keys()) {

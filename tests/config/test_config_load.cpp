@@ -440,8 +440,40 @@ TEST_SUITE("config") {
         }
         SUBCASE("cross-key rules see the overridden values") {
             CHECK(load_error("experts: {count: 8}\n", {"router.k=9"}) ==
-                  "override 'router.k=9': router.k: 9 is larger than experts.count (8)");
+                  "override 'router.k=9': router.k: 9 is larger than experts.count (8, at "
+                  "t.yaml:1:18)");
             CHECK(load("router: {k: 9}\n", {"experts.count=9"}).router.k == 9);
+        }
+        SUBCASE("a rule an override breaks names the override and the other key's line") {
+            const std::string file = "train:\n  steps: 600\n  log_every: 10\n  eval_every: 100\n";
+            // No interval is scaled down: the override is reported, with the fix.
+            CHECK(load_errors(file, {"train.steps=20"}) ==
+                  std::vector<std::string>{
+                      "override 'train.steps=20': train.eval_every: 100 (at t.yaml:4:15) is "
+                      "larger than train.steps (20); to keep this override, also override "
+                      "train.eval_every"});
+            CHECK(load_errors(file, {"train.steps=5"}) ==
+                  std::vector<std::string>{
+                      "override 'train.steps=5': train.log_every: 10 (at t.yaml:3:14) is larger "
+                      "than train.steps (5); to keep this override, also override "
+                      "train.log_every",
+                      "override 'train.steps=5': train.eval_every: 100 (at t.yaml:4:15) is larger "
+                      "than train.steps (5); to keep this override, also override "
+                      "train.eval_every"});
+            CHECK(load(file, {"train.steps=20", "train.eval_every=20"}).train.eval_every == 20);
+            // Two overrides: the rule's own key's override, naming the other one.
+            CHECK(load_error(file, {"train.steps=20", "train.eval_every=50"}) ==
+                  "override 'train.eval_every=50': train.eval_every: 50 is larger than "
+                  "train.steps (20, from override 'train.steps=20')");
+            // A component's rule goes through the same mechanism.
+            CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n",
+                             {"router.noise=0"}) ==
+                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 (its "
+                  "load estimator divides by the noise std), got router.noise = 0.0; to keep this "
+                  "override, also override balance.loss");
+            // Keys of one file need no place: the diagnostic is at one of its lines.
+            CHECK(load_error(file + "  warmup_steps: 601\n") ==
+                  "t.yaml:5:17: train.warmup_steps: 601 is larger than train.steps (600)");
         }
         SUBCASE("config_apply_overrides on a loaded config") {
             Config base = load("router: {k: 4}\n");
@@ -452,7 +484,8 @@ TEST_SUITE("config") {
             CHECK(diagnostics_of([&] { config_apply_overrides(base, {"train.steps=10"}); }) ==
                   std::vector<std::string>{
                       "override 'train.steps=10': train.eval_every: 200 (the default) is larger "
-                      "than train.steps (10)"});
+                      "than train.steps (10); to keep this override, also override "
+                      "train.eval_every"});
         }
     }
 
