@@ -27,6 +27,7 @@ schema::ScalarStyle scalar_style(const YAML::Node& n, std::string_view source) {
     if (n.Tag() != "!") return schema::ScalarStyle::plain;
     const YAML::Mark m = n.Mark();
     if (m.is_null() || m.pos < 0) return schema::ScalarStyle::quoted;
+    if (source.substr(0, 3) == "\xEF\xBB\xBF") source.remove_prefix(3);  // marks start after a BOM
     size_t i = size_t(m.pos);
     auto space = [&](size_t j) {
         return j < source.size() && (source[j] == ' ' || source[j] == '\n' || source[j] == '\r');

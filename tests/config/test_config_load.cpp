@@ -160,6 +160,13 @@ TEST_SUITE("config") {
               "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
               "the block scalar \"3\"");
         CHECK(load("name: |-\n  run-1\n").name == "run-1");  // a string may be a block scalar
+        // yaml-cpp's marks count from after a byte order mark.
+        CHECK(load_error("\xEF\xBB\xBFrouter:\n  k: |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("\xEF\xBB\xBFrouter:\n  k: \"3\"\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
         // Quoted strings are still quoted strings, anchored or not.
         CHECK(load_error("router: {k: '3'}\n") ==
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got the quoted string "
