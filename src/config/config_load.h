@@ -6,8 +6,9 @@
 // - Strict: an unknown key, a duplicate key, a wrong type, an empty (null) value, an out-of-range
 //   value or an unavailable choice is an error. Every problem is collected and reported at once:
 //   the UserError holds one Diagnostic per problem, sorted by line; override problems follow.
-// - Integers are decimal digits only; numbers also take 0.5, .5, 1e-3 (not .inf/.nan);
-//   booleans are true/false only (YAML 1.2; yes/no/on/off are refused); a quoted scalar is a
+// - One spelling per value: integers are -?digits only (no '+'); numbers also take 0.5, .5, 1e-3
+//   (not .inf/.nan, no leading '+'; one beyond a double's range is refused as such); booleans
+//   are lower-case true/false only (True, yes/no/on/off are refused); a quoted scalar is a
 //   string, so it is refused where a number or boolean is expected.
 // - The file must be UTF-8 text (no NUL byte) of at most 16 MiB, without tabs in indentation,
 //   nested at most 64 levels deep; anything else is refused before YAML parsing.

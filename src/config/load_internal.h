@@ -25,6 +25,9 @@ struct Source {
     int order = 0; // the override's index, to keep overrides in command-line order
 };
 
+// True when two sources are the same place: the same file, or the same override.
+bool same_place(const Source& a, const Source& b);
+
 class LoadState {
 public:
     LoadState(std::string label, Config base) : label(std::move(label)), cfg(std::move(base)) {}
@@ -57,12 +60,16 @@ private:
     std::set<std::string, std::less<>> bad_;
 };
 
-// How a rule shows the values it talks about (validate.cpp, components.cpp).
+// How a rule shows the values it talks about (validate.cpp, components.cpp). A value set in
+// another place than the one the diagnostic is reported at (`at`) says where it was set, so that
+// a rule broken by an override and a file line names both.
 struct Show {
     const LoadState& st;
-    // "20", or "2 (the default)" when the key was not given.
+    const Source* at = nullptr;  // where the diagnostic is reported; null: nowhere in particular
+    // "20", "2 (the default)" when the key was not given, "100 (at run.yaml:46:15)" or
+    // "20 (from override 'train.steps=20')" when it was given elsewhere than `at`.
     std::string value(std::string_view key) const;
-    // "(16)", or "(16, the default)".
+    // "(16)", "(16, the default)", "(16, at run.yaml:3:10)", "(20, from override '...')".
     std::string paren(std::string_view key) const;
 };
 

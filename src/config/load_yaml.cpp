@@ -18,7 +18,32 @@
 
 namespace moe::detail {
 
-std::string what_is(const YAML::Node& n) {
+namespace {
+
+// How the scalar `n` was written. yaml-cpp keeps no style: it gives a quoted scalar and a block
+// scalar (| or >) the same tag "!", so the source is read at the node's mark, past an anchor
+// (&name) or a tag (!...) written before the value.
+schema::ScalarStyle scalar_style(const YAML::Node& n, std::string_view source) {
+    if (n.Tag() != "!") return schema::ScalarStyle::plain;
+    const YAML::Mark m = n.Mark();
+    if (m.is_null() || m.pos < 0) return schema::ScalarStyle::quoted;
+    if (source.substr(0, 3) == "\xEF\xBB\xBF") source.remove_prefix(3);  // marks start after a BOM
+    size_t i = size_t(m.pos);
+    auto space = [&](size_t j) {
+        return j < source.size() && (source[j] == ' ' || source[j] == '\n' || source[j] == '\r');
+    };
+    while (i < source.size() && (source[i] == '&' || source[i] == '!')) {
+        while (i < source.size() && !space(i)) ++i;
+        while (space(i)) ++i;
+    }
+    if (i < source.size() && (source[i] == '|' || source[i] == '>'))
+        return schema::ScalarStyle::block;
+    return schema::ScalarStyle::quoted;
+}
+
+}  // namespace
+
+std::string what_is(const YAML::Node& n, std::string_view source) {
     switch (n.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined: return "an empty value";
@@ -26,7 +51,14 @@ std::string what_is(const YAML::Node& n) {
     case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Scalar: break;
     }
-    if (n.Tag() == "!") return fmt::format("the quoted string \"{}\"", shown(n.Scalar()));
+    switch (scalar_style(n, source)) {
+        case schema::ScalarStyle::quoted:
+            return fmt::format("the quoted string \"{}\"", shown(n.Scalar()));
+        case schema::ScalarStyle::block:
+            return fmt::format("the block scalar \"{}\"", shown(n.Scalar()));
+        case schema::ScalarStyle::plain:
+            break;
+    }
     return fmt::format("'{}'", shown(n.Scalar()));
 }
 
@@ -35,7 +67,10 @@ namespace {
 
 struct Walker {
     LoadState& st;
-    Source base; // a file (nodes carry their own line:column) or an override (no line)
+    Source base;            // a file (nodes carry their own line:column) or an override (no line)
+    std::string_view text;  // what the nodes were parsed from
+
+    std::string what(const YAML::Node& n) const { return what_is(n, text); }
 
     Source at(const YAML::Node& n) const { return at(n.Mark()); }
     Source at(const YAML::Mark& m) const {
@@ -56,7 +91,7 @@ struct Walker {
         };
         if (!v.IsScalar()) {
             // A choice says "must be one of" for a bad scalar, "expected one of" for a non-scalar.
-            fail(fmt::format("expected {}, got {}", schema::expected_text(key), what_is(v)));
+            fail(fmt::format("expected {}, got {}", schema::expected_text(key), what(v)));
             return;
         }
         const std::string& tag = v.Tag();
@@ -68,7 +103,7 @@ struct Walker {
         }
         schema::Value value;
         std::string message;
-        if (!schema::parse_value(key, v.Scalar(), tag == "!", value, message)) {
+        if (!schema::parse_value(key, v.Scalar(), scalar_style(v, text), value, message)) {
             fail(std::move(message));
             return;
         }
@@ -84,7 +119,7 @@ struct Walker {
             names += (names.empty() ? "" : ", ") + std::string(c);
         st.error(v.IsNull() ? key_at : at(v), path,
                  fmt::format("is a section: expected a mapping of its keys ({}), got {}", names,
-                             what_is(v)));
+                             what(v)));
     }
 
     void section(std::string_view prefix, const YAML::Node& map) {
@@ -95,7 +130,7 @@ struct Walker {
             Source key_at = at(k);
             if (!k.IsScalar()) {
                 st.error(key_at, prefix,
-                         fmt::format("expected a key name, got {} as a key", what_is(k)));
+                         fmt::format("expected a key name, got {} as a key", what(k)));
                 continue;
             }
             const std::string& name = k.Scalar();
@@ -194,7 +229,7 @@ Parsed parse_one_document(const std::string& text) {
 } // namespace
 
 bool load_yaml_document(LoadState& st, std::string_view text) {
-    Walker w{st, Source{st.label, 0, 0, Source::in_file}};
+    Walker w{st, Source{st.label, 0, 0, Source::in_file}, text};
     Parsed parsed;
     try {
         parsed = parse_one_document(std::string(text));
@@ -216,9 +251,9 @@ bool load_yaml_document(LoadState& st, std::string_view text) {
     const YAML::Node& doc = parsed.node;
     if (!doc.IsDefined() || doc.IsNull()) return true;
     if (!doc.IsMap()) {
-        st.error(w.at(doc), {},
-                 fmt::format("expected a mapping of config keys at the top level, got {}",
-                             what_is(doc)));
+        st.error(
+            w.at(doc), {},
+            fmt::format("expected a mapping of config keys at the top level, got {}", w.what(doc)));
         return false;
     }
     w.section("", doc);
@@ -227,7 +262,7 @@ bool load_yaml_document(LoadState& st, std::string_view text) {
 
 void apply_yaml_value(LoadState& st, std::string_view path, std::string_view value_text,
                       const Source& at) {
-    Walker w{st, at};
+    Walker w{st, at, value_text};
     Parsed parsed;
     try {
         parsed = parse_one_document(std::string(value_text));

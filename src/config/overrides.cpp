@@ -2,6 +2,8 @@
 // so `router.k=4`, `router.normalize=false`, `train.lr=1e-3`, `router={k: 4, score: sigmoid}`.
 // An override replaces the file's value. Its diagnostics have no line: their file is
 // "override 'KEY=VALUE'", which reads `override 'train.lr=fast': train.lr: expected ...`.
+// A space around '=' or at either end ('router.k =3', only possible when quoted) is refused, with
+// the override to write instead: quietly trimming it hid a mistyped argument.
 #include "config/load_internal.h"
 #include "config/schema.h"
 
@@ -10,9 +12,13 @@
 namespace moe::detail {
 namespace {
 
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
     return s;
 }
 
@@ -32,6 +38,7 @@ void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
             st.error(at, {}, "expected KEY=VALUE");
             continue;
         }
+        std::string_view raw_key = std::string_view(text).substr(0, eq);
         std::string_view value = std::string_view(text).substr(eq + 1);
         if (text.size() > kMaxOverrideBytes) {
             st.error(at, shown(key, 100),
@@ -42,6 +49,13 @@ void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
         }
         if (!schema::find_key(key) && !schema::is_section(key)) {
             st.error(at, shown(key, 100), schema::unknown_key_message(key));
+            continue;
+        }
+        if (raw_key != key || trim(value) != value) {
+            st.error(at, shown(key, 100),
+                     fmt::format("a space around '=' or at an end of KEY=VALUE; write '{}={}'",
+                                 shown(key, 100), shown(trim(value), 100)));
+            st.mark_bad(key);
             continue;
         }
         if (std::optional<TextProblem> p = find_text_problem(value)) {

@@ -385,17 +385,19 @@ bool nums_contain(const NumRange& r, double v) {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// YAML 1.2 core-schema decimal integer: [-+]?[0-9]+
+// Decimal integer: -?[0-9]+ (YAML 1.2's core schema also takes a leading '+': refused, so that a
+// value has one spelling, the one config_to_yaml writes; a sweep names runs by it).
 bool int_syntax(std::string_view s) {
-    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    size_t i = (!s.empty() && s[0] == '-') ? 1 : 0;
     if (i == s.size()) return false;
     return std::all_of(s.begin() + static_cast<std::ptrdiff_t>(i), s.end(), is_digit);
 }
 
-// YAML 1.2 core-schema float without .inf/.nan: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+// YAML 1.2 core-schema float without .inf/.nan and without a leading '+' (as for integers):
+// -?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
 bool number_syntax(std::string_view s) {
     size_t i = 0, n = s.size();
-    if (i < n && (s[i] == '-' || s[i] == '+')) ++i;
+    if (i < n && s[i] == '-') ++i;
     size_t int_digits = 0, frac_digits = 0;
     while (i < n && is_digit(s[i])) ++i, ++int_digits;
     if (i < n && s[i] == '.') {
@@ -413,8 +415,31 @@ bool number_syntax(std::string_view s) {
     return i == n;
 }
 
-std::string_view strip_plus(std::string_view s) {
-    return (!s.empty() && s[0] == '+') ? s.substr(1) : s;
+// For text with number syntax that no double holds (from_chars says out of range): true when it
+// is too large, false when it is too close to 0. Judged by the decimal exponent of its first
+// nonzero digit, which decides it for any text that overflows or underflows.
+bool beyond_largest(std::string_view s) {
+    size_t i = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+    int64_t int_digits = 0, frac_zeros = 0;  // significant integer digits; fraction zeros before
+    bool nonzero = false;                    // the first nonzero digit
+    for (; i < s.size() && is_digit(s[i]); ++i)
+        if (s[i] != '0' || int_digits > 0) ++int_digits, nonzero = true;
+    if (i < s.size() && s[i] == '.')
+        for (++i; i < s.size() && is_digit(s[i]); ++i) {
+            if (s[i] != '0') nonzero = true;
+            if (!nonzero) ++frac_zeros;
+        }
+    if (!nonzero) return false;  // zero: never out of range
+    int64_t exp10 = int_digits > 0 ? int_digits - 1 : -(frac_zeros + 1);
+    if (i < s.size()) {  // e or E, then [-+]?digits: capped, as only the sign of the total counts
+        ++i;
+        bool negative = i < s.size() && s[i] == '-';
+        if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+        int64_t e = 0;
+        for (; i < s.size(); ++i) e = std::min<int64_t>(e * 10 + (s[i] - '0'), 1'000'000'000);
+        exp10 += negative ? -e : e;
+    }
+    return exp10 >= 0;
 }
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
@@ -437,8 +462,15 @@ std::string_view last_component(std::string_view path) {
     return dot == std::string_view::npos ? path : path.substr(dot + 1);
 }
 
-std::string got_text(std::string_view text, bool quoted) {
-    if (quoted) return fmt::format("the quoted string \"{}\"", detail::shown(text));
+std::string got_text(std::string_view text, ScalarStyle style) {
+    switch (style) {
+        case ScalarStyle::quoted:
+            return fmt::format("the quoted string \"{}\"", detail::shown(text));
+        case ScalarStyle::block:
+            return fmt::format("the block scalar \"{}\"", detail::shown(text));
+        case ScalarStyle::plain:
+            break;
+    }
     return fmt::format("'{}'", detail::shown(text));
 }
 
@@ -558,22 +590,46 @@ std::string check_value(const Key& key, const Value& value, std::string_view giv
     return {};
 }
 
-bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
+bool parse_value(const Key& key, std::string_view text, ScalarStyle style, Value& out,
                  std::string& error) {
+    const bool quoted = style != ScalarStyle::plain;  // a string, whatever its text
     auto type_error = [&] {
-        error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, quoted));
+        error = fmt::format("expected {}, got {}", expected_text(key), got_text(text, style));
+        // The spellings of YAML 1.2 that are refused for one spelling per value: say the one.
+        if (quoted) return false;
+        std::string_view unsigned_part = text.size() > 1 && text[0] == '+' && text[1] != '-'
+                                             ? text.substr(1)
+                                             : std::string_view{};
+        bool is_int = key.type == Type::integer || key.type == Type::unsigned_integer;
+        if (!unsigned_part.empty() &&
+            (is_int ? int_syntax(unsigned_part)
+                    : key.type == Type::number && number_syntax(unsigned_part)))
+            error += fmt::format(" (write it without '+': {})", unsigned_part);
+        if (key.type == Type::boolean && (lowered(text) == "true" || lowered(text) == "false"))
+            error += fmt::format(" (lower case: {})", lowered(text));
         return false;
     };
     auto range_error = [&] {
         error = fmt::format("must be {}, got {}", allowed_text(key), detail::shown(text));
         return false;
     };
+    // Text of the right syntax that the field's type cannot hold: said as such.
+    auto unrepresentable = [&](std::string_view why) {
+        error = fmt::format("must be {}, got {}, which is {}", allowed_text(key),
+                            detail::shown(text), why);
+        return false;
+    };
     switch (key.type) {
     case Type::integer: {
         if (quoted || !int_syntax(text)) return type_error();
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         int64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(text[0] == '-' ? "too small for an integer (the smallest is "
+                                                    "-9223372036854775808)"
+                                                  : "too large for an integer (the largest is "
+                                                    "9223372036854775807)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;
@@ -586,28 +642,37 @@ bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
             out = uint64_t{0};
             break;
         }
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         uint64_t v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(
+                "too large for an integer (the largest is 18446744073709551615)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;
     }
     case Type::number: {
         if (quoted || !number_syntax(text)) return type_error();
-        std::string_view s = strip_plus(text);
+        std::string_view s = text;
         double v = 0;
         auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec == std::errc::result_out_of_range)
+            return unrepresentable(beyond_largest(text)
+                                       ? "too large for a number (the largest is about 1.8e308)"
+                                       : "too close to 0 for a number (the smallest above 0 is "
+                                         "about 4.9e-324)");
         if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
         out = v;
         break;
     }
     case Type::boolean:
-        // YAML 1.2 core schema: true|True|TRUE|false|False|FALSE. yes/no/on/off are refused.
+        // true or false only: YAML 1.1's yes/no/on/off are refused, and so are YAML 1.2's
+        // True/TRUE/False/FALSE (one spelling per value, as a choice key spells "true").
         if (quoted) return type_error();
-        if (text == "true" || text == "True" || text == "TRUE")
+        if (text == "true")
             out = true;
-        else if (text == "false" || text == "False" || text == "FALSE")
+        else if (text == "false")
             out = false;
         else
             return type_error();

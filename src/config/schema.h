@@ -104,11 +104,14 @@ std::string_view choice_name(std::span<const Choice> choices, int value);
 
 // ---- parsing and checking one value (no YAML here: load_yaml.cpp hands over the scalar text) ----
 
-// Parses scalar text for `key`. `quoted`: the scalar was quoted in YAML, so it is a string and is
-// refused where a number or boolean is expected. On failure returns false and sets `error` to
+// How a scalar was written in YAML: plain, quoted ('...', "..." or with the tag !), or a block
+// scalar (| or >). A quoted or block scalar is a string: refused where a number is expected.
+enum class ScalarStyle { plain, quoted, block };
+
+// Parses scalar text for `key`, written in `style`. On failure returns false and sets `error` to
 // the message (without the key), e.g. "expected an integer between 1 and 64, got 'sixteen'".
 // Range, choice availability and string rules are checked too, so success means a legal value.
-bool parse_value(const Key& key, std::string_view text, bool quoted, Value& out,
+bool parse_value(const Key& key, std::string_view text, ScalarStyle style, Value& out,
                  std::string& error);
 // Checks a typed value (range, choice availability, string rule). Returns "" when legal, else the
 // message, using `given` as the value's text ("must be between 1 and 64, got 0").

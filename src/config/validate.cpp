@@ -2,6 +2,10 @@
 // reads passed its own checks, so one mistake gives one diagnostic. The diagnostic is about the
 // rule's first key and sits at that key's line; when that key was not given (it holds its
 // default) it sits at the line of the other key that was, and the message says "(the default)".
+// When an override set a key the rule reads, the diagnostic sits at that override (it is what
+// broke the rule: an override changes its own key and nothing else, so train.steps=20 does not
+// scale train.eval_every down), a value set in the file says its line (Show), and when the
+// override is not of the rule's own key the message says to override that key as well.
 // Single-key rules (ranges, choices, the run name) live in the schema (schema.cpp); the rules of
 // one router, balancer or task live in its row (components.cpp) and run only while it is selected.
 #include "config/components.h"
@@ -61,15 +65,22 @@ void run_rule(LoadState& st, const KeyRule& rule, std::string_view choice_key) {
     if (!choice_key.empty() && st.bad(choice_key)) return;
     for (std::string_view k : rule.reads)
         if (!k.empty() && st.bad(k)) return;
-    std::string message = rule.check(st.cfg, Show{st});
-    if (message.empty()) return;
-    Source at{st.label};
-    for (std::string_view k : rule.reads) {
-        if (const Source* s = k.empty() ? nullptr : st.given(k)) {
-            at = *s;
-            break;
+    const Source* place = nullptr;  // the first override among the keys read, else the first given
+    for (int pass = 0; pass < 2 && !place; ++pass) {
+        for (std::string_view k : rule.reads) {
+            const Source* s = k.empty() ? nullptr : st.given(k);
+            if (s && (pass == 1 || s->group == Source::in_override)) {
+                place = s;
+                break;
+            }
         }
     }
+    const Source at = place ? *place : Source{st.label};
+    std::string message = rule.check(st.cfg, Show{st, &at});
+    if (message.empty()) return;
+    const Source* own = st.given(rule.key);
+    if (at.group == Source::in_override && !(own && same_place(*own, at)))
+        message += fmt::format("; to keep this override, also override {}", rule.key);
     st.error(at, rule.key, std::move(message));
 }
 
@@ -103,14 +114,40 @@ void check_devices(LoadState& st) {
 
 } // namespace
 
+namespace {
+
+// Where a key was set, as seen from a diagnostic reported at `at`: "" in the same place (the same
+// file, the same override), "at run.yaml:46:15", "from override 'train.steps=20'".
+std::string elsewhere(const Source& set, const Source* at) {
+    if (!at || same_place(set, *at)) return {};
+    if (set.group == Source::in_override) return "from " + set.file;
+    if (set.group == Source::in_file && set.line > 0)
+        return set.column > 0 ? fmt::format("at {}:{}:{}", set.file, set.line, set.column)
+                              : fmt::format("at {}:{}", set.file, set.line);
+    return {};
+}
+
+}  // namespace
+
+bool same_place(const Source& a, const Source& b) {
+    return a.group == b.group && a.file == b.file &&
+           (a.group != Source::in_override || a.order == b.order);
+}
+
 std::string Show::value(std::string_view key) const {
     std::string v = config_value_string(st.cfg, key);
-    return st.given(key) ? v : v + " (the default)";
+    const Source* set = st.given(key);
+    if (!set) return v + " (the default)";
+    std::string where = elsewhere(*set, at);
+    return where.empty() ? v : fmt::format("{} ({})", v, where);
 }
 
 std::string Show::paren(std::string_view key) const {
     std::string v = config_value_string(st.cfg, key);
-    return st.given(key) ? "(" + v + ")" : "(" + v + ", the default)";
+    const Source* set = st.given(key);
+    if (!set) return "(" + v + ", the default)";
+    std::string where = elsewhere(*set, at);
+    return where.empty() ? "(" + v + ")" : fmt::format("({}, {})", v, where);
 }
 
 void validate_each_key(LoadState& st) {

@@ -38,17 +38,17 @@ TEST_SUITE("config") {
         Config c = load(
             "name: run_1.a-b\n"
             "seed: 18446744073709551615\n"
-            "threads: +4\n"
+            "threads: 4\n"
             "data:\n"
             "  train_size: 0\n"
             "  clusters:\n"
             "    spread: .5\n"
             "    teacher: linear\n"
             "router:\n"
-            "  k: 010\n" // YAML 1.2: decimal, not octal
+            "  k: 010\n"  // YAML 1.2: decimal, not octal
             "  normalize: false\n"
             "  noise: 1e-3\n"
-            "  score: \"sigmoid\"\n" // a quoted choice is fine: choices are strings
+            "  score: \"sigmoid\"\n"  // a quoted choice is fine: choices are strings
             "train:\n"
             "  lr: 5.\n"
             "  steps: 3000000000\n"
@@ -85,17 +85,12 @@ TEST_SUITE("config") {
               "t.yaml:1:13: train.lr: expected a number > 0, got 'fast'");
         CHECK(load_error("train: {lr: .inf}\n") ==
               "t.yaml:1:13: train.lr: expected a number > 0, got '.inf'");
-        CHECK(load_error("train: {lr: 1e999}\n") ==
-              "t.yaml:1:13: train.lr: must be > 0, got 1e999");
         CHECK(load_error("router: {normalize: yes}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'yes'");
         CHECK(load_error("router: {normalize: 1}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got '1'");
         CHECK(load_error("router: {normalize: on}\n") ==
               "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'on'");
-        CHECK(load_error("seed: 18446744073709551616\n") ==
-              "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
-              "18446744073709551616");
         CHECK(
             load_error("seed: 1.0\n") ==
             "t.yaml:1:7: seed: expected an integer between 0 and 18446744073709551615, got '1.0'");
@@ -116,6 +111,93 @@ TEST_SUITE("config") {
         std::string long_value = load_error("train: {lr: " + std::string(500, 'x') + "}\n");
         CHECK(long_value.size() < 150);
         CHECK(long_value.find("...'") != std::string::npos);
+    }
+
+    TEST_CASE("load: a number its type cannot hold is said to be too large or too close to 0") {
+        CHECK(load_error("train: {lr: 1e999}\n") ==
+              "t.yaml:1:13: train.lr: must be > 0, got 1e999, which is too large for a number "
+              "(the largest is about 1.8e308)");
+        CHECK(load_error("", {"train.lr=1e400"}) ==
+              "override 'train.lr=1e400': train.lr: must be > 0, got 1e400, which is too large "
+              "for a number (the largest is about 1.8e308)");
+        CHECK(load_error("router: {noise: -" + std::string(400, '9') + ".5}\n")
+                  .find("which is too large for a number") != std::string::npos);
+        CHECK(load_error("", {"train.lr=0.1e310"}).find("too large") != std::string::npos);
+        CHECK(load_error("", {"train.lr=1e-400"}) ==
+              "override 'train.lr=1e-400': train.lr: must be > 0, got 1e-400, which is too close "
+              "to 0 for a number (the smallest above 0 is about 4.9e-324)");
+        CHECK(load_error("", {"train.lr=0.0001e-321"}).find("too close to 0") != std::string::npos);
+        CHECK(load_error("", {"train.lr=1000e-327"}).find("too close to 0") != std::string::npos);
+        // The limits themselves, and subnormal numbers, are numbers.
+        CHECK(load("", {"train.lr=1.7976931348623157e308"}).train.lr == 1.7976931348623157e308);
+        CHECK(load("", {"train.lr=5e-324"}).train.lr > 0);
+        CHECK(load("", {"router.noise=0.000e999"}).router.noise == 0.0);  // zero fits any type
+        CHECK(load_error("train: {steps: 99999999999999999999}\n") ==
+              "t.yaml:1:16: train.steps: must be >= 1, got 99999999999999999999, which is too "
+              "large for an integer (the largest is 9223372036854775807)");
+        CHECK(load_error("router: {k: -99999999999999999999}\n") ==
+              "t.yaml:1:13: router.k: must be between 1 and 64, got -99999999999999999999, which "
+              "is too small for an integer (the smallest is -9223372036854775808)");
+        CHECK(load_error("seed: 18446744073709551616\n") ==
+              "t.yaml:1:7: seed: must be between 0 and 18446744073709551615, got "
+              "18446744073709551616, which is too large for an integer (the largest is "
+              "18446744073709551615)");
+    }
+
+    TEST_CASE("load: a block scalar is described as a block scalar, not as a quoted string") {
+        CHECK(load_error("router:\n  k: |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("train:\n  lr: >-\n    0.5\n") ==
+              "t.yaml:2:7: train.lr: expected a number > 0, got the block scalar \"0.5\"");
+        CHECK(load_error("router:\n  k: &n |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("router: |\n  k: 3\n") ==
+              "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
+              "normalize, noise), got the block scalar \"k: 3\\n\"");
+        CHECK(load_error("", {"router.k=|\n  3"}) ==
+              "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
+              "the block scalar \"3\"");
+        CHECK(load("name: |-\n  run-1\n").name == "run-1");  // a string may be a block scalar
+        // yaml-cpp's marks count from after a byte order mark.
+        CHECK(load_error("\xEF\xBB\xBFrouter:\n  k: |\n    3\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the block scalar "
+              "\"3\\n\"");
+        CHECK(load_error("\xEF\xBB\xBFrouter:\n  k: \"3\"\n") ==
+              "t.yaml:2:6: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
+        // Quoted strings are still quoted strings, anchored or not.
+        CHECK(load_error("router: {k: '3'}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
+        CHECK(load_error("router: {k: &a \"3\"}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got the quoted string "
+              "\"3\"");
+    }
+
+    TEST_CASE("load: a value has one spelling: a leading '+' and 'True' are refused") {
+        CHECK(load_error("router: {k: +3}\n") ==
+              "t.yaml:1:13: router.k: expected an integer between 1 and 64, got '+3' (write it "
+              "without '+': 3)");
+        CHECK(load_error("", {"router.k=+3"}) ==
+              "override 'router.k=+3': router.k: expected an integer between 1 and 64, got '+3' "
+              "(write it without '+': 3)");
+        CHECK(load_error("seed: +7\n") ==
+              "t.yaml:1:7: seed: expected an integer between 0 and 18446744073709551615, got '+7' "
+              "(write it without '+': 7)");
+        CHECK(load_error("train: {lr: +0.5}\n") ==
+              "t.yaml:1:13: train.lr: expected a number > 0, got '+0.5' (write it without '+': "
+              "0.5)");
+        CHECK(load_error("train: {lr: +-1}\n") ==
+              "t.yaml:1:13: train.lr: expected a number > 0, got '+-1'");
+        CHECK(load_error("router: {normalize: True}\n") ==
+              "t.yaml:1:21: router.normalize: must be one of: auto, true, false, got 'True' (did "
+              "you mean 'true'?)");
+        // A sign in the exponent, a minus sign and leading zeros are fine.
+        CHECK(load("train: {lr: 1e+0}\n").train.lr == 1.0);
+        CHECK(load("router: {k: 007}\n").router.k == 7);
+        CHECK(load("router: {noise: -0}\n").router.noise == 0.0);
     }
 
     TEST_CASE("load: inclusive and exclusive ranges of integers and numbers") {
@@ -277,12 +359,38 @@ TEST_SUITE("config") {
         SUBCASE("the last override of a key wins") {
             CHECK(load("", {"router.k=3", "router.k=1"}).router.k == 1);
         }
-        SUBCASE("booleans, choices and spaces around the key") {
-            Config c = load(
-                "", {"router.normalize=false", " router.score =sigmoid", "balance.loss= none"});
+        SUBCASE("choices, and spaces inside a value") {
+            Config c = load("", {"router.normalize=false", "router.score=sigmoid",
+                                 "balance.loss=none", "router={k: 1,  noise: 0.5}"});
             CHECK(c.router.normalize == Normalize::no);
             CHECK(c.router.score == ScoreFn::sigmoid);
             CHECK(c.balance.loss == BalanceLoss::none);
+            CHECK(c.router.noise == 0.5);
+        }
+        SUBCASE("a space around '=' or at an end is refused, not trimmed") {
+            CHECK(load_error("", {"router.k =3"}) ==
+                  "override 'router.k =3': router.k: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'router.k=3'");
+            CHECK(load_error("", {" router.score=sigmoid"}) ==
+                  "override ' router.score=sigmoid': router.score: a space around '=' or at an "
+                  "end of KEY=VALUE; write 'router.score=sigmoid'");
+            CHECK(load_error("", {"balance.loss= none"}) ==
+                  "override 'balance.loss= none': balance.loss: a space around '=' or at an end "
+                  "of KEY=VALUE; write 'balance.loss=none'");
+            CHECK(load_error("", {"train.lr=0.1 "}) ==
+                  "override 'train.lr=0.1 ': train.lr: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'train.lr=0.1'");
+            CHECK(load_error("", {"train.lr=0.1\n"}) ==
+                  "override 'train.lr=0.1\\n': train.lr: a space around '=' or at an end of "
+                  "KEY=VALUE; write 'train.lr=0.1'");
+            // The key is marked bad: no cross-key rule reports on its old value as well.
+            CHECK(
+                load_errors("experts: {count: 4}\nrouter: {k: 4}\n", {"experts.count =2"}).size() ==
+                1);
+            // An unknown key is said first.
+            CHECK(load_error("", {"router.kk =3"}) ==
+                  "override 'router.kk =3': router.kk: unknown key (did you mean 'router.k'?)");
+            CHECK(load_error("", {" =3"}) == "override ' =3': expected KEY=VALUE");
         }
         SUBCASE("a whole section as a flow mapping") {
             Config c = load("", {"router={k: 1, score: sigmoid}"});
@@ -339,8 +447,40 @@ TEST_SUITE("config") {
         }
         SUBCASE("cross-key rules see the overridden values") {
             CHECK(load_error("experts: {count: 8}\n", {"router.k=9"}) ==
-                  "override 'router.k=9': router.k: 9 is larger than experts.count (8)");
+                  "override 'router.k=9': router.k: 9 is larger than experts.count (8, at "
+                  "t.yaml:1:18)");
             CHECK(load("router: {k: 9}\n", {"experts.count=9"}).router.k == 9);
+        }
+        SUBCASE("a rule an override breaks names the override and the other key's line") {
+            const std::string file = "train:\n  steps: 600\n  log_every: 10\n  eval_every: 100\n";
+            // No interval is scaled down: the override is reported, with the fix.
+            CHECK(load_errors(file, {"train.steps=20"}) ==
+                  std::vector<std::string>{
+                      "override 'train.steps=20': train.eval_every: 100 (at t.yaml:4:15) is "
+                      "larger than train.steps (20); to keep this override, also override "
+                      "train.eval_every"});
+            CHECK(load_errors(file, {"train.steps=5"}) ==
+                  std::vector<std::string>{
+                      "override 'train.steps=5': train.log_every: 10 (at t.yaml:3:14) is larger "
+                      "than train.steps (5); to keep this override, also override "
+                      "train.log_every",
+                      "override 'train.steps=5': train.eval_every: 100 (at t.yaml:4:15) is larger "
+                      "than train.steps (5); to keep this override, also override "
+                      "train.eval_every"});
+            CHECK(load(file, {"train.steps=20", "train.eval_every=20"}).train.eval_every == 20);
+            // Two overrides: the rule's own key's override, naming the other one.
+            CHECK(load_error(file, {"train.steps=20", "train.eval_every=50"}) ==
+                  "override 'train.eval_every=50': train.eval_every: 50 is larger than "
+                  "train.steps (20, from override 'train.steps=20')");
+            // A component's rule goes through the same mechanism.
+            CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n",
+                             {"router.noise=0"}) ==
+                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 (its "
+                  "load estimator divides by the noise std), got router.noise = 0.0; to keep this "
+                  "override, also override balance.loss");
+            // Keys of one file need no place: the diagnostic is at one of its lines.
+            CHECK(load_error(file + "  warmup_steps: 601\n") ==
+                  "t.yaml:5:17: train.warmup_steps: 601 is larger than train.steps (600)");
         }
         SUBCASE("config_apply_overrides on a loaded config") {
             Config base = load("router: {k: 4}\n");
@@ -351,7 +491,8 @@ TEST_SUITE("config") {
             CHECK(diagnostics_of([&] { config_apply_overrides(base, {"train.steps=10"}); }) ==
                   std::vector<std::string>{
                       "override 'train.steps=10': train.eval_every: 200 (the default) is larger "
-                      "than train.steps (10)"});
+                      "than train.steps (10); to keep this override, also override "
+                      "train.eval_every"});
         }
     }
 

@@ -202,4 +202,30 @@ TEST_SUITE("config") {
         CHECK(schema::allowed_text(*schema::find_key("device")) == "cpu");
     }
 
+    TEST_CASE("schema: a boolean is lower-case true or false, as docs/config.md says") {
+        // No key is boolean in this version (router.normalize is a choice): a key made here.
+        schema::Key key;
+        key.path = "flag";
+        key.type = schema::Type::boolean;
+        schema::Value v;
+        std::string error;
+        CHECK(schema::parse_value(key, "true", schema::ScalarStyle::plain, v, error));
+        CHECK(std::get<bool>(v));
+        CHECK(schema::parse_value(key, "false", schema::ScalarStyle::plain, v, error));
+        CHECK(!std::get<bool>(v));
+        for (std::string_view refused : {"True", "TRUE", "False", "FALSE"}) {
+            CAPTURE(refused);
+            CHECK(!schema::parse_value(key, refused, schema::ScalarStyle::plain, v, error));
+            CHECK(error == "expected true or false, got '" + std::string(refused) +
+                               "' (lower case: " + (refused[0] == 'T' ? "true" : "false") + ")");
+        }
+        for (std::string_view refused : {"yes", "no", "on", "off", "1", "0"}) {
+            CAPTURE(refused);
+            CHECK(!schema::parse_value(key, refused, schema::ScalarStyle::plain, v, error));
+            CHECK(error == "expected true or false, got '" + std::string(refused) + "'");
+        }
+        CHECK(!schema::parse_value(key, "true", schema::ScalarStyle::quoted, v, error));
+        CHECK(error == "expected true or false, got the quoted string \"true\"");
+    }
+
 } // TEST_SUITE
