@@ -155,7 +155,7 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise), got the block scalar \"k: 3\\n\"");
+              "normalize, noise, scale, topk), got the block scalar \"k: 3\\n\"");
         CHECK(load_error("", {"router.k=|\n  3"}) ==
               "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
               "the block scalar \"3\"");
