@@ -237,18 +237,7 @@ int cli_main(int argc, char** argv) {
     add_config_args(run, ra);
     run->add_option("--out", rr.out, "Run directory, a path (default: runs/<name>)")
         ->type_name("DIR")
-        ->check(CLI::Validator(  // --out "" is a mistake (an unset variable), not the default;
-            [](const std::string& s) {  // so is `--out= --quiet`, which CLI11 reads as "--quiet"
-                if (s.empty())
-                    return std::string(
-                        "an empty path; give a directory, or leave --out out for "
-                        "runs/<name>");
-                if (s[0] == '-')
-                    return "'" + s + "' looks like an option, not a directory; write ./" + s +
-                           " for a directory of that name";
-                return std::string();
-            },
-            ""));
+        ->check(out_dir_validator("runs/<name>"));
     run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--resume", rr.resume,
                   "Continue an interrupted or killed run from the checkpoint in its run directory "

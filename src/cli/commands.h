@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace moe {
@@ -20,5 +21,10 @@ void add_extra_commands(CLI::App& app, std::vector<Command>& out);
 Command add_bench_command(CLI::App& app);   // bench_cmd.cpp
 Command add_sweep_command(CLI::App& app);   // sweep_cmd.cpp
 Command add_presets_command(CLI::App& app);  // presets_cmd.cpp
+
+// The check of an --out DIR option (commands.cpp): "" is a mistake (an unset variable), not the
+// default; so is `--out= --quiet`, which CLI11 reads as the directory "--quiet".
+// default_dir names the default in the message.
+CLI::Validator out_dir_validator(const std::string& default_dir);
 
 }  // namespace moe

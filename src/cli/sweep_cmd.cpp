@@ -310,7 +310,8 @@ Command add_sweep_command(CLI::App& app) {
         ->expected(0, -1)
         ->type_name("KEY=V1,V2,...");
     cmd->add_option("--out", a->out, "Sweep directory, a path (default: sweeps/<name>)")
-        ->type_name("DIR");
+        ->type_name("DIR")
+        ->check(out_dir_validator("sweeps/<name>"));
     cmd->add_option("--jobs,-j", a->jobs,
                     "Runs at once on this machine, a whole number from 1; the threads are divided "
                     "between them")

@@ -105,6 +105,14 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
             diags.push_back(Diagnostic{label, 0, 0, {}, "expected KEY=VALUE or KEY=V1,V2,..."});
             continue;
         }
+        if (key != arg.substr(0, eq) || trim(arg.substr(eq + 1)) != arg.substr(eq + 1)) {
+            // as for run's overrides: a space there is refused, not trimmed silently
+            diags.push_back(Diagnostic{
+                label, 0, 0, shown(key),
+                fmt::format("a space around '=' or at an end of KEY=V1,V2,...; write '{}={}'", key,
+                            trim(arg.substr(eq + 1)))});
+            continue;
+        }
         if (std::string problem = sweep_key_problem(key); !problem.empty()) {
             diags.push_back(Diagnostic{label, 0, 0, shown(key), problem});
             continue;

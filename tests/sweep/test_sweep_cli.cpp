@@ -276,6 +276,14 @@ TEST_CASE("bad sweep specs exit 2 with one line each and run nothing") {
     CHECK(s.err_lines() == 1);
     Result j = run({"sweep", quickstart(), "--jobs", "0"}, d);
     CHECK(j.code == 2);
+    // a space around '=' is refused, not trimmed; --out "" is not the default directory
+    Result sp = run({"sweep", quickstart(), "router.k =1,2", "--list"}, d);
+    CHECK(sp.code == 2);
+    CHECK(sp.err.find("a space around '='") != std::string::npos);
+    CHECK(sp.err.find("write 'router.k=1,2'") != std::string::npos);
+    Result e = run({"sweep", quickstart(), "router.k=1,2", "--out", ""}, d);
+    CHECK(e.code == 2);
+    CHECK(e.err.find("an empty path") != std::string::npos);
 }
 
 TEST_CASE("shards run disjoint parts and --collect gathers them") {
