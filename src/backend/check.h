@@ -8,9 +8,9 @@
 #include <stdexcept>
 #include <string>
 
-#define MOESIM_CHECK(cond, what)                                                             \
-    do {                                                                                     \
-        if (!(cond)) [[unlikely]]                                                            \
+#define MOESIM_CHECK(cond, what)                                                               \
+    do {                                                                                       \
+        if (!(cond)) [[unlikely]]                                                              \
             throw std::logic_error(std::string("internal check failed at ") + __FILE__ + ":" + \
                                    std::to_string(__LINE__) + ": " #cond " (" + (what) + ")"); \
     } while (0)

@@ -1,7 +1,9 @@
 #include "backend/device.h"
 
 #ifdef MOESIM_WITH_CUDA
-namespace moe::cuda { int device_count(); }
+namespace moe::cuda {
+int device_count();
+}
 #endif
 
 namespace moe {

@@ -46,14 +46,16 @@ namespace moe {
 // with it the number of init draws) never changes the data. Values are part of the reproducibility
 // contract: never renumber, only append.
 enum Stream : uint64_t {
-    kStreamData = 1,      // training examples (tasks/): fixed train set at step 0, or fresh examples
-    kStreamInit = 2,      // parameter initialisation (model/)
-    kStreamNoise = 3,     // router noise: noisy top-k gating (routing/)
-    kStreamEval = 4,      // the held-out evaluation set (tasks/)
-    kStreamShuffle = 5,   // which training examples form the batch of a step (tasks/)
-    kStreamTask = 6,      // a task's fixed hidden parameters: cluster centres, teachers, chains (tasks/)
-    kStreamRouting = 7,   // routers that choose at random: random / hash routing, tie breaks (routing/)
-    kStreamDropout = 8,   // dropout masks, token dropping at random (model/)
+    kStreamData = 1,     // training examples (tasks/): fixed train set at step 0, or fresh examples
+    kStreamInit = 2,     // parameter initialisation (model/)
+    kStreamNoise = 3,    // router noise: noisy top-k gating (routing/)
+    kStreamEval = 4,     // the held-out evaluation set (tasks/)
+    kStreamShuffle = 5,  // which training examples form the batch of a step (tasks/)
+    kStreamTask =
+        6,  // a task's fixed hidden parameters: cluster centres, teachers, chains (tasks/)
+    kStreamRouting =
+        7,  // routers that choose at random: random / hash routing, tie breaks (routing/)
+    kStreamDropout = 8,  // dropout masks, token dropping at random (model/)
 
     // GShard's random dispatch of the 2nd expert (routing/routers/topk.cpp)
     kStreamSecondExpert = 9,
@@ -132,7 +134,9 @@ struct Rng {
     }
 
     // 64 random bits.
-    MOE_RNG_HD uint64_t bits(uint64_t index, uint32_t lane = 0) const { return block(index, lane).lo; }
+    MOE_RNG_HD uint64_t bits(uint64_t index, uint32_t lane = 0) const {
+        return block(index, lane).lo;
+    }
 
     // Uniform in [0, 1) with a 24-bit mantissa (every value exactly representable as a float).
     MOE_RNG_HD float uniform(uint64_t index, uint32_t lane = 0) const {
@@ -158,7 +162,7 @@ struct Rng {
     // sqrt(-2 ln u1) * (cos, sin)(2 pi u2). |value| < 8.7.
     MOE_RNG_HD NormalPair normal2(uint64_t index, uint32_t lane = 0) const {
         const RngBlock b = block(index, lane);
-        const double u1 = (static_cast<double>(b.lo >> 11) + 0.5) * 0x1.0p-53;   // (0, 1)
+        const double u1 = (static_cast<double>(b.lo >> 11) + 0.5) * 0x1.0p-53;  // (0, 1)
         const double u2 = static_cast<double>(b.hi >> 11) * 0x1.0p-53;          // [0, 1)
         constexpr double kTwoPi = 6.283185307179586476925286766559;
         const double r = ::sqrt(-2.0 * ::log(u1));

@@ -53,8 +53,8 @@ public:
         char got[4];
         bytes(got, 4);
         if (std::memcmp(got, t.data(), 4) != 0)
-            throw std::runtime_error("training state: expected part '" + std::string(t) + "', got '" +
-                                     std::string(got, 4) + "'");
+            throw std::runtime_error("training state: expected part '" + std::string(t) +
+                                     "', got '" + std::string(got, 4) + "'");
     }
     template <class T>
     T get() {

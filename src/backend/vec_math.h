@@ -24,9 +24,9 @@ void vec_logsumexp_rows(double* lse, const float* x, size_t rows, size_t n);
 
 // Reductions in a fixed order that vectorises: value i goes to partial sum i % 16, and the 16
 // partial sums are added in a fixed order at the end.
-float vec_max(const float* x, size_t n);   // n >= 1
+float vec_max(const float* x, size_t n);  // n >= 1
 float vec_sum(const float* x, size_t n);
-double vec_sum_double(const float* x, size_t n);   // accumulated in double
+double vec_sum_double(const float* x, size_t n);  // accumulated in double
 float vec_dot(const float* x, const float* y, size_t n);
 
 }  // namespace moe

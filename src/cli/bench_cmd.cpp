@@ -26,8 +26,8 @@
 #include "backend/backend.h"
 #include "cli/bench_flops.h"
 #include "cli/commands.h"
-#include "cli/resource_check.h"
 #include "cli/help_text.h"
+#include "cli/resource_check.h"
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "model/model.h"
@@ -51,7 +51,7 @@ struct BenchArgs {
 double peak_rss_bytes() {
     struct rusage ru {};
     if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
-    return double(ru.ru_maxrss) * 1024.0;   // Linux: KiB
+    return double(ru.ru_maxrss) * 1024.0;  // Linux: KiB
 }
 
 double median_of(std::vector<double> v) {
@@ -75,7 +75,7 @@ int run_bench(const BenchArgs& a) {
 
     std::vector<double> ms;
     ms.reserve(size_t(a.steps));
-    double assignments = 0.0;   // processed assignments, summed over MoE layers and timed steps
+    double assignments = 0.0;  // processed assignments, summed over MoE layers and timed steps
     const int64_t total = int64_t(a.warmup) + a.steps;
     for (int64_t s = 1; s <= total; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -101,9 +101,10 @@ int run_bench(const BenchArgs& a) {
     const int threads = be->threads();
 
     if (a.csv) {
-        std::printf("experts.count,router.k,experts.d_ff,model.d_model,train.batch_size,threads,"
-                    "ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,"
-                    "gflop_per_step,gflops\n");
+        std::printf(
+            "experts.count,router.k,experts.d_ff,model.d_model,train.batch_size,threads,"
+            "ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,"
+            "gflop_per_step,gflops\n");
         std::printf("%s,%s,%s,%s,%s,%d,%.3f,%.3f,%.3f,%.1f,%.6f,%.3f\n",
                     config_value_string(cfg, "experts.count").c_str(),
                     config_value_string(cfg, "router.k").c_str(),
@@ -122,26 +123,31 @@ int run_bench(const BenchArgs& a) {
     const double mib = 1.0 / (1024.0 * 1024.0);
     const double rss = peak_rss_bytes();
     std::string out;
-    out += fmt::format("moe-sim bench {}: {} experts, k={}, d_ff={}, d_model={}, {} layer(s), "
-                       "{} tokens/step, {} thread(s), {}\n",
-                       a.config, cfg.experts.count, cfg.router.k, cfg.experts.d_ff,
-                       cfg.model.d_model, cfg.model.layers, T, threads, to_string(cfg.device));
+    out += fmt::format(
+        "moe-sim bench {}: {} experts, k={}, d_ff={}, d_model={}, {} layer(s), "
+        "{} tokens/step, {} thread(s), {}\n",
+        a.config, cfg.experts.count, cfg.router.k, cfg.experts.d_ff, cfg.model.d_model,
+        cfg.model.layers, T, threads, to_string(cfg.device));
     out += fmt::format("  steps:          {} timed after {} warm-up\n", a.steps, a.warmup);
     out += fmt::format("  ms per step:    median {:.3f}  min {:.3f}  max {:.3f}\n", med, mn, mx);
     out += fmt::format("  tokens/s:       {:.0f}\n", tokens_per_s);
-    out += fmt::format("  GFLOP per step: {:.4f} counted (embed {:.4f}, router {:.4f}, experts "
-                       "{:.4f}, shared {:.4f}, dense {:.4f}, head {:.4f})\n",
-                       gflop, fl.embed * 1e-9, fl.router * 1e-9, fl.experts * 1e-9,
-                       fl.shared * 1e-9, fl.dense * 1e-9, fl.head * 1e-9);
+    out += fmt::format(
+        "  GFLOP per step: {:.4f} counted (embed {:.4f}, router {:.4f}, experts "
+        "{:.4f}, shared {:.4f}, dense {:.4f}, head {:.4f})\n",
+        gflop, fl.embed * 1e-9, fl.router * 1e-9, fl.experts * 1e-9, fl.shared * 1e-9,
+        fl.dense * 1e-9, fl.head * 1e-9);
     if (n_moe > 0)
-        out += fmt::format("  dispatched:     {:.1f} of {:.0f} assignments per step processed "
-                           "({:.2f}% dropped)\n",
-                           mean_assign, slots, slots > 0 ? 100.0 * (1.0 - mean_assign / slots) : 0.0);
-    out += fmt::format("  GFLOP/s:        {:.2f} achieved (counted FLOPs / median step time)\n", gflops);
-    out += fmt::format("  memory:         peak RSS {:.1f} MiB; counted {:.1f} MiB (params {:.1f}, "
-                       "grads {:.1f}, optimizer {:.1f}, activations {:.1f})\n",
-                       rss * mib, mem.total() * mib, mem.params * mib, mem.grads * mib,
-                       mem.optimizer * mib, mem.activations * mib);
+        out += fmt::format(
+            "  dispatched:     {:.1f} of {:.0f} assignments per step processed "
+            "({:.2f}% dropped)\n",
+            mean_assign, slots, slots > 0 ? 100.0 * (1.0 - mean_assign / slots) : 0.0);
+    out += fmt::format("  GFLOP/s:        {:.2f} achieved (counted FLOPs / median step time)\n",
+                       gflops);
+    out += fmt::format(
+        "  memory:         peak RSS {:.1f} MiB; counted {:.1f} MiB (params {:.1f}, "
+        "grads {:.1f}, optimizer {:.1f}, activations {:.1f})\n",
+        rss * mib, mem.total() * mib, mem.params * mib, mem.grads * mib, mem.optimizer * mib,
+        mem.activations * mib);
     std::fputs(out.c_str(), stdout);
     std::fflush(stdout);
     return 0;
@@ -171,10 +177,11 @@ Command add_bench_command(CLI::App& app) {
     cmd->add_option(
            "--threads", args->threads,
            "OpenMP threads, a whole number from 0 to 1024 (0 = the CPUs this process may run "
-            "on); same as threads=N")
+           "on); same as threads=N")
         ->check(CLI::Range(0, 1024))
         ->type_name("N");
-    cmd->add_flag("--csv", args->csv, "Print one CSV header line and one row instead of the report");
+    cmd->add_flag("--csv", args->csv,
+                  "Print one CSV header line and one row instead of the report");
     cmd->footer(
         help_footer("a report (or with --csv one header line and one row) on stdout; no files.",
                     "moe-sim bench configs/quickstart.yaml experts.count=64 --steps 50"));

@@ -33,7 +33,8 @@ struct BenchFlops {
 
 // FLOPs of one training step with T tokens; `assignments` = processed assignments summed over the
 // MoE layers (may be a mean over steps, hence a double).
-BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T, double assignments);
+BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
+                       double assignments);
 
 // The memory one step needs, in bytes of float32 (int32 for indices), as counted from the model:
 // parameters, their gradients, optimizer state, and the activations that backward reads

@@ -69,7 +69,9 @@ std::string one_line(std::string text) {
     return text;
 }
 
-void print_error(const std::string& line) { std::fprintf(stderr, "moe-sim: error: %s\n", line.c_str()); }
+void print_error(const std::string& line) {
+    std::fprintf(stderr, "moe-sim: error: %s\n", line.c_str());
+}
 
 std::string version_text() {
     return fmt::format("moe-sim {} (CPU: Eigen + OpenMP, {}; CUDA parts {})", MOESIM_VERSION,
@@ -130,8 +132,8 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     if (!r.device.empty()) overrides.push_back("device=" + r.device);
     const Config cfg = config_load_file(a.config, overrides);
     check_resources(cfg);  // before the run directory is touched
-    const std::filesystem::path dir = r.out.empty() ? std::filesystem::path("runs") / cfg.name
-                                                    : std::filesystem::path(r.out);
+    const std::filesystem::path dir =
+        r.out.empty() ? std::filesystem::path("runs") / cfg.name : std::filesystem::path(r.out);
     int64_t resume_step = 0;
     if (r.resume) {
         // A run to continue: its directory, its checkpoint, the same config (exit 2 otherwise);
@@ -190,8 +192,10 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
                              dir.string().c_str());
             return 0;
         case RunStatus::diverged:
-            std::fprintf(stderr, "moe-sim: run diverged: %s; CSV files are intact up to the last good row in %s/\n",
-                         res.message.c_str(), dir.string().c_str());
+            std::fprintf(
+                stderr,
+                "moe-sim: run diverged: %s; CSV files are intact up to the last good row in %s/\n",
+                res.message.c_str(), dir.string().c_str());
             return 1;
         case RunStatus::interrupted:
             std::fprintf(stderr, "moe-sim: interrupted after %lld steps; files flushed in %s/%s\n",
@@ -205,7 +209,8 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
 }  // namespace
 
 int cli_main(int argc, char** argv) {
-    CLI::App app{"moe-sim: a research simulator for Mixture-of-Experts routing dynamics", "moe-sim"};
+    CLI::App app{"moe-sim: a research simulator for Mixture-of-Experts routing dynamics",
+                 "moe-sim"};
     app.set_version_flag("--version", version_text());
     app.require_subcommand(1);
     app.footer(
@@ -217,7 +222,8 @@ int cli_main(int argc, char** argv) {
 
     CommonArgs va;
     bool reference = false;
-    auto* validate = app.add_subcommand("validate", "Print the fully resolved config, or every error in it");
+    auto* validate =
+        app.add_subcommand("validate", "Print the fully resolved config, or every error in it");
     add_config_args(validate, va);
     validate->add_flag("--reference", reference,
                        "Print the reference of every config key (Markdown) instead");
@@ -238,7 +244,8 @@ int cli_main(int argc, char** argv) {
     run->add_option("--out", rr.out, "Run directory, a path (default: runs/<name>)")
         ->type_name("DIR")
         ->check(out_dir_validator("runs/<name>"));
-    run->add_flag("--force", rr.force, "Overwrite the outputs of a previous run in the run directory");
+    run->add_flag("--force", rr.force,
+                  "Overwrite the outputs of a previous run in the run directory");
     run->add_flag("--resume", rr.resume,
                   "Continue an interrupted or killed run from the checkpoint in its run directory "
                   "(same config; any thread count): the files end as if it had never stopped");

@@ -12,14 +12,14 @@ namespace moe {
 
 struct Command {
     CLI::App* app = nullptr;
-    std::function<int()> run;   // returns the exit code
+    std::function<int()> run;  // returns the exit code
 };
 
 // Adds every extra subcommand (commands.cpp lists them).
 void add_extra_commands(CLI::App& app, std::vector<Command>& out);
 
-Command add_bench_command(CLI::App& app);   // bench_cmd.cpp
-Command add_sweep_command(CLI::App& app);   // sweep_cmd.cpp
+Command add_bench_command(CLI::App& app);    // bench_cmd.cpp
+Command add_sweep_command(CLI::App& app);    // sweep_cmd.cpp
 Command add_presets_command(CLI::App& app);  // presets_cmd.cpp
 
 // The check of an --out DIR option (commands.cpp): "" is a mistake (an unset variable), not the

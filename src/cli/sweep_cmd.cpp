@@ -179,20 +179,23 @@ int sweep_main(const SweepArgs& a) {
     if (a.list && a.collect) throw UserError("sweep: --list and --collect do not go together");
     const SweepPlan plan = plan_sweep(a.config, a.axes);
     const Shard shard = a.shard.empty() ? Shard{} : parse_shard(a.shard);
-    const fs::path out_dir = a.out.empty() ? fs::path("sweeps") / plan.runs.front().config.name : fs::path(a.out);
+    const fs::path out_dir =
+        a.out.empty() ? fs::path("sweeps") / plan.runs.front().config.name : fs::path(a.out);
     const size_t all = plan.runs.size();
 
     if (a.collect) {
         std::error_code ec;
         if (!fs::is_directory(out_dir, ec))
-            throw UserError(fmt::format("sweep directory '{}' does not exist: nothing to collect", out_dir.string()));
+            throw UserError(fmt::format("sweep directory '{}' does not exist: nothing to collect",
+                                        out_dir.string()));
         SweepSummaryCounts c = write_sweep_summary(plan, out_dir);
         if (!a.quiet)
-            std::fprintf(stderr,
-                         "collected %zu of %zu runs into %s: %zu completed, %zu diverged, %zu interrupted, "
-                         "%zu failed, %zu not finished\n",
-                         c.rows, all, (out_dir / "summary.csv").string().c_str(), c.completed, c.diverged,
-                         c.interrupted, c.failed, c.missing);
+            std::fprintf(
+                stderr,
+                "collected %zu of %zu runs into %s: %zu completed, %zu diverged, %zu interrupted, "
+                "%zu failed, %zu not finished\n",
+                c.rows, all, (out_dir / "summary.csv").string().c_str(), c.completed, c.diverged,
+                c.interrupted, c.failed, c.missing);
         return c.completed == all ? 0 : 1;
     }
 
@@ -209,26 +212,42 @@ int sweep_main(const SweepArgs& a) {
             !(st.kind == RunDirState::conflict && st.problem == "exists and is not a directory"))
             st.kind = RunDirState::rerun;
         switch (st.kind) {
-        case RunDirState::fresh: jobs.push_back({&run, false}); break;
-        case RunDirState::rerun: jobs.push_back({&run, true, false}); break;
-        case RunDirState::resume: jobs.push_back({&run, false, true}); break;
-        case RunDirState::finished:
-            ++skipped;
-            if (st.status != "completed") ++skipped_diverged;
-            break;
-        case RunDirState::conflict:
-            conflicts.push_back(fmt::format("run directory '{}' {}", dir.string(), st.problem));
-            break;
+            case RunDirState::fresh:
+                jobs.push_back({&run, false});
+                break;
+            case RunDirState::rerun:
+                jobs.push_back({&run, true, false});
+                break;
+            case RunDirState::resume:
+                jobs.push_back({&run, false, true});
+                break;
+            case RunDirState::finished:
+                ++skipped;
+                if (st.status != "completed") ++skipped_diverged;
+                break;
+            case RunDirState::conflict:
+                conflicts.push_back(fmt::format("run directory '{}' {}", dir.string(), st.problem));
+                break;
         }
     }
     if (!conflicts.empty()) {
         std::vector<Diagnostic> d;
-        for (size_t i = 0; i < conflicts.size() && i < 10; ++i) d.push_back(Diagnostic{{}, 0, 0, {}, conflicts[i]});
+        for (size_t i = 0; i < conflicts.size() && i < 10; ++i)
+            d.push_back(Diagnostic{{}, 0, 0, {}, conflicts[i]});
         if (conflicts.size() > 10)
-            d.push_back(Diagnostic{{}, 0, 0, {}, fmt::format("{} more run directories like these", conflicts.size() - 10)});
-        d.push_back(Diagnostic{{}, 0, 0, {},
-                               fmt::format("refusing to mix configs in one sweep directory: use another --out, "
-                                           "remove those directories, or --force to run them again")});
+            d.push_back(Diagnostic{
+                {},
+                0,
+                0,
+                {},
+                fmt::format("{} more run directories like these", conflicts.size() - 10)});
+        d.push_back(Diagnostic{
+            {},
+            0,
+            0,
+            {},
+            fmt::format("refusing to mix configs in one sweep directory: use another --out, "
+                        "remove those directories, or --force to run them again")});
         throw UserError(std::move(d));
     }
 
@@ -238,16 +257,21 @@ int sweep_main(const SweepArgs& a) {
     opt.shown_binary = invoked_as();
     opt.jobs = a.jobs;
     const int budget = a.threads > 0 ? a.threads : default_threads();
-    opt.threads_per_run = key_given(plan, "threads") ? 0 : std::max(1, budget / std::max(1, a.jobs));
+    opt.threads_per_run =
+        key_given(plan, "threads") ? 0 : std::max(1, budget / std::max(1, a.jobs));
     opt.write_summary = shard.count == 1;
 
     if (a.list) {
         opt.child_config = child_config(plan, out_dir);
-        for (const SweepJob& j : jobs) std::printf("%s\n", shell_join(run_command(opt, *j.run, j.force, j.resume)).c_str());
+        for (const SweepJob& j : jobs)
+            std::printf("%s\n", shell_join(run_command(opt, *j.run, j.force, j.resume)).c_str());
         std::fflush(stdout);
         if (!a.quiet && skipped > 0)
-            std::fprintf(stderr, "moe-sim: %zu of %zu runs%s already finished in %s (not listed)\n", skipped, total,
-                         shard.count > 1 ? fmt::format(" of shard {}/{}", shard.index, shard.count).c_str() : "",
+            std::fprintf(stderr, "moe-sim: %zu of %zu runs%s already finished in %s (not listed)\n",
+                         skipped, total,
+                         shard.count > 1
+                             ? fmt::format(" of shard {}/{}", shard.index, shard.count).c_str()
+                             : "",
                          out_dir.string().c_str());
         return 0;
     }
@@ -265,25 +289,32 @@ int sweep_main(const SweepArgs& a) {
     SweepCallbacks cb;
     cb.progress = [&](const SweepProgress& p) { display.progress(p); };
     cb.message = [&](const std::string& m) { display.message(m); };
-    SweepResult r = run_sweep(plan, opt, jobs, g_sweep_signal, cb, total, skipped, skipped_diverged);
+    SweepResult r =
+        run_sweep(plan, opt, jobs, g_sweep_signal, cb, total, skipped, skipped_diverged);
     display.close();
 
     const size_t completed = skipped - skipped_diverged + r.completed;
-    const std::string what = shard.count > 1 ? fmt::format("shard {}/{}", shard.index, shard.count) : "sweep";
+    const std::string what =
+        shard.count > 1 ? fmt::format("shard {}/{}", shard.index, shard.count) : "sweep";
     if (!a.quiet) {
         std::string line = fmt::format("{}: {} runs: {} completed", what, total, completed);
         if (skipped) line += fmt::format(" ({} finished before)", skipped);
-        if (skipped_diverged + r.diverged) line += fmt::format(", {} diverged", skipped_diverged + r.diverged);
+        if (skipped_diverged + r.diverged)
+            line += fmt::format(", {} diverged", skipped_diverged + r.diverged);
         if (r.failed) line += fmt::format(", {} failed", r.failed);
         if (r.interrupted) line += fmt::format(", {} interrupted", r.interrupted);
-        size_t not_started = total - completed - skipped_diverged - r.diverged - r.failed - r.interrupted;
+        size_t not_started =
+            total - completed - skipped_diverged - r.diverged - r.failed - r.interrupted;
         if (not_started) line += fmt::format(", {} not started", not_started);
         std::fprintf(stderr, "%s\n", line.c_str());
         if (r.stopped)
-            std::fprintf(stderr, "moe-sim: sweep interrupted; run the same command again to resume\n");
+            std::fprintf(stderr,
+                         "moe-sim: sweep interrupted; run the same command again to resume\n");
         else if (shard.count > 1)
-            std::fprintf(stderr, "moe-sim: when every shard has finished, gather the rows with the same command, "
-                                 "--collect instead of --shard\n");
+            std::fprintf(
+                stderr,
+                "moe-sim: when every shard has finished, gather the rows with the same command, "
+                "--collect instead of --shard\n");
         else if (r.summary_written)
             std::fprintf(stderr, "summary: %s\n", (out_dir / "summary.csv").string().c_str());
         else
@@ -301,7 +332,8 @@ int sweep_main(const SweepArgs& a) {
 Command add_sweep_command(CLI::App& app) {
     auto a = std::make_shared<SweepArgs>();
     CLI::App* cmd = app.add_subcommand(
-        "sweep", "Run a grid of runs (KEY=V1,V2,... axes and the config's sweep: section); one summary.csv");
+        "sweep",
+        "Run a grid of runs (KEY=V1,V2,... axes and the config's sweep: section); one summary.csv");
     cmd->add_option("config", a->config, "YAML config file, a path (may hold a sweep: section)")
         ->required()
         ->type_name("FILE");
@@ -321,11 +353,14 @@ Command add_sweep_command(CLI::App& app) {
                     "I/N, two whole numbers: run only the runs whose number mod N is I (0-based: "
                     "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(N-1))")
         ->type_name("I/N");
-    cmd->add_flag("--list", a->list,
-                  "Print the `moe-sim run` command line of every run still to do, one per line; run nothing");
+    cmd->add_flag(
+        "--list", a->list,
+        "Print the `moe-sim run` command line of every run still to do, one per line; run nothing");
     cmd->add_flag("--collect", a->collect,
-                  "Only rebuild the sweep's summary.csv from the run directories that exist (after a Slurm array)");
-    cmd->add_flag("--force", a->force, "Run every run again, overwriting finished and conflicting run directories");
+                  "Only rebuild the sweep's summary.csv from the run directories that exist (after "
+                  "a Slurm array)");
+    cmd->add_flag("--force", a->force,
+                  "Run every run again, overwriting finished and conflicting run directories");
     cmd->add_option(
            "--threads", a->threads,
            "Threads for the whole sweep, a whole number, divided between the jobs (0 = all cores)")

@@ -282,7 +282,7 @@ const ComponentRow kRows[] = {
 };
 #pragma GCC diagnostic pop
 
-} // namespace
+}  // namespace
 
 std::span<const ComponentRow> components() {
     return kRows;
@@ -365,4 +365,4 @@ std::string components_markdown() {
     return out;
 }
 
-} // namespace moe
+}  // namespace moe

@@ -100,4 +100,4 @@ std::string not_selected_message(const ComponentRow& owner, const ComponentRow& 
 // prints it.
 std::string components_markdown();
 
-} // namespace moe
+}  // namespace moe

@@ -15,28 +15,28 @@ enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 enum class RouterType { topk, expert_choice };
 enum class SecondExpert { always, random };  // router.topk.second_expert
-enum class Normalize { auto_k, yes, no };   // config spelling: auto | true | false
+enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
 enum class DropPolicy { position, score };
-enum class BalanceLoss { none, switch_loss, shazeer };   // config spelling: none | switch | shazeer
+enum class BalanceLoss { none, switch_loss, shazeer };  // config spelling: none | switch | shazeer
 enum class OptimizerKind { sgd, adam, adamw };
 enum class Schedule { constant, cosine };
 
 struct ClustersConfig {
-    int dim = 32;               // input dimension
-    int num_clusters = 16;      // mixture components = ground-truth groups
-    int num_classes = 8;        // labels
-    double spread = 0.35;       // within-cluster std relative to the centres' std (1.0)
-    double imbalance = 0.0;     // Zipf exponent of cluster frequencies (0 = uniform)
+    int dim = 32;            // input dimension
+    int num_clusters = 16;   // mixture components = ground-truth groups
+    int num_classes = 8;     // labels
+    double spread = 0.35;    // within-cluster std relative to the centres' std (1.0)
+    double imbalance = 0.0;  // Zipf exponent of cluster frequencies (0 = uniform)
     Teacher teacher = Teacher::mlp;
-    double label_noise = 0.0;   // probability that a label is replaced by a uniform random class
+    double label_noise = 0.0;  // probability that a label is replaced by a uniform random class
 
     bool operator==(const ClustersConfig&) const = default;
 };
 
 struct DataConfig {
     TaskKind task = TaskKind::clusters;
-    int64_t train_size = 65536; // 0 = fresh samples every step
+    int64_t train_size = 65536;  // 0 = fresh samples every step
     int64_t eval_size = 4096;
     ClustersConfig clusters;
 
@@ -73,7 +73,7 @@ struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
     ScoreFn score = ScoreFn::softmax;
-    Normalize normalize = Normalize::auto_k;   // auto: true for k >= 2, false for k = 1
+    Normalize normalize = Normalize::auto_k;  // auto: true for k >= 2, false for k = 1
     double noise = 0.0;
     double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
     TopkConfig topk;
@@ -87,9 +87,9 @@ inline bool gates_normalized(const RouterConfig& r) {
 }
 
 struct CapacityConfig {
-    double factor = 1.25;       // 0 = dropless
+    double factor = 1.25;  // 0 = dropless
     DropPolicy drop_policy = DropPolicy::position;
-    double eval_factor = 0.0;   // 0 = same as factor
+    double eval_factor = 0.0;  // 0 = same as factor
 
     bool operator==(const CapacityConfig&) const = default;
 };
@@ -108,17 +108,17 @@ struct TrainConfig {
     int batch_size = 256;
     OptimizerKind optimizer = OptimizerKind::adam;
     double lr = 0.001;
-    double weight_decay = 0.01; // decoupled weight decay, adamw only
+    double weight_decay = 0.01;  // decoupled weight decay, adamw only
     double beta1 = 0.9;
     double beta2 = 0.999;
-    double momentum = 0.0;      // sgd only
-    double grad_clip = 1.0;     // global norm; 0 = off
+    double momentum = 0.0;   // sgd only
+    double grad_clip = 1.0;  // global norm; 0 = off
     int64_t warmup_steps = 0;
     Schedule schedule = Schedule::constant;
-    double min_lr = 0.0;        // cosine floor
+    double min_lr = 0.0;  // cosine floor
     int64_t log_every = 10;
     int64_t eval_every = 200;
-    int64_t checkpoint_every = -1;   // -1: at every evaluation; 0: never
+    int64_t checkpoint_every = -1;  // -1: at every evaluation; 0: never
 
     bool operator==(const TrainConfig&) const = default;
 };
@@ -127,7 +127,7 @@ struct Config {
     std::string name = "quickstart";
     uint64_t seed = 1;
     Device device = Device::cpu;
-    int threads = 0;            // 0 = all cores
+    int threads = 0;  // 0 = all cores
     DataConfig data;
     ModelConfig model;
     ExpertsConfig experts;

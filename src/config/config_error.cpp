@@ -7,9 +7,12 @@ namespace moe {
 std::string Diagnostic::format() const {
     std::string out;
     if (!file.empty()) {
-        if (line > 0 && column > 0) out += fmt::format("{}:{}:{}: ", file, line, column);
-        else if (line > 0) out += fmt::format("{}:{}: ", file, line);
-        else out += fmt::format("{}: ", file);
+        if (line > 0 && column > 0)
+            out += fmt::format("{}:{}:{}: ", file, line, column);
+        else if (line > 0)
+            out += fmt::format("{}:{}: ", file, line);
+        else
+            out += fmt::format("{}: ", file);
     }
     if (!key.empty()) out += key + ": ";
     out += message;

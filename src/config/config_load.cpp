@@ -7,13 +7,13 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace moe {
 namespace detail {
@@ -61,7 +61,8 @@ std::string shown(std::string_view text, size_t max) {
     bool cut = n > max;
     if (cut) {
         n = max;
-        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n; // UTF-8 boundary
+        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80)
+            --n;  // UTF-8 boundary
     }
     for (size_t i = 0; i < n; ++i) {
         unsigned char c = static_cast<unsigned char>(text[i]);
@@ -100,7 +101,7 @@ size_t utf8_length(std::string_view s, size_t i) {
     return 0;
 }
 
-} // namespace
+}  // namespace
 
 bool check_text(LoadState& st, std::string_view text) {
     std::optional<TextProblem> p = find_text_problem(text);
@@ -117,12 +118,12 @@ std::optional<TextProblem> find_text_problem(std::string_view text) {
                     fmt::format("config is too large: {} bytes, the limit is 16 MiB ({} bytes)",
                                 text.size(), kConfigMaxBytes));
     int line = 1, column = 1;
-    bool line_start = true; // only spaces or tabs so far on this line
+    bool line_start = true;  // only spaces or tabs so far on this line
     bool in_comment = false;
-    int flow_depth = 0;   // open [ and { (not inside comments; quotes are not tracked)
-    int dashes = 0;       // block "- " indicators opening this line
-    bool dash_run = true; // still reading the line's leading "- - - " run
-    int tab_column = 0;   // column of a tab in this line's indentation, if any
+    int flow_depth = 0;    // open [ and { (not inside comments; quotes are not tracked)
+    int dashes = 0;        // block "- " indicators opening this line
+    bool dash_run = true;  // still reading the line's leading "- - - " run
+    int tab_column = 0;    // column of a tab in this line's indentation, if any
     for (size_t i = 0; i < text.size();) {
         unsigned char c = static_cast<unsigned char>(text[i]);
         if (c == 0) return fail(line, column, "not a text file: it contains a NUL byte");
@@ -198,13 +199,13 @@ std::string read_config_file(const std::string& path) {
         }
         if (n == 0) break;
         text.append(buf, size_t(n));
-        if (text.size() > kConfigMaxBytes) too_large(text.size()); // a pipe, or a file that grew
+        if (text.size() > kConfigMaxBytes) too_large(text.size());  // a pipe, or a file that grew
     }
     return text;
 }
 
-} // namespace
-} // namespace detail
+}  // namespace
+}  // namespace detail
 
 Config config_load_string(const std::string& yaml_text, const std::string& label,
                           const std::vector<std::string>& overrides) {
@@ -239,4 +240,4 @@ void config_validate(const Config& cfg, const std::string& label) {
     st.throw_if_errors();
 }
 
-} // namespace moe
+}  // namespace moe

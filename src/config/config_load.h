@@ -62,7 +62,7 @@ std::string_view to_string(RouterType v);
 std::string_view to_string(Normalize v);
 std::string_view to_string(ScoreFn v);
 std::string_view to_string(DropPolicy v);
-std::string_view to_string(BalanceLoss v); // switch_loss -> "switch"
+std::string_view to_string(BalanceLoss v);  // switch_loss -> "switch"
 std::string_view to_string(OptimizerKind v);
 std::string_view to_string(Schedule v);
 
@@ -72,4 +72,4 @@ std::string config_value_string(const Config& cfg, std::string_view dotted_key);
 // All dotted key paths, in schema order.
 std::vector<std::string> config_keys();
 
-} // namespace moe
+}  // namespace moe

@@ -83,7 +83,7 @@ std::string capitalized(std::string s) {
     return s;
 }
 
-} // namespace
+}  // namespace
 
 std::string config_value_string(const Config& cfg, std::string_view dotted_key) {
     const schema::Key* key = schema::find_key(dotted_key);
@@ -100,7 +100,7 @@ std::string config_value_string(const Config& cfg, std::string_view dotted_key) 
 std::string config_to_yaml(const Config& cfg) {
     std::string out = fmt::format(
         "# moe-sim {}: fully resolved config (every key, given or default)\n", MOESIM_VERSION);
-    std::string_view open; // the section whose keys are being written
+    std::string_view open;  // the section whose keys are being written
     for (const schema::Key& key : schema::keys()) {
         std::string_view section = schema::parent_of(key.path);
         if (section != open) {
@@ -204,4 +204,4 @@ std::string config_reference_markdown() {
     return out;
 }
 
-} // namespace moe
+}  // namespace moe

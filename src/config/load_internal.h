@@ -18,11 +18,11 @@ namespace moe::detail {
 // Where a value came from. Diagnostics are sorted by (group, line, column, arrival).
 struct Source {
     enum Group { in_file = 0, in_override = 1, no_place = 2 };
-    std::string file; // the file label, or "override 'KEY=VALUE'", or the config label
-    int line = 0;     // 1-based; 0 = none
-    int column = 0;   // 1-based; 0 = none
+    std::string file;  // the file label, or "override 'KEY=VALUE'", or the config label
+    int line = 0;      // 1-based; 0 = none
+    int column = 0;    // 1-based; 0 = none
     Group group = no_place;
-    int order = 0; // the override's index, to keep overrides in command-line order
+    int order = 0;  // the override's index, to keep overrides in command-line order
 };
 
 // True when two sources are the same place: the same file, or the same override.
@@ -32,8 +32,8 @@ class LoadState {
 public:
     LoadState(std::string label, Config base) : label(std::move(label)), cfg(std::move(base)) {}
 
-    std::string label; // the file label (or "config")
-    Config cfg;        // defaults, then the file's values, then the overrides'
+    std::string label;  // the file label (or "config")
+    Config cfg;         // defaults, then the file's values, then the overrides'
 
     // Records one problem. After kMaxDiagnostics, further ones are only counted.
     void error(const Source& at, std::string_view key, std::string message);
@@ -84,7 +84,7 @@ std::string shown(std::string_view text, size_t max = 60);
 // depth. Adds one diagnostic and returns false at the first problem.
 bool check_text(LoadState& st, std::string_view text);
 struct TextProblem {
-    int line = 0, column = 0; // 1-based; 0 when about the whole text (its size)
+    int line = 0, column = 0;  // 1-based; 0 when about the whole text (its size)
     std::string message;
 };
 std::optional<TextProblem> find_text_problem(std::string_view text);
@@ -111,4 +111,4 @@ void validate_cross_keys(LoadState& st);
 // then those of the built components and their own sub-sections).
 std::vector<std::string> cross_key_rules_text();
 
-} // namespace moe::detail
+}  // namespace moe::detail

@@ -45,11 +45,15 @@ schema::ScalarStyle scalar_style(const YAML::Node& n, std::string_view source) {
 
 std::string what_is(const YAML::Node& n, std::string_view source) {
     switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return "an empty value";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Scalar: break;
+        case YAML::NodeType::Null:
+        case YAML::NodeType::Undefined:
+            return "an empty value";
+        case YAML::NodeType::Sequence:
+            return "a list";
+        case YAML::NodeType::Map:
+            return "a mapping";
+        case YAML::NodeType::Scalar:
+            break;
     }
     switch (scalar_style(n, source)) {
         case schema::ScalarStyle::quoted:
@@ -63,7 +67,6 @@ std::string what_is(const YAML::Node& n, std::string_view source) {
 }
 
 namespace {
-
 
 struct Walker {
     LoadState& st;
@@ -124,7 +127,7 @@ struct Walker {
 
     void section(std::string_view prefix, const YAML::Node& map) {
         std::map<std::string, YAML::Mark, std::less<>> seen;
-        for (const auto& pair : map) { // `pair` is a value: its nodes live through the body
+        for (const auto& pair : map) {  // `pair` is a value: its nodes live through the body
             const YAML::Node& k = pair.first;
             const YAML::Node& v = pair.second;
             Source key_at = at(k);
@@ -192,8 +195,8 @@ public:
 };
 
 struct Parsed {
-    YAML::Node node;   // the document (null when there is none)
-    std::string error; // set when the text is not one YAML document
+    YAML::Node node;    // the document (null when there is none)
+    std::string error;  // set when the text is not one YAML document
     YAML::Mark error_at = YAML::Mark::null_mark();
 };
 
@@ -226,7 +229,7 @@ Parsed parse_one_document(const std::string& text) {
     return out;
 }
 
-} // namespace
+}  // namespace
 
 bool load_yaml_document(LoadState& st, std::string_view text) {
     Walker w{st, Source{st.label, 0, 0, Source::in_file}, text};
@@ -282,4 +285,4 @@ void apply_yaml_value(LoadState& st, std::string_view path, std::string_view val
     }
 }
 
-} // namespace moe::detail
+}  // namespace moe::detail

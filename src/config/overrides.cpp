@@ -24,7 +24,7 @@ std::string_view trim(std::string_view s) {
 
 constexpr size_t kMaxOverrideBytes = 64 * 1024;
 
-} // namespace
+}  // namespace
 
 void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
     for (size_t i = 0; i < overrides.size(); ++i) {
@@ -67,4 +67,4 @@ void apply_overrides(LoadState& st, const std::vector<std::string>& overrides) {
     }
 }
 
-} // namespace moe::detail
+}  // namespace moe::detail

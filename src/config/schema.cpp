@@ -58,9 +58,8 @@ constexpr Choice kActivation[] = {
 };
 constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
-constexpr Choice kNormalize[] = {{"auto", int(Normalize::auto_k)},
-                                 {"true", int(Normalize::yes)},
-                                 {"false", int(Normalize::no)}};
+constexpr Choice kNormalize[] = {
+    {"auto", int(Normalize::auto_k)}, {"true", int(Normalize::yes)}, {"false", int(Normalize::no)}};
 constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
                                     {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
@@ -174,10 +173,18 @@ Key string_key(std::string_view path, std::string_view allowed, bool (*ok)(std::
     return k;
 }
 
-constexpr NumRange at_least(double min) { return {min, kInf, false, true, false}; }
-constexpr NumRange above(double min) { return {min, kInf, true, true, false}; }
-constexpr NumRange between(double min, double max) { return {min, max, false, false, false}; }
-constexpr NumRange unit_open() { return {0.0, 1.0, false, true, false}; } // [0, 1)
+constexpr NumRange at_least(double min) {
+    return {min, kInf, false, true, false};
+}
+constexpr NumRange above(double min) {
+    return {min, kInf, true, true, false};
+}
+constexpr NumRange between(double min, double max) {
+    return {min, max, false, false, false};
+}
+constexpr NumRange unit_open() {
+    return {0.0, 1.0, false, true, false};
+}  // [0, 1)
 constexpr NumRange zero_or_between(double min, double max) {
     return {min, max, false, false, true};
 }
@@ -353,7 +360,9 @@ std::string join_available(std::span<const Choice> choices) {
     return out;
 }
 
-std::string format_number(double x) { return fmt::format("{}", x); }
+std::string format_number(double x) {
+    return fmt::format("{}", x);
+}
 
 std::string describe_ints(const IntRange& r) {
     if (r.max == INT64_MAX) return fmt::format(">= {}", r.min);
@@ -383,7 +392,9 @@ bool nums_contain(const NumRange& r, double v) {
     return true;
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Decimal integer: -?[0-9]+ (YAML 1.2's core schema also takes a leading '+': refused, so that a
 // value has one spelling, the one config_to_yaml writes; a sweep names runs by it).
@@ -442,7 +453,9 @@ bool beyond_largest(std::string_view s) {
     return exp10 >= 0;
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
+char lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
+}
 
 std::string lowered(std::string_view s) {
     std::string out(s);
@@ -474,10 +487,14 @@ std::string got_text(std::string_view text, ScalarStyle style) {
     return fmt::format("'{}'", detail::shown(text));
 }
 
-} // namespace
+}  // namespace
 
-std::span<const Key> keys() { return table(); }
-std::span<const Section> sections() { return kSections; }
+std::span<const Key> keys() {
+    return table();
+}
+std::span<const Section> sections() {
+    return kSections;
+}
 
 const Key* find_key(std::string_view path) {
     for (const Key& k : table())
@@ -497,36 +514,53 @@ std::string_view parent_of(std::string_view path) {
 
 std::string_view type_name(Type type) {
     switch (type) {
-    case Type::integer: return "integer";
-    case Type::unsigned_integer: return "integer";
-    case Type::number: return "number";
-    case Type::boolean: return "boolean";
-    case Type::string: return "string";
-    case Type::choice: return "choice";
+        case Type::integer:
+            return "integer";
+        case Type::unsigned_integer:
+            return "integer";
+        case Type::number:
+            return "number";
+        case Type::boolean:
+            return "boolean";
+        case Type::string:
+            return "string";
+        case Type::choice:
+            return "choice";
     }
     return "?";
 }
 
 std::string allowed_text(const Key& key) {
     switch (key.type) {
-    case Type::integer: return describe_ints(key.ints);
-    case Type::unsigned_integer: return fmt::format("between 0 and {}", UINT64_MAX);
-    case Type::number: return describe_nums(key.nums);
-    case Type::boolean: return "true or false";
-    case Type::string: return std::string(key.allowed_text);
-    case Type::choice: return join_available(key.choices);
+        case Type::integer:
+            return describe_ints(key.ints);
+        case Type::unsigned_integer:
+            return fmt::format("between 0 and {}", UINT64_MAX);
+        case Type::number:
+            return describe_nums(key.nums);
+        case Type::boolean:
+            return "true or false";
+        case Type::string:
+            return std::string(key.allowed_text);
+        case Type::choice:
+            return join_available(key.choices);
     }
     return {};
 }
 
 std::string expected_text(const Key& key) {
     switch (key.type) {
-    case Type::integer:
-    case Type::unsigned_integer: return "an integer " + allowed_text(key);
-    case Type::number: return "a number " + allowed_text(key);
-    case Type::boolean: return "true or false";
-    case Type::string: return "a string of " + allowed_text(key);
-    case Type::choice: return "one of: " + allowed_text(key);
+        case Type::integer:
+        case Type::unsigned_integer:
+            return "an integer " + allowed_text(key);
+        case Type::number:
+            return "a number " + allowed_text(key);
+        case Type::boolean:
+            return "true or false";
+        case Type::string:
+            return "a string of " + allowed_text(key);
+        case Type::choice:
+            return "one of: " + allowed_text(key);
     }
     return {};
 }
@@ -539,17 +573,22 @@ std::string_view choice_name(std::span<const Choice> choices, int value) {
 
 std::string value_text(const Key& key, const Value& value) {
     switch (key.type) {
-    case Type::integer: return std::to_string(std::get<int64_t>(value));
-    case Type::unsigned_integer: return std::to_string(std::get<uint64_t>(value));
-    case Type::number: {
-        // Shortest text that reads back to the same double; "1" is written "1.0".
-        std::string s = format_number(std::get<double>(value));
-        if (s.find_first_not_of("-0123456789") == std::string::npos) s += ".0";
-        return s;
-    }
-    case Type::boolean: return std::get<bool>(value) ? "true" : "false";
-    case Type::string: return std::get<std::string>(value);
-    case Type::choice: return std::string(choice_name(key.choices, int(std::get<int64_t>(value))));
+        case Type::integer:
+            return std::to_string(std::get<int64_t>(value));
+        case Type::unsigned_integer:
+            return std::to_string(std::get<uint64_t>(value));
+        case Type::number: {
+            // Shortest text that reads back to the same double; "1" is written "1.0".
+            std::string s = format_number(std::get<double>(value));
+            if (s.find_first_not_of("-0123456789") == std::string::npos) s += ".0";
+            return s;
+        }
+        case Type::boolean:
+            return std::get<bool>(value) ? "true" : "false";
+        case Type::string:
+            return std::get<std::string>(value);
+        case Type::choice:
+            return std::string(choice_name(key.choices, int(std::get<int64_t>(value))));
     }
     return {};
 }
@@ -562,30 +601,31 @@ static std::string unavailable_message(const Key& key, const Choice& c) {
 
 std::string check_value(const Key& key, const Value& value, std::string_view given) {
     switch (key.type) {
-    case Type::integer: {
-        int64_t v = std::get<int64_t>(value);
-        if (v < key.ints.min || v > key.ints.max)
-            return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
-        return {};
-    }
-    case Type::number:
-        if (!nums_contain(key.nums, std::get<double>(value)))
-            return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
-        return {};
-    case Type::string:
-        if (key.string_ok && !key.string_ok(std::get<std::string>(value)))
-            return fmt::format("must be {}, got '{}'", allowed_text(key), detail::shown(given));
-        return {};
-    case Type::choice: {
-        int v = int(std::get<int64_t>(value));
-        for (const Choice& c : key.choices) {
-            if (c.value != v || v < 0) continue;
-            return c.available ? std::string{} : unavailable_message(key, c);
+        case Type::integer: {
+            int64_t v = std::get<int64_t>(value);
+            if (v < key.ints.min || v > key.ints.max)
+                return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
+            return {};
         }
-        return fmt::format("must be one of: {}, got the value {}", allowed_text(key), v);
-    }
-    case Type::unsigned_integer:
-    case Type::boolean: return {};
+        case Type::number:
+            if (!nums_contain(key.nums, std::get<double>(value)))
+                return fmt::format("must be {}, got {}", allowed_text(key), detail::shown(given));
+            return {};
+        case Type::string:
+            if (key.string_ok && !key.string_ok(std::get<std::string>(value)))
+                return fmt::format("must be {}, got '{}'", allowed_text(key), detail::shown(given));
+            return {};
+        case Type::choice: {
+            int v = int(std::get<int64_t>(value));
+            for (const Choice& c : key.choices) {
+                if (c.value != v || v < 0) continue;
+                return c.available ? std::string{} : unavailable_message(key, c);
+            }
+            return fmt::format("must be one of: {}, got the value {}", allowed_text(key), v);
+        }
+        case Type::unsigned_integer:
+        case Type::boolean:
+            return {};
     }
     return {};
 }
@@ -620,82 +660,85 @@ bool parse_value(const Key& key, std::string_view text, ScalarStyle style, Value
         return false;
     };
     switch (key.type) {
-    case Type::integer: {
-        if (quoted || !int_syntax(text)) return type_error();
-        std::string_view s = text;
-        int64_t v = 0;
-        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (ec == std::errc::result_out_of_range)
-            return unrepresentable(text[0] == '-' ? "too small for an integer (the smallest is "
-                                                    "-9223372036854775808)"
-                                                  : "too large for an integer (the largest is "
-                                                    "9223372036854775807)");
-        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
-        out = v;
-        break;
-    }
-    case Type::unsigned_integer: {
-        if (quoted || !int_syntax(text)) return type_error();
-        if (text[0] == '-') {
-            // "-0" is zero; any other negative number is out of range.
-            if (text.find_first_not_of("-0") != std::string_view::npos) return range_error();
-            out = uint64_t{0};
+        case Type::integer: {
+            if (quoted || !int_syntax(text)) return type_error();
+            std::string_view s = text;
+            int64_t v = 0;
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec == std::errc::result_out_of_range)
+                return unrepresentable(text[0] == '-' ? "too small for an integer (the smallest is "
+                                                        "-9223372036854775808)"
+                                                      : "too large for an integer (the largest is "
+                                                        "9223372036854775807)");
+            if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+            out = v;
             break;
         }
-        std::string_view s = text;
-        uint64_t v = 0;
-        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (ec == std::errc::result_out_of_range)
-            return unrepresentable(
-                "too large for an integer (the largest is 18446744073709551615)");
-        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
-        out = v;
-        break;
-    }
-    case Type::number: {
-        if (quoted || !number_syntax(text)) return type_error();
-        std::string_view s = text;
-        double v = 0;
-        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-        if (ec == std::errc::result_out_of_range)
-            return unrepresentable(beyond_largest(text)
-                                       ? "too large for a number (the largest is about 1.8e308)"
-                                       : "too close to 0 for a number (the smallest above 0 is "
-                                         "about 4.9e-324)");
-        if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
-        out = v;
-        break;
-    }
-    case Type::boolean:
-        // true or false only: YAML 1.1's yes/no/on/off are refused, and so are YAML 1.2's
-        // True/TRUE/False/FALSE (one spelling per value, as a choice key spells "true").
-        if (quoted) return type_error();
-        if (text == "true")
-            out = true;
-        else if (text == "false")
-            out = false;
-        else
-            return type_error();
-        break;
-    case Type::string: out = std::string(text); break;
-    case Type::choice: {
-        for (const Choice& c : key.choices) {
-            if (c.name != text) continue;
-            if (!c.available) {
-                error = unavailable_message(key, c);
-                return false;
+        case Type::unsigned_integer: {
+            if (quoted || !int_syntax(text)) return type_error();
+            if (text[0] == '-') {
+                // "-0" is zero; any other negative number is out of range.
+                if (text.find_first_not_of("-0") != std::string_view::npos) return range_error();
+                out = uint64_t{0};
+                break;
             }
-            out = int64_t{c.value};
-            return true;
+            std::string_view s = text;
+            uint64_t v = 0;
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec == std::errc::result_out_of_range)
+                return unrepresentable(
+                    "too large for an integer (the largest is 18446744073709551615)");
+            if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+            out = v;
+            break;
         }
-        std::vector<std::string_view> names;
-        for (const Choice& c : key.choices)
-            if (c.available) names.push_back(c.name);
-        error = fmt::format("must be one of: {}, got '{}'", allowed_text(key), detail::shown(text));
-        std::string_view guess = nearest(text, names);
-        if (!guess.empty()) error += fmt::format(" (did you mean '{}'?)", guess);
-        return false;
-    }
+        case Type::number: {
+            if (quoted || !number_syntax(text)) return type_error();
+            std::string_view s = text;
+            double v = 0;
+            auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec == std::errc::result_out_of_range)
+                return unrepresentable(beyond_largest(text)
+                                           ? "too large for a number (the largest is about 1.8e308)"
+                                           : "too close to 0 for a number (the smallest above 0 is "
+                                             "about 4.9e-324)");
+            if (ec != std::errc{} || end != s.data() + s.size()) return range_error();
+            out = v;
+            break;
+        }
+        case Type::boolean:
+            // true or false only: YAML 1.1's yes/no/on/off are refused, and so are YAML 1.2's
+            // True/TRUE/False/FALSE (one spelling per value, as a choice key spells "true").
+            if (quoted) return type_error();
+            if (text == "true")
+                out = true;
+            else if (text == "false")
+                out = false;
+            else
+                return type_error();
+            break;
+        case Type::string:
+            out = std::string(text);
+            break;
+        case Type::choice: {
+            for (const Choice& c : key.choices) {
+                if (c.name != text) continue;
+                if (!c.available) {
+                    error = unavailable_message(key, c);
+                    return false;
+                }
+                out = int64_t{c.value};
+                return true;
+            }
+            std::vector<std::string_view> names;
+            for (const Choice& c : key.choices)
+                if (c.available) names.push_back(c.name);
+            error =
+                fmt::format("must be one of: {}, got '{}'", allowed_text(key), detail::shown(text));
+            std::string_view guess = nearest(text, names);
+            if (!guess.empty()) error += fmt::format(" (did you mean '{}'?)", guess);
+            return false;
+        }
     }
     error = check_value(key, out, text);
     return error.empty();
@@ -783,7 +826,7 @@ std::string unknown_key_message(std::string_view path) {
                        names);
 }
 
-} // namespace moe::schema
+}  // namespace moe::schema
 
 namespace moe {
 
@@ -792,19 +835,41 @@ template <class E>
 std::string_view enum_name(std::span<const schema::Choice> choices, E v) {
     return schema::choice_name(choices, int(v));
 }
-} // namespace
+}  // namespace
 
-std::string_view to_string(Device v) { return enum_name(schema::kDevice, v); }
-std::string_view to_string(TaskKind v) { return enum_name(schema::task_choices(), v); }
-std::string_view to_string(Teacher v) { return enum_name(schema::kTeacher, v); }
-std::string_view to_string(Activation v) { return enum_name(schema::kActivation, v); }
-std::string_view to_string(RouterType v) { return enum_name(schema::router_choices(), v); }
-std::string_view to_string(Normalize v) { return enum_name(schema::kNormalize, v); }
-std::string_view to_string(ScoreFn v) { return enum_name(schema::kScore, v); }
-std::string_view to_string(DropPolicy v) { return enum_name(schema::kDrop, v); }
-std::string_view to_string(BalanceLoss v) { return enum_name(schema::balance_choices(), v); }
-std::string_view to_string(OptimizerKind v) { return enum_name(schema::kOptimizer, v); }
-std::string_view to_string(Schedule v) { return enum_name(schema::kSchedule, v); }
+std::string_view to_string(Device v) {
+    return enum_name(schema::kDevice, v);
+}
+std::string_view to_string(TaskKind v) {
+    return enum_name(schema::task_choices(), v);
+}
+std::string_view to_string(Teacher v) {
+    return enum_name(schema::kTeacher, v);
+}
+std::string_view to_string(Activation v) {
+    return enum_name(schema::kActivation, v);
+}
+std::string_view to_string(RouterType v) {
+    return enum_name(schema::router_choices(), v);
+}
+std::string_view to_string(Normalize v) {
+    return enum_name(schema::kNormalize, v);
+}
+std::string_view to_string(ScoreFn v) {
+    return enum_name(schema::kScore, v);
+}
+std::string_view to_string(DropPolicy v) {
+    return enum_name(schema::kDrop, v);
+}
+std::string_view to_string(BalanceLoss v) {
+    return enum_name(schema::balance_choices(), v);
+}
+std::string_view to_string(OptimizerKind v) {
+    return enum_name(schema::kOptimizer, v);
+}
+std::string_view to_string(Schedule v) {
+    return enum_name(schema::kSchedule, v);
+}
 
 std::vector<std::string> config_keys() {
     std::vector<std::string> out;
@@ -812,4 +877,4 @@ std::vector<std::string> config_keys() {
     return out;
 }
 
-} // namespace moe
+}  // namespace moe

@@ -18,12 +18,12 @@
 namespace moe::schema {
 
 enum class Type {
-    integer,          // int / int64_t field; decimal digits only
-    unsigned_integer, // uint64_t field (the seed)
-    number,           // double field; finite
-    boolean,          // true | false
-    string,           // std::string field, restricted by Key::check
-    choice,           // enum field, spelled as in Key::choices
+    integer,           // int / int64_t field; decimal digits only
+    unsigned_integer,  // uint64_t field (the seed)
+    number,            // double field; finite
+    boolean,           // true | false
+    string,            // std::string field, restricted by Key::check
+    choice,            // enum field, spelled as in Key::choices
 };
 
 // One value of a key, whatever its type. integer and choice hold int64_t (a choice holds the
@@ -37,7 +37,7 @@ using Value = std::variant<int64_t, uint64_t, double, bool, std::string>;
 // "'x' is not available yet in this version of moe-sim; available: ..." when reason is empty.
 struct Choice {
     std::string_view name;
-    int value = -1; // the enum's underlying value; -1 when the enum has no such value yet
+    int value = -1;  // the enum's underlying value; -1 when the enum has no such value yet
     bool available = true;
     std::string_view reason = {};
 };
@@ -59,12 +59,12 @@ struct NumRange {
 };
 
 struct Key {
-    std::string_view path; // dotted: "router.k"
+    std::string_view path;  // dotted: "router.k"
     Type type = Type::integer;
-    std::string_view doc;            // one line
-    IntRange ints;                   // integer
-    NumRange nums;                   // number
-    std::span<const Choice> choices; // choice
+    std::string_view doc;             // one line
+    IntRange ints;                    // integer
+    NumRange nums;                    // number
+    std::span<const Choice> choices;  // choice
     // string: what is allowed, in words ("1 to 100 letters, ..."), and the check: "" when fine.
     std::string_view allowed_text;
     bool (*string_ok)(std::string_view) = nullptr;
@@ -133,4 +133,4 @@ std::string unknown_key_message(std::string_view path);
 // Names of the keys and sections directly inside a section ("" = the top level), in schema order.
 std::vector<std::string_view> children_of(std::string_view section);
 
-} // namespace moe::schema
+}  // namespace moe::schema

@@ -105,40 +105,44 @@ struct Parser {
     void grid(const YAML::Node& node, SweepSection& out, std::map<std::string, int>& seen) {
         if (!node.IsMap()) {
             error(node, "sweep.grid",
-                  fmt::format("expected a mapping of keys to lists of values (experts.count: [8, 16]), got {}",
+                  fmt::format("expected a mapping of keys to lists of values (experts.count: [8, "
+                              "16]), got {}",
                               what_is(node)));
             return;
         }
-        walk("", node, seen, [&](const std::string& path, const YAML::Node& k, const YAML::Node& v) {
-            if (!v.IsSequence()) {
-                error(v.IsNull() ? k : v, path,
-                      fmt::format("expected a list of values ([a, b, ...]), got {}", what_is(v)));
-                return;
-            }
-            if (v.size() == 0) {
-                error(v, path, "empty list: give at least one value");
-                return;
-            }
-            SweepFileAxis axis{path, {}, line(k), col(k)};
-            bool ok = true;
-            for (const YAML::Node& e : v) {
-                SweepValue sv;
-                if (e.IsNull()) {
-                    error(e.Mark().is_null() ? v : e, path, "an empty value in the list");
-                    ok = false;
-                } else if (check(e, path, sv)) {
-                    axis.values.push_back(std::move(sv));
-                } else {
-                    ok = false;
+        walk(
+            "", node, seen, [&](const std::string& path, const YAML::Node& k, const YAML::Node& v) {
+                if (!v.IsSequence()) {
+                    error(
+                        v.IsNull() ? k : v, path,
+                        fmt::format("expected a list of values ([a, b, ...]), got {}", what_is(v)));
+                    return;
                 }
-            }
-            if (ok) out.grid.push_back(std::move(axis));
-        });
+                if (v.size() == 0) {
+                    error(v, path, "empty list: give at least one value");
+                    return;
+                }
+                SweepFileAxis axis{path, {}, line(k), col(k)};
+                bool ok = true;
+                for (const YAML::Node& e : v) {
+                    SweepValue sv;
+                    if (e.IsNull()) {
+                        error(e.Mark().is_null() ? v : e, path, "an empty value in the list");
+                        ok = false;
+                    } else if (check(e, path, sv)) {
+                        axis.values.push_back(std::move(sv));
+                    } else {
+                        ok = false;
+                    }
+                }
+                if (ok) out.grid.push_back(std::move(axis));
+            });
     }
 
     void seeds(const YAML::Node& k, const YAML::Node& v, SweepSection& out) {
         if (!v.IsSequence()) {
-            error(v.IsNull() ? k : v, "sweep.seeds", fmt::format("expected a list of seeds ([1, 2, 3]), got {}", what_is(v)));
+            error(v.IsNull() ? k : v, "sweep.seeds",
+                  fmt::format("expected a list of seeds ([1, 2, 3]), got {}", what_is(v)));
             return;
         }
         if (v.size() == 0) {
@@ -167,7 +171,8 @@ struct Parser {
     void variants(const YAML::Node& k, const YAML::Node& v, SweepSection& out) {
         if (!v.IsSequence()) {
             error(v.IsNull() ? k : v, "sweep.variants",
-                  fmt::format("expected a list of mappings ([{{balance.alpha: 0}}, ...]), got {}", what_is(v)));
+                  fmt::format("expected a list of mappings ([{{balance.alpha: 0}}, ...]), got {}",
+                              what_is(v)));
             return;
         }
         if (v.size() == 0) {
@@ -177,24 +182,26 @@ struct Parser {
         for (const YAML::Node& e : v) {
             if (!e.IsMap() || e.size() == 0) {
                 error(e.Mark().is_null() ? v : e, "sweep.variants",
-                      fmt::format("each variant is a non-empty mapping of keys to values, got {}", what_is(e)));
+                      fmt::format("each variant is a non-empty mapping of keys to values, got {}",
+                                  what_is(e)));
                 continue;
             }
             SweepFileVariant var;
             var.line = line(e), var.column = col(e);
             std::map<std::string, int> seen;
             bool ok = true;
-            walk("", e, seen, [&](const std::string& path, const YAML::Node& key, const YAML::Node& val) {
-                SweepValue sv;
-                if (val.IsNull()) {
-                    error(key, path, "an empty value");
-                    ok = false;
-                } else if (check(val, path, sv)) {
-                    var.settings.emplace_back(path, std::move(sv));
-                } else {
-                    ok = false;
-                }
-            });
+            walk("", e, seen,
+                 [&](const std::string& path, const YAML::Node& key, const YAML::Node& val) {
+                     SweepValue sv;
+                     if (val.IsNull()) {
+                         error(key, path, "an empty value");
+                         ok = false;
+                     } else if (check(val, path, sv)) {
+                         var.settings.emplace_back(path, std::move(sv));
+                     } else {
+                         ok = false;
+                     }
+                 });
             if (ok && !var.settings.empty()) out.variants.push_back(std::move(var));
         }
     }
@@ -204,7 +211,8 @@ struct Parser {
         out.line = line(key), out.column = col(key);
         if (!node.IsMap() || node.size() == 0) {
             error(node.IsNull() ? key : node, "sweep",
-                  fmt::format("expected a mapping with grid, variants and/or seeds, got {}", what_is(node)));
+                  fmt::format("expected a mapping with grid, variants and/or seeds, got {}",
+                              what_is(node)));
             return;
         }
         static constexpr std::array<std::string_view, 3> names = {"grid", "variants", "seeds"};
@@ -215,7 +223,8 @@ struct Parser {
             const YAML::Node& v = pair.second;
             std::string name = k.IsScalar() ? k.Scalar() : std::string();
             if (auto it = seen_names.find(name); it != seen_names.end()) {
-                error(k, "sweep." + name, fmt::format("duplicate key (first given on line {})", it->second));
+                error(k, "sweep." + name,
+                      fmt::format("duplicate key (first given on line {})", it->second));
                 continue;
             }
             seen_names.emplace(name, line(k));
@@ -275,8 +284,8 @@ std::string sweep_key_problem(std::string_view key) {
     return schema::unknown_key_message(key);
 }
 
-std::vector<Diagnostic> sweep_check_value(std::string_view key, std::string_view value, const std::string& file,
-                                          int line, int column) {
+std::vector<Diagnostic> sweep_check_value(std::string_view key, std::string_view value,
+                                          const std::string& file, int line, int column) {
     detail::LoadState st(file, Config{});
     // in_override: the walker keeps our line:column instead of the value's own position.
     detail::Source at{file, line, column, detail::Source::in_override, 0};
@@ -318,7 +327,8 @@ SweepConfigFile sweep_config_parse(const std::string& text, const std::string& l
             sweep_key = pair.first;
             sweep_value = pair.second;
         } else {
-            p.error(pair.first, "sweep", fmt::format("duplicate key (first given on line {})", p.line(sweep_key)));
+            p.error(pair.first, "sweep",
+                    fmt::format("duplicate key (first given on line {})", p.line(sweep_key)));
         }
     }
     if (count == 0) return out;
@@ -335,7 +345,9 @@ SweepConfigFile sweep_config_parse(const std::string& text, const std::string& l
             bool same = (b.IsMap() || b.IsNull()) && b.size() + 1 == root.size() && !b["sweep"];
             if (same)
                 for (const auto& pair : root)
-                    if (pair.first.IsScalar() && pair.first.Scalar() != "sweep" && !b[pair.first.Scalar()]) same = false;
+                    if (pair.first.IsScalar() && pair.first.Scalar() != "sweep" &&
+                        !b[pair.first.Scalar()])
+                        same = false;
             if (same) {
                 out.base_text = std::move(base);
                 stripped = true;
@@ -346,7 +358,8 @@ SweepConfigFile sweep_config_parse(const std::string& text, const std::string& l
     if (!stripped) {
         YAML::Node copy(YAML::NodeType::Map);
         for (const auto& pair : root)
-            if (!(pair.first.IsScalar() && pair.first.Scalar() == "sweep")) copy[pair.first] = pair.second;
+            if (!(pair.first.IsScalar() && pair.first.Scalar() == "sweep"))
+                copy[pair.first] = pair.second;
         YAML::Emitter e;
         e << copy;
         out.base_text = copy.size() == 0 ? std::string("{}\n") : std::string(e.c_str()) + "\n";
@@ -367,7 +380,8 @@ SweepConfigFile sweep_config_load_file(const std::string& path) {
     if (!in || std::filesystem::is_directory(path, ec) || text.size() > kConfigMaxBytes) {
         // Let the loader say why, in its words (missing file, a directory, too large...).
         config_load_file(path);
-        throw UserError(std::vector<Diagnostic>{Diagnostic{path, 0, 0, {}, "cannot read config file"}});
+        throw UserError(
+            std::vector<Diagnostic>{Diagnostic{path, 0, 0, {}, "cannot read config file"}});
     }
     return sweep_config_parse(text, path);
 }

@@ -45,12 +45,12 @@ struct SweepFileVariant {
 };
 
 struct SweepSection {
-    bool present = false;                  // the file has a top-level `sweep:` key
-    int line = 0, column = 0;              // where `sweep:` is
-    std::vector<SweepFileAxis> grid;       // file order
+    bool present = false;             // the file has a top-level `sweep:` key
+    int line = 0, column = 0;         // where `sweep:` is
+    std::vector<SweepFileAxis> grid;  // file order
     std::vector<SweepFileVariant> variants;
     bool has_seeds = false;
-    SweepFileAxis seeds;                   // key "seed"
+    SweepFileAxis seeds;  // key "seed"
 };
 
 struct SweepConfigFile {

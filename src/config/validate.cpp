@@ -112,7 +112,7 @@ void check_devices(LoadState& st) {
     }
 }
 
-} // namespace
+}  // namespace
 
 namespace {
 
@@ -193,4 +193,4 @@ std::vector<std::string> cross_key_rules_text() {
     return out;
 }
 
-} // namespace moe::detail
+}  // namespace moe::detail

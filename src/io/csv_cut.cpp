@@ -26,7 +26,7 @@ int64_t csv_cut_after_step(const std::filesystem::path& path, int64_t step) {
     bool header = true;
     while (pos < text.size()) {
         const size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos) {   // a torn last row: no line end
+        if (nl == std::string::npos) {  // a torn last row: no line end
             ++removed;
             break;
         }

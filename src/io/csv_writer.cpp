@@ -72,8 +72,12 @@ CsvCell::CsvCell(float v) {
 
 CsvCell::CsvCell(std::string_view s) : text_(csv_quote(s)) {}
 
-std::string CsvCell::format_integer(int64_t v) { return fmt::format("{}", v); }
-std::string CsvCell::format_unsigned(uint64_t v) { return fmt::format("{}", v); }
+std::string CsvCell::format_integer(int64_t v) {
+    return fmt::format("{}", v);
+}
+std::string CsvCell::format_unsigned(uint64_t v) {
+    return fmt::format("{}", v);
+}
 
 CsvWriter::CsvWriter(const std::filesystem::path& path, std::vector<std::string> header,
                      CsvMode mode)
@@ -101,7 +105,10 @@ CsvWriter::CsvWriter(const std::filesystem::path& path, std::vector<std::string>
     if (first != head) {
         close_nothrow();
         throw UserError({Diagnostic{
-            path_.string(), 0, 0, {},
+            path_.string(),
+            0,
+            0,
+            {},
             fmt::format("cannot append: its header differs from this version's header '{}'",
                         head.substr(0, head.size() - 1))}});
     }

@@ -33,8 +33,7 @@ namespace {
 bool is_run_output_name(const fs::path& filename) {
     const std::string name = filename.string();
     return name == "config.yaml" || name == "checkpoint.bin" ||
-           (filename.extension() == ".csv" && name != ".csv") ||
-           is_atomic_temp_name(name);
+           (filename.extension() == ".csv" && name != ".csv") || is_atomic_temp_name(name);
 }
 
 void prepare_run_dir(const fs::path& dir, bool force) {
@@ -48,8 +47,8 @@ void prepare_run_dir(const fs::path& dir, bool force) {
         return;
     }
     if (st.type() != fs::file_type::directory)
-        throw UserError(fmt::format("run directory '{}' exists and is not a directory",
-                                    dir.string()));
+        throw UserError(
+            fmt::format("run directory '{}' exists and is not a directory", dir.string()));
 
     bool empty = true;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
@@ -57,9 +56,9 @@ void prepare_run_dir(const fs::path& dir, bool force) {
     if (ec) fail(dir, "cannot read it", ec);
     if (empty) return;
     if (!force)
-        throw UserError(fmt::format(
-            "run directory '{}' exists and is not empty; use --force to overwrite it",
-            dir.string()));
+        throw UserError(
+            fmt::format("run directory '{}' exists and is not empty; use --force to overwrite it",
+                        dir.string()));
 
     // Collect first, then remove: removing while iterating is unspecified.
     std::vector<fs::path> outputs;

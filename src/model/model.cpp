@@ -25,8 +25,10 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
     ps_.finalize(cfg.seed);
 
     for (int l = 0; l < L_; ++l) {
-        if (moe_[l]) moe_[l]->reserve(T_max);
-        else dense_[l]->reserve(T_max);
+        if (moe_[l])
+            moe_[l]->reserve(T_max);
+        else
+            dense_[l]->reserve(T_max);
     }
     const size_t TD = size_t(T_max) * D_;
     h_.assign(L_ + 1, std::vector<float>(TD));
@@ -89,7 +91,8 @@ void Model::backward(Backend& be, int T, bool router_grad_parts) {
         // dF = dh; dn = dFFN/dn; dh_l = dh + dnorm(dn)
         if (moe_[l])
             moe_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, router_grad_parts);
-        else dense_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, false);
+        else
+            dense_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, false);
         be.rmsnorm_backward(f_.data(), ps_.g(norm_g_[l]), dn_.data(), h_[l].data(),
                             ps_.p(norm_g_[l]), rrms_[l].data(), T, D_);
         be.add(dh_.data(), f_.data(), TD);

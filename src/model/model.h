@@ -21,11 +21,11 @@
 namespace moe {
 
 struct LossParts {
-    double loss = 0.0;       // total = task + aux + z (with coefficients)
-    double task = 0.0;       // cross-entropy
-    double aux = 0.0;        // sum over MoE layers of alpha * aux
-    double z = 0.0;          // sum over MoE layers of z_coef * z
-    int64_t correct = 0;     // examples whose argmax is the label
+    double loss = 0.0;    // total = task + aux + z (with coefficients)
+    double task = 0.0;    // cross-entropy
+    double aux = 0.0;     // sum over MoE layers of alpha * aux
+    double z = 0.0;       // sum over MoE layers of z_coef * z
+    int64_t correct = 0;  // examples whose argmax is the label
 };
 
 class Model {
@@ -47,8 +47,8 @@ public:
 
     ParamStore& params() { return ps_; }
     const ParamStore& params() const { return ps_; }
-    std::vector<MoeLayer*> moe_layers();     // in block order
-    std::vector<int> moe_block_index() const; // block index of each MoE layer
+    std::vector<MoeLayer*> moe_layers();       // in block order
+    std::vector<int> moe_block_index() const;  // block index of each MoE layer
     int T_max() const { return T_max_; }
     const float* logits() const { return logits_.data(); }
 
@@ -57,10 +57,10 @@ private:
     int T_max_, D_, C_, L_;
     ParamStore ps_;
     Linear embed_, head_;
-    std::vector<int> norm_g_;                       // (L) norm gains, + final
+    std::vector<int> norm_g_;  // (L) norm gains, + final
     int final_g_ = -1;
-    std::vector<std::unique_ptr<MoeLayer>> moe_;    // per block, null when dense
-    std::vector<std::unique_ptr<Ffn>> dense_;       // per block, null when MoE
+    std::vector<std::unique_ptr<MoeLayer>> moe_;  // per block, null when dense
+    std::vector<std::unique_ptr<Ffn>> dense_;     // per block, null when MoE
     // activations
     const float* x_ = nullptr;
     std::vector<std::vector<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms

@@ -25,10 +25,13 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)) {
     // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
-    router_w = ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
-    w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal, 1.0f / std::sqrt(float(D_)));
+    router_w =
+        ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
+    w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal,
+                1.0f / std::sqrt(float(D_)));
     b1 = ps.add(name + ".experts.b1", size_t(N_) * H1_, Init::zeros);
-    w2 = ps.add(name + ".experts.w2", size_t(N_) * H_ * D_, Init::normal, 1.0f / std::sqrt(float(H_)));
+    w2 = ps.add(name + ".experts.w2", size_t(N_) * H_ * D_, Init::normal,
+                1.0f / std::sqrt(float(H_)));
     b2 = ps.add(name + ".experts.b2", size_t(N_) * D_, Init::zeros);
     if (cfg.experts.shared > 0) {
         shared_ = std::make_unique<Ffn>();
@@ -110,8 +113,8 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     if (balance_.loss == BalanceLoss::switch_loss)
         aux_ = switch_loss(plan_, state_.probs.data(), K_, alpha, dprobs, dscratch_);
     else if (balance_.loss == BalanceLoss::shazeer)
-        aux_ = shazeer_loss(plan_, state_, logits_.data(), alpha, dslot_aux, dlog_direct,
-                            dscratch_);
+        aux_ =
+            shazeer_loss(plan_, state_, logits_.data(), alpha, dslot_aux, dlog_direct, dscratch_);
     z_ = z_loss(logits_.data(), T, N_, float(balance_.z_loss),
                 balance_.z_loss > 0.0 ? dlog_direct : nullptr);
     weighted_aux_ = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
@@ -137,13 +140,13 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     // Experts backward, per segment.
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
     be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
-    float* dh = h_.data();   // h is dead: the W2 weight gradient was its last reader
+    float* dh = h_.data();  // h is dead: the W2 weight gradient was its last reader
     be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true, 0.0f);
     float* dpre = pre_.data();
     be.act_backward(dpre, dh, pre_.data(), A, H_, act_);
     be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre, off, N_, D_, H1_);
     be.bias_grad_grouped(ps.g(b1), H1_, dpre, off, N_, H1_);
-    float* dxd = xd_.data();   // Xd is dead: the W1 weight gradient was its last reader
+    float* dxd = xd_.data();  // Xd is dead: the W1 weight gradient was its last reader
     be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
     // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
     be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);

@@ -55,8 +55,8 @@ public:
     const float* logits() const { return logits_.data(); }
     double aux_loss() const { return aux_; }
     double z_loss_value() const { return z_; }
-    double weighted_aux() const { return weighted_aux_; }   // alpha * aux (0 with loss none)
-    double weighted_z() const { return weighted_z_; }       // z_coef * z
+    double weighted_aux() const { return weighted_aux_; }  // alpha * aux (0 with loss none)
+    double weighted_z() const { return weighted_z_; }      // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
     // Router-weight gradients of the last backward with router_grad_parts: (D, N) each.
@@ -67,7 +67,7 @@ public:
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 
-    int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;   // parameter tensors
+    int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;  // parameter tensors
 
 private:
     int D_, N_, K_, H_, H1_;
@@ -81,7 +81,7 @@ private:
     std::unique_ptr<Ffn> shared_;
     RouterState state_;
     RoutingPlan plan_;
-    std::vector<float> bias_;                                   // (N) balancing bias b[i]
+    std::vector<float> bias_;  // (N) balancing bias b[i]
     std::vector<int> scratch_;
     std::vector<double> dscratch_;
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
@@ -89,7 +89,7 @@ private:
     // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
     std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
     std::vector<float> dgate_, dslot_task_, dslot_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
-        gw_task_, gw_aux_;                                      // backward
+        gw_task_, gw_aux_;  // backward
     double aux_ = 0.0, z_ = 0.0, weighted_aux_ = 0.0, weighted_z_ = 0.0;
     bool training_ = false;
 };

@@ -23,8 +23,12 @@ void ParamStore::finalize(uint64_t seed) {
         float* d = data_.data() + t.offset;
         const Rng rng{seed, kStreamInit, uint64_t(k)};
         switch (t.init) {
-            case Init::zeros: std::fill_n(d, t.size, 0.0f); break;
-            case Init::ones: std::fill_n(d, t.size, 1.0f); break;
+            case Init::zeros:
+                std::fill_n(d, t.size, 0.0f);
+                break;
+            case Init::ones:
+                std::fill_n(d, t.size, 1.0f);
+                break;
             case Init::normal:
                 for (size_t i = 0; i < t.size; ++i) d[i] = t.std * rng.normal(i);
                 break;

@@ -18,7 +18,7 @@ struct ParamTensor {
     std::string name;
     size_t offset = 0, size = 0;
     Init init = Init::zeros;
-    float std = 0.0f;   // for Init::normal
+    float std = 0.0f;  // for Init::normal
 };
 
 class ParamStore {

@@ -19,7 +19,7 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
     std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
     if (C == 0) return;
     int* off = plan.offsets.data();
-    int w = 0;   // write cursor of the compacted plan (never past the read position)
+    int w = 0;  // write cursor of the compacted plan (never past the read position)
     auto keep = [&plan, &w](int a) {
         plan.token[size_t(w)] = plan.token[size_t(a)];
         plan.gate[size_t(w)] = plan.gate[size_t(a)];
@@ -45,7 +45,7 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
             std::sort(scratch.begin(), scratch.end(), [gate, slot](int x, int y) {
                 return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
             });
-            std::sort(scratch.begin(), scratch.begin() + C);   // positions = slot order
+            std::sort(scratch.begin(), scratch.begin() + C);  // positions = slot order
             for (int j = 0; j < C; ++j) keep(scratch[size_t(j)]);
         }
     }

@@ -30,17 +30,17 @@ struct Pass {
 // sel (the expert), sel_gate and sel_token.
 struct RouterState {
     int T = 0, N = 0, K = 0;
-    int R = 0;                     // slots emitted by the last route (top-k: T*K)
-    std::vector<float> probs;      // (T, N) p[t,i]
-    std::vector<float> scores;     // (T, N) s[t,i] (sigmoid scores only)
-    std::vector<float> noisy;      // (T, N) logits after gating noise (= the logits without)
-    std::vector<int> sel;          // (T*K) selected experts per token, best first
-    std::vector<float> sel_gate;   // (T*K) their gate weights, before capacity
-    std::vector<int> sel_token;    // expert choice only: (R) the token of each slot
-    std::vector<int> emitted;      // top-k with a random 2nd expert: (T*K) sel, -1 where skipped
-    std::vector<int> work;         // a router's scratch (sized by its reserve)
-    std::vector<float> fwork;      // a router's scratch (sized by its reserve)
-    float noise_std = 0.0f;        // the gating noise of this pass (0 in evaluation)
+    int R = 0;                    // slots emitted by the last route (top-k: T*K)
+    std::vector<float> probs;     // (T, N) p[t,i]
+    std::vector<float> scores;    // (T, N) s[t,i] (sigmoid scores only)
+    std::vector<float> noisy;     // (T, N) logits after gating noise (= the logits without)
+    std::vector<int> sel;         // (T*K) selected experts per token, best first
+    std::vector<float> sel_gate;  // (T*K) their gate weights, before capacity
+    std::vector<int> sel_token;   // expert choice only: (R) the token of each slot
+    std::vector<int> emitted;     // top-k with a random 2nd expert: (T*K) sel, -1 where skipped
+    std::vector<int> work;        // a router's scratch (sized by its reserve)
+    std::vector<float> fwork;     // a router's scratch (sized by its reserve)
+    float noise_std = 0.0f;       // the gating noise of this pass (0 in evaluation)
 
     void reserve(int T_max, int N_, int K_, bool keep_scores);
 };

@@ -53,8 +53,9 @@ void plan_index_by_token(RoutingPlan& plan, std::vector<int>& scratch) {
     std::fill(to, to + T + 1, 0);
     for (int a = 0; a < A; ++a) to[plan.token[size_t(a)] + 1]++;
     for (int t = 0; t < T; ++t) to[t + 1] += to[t];
-    scratch.assign(to, to + T);   // cursors
-    for (int a = 0; a < A; ++a) plan.tok_assign[size_t(scratch[size_t(plan.token[size_t(a)])]++)] = a;
+    scratch.assign(to, to + T);  // cursors
+    for (int a = 0; a < A; ++a)
+        plan.tok_assign[size_t(scratch[size_t(plan.token[size_t(a)])]++)] = a;
     // Within a token: slot order (insertion sort; a token has few assignments).
     const int* slot = plan.slot.data();
     for (int t = 0; t < T; ++t) {

@@ -30,8 +30,8 @@ enum class PlanKind { sparse, dense };
 
 struct RoutingPlan {
     PlanKind kind = PlanKind::sparse;
-    int T = 0, N = 0, A = 0;   // tokens, experts, processed assignments
-    int64_t capacity = 0;      // C of METRICS.md; 0 = no limit
+    int T = 0, N = 0, A = 0;                   // tokens, experts, processed assignments
+    int64_t capacity = 0;                      // C of METRICS.md; 0 = no limit
     std::vector<int> offsets;                  // (N+1)
     std::vector<int> token;                    // (A)
     std::vector<float> gate;                   // (A)
@@ -41,7 +41,9 @@ struct RoutingPlan {
 
     int assignments() const { return A; }
     int processed(int i) const { return offsets[size_t(i) + 1] - offsets[size_t(i)]; }
-    int token_assignments(int t) const { return tok_offsets[size_t(t) + 1] - tok_offsets[size_t(t)]; }
+    int token_assignments(int t) const {
+        return tok_offsets[size_t(t) + 1] - tok_offsets[size_t(t)];
+    }
 
     // Sizes every buffer once for at most T_max tokens, N experts and A_max assignments (the
     // router's max_assignments); later plans of up to that size allocate nothing.

@@ -97,9 +97,10 @@ int load_dead_experts(std::span<const int64_t> counts) {
 }
 
 LoadStats load_stats(std::span<const int64_t> counts) {
-    return LoadStats{load_max_vio(counts), load_cv(counts),    load_entropy(counts),
-                     load_effective_experts(counts), load_gini(counts), load_min(counts),
-                     load_max(counts),    load_dead_experts(counts)};
+    return LoadStats{load_max_vio(counts), load_cv(counts),
+                     load_entropy(counts), load_effective_experts(counts),
+                     load_gini(counts),    load_min(counts),
+                     load_max(counts),     load_dead_experts(counts)};
 }
 
 double entropy(std::span<const double> p) {

@@ -49,13 +49,13 @@ struct LoadStats {
 // counts: (N) routed counts A[i], each >= 0. NaN where undefined (see above).
 double load_max_vio(std::span<const int64_t> counts);
 double load_cv(std::span<const int64_t> counts);
-double load_entropy(std::span<const int64_t> counts);        // normalised by ln N
+double load_entropy(std::span<const int64_t> counts);  // normalised by ln N
 double load_effective_experts(std::span<const int64_t> counts);
 double load_gini(std::span<const int64_t> counts);
-double load_min(std::span<const int64_t> counts);           // min_i load[i]
-double load_max(std::span<const int64_t> counts);           // max_i load[i]
+double load_min(std::span<const int64_t> counts);  // min_i load[i]
+double load_max(std::span<const int64_t> counts);  // max_i load[i]
 int load_dead_experts(std::span<const int64_t> counts);
-LoadStats load_stats(std::span<const int64_t> counts);       // all of the above
+LoadStats load_stats(std::span<const int64_t> counts);  // all of the above
 
 // Entropy (natural log) of a probability vector, with 0 ln 0 = 0: -sum_i p[i] ln p[i].
 double entropy(std::span<const double> p);

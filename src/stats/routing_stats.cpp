@@ -11,11 +11,26 @@
 namespace moe {
 
 std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats& s) {
-    return {s.max_vio,          s.load_cv,         s.load_entropy,   s.effective_experts,
-            s.gini,             double(s.dead_experts), s.min_load,  s.max_load,
-            s.drop_rate,        s.dropped_token_rate, s.router_entropy, s.top1_prob,
-            s.flip_rate,        s.spec_nmi,        s.spec_purity,    s.aux_loss,
-            s.z_loss,           s.logit_lse2,      s.router_grad_task, s.router_grad_aux,
+    return {s.max_vio,
+            s.load_cv,
+            s.load_entropy,
+            s.effective_experts,
+            s.gini,
+            double(s.dead_experts),
+            s.min_load,
+            s.max_load,
+            s.drop_rate,
+            s.dropped_token_rate,
+            s.router_entropy,
+            s.top1_prob,
+            s.flip_rate,
+            s.spec_nmi,
+            s.spec_purity,
+            s.aux_loss,
+            s.z_loss,
+            s.logit_lse2,
+            s.router_grad_task,
+            s.router_grad_aux,
             s.router_grad_cos};
 }
 
@@ -148,8 +163,7 @@ LayerStats LayerWindow::finish() const {
         e.dropped = dropped_[size_t(i)];
         e.processed = e.tokens - e.dropped;
         e.load = routed_total > 0 ? double(e.tokens) / double(routed_total) : kNaN;
-        e.importance =
-            prob_tokens_ > 0 ? importance_sum_[size_t(i)] / double(prob_tokens_) : kNaN;
+        e.importance = prob_tokens_ > 0 ? importance_sum_[size_t(i)] / double(prob_tokens_) : kNaN;
     }
 
     s.num_groups = num_groups_;
@@ -237,8 +251,11 @@ std::string_view collapse_kind_name(CollapseKind kind) {
 }
 
 CollapseTracker::CollapseTracker(int num_layers, int N)
-    : layers_(num_layers), N_(N), interval_(size_t(num_layers) * size_t(N), 0),
-      dead_(size_t(num_layers) * size_t(N), 0), first_dead_(size_t(num_layers)) {
+    : layers_(num_layers),
+      N_(N),
+      interval_(size_t(num_layers) * size_t(N), 0),
+      dead_(size_t(num_layers) * size_t(N), 0),
+      first_dead_(size_t(num_layers)) {
     MOESIM_CHECK(num_layers >= 0 && N >= 0, "statistics invariant");
 }
 
@@ -280,7 +297,8 @@ void CollapseTracker::load(BinaryReader& r) {
 
 void CollapseTracker::observe(int64_t step, int layer, std::span<const double> load,
                               std::vector<CollapseEvent>& events) {
-    MOESIM_CHECK(layer >= 0 && layer < layers_ && load.size() == size_t(N_), "statistics invariant");
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && load.size() == size_t(N_),
+                 "statistics invariant");
     const double threshold = 1.0 / (10.0 * N_);
     for (int i = 0; i < N_; ++i) {
         const double l = load[size_t(i)];

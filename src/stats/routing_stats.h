@@ -41,11 +41,11 @@
 namespace moe {
 
 struct ExpertStats {
-    int64_t tokens = 0;      // A[i]
-    int64_t dropped = 0;     // D[i]
-    int64_t processed = 0;   // P[i]
-    double load = 0.0;       // A[i] / sum_j A[j]
-    double importance = 0.0; // mean over tokens of p[t,i]
+    int64_t tokens = 0;       // A[i]
+    int64_t dropped = 0;      // D[i]
+    int64_t processed = 0;    // P[i]
+    double load = 0.0;        // A[i] / sum_j A[j]
+    double importance = 0.0;  // mean over tokens of p[t,i]
 };
 
 struct LayerStats {
@@ -61,24 +61,23 @@ struct LayerStats {
     double min_load = kNaN, max_load = kNaN;
     double drop_rate = kNaN, dropped_token_rate = kNaN;
     double router_entropy = kNaN, top1_prob = kNaN;
-    double flip_rate = kNaN;                   // FlipTracker (eval rows)
+    double flip_rate = kNaN;  // FlipTracker (eval rows)
     double spec_nmi = kNaN, spec_purity = kNaN;
     double aux_loss = kNaN, z_loss = kNaN, logit_lse2 = kNaN;
     double router_grad_task = kNaN, router_grad_aux = kNaN, router_grad_cos = kNaN;  // trainer
 
-    std::vector<ExpertStats> experts;          // (N): experts.csv (bias comes from the balancer)
-    int num_groups = 0;                        // G: the largest num_groups passed to observe()
-    std::vector<int64_t> group_expert;         // (G, N) row-major: specialization.csv
+    std::vector<ExpertStats> experts;   // (N): experts.csv (bias comes from the balancer)
+    int num_groups = 0;                 // G: the largest num_groups passed to observe()
+    std::vector<int64_t> group_expert;  // (G, N) row-major: specialization.csv
 };
 
 // layers.csv statistic columns (after step, split, layer), in METRICS.md order, and the values
 // of one LayerStats in that order (dead_experts as a double; NaN = empty cell).
 inline constexpr std::array<std::string_view, 21> kLayerStatColumns = {
-    "max_vio",        "load_cv",          "load_entropy",     "effective_experts",
-    "gini",           "dead_experts",     "min_load",         "max_load",
-    "drop_rate",      "dropped_token_rate", "router_entropy", "top1_prob",
-    "flip_rate",      "spec_nmi",         "spec_purity",      "aux_loss",
-    "z_loss",         "logit_lse2",       "router_grad_task", "router_grad_aux",
+    "max_vio",        "load_cv",   "load_entropy", "effective_experts", "gini",
+    "dead_experts",   "min_load",  "max_load",     "drop_rate",         "dropped_token_rate",
+    "router_entropy", "top1_prob", "flip_rate",    "spec_nmi",          "spec_purity",
+    "aux_loss",       "z_loss",    "logit_lse2",   "router_grad_task",  "router_grad_aux",
     "router_grad_cos"};
 std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats& s);
 
@@ -110,9 +109,9 @@ public:
 
 private:
     int N_ = 0, max_groups_ = 0;
-    std::vector<int64_t> routed_, dropped_;    // (N)
-    std::vector<double> importance_sum_;       // (N)
-    std::vector<int64_t> group_expert_;        // (max_groups, N)
+    std::vector<int64_t> routed_, dropped_;  // (N)
+    std::vector<double> importance_sum_;     // (N)
+    std::vector<int64_t> group_expert_;      // (max_groups, N)
     int num_groups_ = 0;
     int64_t tokens_ = 0, slots_ = 0, dropped_tokens_ = 0, batches_ = 0;
     int64_t prob_tokens_ = 0, logit_tokens_ = 0, group_tokens_ = 0;
@@ -134,7 +133,10 @@ void router_grad_stats(std::span<const float> task, std::span<const float> aux, 
 class FlipTracker {
 public:
     double update(std::span<const int> top1);
-    void reset() { previous_.clear(); has_previous_ = false; }
+    void reset() {
+        previous_.clear();
+        has_previous_ = false;
+    }
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 
@@ -173,7 +175,7 @@ public:
 
     bool is_dead(int layer, int expert) const;
     int dead_count(int layer) const;
-    std::optional<int64_t> first_dead_step() const;           // over all layers
+    std::optional<int64_t> first_dead_step() const;  // over all layers
     std::optional<int64_t> first_dead_step(int layer) const;
 
     void save(BinaryWriter& w) const;
@@ -181,8 +183,8 @@ public:
 
 private:
     int layers_ = 0, N_ = 0;
-    std::vector<int64_t> interval_;                 // (layers, N) routed since the last eval
-    std::vector<uint8_t> dead_;                     // (layers, N)
+    std::vector<int64_t> interval_;                   // (layers, N) routed since the last eval
+    std::vector<uint8_t> dead_;                       // (layers, N)
     std::vector<std::optional<int64_t>> first_dead_;  // (layers)
 };
 

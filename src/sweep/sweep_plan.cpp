@@ -40,7 +40,8 @@ struct KeyUse {
 bool overlaps(const std::string& a, const std::string& b) {
     if (a == b) return true;
     auto inside = [](const std::string& sect, const std::string& key) {
-        return key.size() > sect.size() && key.compare(0, sect.size(), sect) == 0 && key[sect.size()] == '.';
+        return key.size() > sect.size() && key.compare(0, sect.size(), sect) == 0 &&
+               key[sect.size()] == '.';
     };
     return inside(a, b) || inside(b, a);
 }
@@ -74,7 +75,8 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
             if (!overlaps(u.key, key)) continue;
             at.key = key;
             if (u.key != key)
-                at.message = fmt::format("given twice: '{}' {} and '{}' {}", u.key, u.origin, key, origin);
+                at.message =
+                    fmt::format("given twice: '{}' {} and '{}' {}", u.key, u.origin, key, origin);
             else if (u.origin == origin)
                 at.message = fmt::format("given twice {}", origin);
             else
@@ -121,10 +123,13 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
         std::vector<std::string> values = split_axis_values(text);
         bool ok = true;
         if (trim(text).empty()) {
-            diags.push_back(Diagnostic{label, 0, 0, key, "empty value: give a value, or V1,V2,... for an axis"});
+            diags.push_back(Diagnostic{label, 0, 0, key,
+                                       "empty value: give a value, or V1,V2,... for an axis"});
             ok = false;
-        } else if (std::any_of(values.begin(), values.end(), [](const std::string& v) { return v.empty(); })) {
-            diags.push_back(Diagnostic{label, 0, 0, key, "an empty value in the list (two commas in a row?)"});
+        } else if (std::any_of(values.begin(), values.end(),
+                               [](const std::string& v) { return v.empty(); })) {
+            diags.push_back(
+                Diagnostic{label, 0, 0, key, "an empty value in the list (two commas in a row?)"});
             ok = false;
         }
         for (size_t i = 0; ok && i < values.size(); ++i) {
@@ -147,9 +152,11 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
     for (const SweepFileVariant& v : sec.variants) {
         std::vector<std::pair<std::string, std::string>> settings;
         for (const auto& [key, value] : v.settings) {
-            if (std::find(plan.variant_keys.begin(), plan.variant_keys.end(), key) == plan.variant_keys.end() &&
+            if (std::find(plan.variant_keys.begin(), plan.variant_keys.end(), key) ==
+                    plan.variant_keys.end() &&
                 !variant_keys_bad.count(key)) {
-                std::string origin = fmt::format("in sweep.variants ({})", where(file.label, value.line));
+                std::string origin =
+                    fmt::format("in sweep.variants ({})", where(file.label, value.line));
                 if (use(key, origin, Diagnostic{file.label, value.line, value.column, {}, {}}))
                     plan.variant_keys.push_back(key);
                 else
@@ -168,11 +175,17 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
     }
 
     // The same value twice on one axis.
-    auto twice = [&](const std::string& key, const std::vector<std::string>& values, const std::string& origin) {
+    auto twice = [&](const std::string& key, const std::vector<std::string>& values,
+                     const std::string& origin) {
         std::set<std::string> seen;
         for (const std::string& v : values)
             if (!seen.insert(v).second)
-                diags.push_back(Diagnostic{{}, 0, 0, key, fmt::format("the value {} is given twice {}", shown(v), origin)});
+                diags.push_back(
+                    Diagnostic{{},
+                               0,
+                               0,
+                               key,
+                               fmt::format("the value {} is given twice {}", shown(v), origin)});
     };
     for (const SweepAxis& a : plan.axes) twice(a.key, a.values, a.origin);
     twice("seed", plan.seeds, "in sweep.seeds");
@@ -191,7 +204,8 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
     size_t total = 1;
     for (size_t r : radix) {
         if (total > kMaxSweepRuns / r) {
-            throw UserError(fmt::format("the sweep has more than {} runs; split it into several sweeps", kMaxSweepRuns));
+            throw UserError(fmt::format(
+                "the sweep has more than {} runs; split it into several sweeps", kMaxSweepRuns));
         }
         total *= r;
     }
@@ -235,7 +249,8 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
         bool valid = false;
         if (base) {
             try {
-                std::vector<std::string> swept(run.overrides.begin() + ptrdiff_t(plan.fixed.size()), run.overrides.end());
+                std::vector<std::string> swept(run.overrides.begin() + ptrdiff_t(plan.fixed.size()),
+                                               run.overrides.end());
                 run.config = config_apply_overrides(*base, swept, plan.config_path);
                 valid = true;
             } catch (const UserError&) {
@@ -254,8 +269,9 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
         std::string raw;
         for (const std::string& key : plan.swept_keys) {
             auto it = given.find(key);
-            std::string value = valid ? swept_value(run.config, key, it == given.end() ? std::string() : it->second)
-                                      : (it == given.end() ? std::string("-") : it->second);
+            std::string value =
+                valid ? swept_value(run.config, key, it == given.end() ? std::string() : it->second)
+                      : (it == given.end() ? std::string("-") : it->second);
             run.swept_values.push_back(value);
             raw += (raw.empty() ? "" : ",") + key + "=" + value;
         }
@@ -270,12 +286,14 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
             if (auto it = raw_names.find(raw); it != raw_names.end()) {
                 throw UserError(fmt::format(
                     "runs {} and {} of the sweep are the same run ({}): a value is given twice, or "
-                    "two values mean the same", it->second + 1, r + 1, raw));
+                    "two values mean the same",
+                    it->second + 1, r + 1, raw));
             }
             raw_names.emplace(raw, r);
         }
         std::string name = safe_run_name(raw);
-        for (int k = 2; safe_names.count(name); ++k) name = safe_run_name(raw) + "-" + std::to_string(k);
+        for (int k = 2; safe_names.count(name); ++k)
+            name = safe_run_name(raw) + "-" + std::to_string(k);
         safe_names.insert(name);
         run.name = name;
         plan.runs.push_back(std::move(run));
@@ -292,13 +310,18 @@ SweepPlan plan_from(const SweepConfigFile& file, const std::vector<std::string>&
         for (size_t i = 0; i < run_errors.size() && i < kShown; ++i) {
             const auto& [line, runs] = run_errors[i];
             std::string msg;
-            if (runs.size() == total) msg = line;
-            else if (runs.size() == 1) msg = fmt::format("run '{}': {}", runs[0], line);
-            else msg = fmt::format("run '{}' (and {} more runs): {}", runs[0], runs.size() - 1, line);
+            if (runs.size() == total)
+                msg = line;
+            else if (runs.size() == 1)
+                msg = fmt::format("run '{}': {}", runs[0], line);
+            else
+                msg =
+                    fmt::format("run '{}' (and {} more runs): {}", runs[0], runs.size() - 1, line);
             out.push_back(Diagnostic{{}, 0, 0, {}, msg});
         }
         if (run_errors.size() > kShown)
-            out.push_back(Diagnostic{{}, 0, 0, {}, fmt::format("{} more errors not shown", run_errors.size() - kShown)});
+            out.push_back(Diagnostic{
+                {}, 0, 0, {}, fmt::format("{} more errors not shown", run_errors.size() - kShown)});
         throw UserError(std::move(out));
     }
     return plan;
@@ -335,33 +358,37 @@ std::string safe_run_name(const std::string& name) {
     if (name.empty()) return "run";
     std::string out;
     for (char c : name) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                  c == '_' || c == '-' || c == '+' || c == '=' || c == ',';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-' || c == '+' || c == '=' || c == ',';
         out += ok ? c : '_';
     }
     if (out == "." || out == "..") out = "_" + out;
     constexpr size_t kMax = 200;
-    if (out.size() > kMax) out = out.substr(0, kMax - 17) + "-" + fmt::format("{:016x}", fnv1a(name));
+    if (out.size() > kMax)
+        out = out.substr(0, kMax - 17) + "-" + fmt::format("{:016x}", fnv1a(name));
     return out;
 }
 
 Shard parse_shard(const std::string& text) {
     auto fail = [&] {
-        return UserError(fmt::format(
-            "--shard: expected I/N with 0 <= I < N (0-based, e.g. --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT "
-            "with --array=0-(N-1)), got '{}'", shown(text, 40)));
+        return UserError(
+            fmt::format("--shard: expected I/N with 0 <= I < N (0-based, e.g. --shard "
+                        "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT "
+                        "with --array=0-(N-1)), got '{}'",
+                        shown(text, 40)));
     };
     size_t slash = text.find('/');
     if (slash == std::string::npos || slash == 0 || slash + 1 == text.size()) throw fail();
     auto number = [&](const std::string& s, size_t& out) {
-        if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        if (s.empty() || s.size() > 9 ||
+            !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
             return false;
         out = std::stoul(s);
         return true;
     };
     Shard sh;
-    if (!number(text.substr(0, slash), sh.index) || !number(text.substr(slash + 1), sh.count) || sh.count == 0 ||
-        sh.index >= sh.count)
+    if (!number(text.substr(0, slash), sh.index) || !number(text.substr(slash + 1), sh.count) ||
+        sh.count == 0 || sh.index >= sh.count)
         throw fail();
     return sh;
 }

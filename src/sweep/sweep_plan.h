@@ -46,15 +46,15 @@ struct PlannedRun {
 };
 
 struct SweepPlan {
-    std::string config_path;         // as given
-    std::string base_text;           // the config file without its sweep section
+    std::string config_path;  // as given
+    std::string base_text;    // the config file without its sweep section
     bool has_sweep_section = false;
     std::vector<std::string> fixed;  // KEY=VALUE for every run (command line, one value)
     std::vector<SweepAxis> axes;     // product axes in order (grid, then command line)
     // Variants: each one a list of (key, value); variant_keys is their union in first-seen order.
     std::vector<std::vector<std::pair<std::string, std::string>>> variants;
     std::vector<std::string> variant_keys;
-    std::vector<std::string> seeds;  // empty: no seeds axis
+    std::vector<std::string> seeds;       // empty: no seeds axis
     std::vector<std::string> swept_keys;  // every swept key, in axis order (summary columns)
     std::vector<PlannedRun> runs;         // the full list, in order
 };

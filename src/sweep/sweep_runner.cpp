@@ -44,7 +44,8 @@ std::string config_difference(const Config& old_cfg, const Config& new_cfg) {
             out += ", ...";
             break;
         }
-        out += fmt::format("{}{} is {} there, {} in this sweep", out.empty() ? "" : "; ", key, a, b);
+        out +=
+            fmt::format("{}{} is {} there, {} in this sweep", out.empty() ? "" : "; ", key, a, b);
     }
     return out;
 }
@@ -78,7 +79,8 @@ RunDirState inspect_run_dir(const fs::path& dir, const PlannedRun& run) {
         old_cfg = config_load_file((dir / "config.yaml").string());
     } catch (const UserError& e) {
         st.kind = RunDirState::conflict;
-        st.problem = fmt::format("holds a config.yaml that cannot be read ({})", e.diagnostics().empty() ? e.what() : e.diagnostics()[0].format());
+        st.problem = fmt::format("holds a config.yaml that cannot be read ({})",
+                                 e.diagnostics().empty() ? e.what() : e.diagnostics()[0].format());
         return st;
     }
     Config a = old_cfg, b = run.config;
@@ -86,7 +88,8 @@ RunDirState inspect_run_dir(const fs::path& dir, const PlannedRun& run) {
     if (!(a == b)) {
         st.kind = RunDirState::conflict;
         std::string diff = config_difference(old_cfg, run.config);
-        st.problem = "holds a run of a different config" + (diff.empty() ? std::string() : ": " + diff);
+        st.problem =
+            "holds a run of a different config" + (diff.empty() ? std::string() : ": " + diff);
         return st;
     }
     if (std::optional<RunSummary> sum = read_run_summary(dir)) {
@@ -118,8 +121,10 @@ std::vector<std::string> run_command(const SweepOptions& opt, const PlannedRun& 
         a.push_back("--threads");
         a.push_back(std::to_string(opt.threads_per_run));
     }
-    if (force) a.push_back("--force");
-    else if (resume) a.push_back("--resume");
+    if (force)
+        a.push_back("--force");
+    else if (resume)
+        a.push_back("--resume");
     return a;
 }
 
@@ -139,8 +144,10 @@ std::string shell_join(const std::vector<std::string>& args) {
         }
         out += '\'';
         for (char c : s) {
-            if (c == '\'') out += "'\\''";
-            else out += c;
+            if (c == '\'')
+                out += "'\\''";
+            else
+                out += c;
         }
         out += '\'';
     }
@@ -175,8 +182,8 @@ pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const
     if (logfd < 0) {
         const int err = errno;
         ::close(devnull);
-        throw UserError(fmt::format("cannot create its log file '{}': {}", log.string(),
-                                    std::strerror(err)));
+        throw UserError(
+            fmt::format("cannot create its log file '{}': {}", log.string(), std::strerror(err)));
     }
     int report[2];
     if (::pipe2(report, O_CLOEXEC) != 0) {
@@ -236,8 +243,9 @@ pid_t spawn(const SweepOptions& opt, const std::vector<std::string>& args, const
 
 }  // namespace
 
-SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std::vector<SweepJob>& jobs,
-                      const std::atomic<int>& stop, const SweepCallbacks& cb, size_t total, size_t skipped,
+SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt,
+                      const std::vector<SweepJob>& jobs, const std::atomic<int>& stop,
+                      const SweepCallbacks& cb, size_t total, size_t skipped,
                       size_t skipped_failed) {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
@@ -303,7 +311,8 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
                 ++res.failed;
                 if (!fs::exists(opt.out_dir / job.run->name / "summary.csv", ec))
                     failed_no_summary[job.run->index] = "failed";
-                if (cb.message) cb.message(fmt::format("run '{}' failed: {}", job.run->name, e.what()));
+                if (cb.message)
+                    cb.message(fmt::format("run '{}' failed: {}", job.run->name, e.what()));
                 rebuild();
                 continue;
             }
@@ -332,44 +341,53 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
                 why = fmt::format("cannot wait for it: {}", std::strerror(errno));
             } else if (WIFEXITED(status)) {
                 const int code = WEXITSTATUS(status);
-                if (code == 0 && (sum_status == "completed" || sum_status.empty())) outcome = ok;
-                else if (code == 130 || sum_status == "interrupted") outcome = intr;
-                else if (sum_status == "diverged") outcome = div;
-                else why = fmt::format("exit code {}", code);
+                if (code == 0 && (sum_status == "completed" || sum_status.empty()))
+                    outcome = ok;
+                else if (code == 130 || sum_status == "interrupted")
+                    outcome = intr;
+                else if (sum_status == "diverged")
+                    outcome = div;
+                else
+                    why = fmt::format("exit code {}", code);
             } else if (WIFSIGNALED(status)) {
                 const int s = WTERMSIG(status);
-                if (s == SIGINT || s == SIGTERM) outcome = intr;
-                else why = fmt::format("killed by signal {} ({})", s, strsignal(s));
+                if (s == SIGINT || s == SIGTERM)
+                    outcome = intr;
+                else
+                    why = fmt::format("killed by signal {} ({})", s, strsignal(s));
             }
             const double secs = std::chrono::duration<double>(clock::now() - c.start).count();
             switch (outcome) {
-            case ok:
-                ++res.completed;
-                run_seconds += secs, ++runs_timed;
-                break;
-            case div:
-                ++res.diverged;
-                run_seconds += secs, ++runs_timed;
-                if (cb.message) cb.message(fmt::format("run '{}' diverged (recorded with status diverged)", c.run->name));
-                break;
-            case intr:
-                ++res.interrupted;
-                if (cb.message && !res.stopped) cb.message(fmt::format("run '{}' was interrupted", c.run->name));
-                break;
-            case fail: {
-                ++res.failed;
-                run_seconds += secs, ++runs_timed;
-                if (!sum) failed_no_summary[c.run->index] = "failed";
-                std::string last = last_line(c.log);
-                // Name the log only when it holds something: an empty one is removed below,
-                // and on a full disk it may never have been written.
-                if (cb.message)
-                    cb.message(fmt::format(
-                        "run '{}' failed ({}){}{}", c.run->name, why,
-                        last.empty() ? "" : ": " + last,
-                        last.empty() ? "; it left no log" : "; its log: " + c.log.string()));
-                break;
-            }
+                case ok:
+                    ++res.completed;
+                    run_seconds += secs, ++runs_timed;
+                    break;
+                case div:
+                    ++res.diverged;
+                    run_seconds += secs, ++runs_timed;
+                    if (cb.message)
+                        cb.message(fmt::format("run '{}' diverged (recorded with status diverged)",
+                                               c.run->name));
+                    break;
+                case intr:
+                    ++res.interrupted;
+                    if (cb.message && !res.stopped)
+                        cb.message(fmt::format("run '{}' was interrupted", c.run->name));
+                    break;
+                case fail: {
+                    ++res.failed;
+                    run_seconds += secs, ++runs_timed;
+                    if (!sum) failed_no_summary[c.run->index] = "failed";
+                    std::string last = last_line(c.log);
+                    // Name the log only when it holds something: an empty one is removed below,
+                    // and on a full disk it may never have been written.
+                    if (cb.message)
+                        cb.message(fmt::format(
+                            "run '{}' failed ({}){}{}", c.run->name, why,
+                            last.empty() ? "" : ": " + last,
+                            last.empty() ? "; it left no log" : "; its log: " + c.log.string()));
+                    break;
+                }
             }
             // An empty log (a quiet run that went well) is not worth keeping.
             std::error_code ec;
@@ -378,7 +396,9 @@ SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std:
             changed = true;
         }
         if (!reaped) {
-            struct timespec ts {0, 50 * 1000 * 1000};
+            struct timespec ts {
+                0, 50 * 1000 * 1000
+            };
             nanosleep(&ts, nullptr);
             if (clock::now() - last_tick > std::chrono::seconds(1)) {
                 last_tick = clock::now();

@@ -45,8 +45,8 @@ struct SweepOptions {
     std::string shown_binary;       // argv[0] of the children and of --list lines
     std::string child_config;       // the CONFIG argument of the children
     int jobs = 1;
-    int threads_per_run = 0;        // 0: no --threads (the threads key is given by the user)
-    bool write_summary = true;      // rebuild summary.csv after each finished run
+    int threads_per_run = 0;    // 0: no --threads (the threads key is given by the user)
+    bool write_summary = true;  // rebuild summary.csv after each finished run
 };
 
 // The child's argument vector (argv[0] = shown_binary).
@@ -62,36 +62,37 @@ struct SweepJob {
 };
 
 struct SweepProgress {
-    size_t total = 0;      // runs of this sweep (or shard)
-    size_t done = 0;       // finished: skipped + completed + diverged + failed + interrupted
-    size_t skipped = 0;    // finished before this invocation
-    size_t failed = 0;     // diverged or failed (this invocation or before)
+    size_t total = 0;    // runs of this sweep (or shard)
+    size_t done = 0;     // finished: skipped + completed + diverged + failed + interrupted
+    size_t skipped = 0;  // finished before this invocation
+    size_t failed = 0;   // diverged or failed (this invocation or before)
     size_t interrupted = 0;
     size_t running = 0;
     double elapsed_s = 0;
-    double eta_s = -1;     // < 0: not known yet
+    double eta_s = -1;  // < 0: not known yet
 };
 
 struct SweepResult {
-    size_t completed = 0;    // this invocation
+    size_t completed = 0;  // this invocation
     size_t diverged = 0;
     size_t failed = 0;
     size_t interrupted = 0;
-    bool stopped = false;    // a signal stopped the sweep
+    bool stopped = false;          // a signal stopped the sweep
     bool summary_written = false;  // the last rebuild of summary.csv succeeded
 };
 
 struct SweepCallbacks {
-    std::function<void(const SweepProgress&)> progress;   // after each change, and every second
-    std::function<void(const std::string&)> message;      // one line about one run
+    std::function<void(const SweepProgress&)> progress;  // after each change, and every second
+    std::function<void(const std::string&)> message;     // one line about one run
 };
 
 // Runs the jobs. `stop` holds the number of a signal to forward to the children (0 = none):
 // once it is set no new run starts, the running ones receive it, and run_sweep returns when all
 // have exited. `base` says how many runs were finished before (skipped) and of those how many
 // diverged, for the progress display.
-SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt, const std::vector<SweepJob>& jobs,
-                      const std::atomic<int>& stop, const SweepCallbacks& cb, size_t total, size_t skipped,
+SweepResult run_sweep(const SweepPlan& plan, const SweepOptions& opt,
+                      const std::vector<SweepJob>& jobs, const std::atomic<int>& stop,
+                      const SweepCallbacks& cb, size_t total, size_t skipped,
                       size_t skipped_failed);
 
 }  // namespace moe

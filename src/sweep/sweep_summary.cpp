@@ -75,7 +75,8 @@ std::optional<RunSummary> read_run_summary(const std::filesystem::path& run_dir)
     return s;
 }
 
-SweepSummaryCounts write_sweep_summary(const SweepPlan& plan, const std::filesystem::path& sweep_dir,
+SweepSummaryCounts write_sweep_summary(const SweepPlan& plan,
+                                       const std::filesystem::path& sweep_dir,
                                        const std::map<size_t, std::string>& failed) {
     SweepSummaryCounts counts;
     std::vector<std::string> columns;  // the runs' own columns, union in first-seen order
@@ -85,7 +86,9 @@ SweepSummaryCounts write_sweep_summary(const SweepPlan& plan, const std::filesys
     };
     std::vector<Row> rows;
     auto swept = [&](const std::string& c) {
-        return std::find(plan.swept_keys.begin(), plan.swept_keys.end(), c) != plan.swept_keys.end() || c == "run";
+        return std::find(plan.swept_keys.begin(), plan.swept_keys.end(), c) !=
+                   plan.swept_keys.end() ||
+               c == "run";
     };
     for (const PlannedRun& run : plan.runs) {
         std::optional<RunSummary> s = read_run_summary(sweep_dir / run.name);
@@ -95,22 +98,28 @@ SweepSummaryCounts write_sweep_summary(const SweepPlan& plan, const std::filesys
             for (size_t i = 0; i < s->header.size(); ++i) {
                 const std::string& c = s->header[i];
                 if (swept(c) || row.cells.count(c)) continue;
-                if (std::find(columns.begin(), columns.end(), c) == columns.end()) columns.push_back(c);
+                if (std::find(columns.begin(), columns.end(), c) == columns.end())
+                    columns.push_back(c);
                 row.cells[c] = s->row[i];
             }
             status = s->status;
         } else if (auto it = failed.find(run.index); it != failed.end()) {
-            if (std::find(columns.begin(), columns.end(), "status") == columns.end()) columns.push_back("status");
+            if (std::find(columns.begin(), columns.end(), "status") == columns.end())
+                columns.push_back("status");
             row.cells["status"] = it->second;
             status = "failed";
         } else {
             ++counts.missing;
             continue;
         }
-        if (status == "completed") ++counts.completed;
-        else if (status == "diverged") ++counts.diverged;
-        else if (status == "interrupted") ++counts.interrupted;
-        else ++counts.failed;
+        if (status == "completed")
+            ++counts.completed;
+        else if (status == "diverged")
+            ++counts.diverged;
+        else if (status == "interrupted")
+            ++counts.interrupted;
+        else
+            ++counts.failed;
         rows.push_back(std::move(row));
     }
     counts.rows = rows.size();

@@ -37,7 +37,8 @@ struct SweepSummaryCounts {
 // Rebuilds sweep_dir/summary.csv from every run of the plan. `failed` holds runs that failed
 // without writing a summary.csv (run index -> status, e.g. "failed"): they get a row with that
 // status and empty statistics.
-SweepSummaryCounts write_sweep_summary(const SweepPlan& plan, const std::filesystem::path& sweep_dir,
+SweepSummaryCounts write_sweep_summary(const SweepPlan& plan,
+                                       const std::filesystem::path& sweep_dir,
                                        const std::map<size_t, std::string>& failed = {});
 
 }  // namespace moe

@@ -82,7 +82,8 @@ double* scratch(size_t n) {
 
 }  // namespace
 
-ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t eval_size, uint64_t seed)
+ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t eval_size,
+                           uint64_t seed)
     : cc_(cc), train_size_(train_size), seed_(seed) {
     // config/ validates these; the buffers below are sized from them (the sets with int rows).
     MOESIM_CHECK(cc.dim > 0 && cc.num_clusters > 0 && cc.num_classes > 0, "clusters sizes");
@@ -93,7 +94,8 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
     prob_.resize(static_cast<size_t>(C));
     cdf_.resize(static_cast<size_t>(C));
     double total = 0.0;
-    for (int c = 0; c < C; ++c) total += prob_[static_cast<size_t>(c)] = std::pow(c + 1.0, -cc_.imbalance);
+    for (int c = 0; c < C; ++c)
+        total += prob_[static_cast<size_t>(c)] = std::pow(c + 1.0, -cc_.imbalance);
     double acc = 0.0;
     for (int c = 0; c < C; ++c) {
         prob_[static_cast<size_t>(c)] /= total;
@@ -125,7 +127,8 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
             for (int h = 0; h < H; ++h) {
                 for (int j = 0; j < D; ++j)
                     t.w1[static_cast<size_t>(h) * D + j] =
-                        wr.normal_double(param_index(c, int64_t{h} * D + j)) * kHiddenGain / std::sqrt(D);
+                        wr.normal_double(param_index(c, int64_t{h} * D + j)) * kHiddenGain /
+                        std::sqrt(D);
                 t.b1[static_cast<size_t>(h)] = br.normal_double(param_index(c, h)) * kHiddenBiasStd;
             }
         }
@@ -143,7 +146,8 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
         if (!setup_stop_requested()) calibrate(c);
     throw_if_setup_stopped();
 
-    while ((uint64_t{1} << (2 * feistel_half_bits_)) < static_cast<uint64_t>(train_size_)) ++feistel_half_bits_;
+    while ((uint64_t{1} << (2 * feistel_half_bits_)) < static_cast<uint64_t>(train_size_))
+        ++feistel_half_bits_;
     if (feistel_half_bits_ == 0) feistel_half_bits_ = 1;
 
     if (train_size_ > 0) {
@@ -176,7 +180,7 @@ void ClustersTask::teacher_logits(int c, const double* z, double* hidden, double
             const double* w = t.w1.data() + static_cast<size_t>(h) * D;
             double s = t.b1[static_cast<size_t>(h)];
             for (int j = 0; j < D; ++j) s += w[j] * z[j];
-            hidden[h] = 1.0 - 2.0 / (std::exp(2.0 * s) + 1.0);   // tanh(s), a few times faster
+            hidden[h] = 1.0 - 2.0 / (std::exp(2.0 * s) + 1.0);  // tanh(s), a few times faster
         }
         v = hidden;
     }
@@ -204,7 +208,8 @@ void ClustersTask::calibrate(int c) {
     const int K = cc_.num_classes, D = cc_.dim, n = kCalibrationSamples;
     TeacherNet& t = teachers_[static_cast<size_t>(c)];
     if (K < 2 || n / K < 1) return;
-    std::vector<double> L(static_cast<size_t>(n) * K), z(static_cast<size_t>(D)), hidden(kTeacherHidden);
+    std::vector<double> L(static_cast<size_t>(n) * K), z(static_cast<size_t>(D)),
+        hidden(kTeacherHidden);
     const Rng r{seed_, kStreamTask, kParamCalibration};
     for (int s = 0; s < n; ++s) {
         for (int j = 0; j < D; j += 2) {
@@ -212,7 +217,8 @@ void ClustersTask::calibrate(int c) {
             z[static_cast<size_t>(j)] = p.first;
             if (j + 1 < D) z[static_cast<size_t>(j) + 1] = p.second;
         }
-        teacher_logits(c, z.data(), hidden.data(), L.data() + static_cast<size_t>(s) * K);   // b2 = 0
+        teacher_logits(c, z.data(), hidden.data(),
+                       L.data() + static_cast<size_t>(s) * K);  // b2 = 0
     }
     std::vector<double> b(static_cast<size_t>(K), 0.0), margin(static_cast<size_t>(n));
     std::vector<int> counts(static_cast<size_t>(K));
@@ -237,11 +243,13 @@ void ClustersTask::calibrate(int c) {
             const double* l = L.data() + static_cast<size_t>(s) * K;
             int arg = 0;
             for (int j = 1; j < K; ++j)
-                if (l[j] + b[static_cast<size_t>(j)] > l[arg] + b[static_cast<size_t>(arg)]) arg = j;
+                if (l[j] + b[static_cast<size_t>(j)] > l[arg] + b[static_cast<size_t>(arg)])
+                    arg = j;
             ++counts[static_cast<size_t>(arg)];
         }
         bool balanced = true;
-        for (int k = 0; k < K; ++k) balanced = balanced && std::abs(counts[static_cast<size_t>(k)] - target) <= tolerance;
+        for (int k = 0; k < K; ++k)
+            balanced = balanced && std::abs(counts[static_cast<size_t>(k)] - target) <= tolerance;
         if (balanced) break;
     }
     double mean = 0.0;
@@ -250,7 +258,8 @@ void ClustersTask::calibrate(int c) {
     for (int k = 0; k < K; ++k) t.b2[static_cast<size_t>(k)] = b[static_cast<size_t>(k)] - mean;
 }
 
-void ClustersTask::generate(uint64_t stream, uint64_t index, Batch& out, int i, double* work) const {
+void ClustersTask::generate(uint64_t stream, uint64_t index, Batch& out, int i,
+                            double* work) const {
     const int D = cc_.dim, K = cc_.num_classes;
     const Rng r{seed_, stream, 0};
     const double u = r.uniform_double(index, kLaneCluster);
@@ -278,9 +287,10 @@ void ClustersTask::generate(uint64_t stream, uint64_t index, Batch& out, int i, 
 
 void ClustersTask::generate_range(uint64_t stream, uint64_t first, int n, Batch& out,
                                   int out_row) const {
-    const size_t work = static_cast<size_t>(cc_.dim) + kTeacherHidden + static_cast<size_t>(cc_.num_classes);
+    const size_t work =
+        static_cast<size_t>(cc_.dim) + kTeacherHidden + static_cast<size_t>(cc_.num_classes);
     // Small batches are not worth waking the thread team for; the result is the same either way.
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(n) * cc_.dim >= 32768)
+#pragma omp parallel for schedule(static) if (static_cast <int64_t>(n) * cc_.dim >= 32768)
     for (int i = 0; i < n; ++i)
         generate(stream, first + static_cast<uint64_t>(i), out, out_row + i, scratch(work));
 }
@@ -289,7 +299,8 @@ int64_t ClustersTask::train_index(int64_t step, int batch_size, int i) const {
     // Also called by train_batch inside a parallel loop, only with a fixed train set.
     MOESIM_CHECK(train_size_ > 0, "train_index needs a fixed train set");
     const uint64_t N = static_cast<uint64_t>(train_size_);
-    const uint64_t q = static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size) + static_cast<uint64_t>(i);
+    const uint64_t q =
+        static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size) + static_cast<uint64_t>(i);
     const uint64_t epoch = q / N;
     uint64_t v = q % N;
     const int h = feistel_half_bits_;
@@ -313,7 +324,8 @@ void ClustersTask::train_batch(int64_t step, int batch_size, Batch& out) const {
     const int D = cc_.dim;
     out.resize(batch_size, D);
     if (train_size_ == 0) {
-        generate_range(kStreamData, static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size), batch_size, out);
+        generate_range(kStreamData, static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size),
+                       batch_size, out);
         return;
     }
     // Each row independent (a permutation index, then a copy): in parallel for large batches.

@@ -47,7 +47,8 @@ private:
         std::vector<double> w1, b1, w2, b2;
     };
 
-    int teacher_in() const;  // width of the teacher's last layer input: dim (linear) or hidden (mlp)
+    int teacher_in()
+        const;  // width of the teacher's last layer input: dim (linear) or hidden (mlp)
     void teacher_logits(int c, const double* z, double* hidden, double* logits) const;
     void calibrate(int c);
     // Example `index` of stream (stream, step) into row i of out.
@@ -61,9 +62,9 @@ private:
     int64_t train_size_;
     uint64_t seed_;
     std::vector<double> prob_, cdf_;
-    std::vector<double> centres_;      // (num_clusters, dim)
-    std::vector<TeacherNet> teachers_;    // one per cluster
-    int feistel_half_bits_ = 0;        // the train-set permutation works on 2 * this many bits
+    std::vector<double> centres_;       // (num_clusters, dim)
+    std::vector<TeacherNet> teachers_;  // one per cluster
+    int feistel_half_bits_ = 0;         // the train-set permutation works on 2 * this many bits
     Batch train_, eval_;
 };
 

@@ -15,7 +15,7 @@
 
 namespace moe {
 
-struct Batch {               // B examples
+struct Batch {  // B examples
     int B = 0, dim = 0;
     std::vector<float> x;    // (B, dim) row-major inputs
     std::vector<int> y;      // (B) class labels in [0, num_classes)
@@ -30,7 +30,9 @@ struct Batch {               // B examples
         y.resize(static_cast<size_t>(b));
         group.resize(static_cast<size_t>(b));
     }
-    const float* row(int i) const { return x.data() + static_cast<size_t>(i) * static_cast<size_t>(dim); }
+    const float* row(int i) const {
+        return x.data() + static_cast<size_t>(i) * static_cast<size_t>(dim);
+    }
 };
 
 class Task {

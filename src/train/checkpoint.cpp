@@ -72,8 +72,9 @@ int64_t read_verified(const std::filesystem::path& dir, const Config& cfg, std::
     const std::filesystem::path path = dir / kCheckpointFile;
     const std::string where = path.string();
     if (!checkpoint_exists(dir))
-        throw UserError(where + ": no checkpoint to resume from (the run wrote none: "
-                                "train.checkpoint_every is 0, or it stopped before its first)");
+        throw UserError(where +
+                        ": no checkpoint to resume from (the run wrote none: "
+                        "train.checkpoint_every is 0, or it stopped before its first)");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw UserError(where + ": cannot read the checkpoint");
     std::ostringstream all;
@@ -93,8 +94,8 @@ int64_t read_verified(const std::filesystem::path& dir, const Config& cfg, std::
         step = r.get<int64_t>();
         if (step < 0 || step > cfg.train.steps)
             throw UserError(where + ": checkpoint of step " + std::to_string(step) +
-                            ", outside this run's train.steps (" +
-                            std::to_string(cfg.train.steps) + ")");
+                            ", outside this run's train.steps (" + std::to_string(cfg.train.steps) +
+                            ")");
         const uint64_t n = r.get<uint64_t>();
         if (n > 100000) throw std::runtime_error("implausible config size");
         std::vector<std::pair<std::string, std::string>> saved;
@@ -125,7 +126,8 @@ int64_t read_verified(const std::filesystem::path& dir, const Config& cfg, std::
                             std::to_string(bytes.size() - start) + " payload bytes, expected " +
                             std::to_string(size) + ")");
         payload = bytes.substr(start);
-        if (fnv1a(payload) != sum) throw UserError(where + ": the checkpoint is corrupt (checksum)");
+        if (fnv1a(payload) != sum)
+            throw UserError(where + ": the checkpoint is corrupt (checksum)");
         (void)version;
     } catch (const UserError&) {
         throw;

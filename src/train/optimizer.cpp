@@ -25,7 +25,8 @@ void Optimizer::step(Backend& be, ParamStore& ps, float lr, int64_t t, float gra
 
 double lr_at(const TrainConfig& cfg, int64_t s) {
     const double lr = cfg.lr;
-    if (cfg.warmup_steps > 0 && s <= cfg.warmup_steps) return lr * double(s) / double(cfg.warmup_steps);
+    if (cfg.warmup_steps > 0 && s <= cfg.warmup_steps)
+        return lr * double(s) / double(cfg.warmup_steps);
     if (cfg.schedule == Schedule::constant) return lr;
     const double span = double(cfg.steps - cfg.warmup_steps);
     const double progress = span > 0 ? double(s - cfg.warmup_steps) / span : 1.0;

@@ -14,21 +14,46 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }
 
 const std::vector<std::string>& summary_config_keys() {
-    static const std::vector<std::string> keys = {
-        "name",           "seed",           "data.task",          "data.clusters.imbalance",
-        "model.d_model",  "model.layers",   "model.moe_every",    "experts.count",
-        "experts.d_ff",   "experts.activation", "experts.shared", "router.type",
-        "router.k",       "router.score",   "router.normalize",   "router.noise",
-        "router.scale",   "router.topk.second_expert", "router.topk.groups",
-        "router.topk.topk_groups",
-        "capacity.factor", "capacity.drop_policy", "capacity.eval_factor", "balance.loss",
-        "balance.alpha",  "balance.z_loss", "balance.bias_rate",  "train.steps",
-        "train.batch_size", "train.optimizer", "train.lr"};
+    static const std::vector<std::string> keys = {"name",
+                                                  "seed",
+                                                  "data.task",
+                                                  "data.clusters.imbalance",
+                                                  "model.d_model",
+                                                  "model.layers",
+                                                  "model.moe_every",
+                                                  "experts.count",
+                                                  "experts.d_ff",
+                                                  "experts.activation",
+                                                  "experts.shared",
+                                                  "router.type",
+                                                  "router.k",
+                                                  "router.score",
+                                                  "router.normalize",
+                                                  "router.noise",
+                                                  "router.scale",
+                                                  "router.topk.second_expert",
+                                                  "router.topk.groups",
+                                                  "router.topk.topk_groups",
+                                                  "capacity.factor",
+                                                  "capacity.drop_policy",
+                                                  "capacity.eval_factor",
+                                                  "balance.loss",
+                                                  "balance.alpha",
+                                                  "balance.z_loss",
+                                                  "balance.bias_rate",
+                                                  "train.steps",
+                                                  "train.batch_size",
+                                                  "train.optimizer",
+                                                  "train.lr"};
     return keys;
 }
 
 SummaryBuilder::SummaryBuilder(const Config& cfg, int moe_layers)
-    : cfg_(cfg), last_eval_(moe_layers), loss_(kNaN), accuracy_(kNaN), worst_vio_(kNaN),
+    : cfg_(cfg),
+      last_eval_(moe_layers),
+      loss_(kNaN),
+      accuracy_(kNaN),
+      worst_vio_(kNaN),
       worst_drop_(kNaN) {}
 
 void SummaryBuilder::observe_eval(int layer, const LayerStats& st) {
@@ -109,7 +134,8 @@ std::string SummaryBuilder::csv() const {
     };
     add("max_vio", CsvCell(mean([](const LayerStats& s) { return s.max_vio; })));
     add("load_cv", CsvCell(mean([](const LayerStats& s) { return s.load_cv; })));
-    add("effective_experts", CsvCell(mean([](const LayerStats& s) { return s.effective_experts; })));
+    add("effective_experts",
+        CsvCell(mean([](const LayerStats& s) { return s.effective_experts; })));
     add("dead_experts", CsvCell(mean([](const LayerStats& s) { return double(s.dead_experts); })));
     add("drop_rate", CsvCell(mean([](const LayerStats& s) { return s.drop_rate; })));
     add("spec_nmi", CsvCell(mean([](const LayerStats& s) { return s.spec_nmi; })));

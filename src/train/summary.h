@@ -36,8 +36,8 @@ public:
     // What a resumed run needs (the final eval, the late-train extremes).
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
-    std::string csv() const;   // header line + one row
-    double final_loss() const { return loss_; }          // NaN before the first evaluation
+    std::string csv() const;                     // header line + one row
+    double final_loss() const { return loss_; }  // NaN before the first evaluation
     double final_accuracy() const { return accuracy_; }
 
 private:

@@ -36,8 +36,8 @@ struct MetricWindow {
 };
 
 struct StatsState {
-    std::vector<LayerWindow> train_windows;   // (MoE layers)
-    std::vector<FlipTracker> flips;           // (MoE layers)
+    std::vector<LayerWindow> train_windows;  // (MoE layers)
+    std::vector<FlipTracker> flips;          // (MoE layers)
     CollapseTracker collapse;
     SummaryBuilder summary;
     MetricWindow metrics;

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-
 namespace moe {
 
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,

@@ -15,10 +15,10 @@ namespace moe {
 
 struct StepOutcome {
     LossParts loss;
-    double grad_norm = 0.0;   // before clipping
+    double grad_norm = 0.0;  // before clipping
     double lr = 0.0;
-    bool finite = true;       // false: the loss or the gradient is not finite (diverged)
-    std::string message;      // what was not finite
+    bool finite = true;   // false: the loss or the gradient is not finite (diverged)
+    std::string message;  // what was not finite
 };
 
 // Step s (1-based): fills `batch` from the task and updates the model in place. The gradients

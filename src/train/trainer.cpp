@@ -13,24 +13,27 @@
 #include "backend/backend.h"
 #include "config/config_load.h"
 #include "io/atomic_file.h"
+#include "io/csv_cut.h"
 #include "io/csv_writer.h"
 #include "model/model.h"
 #include "stats/routing_stats.h"
 #include "tasks/task.h"
+#include "train/checkpoint.h"
 #include "train/optimizer.h"
 #include "train/summary.h"
 #include "train/train_state.h"
-#include "train/checkpoint.h"
-#include "io/csv_cut.h"
 #include "train/train_step.h"
 
 namespace moe {
 
 std::string_view to_string(RunStatus s) {
     switch (s) {
-        case RunStatus::completed: return "completed";
-        case RunStatus::diverged: return "diverged";
-        case RunStatus::interrupted: return "interrupted";
+        case RunStatus::completed:
+            return "completed";
+        case RunStatus::diverged:
+            return "diverged";
+        case RunStatus::interrupted:
+            return "interrupted";
     }
     return "unknown";
 }
@@ -48,19 +51,18 @@ double seconds_since(Clock::time_point t0) {
 // training state).
 struct Recorder {
     std::vector<LayerWindow> eval_win;
-    std::vector<std::vector<int>> eval_top1;   // (layers, eval tokens)
-    std::vector<int> blocks;                   // block index of each MoE layer
+    std::vector<std::vector<int>> eval_top1;  // (layers, eval tokens)
+    std::vector<int> blocks;                  // block index of each MoE layer
     CsvWriter metrics, timing, layers, experts, specialization, events;
     std::vector<CsvCell> row;
 
     // The files of a run, in order, with their headers.
-    static constexpr const char* kFiles[] = {"metrics.csv",        "timing.csv", "layers.csv",
-                                             "experts.csv",        "specialization.csv",
-                                             "events.csv"};
+    static constexpr const char* kFiles[] = {"metrics.csv", "timing.csv",         "layers.csv",
+                                             "experts.csv", "specialization.csv", "events.csv"};
 
     // mode append: a resumed run (the files were cut back to its checkpoint's step).
-    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, const std::filesystem::path& dir,
-             CsvMode mode)
+    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_,
+             const std::filesystem::path& dir, CsvMode mode)
         : eval_win(NL, LayerWindow(N, G)),
           eval_top1(NL, std::vector<int>(E, 0)),
           blocks(std::move(blocks_)),
@@ -73,8 +75,8 @@ struct Recorder {
                   {"step", "split", "layer", "expert", "load", "tokens", "processed", "dropped",
                    "importance", "bias"},
                   mode),
-          specialization(dir / "specialization.csv",
-                         {"step", "layer", "expert", "group", "tokens"}, mode),
+          specialization(dir / "specialization.csv", {"step", "layer", "expert", "group", "tokens"},
+                         mode),
           events(dir / "events.csv", {"step", "layer", "expert", "event"}, mode) {
         std::vector<std::string> h = {"step", "split", "layer"};
         for (auto c : kLayerStatColumns) h.emplace_back(c);
@@ -138,8 +140,8 @@ public:
             }
             const auto t0 = Clock::now();
             const bool log_row = s % cfg_.train.log_every == 0 || s == steps;
-            const StepOutcome so = train_step(*be_, cfg_, *task_, st_.model, st_.opt, batch_, s,
-                                              log_row);
+            const StepOutcome so =
+                train_step(*be_, cfg_, *task_, st_.model, st_.opt, batch_, s, log_row);
             if (!so.finite) {
                 result_.status = RunStatus::diverged;
                 result_.message = so.message;
@@ -209,8 +211,8 @@ private:
         rec_.metrics.write_row({s, "train", w.loss / w.steps, w.task / w.steps, w.aux / w.steps,
                                 w.z / w.steps, double(w.correct) / w.tokens, so.lr, so.grad_norm});
         const double tps = timing_.seconds > 0 ? double(timing_.tokens) / timing_.seconds : 0.0;
-        rec_.timing.write_row({s, tps, 1e3 * timing_.seconds / double(timing_.steps),
-                               seconds_since(t_start_)});
+        rec_.timing.write_row(
+            {s, tps, 1e3 * timing_.seconds / double(timing_.steps), seconds_since(t_start_)});
         const int64_t last_tenth = cfg_.train.steps - std::max<int64_t>(1, cfg_.train.steps / 10);
         const int NL = int(moe_.size());
         double drop = 0, vio = 0;
@@ -260,8 +262,8 @@ private:
             for (int l = 0; l < NL; ++l) {
                 const MoeLayer& m = *moe_[l];
                 const float* probs = m.router_state().probs.data();
-                rec_.eval_win[l].observe(m.plan(), probs, m.logits(), eval.group.data() + start,
-                                         G_, m.aux_loss(), m.z_loss_value());
+                rec_.eval_win[l].observe(m.plan(), probs, m.logits(), eval.group.data() + start, G_,
+                                         m.aux_loss(), m.z_loss_value());
                 for (int t = 0; t < T; ++t) rec_.eval_top1[l][start + t] = top1_expert(probs, N, t);
             }
         }
@@ -274,8 +276,7 @@ private:
                          double acc) {
         StatsState& ss = st_.stats;
         const int N = cfg_.experts.count;
-        rec_.metrics.write_row(
-            {step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
+        rec_.metrics.write_row({step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
         std::vector<CollapseEvent> events;
         for (int l = 0; l < int(moe_.size()); ++l) {
             LayerStats st = rec_.eval_win[l].finish();
@@ -320,14 +321,16 @@ private:
     TrainState st_;
     std::vector<MoeLayer*> moe_;
     RunResult result_;
-    int64_t checkpoint_step_ = 0;   // the step of the newest checkpoint on disk (0: none)
-    Recorder rec_;                  // after result_ and checkpoint_step_: a resume sets them
+    int64_t checkpoint_step_ = 0;  // the step of the newest checkpoint on disk (0: none)
+    Recorder rec_;                 // after result_ and checkpoint_step_: a resume sets them
     Batch batch_;
     TimingWindow timing_;
 };
 
 }  // namespace
 
-RunResult train_run(const Config& cfg, const RunOptions& opts) { return Run(cfg, opts).run(); }
+RunResult train_run(const Config& cfg, const RunOptions& opts) {
+    return Run(cfg, opts).run();
+}
 
 }  // namespace moe

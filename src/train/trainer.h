@@ -19,16 +19,16 @@ struct Progress {
     int64_t step = 0, steps = 0;
     double loss = 0.0, drop_rate = 0.0, max_vio = 0.0, tokens_per_s = 0.0;
     double elapsed_s = 0.0;
-    bool eval = false;          // an evaluation row (then loss/accuracy are eval figures)
+    bool eval = false;  // an evaluation row (then loss/accuracy are eval figures)
     double accuracy = 0.0;
 };
 
 struct RunOptions {
-    std::filesystem::path out_dir;                    // must exist; files are (re)created there
-    bool resume = false;                              // continue from out_dir's checkpoint
-    const std::atomic<bool>* stop = nullptr;          // set by SIGINT/SIGTERM: stop at a safe point
-    int64_t stop_after_step = 0;                      // > 0: stop as a signal would, after this step
-    std::function<void(const Progress&)> on_progress; // called at each log and eval row
+    std::filesystem::path out_dir;            // must exist; files are (re)created there
+    bool resume = false;                      // continue from out_dir's checkpoint
+    const std::atomic<bool>* stop = nullptr;  // set by SIGINT/SIGTERM: stop at a safe point
+    int64_t stop_after_step = 0;              // > 0: stop as a signal would, after this step
+    std::function<void(const Progress&)> on_progress;  // called at each log and eval row
 };
 
 struct RunResult {
@@ -36,7 +36,7 @@ struct RunResult {
     int64_t steps_done = 0;
     double final_eval_loss = 0.0, final_eval_accuracy = 0.0;
     double wall_s = 0.0;
-    std::string message;   // why it diverged
+    std::string message;  // why it diverged
 };
 
 // Trains cfg (validated) and writes metrics.csv, timing.csv, layers.csv, experts.csv,

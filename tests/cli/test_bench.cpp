@@ -38,83 +38,83 @@ std::vector<std::string> lines_of(const std::string& s) {
 }  // namespace
 
 TEST_SUITE("bench") {
+    TEST_CASE("bench --csv on tiny prints the header and one row") {
+        auto r = run_moesim("bench " + kTinyBench + " --steps 2 --warmup 1 --csv --threads 1");
+        REQUIRE(r.code == 0);
+        const auto lines = lines_of(r.output);
+        REQUIRE(lines.size() == 2);
+        CHECK(lines[0] == kHeader);
+        const auto cols = split(lines[1], ',');
+        REQUIRE(cols.size() == 12);
+        CHECK(cols[0] == "8");     // experts.count
+        CHECK(cols[1] == "2");     // router.k
+        CHECK(cols[2] == "64");    // experts.d_ff
+        CHECK(cols[3] == "32");    // model.d_model
+        CHECK(cols[4] == "1024");  // train.batch_size
+        CHECK(cols[5] == "1");     // threads (--threads 1)
+        const double med = std::stod(cols[6]), mn = std::stod(cols[7]), mx = std::stod(cols[8]);
+        CHECK(mn > 0.0);
+        CHECK(mn <= med);
+        CHECK(med <= mx);
+        CHECK(std::stod(cols[9]) > 0.0);
+        // Counted FLOPs lie between "every assignment dropped" and "none dropped" (T*k = 2048).
+        const moe::Config cfg = moe::config_load_file(source_path("configs/bench/tiny.yaml"));
+        const double lo = moe::bench_flops(cfg, 32, 16, 1024, 0.0).total() * 1e-9;
+        const double hi = moe::bench_flops(cfg, 32, 16, 1024, 2048.0).total() * 1e-9;
+        const double gflop = std::stod(cols[10]);
+        CHECK(gflop > lo);
+        CHECK(gflop <= hi + 1e-6);
+        CHECK(std::stod(cols[11]) > 0.0);
+    }
 
-TEST_CASE("bench --csv on tiny prints the header and one row") {
-    auto r = run_moesim("bench " + kTinyBench + " --steps 2 --warmup 1 --csv --threads 1");
-    REQUIRE(r.code == 0);
-    const auto lines = lines_of(r.output);
-    REQUIRE(lines.size() == 2);
-    CHECK(lines[0] == kHeader);
-    const auto cols = split(lines[1], ',');
-    REQUIRE(cols.size() == 12);
-    CHECK(cols[0] == "8");      // experts.count
-    CHECK(cols[1] == "2");      // router.k
-    CHECK(cols[2] == "64");     // experts.d_ff
-    CHECK(cols[3] == "32");     // model.d_model
-    CHECK(cols[4] == "1024");   // train.batch_size
-    CHECK(cols[5] == "1");      // threads (--threads 1)
-    const double med = std::stod(cols[6]), mn = std::stod(cols[7]), mx = std::stod(cols[8]);
-    CHECK(mn > 0.0);
-    CHECK(mn <= med);
-    CHECK(med <= mx);
-    CHECK(std::stod(cols[9]) > 0.0);
-    // Counted FLOPs lie between "every assignment dropped" and "none dropped" (T*k = 2048).
-    const moe::Config cfg = moe::config_load_file(source_path("configs/bench/tiny.yaml"));
-    const double lo = moe::bench_flops(cfg, 32, 16, 1024, 0.0).total() * 1e-9;
-    const double hi = moe::bench_flops(cfg, 32, 16, 1024, 2048.0).total() * 1e-9;
-    const double gflop = std::stod(cols[10]);
-    CHECK(gflop > lo);
-    CHECK(gflop <= hi + 1e-6);
-    CHECK(std::stod(cols[11]) > 0.0);
-}
+    TEST_CASE("bench overrides and the human-readable report") {
+        auto r =
+            run_moesim("bench " + kTinyBench + " experts.count=4 --steps 1 --warmup 0 --threads 1");
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find("4 experts") != std::string::npos);
+        CHECK(r.output.find("ms per step:") != std::string::npos);
+        CHECK(r.output.find("GFLOP/s:") != std::string::npos);
+        CHECK(r.output.find("peak RSS") != std::string::npos);
+    }
 
-TEST_CASE("bench overrides and the human-readable report") {
-    auto r = run_moesim("bench " + kTinyBench + " experts.count=4 --steps 1 --warmup 0 --threads 1");
-    REQUIRE(r.code == 0);
-    CHECK(r.output.find("4 experts") != std::string::npos);
-    CHECK(r.output.find("ms per step:") != std::string::npos);
-    CHECK(r.output.find("GFLOP/s:") != std::string::npos);
-    CHECK(r.output.find("peak RSS") != std::string::npos);
-}
+    TEST_CASE("bench usage and config errors exit 2") {
+        CHECK(run_moesim("bench").code == 2);
+        CHECK(run_moesim("bench " + kTinyBench + " --steps 0").code == 2);
+        CHECK(run_moesim("bench " + kTinyBench + " router.kk=1 --steps 1").code == 2);
+        CHECK(run_moesim("bench /nonexistent/bench.yaml").code == 2);
+    }
 
-TEST_CASE("bench usage and config errors exit 2") {
-    CHECK(run_moesim("bench").code == 2);
-    CHECK(run_moesim("bench " + kTinyBench + " --steps 0").code == 2);
-    CHECK(run_moesim("bench " + kTinyBench + " router.kk=1 --steps 1").code == 2);
-    CHECK(run_moesim("bench /nonexistent/bench.yaml").code == 2);
-}
+    TEST_CASE("FLOP count of the tiny bench config, by hand") {
+        const moe::Config cfg = moe::config_load_file(source_path("configs/bench/tiny.yaml"));
+        // T = 1024 tokens, Din = 32, D = 32, H = 64 (gelu), N = 8, C = 16; A = 2000 kept assignments.
+        const moe::BenchFlops f = moe::bench_flops(cfg, 32, 16, 1024, 2000.0);
+        CHECK(f.embed == doctest::Approx(2.0 * 2 * 1024 * 32 * 32));  // fwd + dW only
+        CHECK(f.router == doctest::Approx(3.0 * 2 * 1024 * 32 * 8));
+        CHECK(f.experts == doctest::Approx(3.0 * (2.0 * 2000 * 32 * 64 + 2.0 * 2000 * 64 * 32)));
+        CHECK(f.shared == 0.0);
+        CHECK(f.dense == 0.0);
+        CHECK(f.head == doctest::Approx(3.0 * 2 * 1024 * 32 * 16));
+        CHECK(f.total() == doctest::Approx(58064896.0));  // 4194304 + 1572864 + 49152000 + 3145728
+    }
 
-TEST_CASE("FLOP count of the tiny bench config, by hand") {
-    const moe::Config cfg = moe::config_load_file(source_path("configs/bench/tiny.yaml"));
-    // T = 1024 tokens, Din = 32, D = 32, H = 64 (gelu), N = 8, C = 16; A = 2000 kept assignments.
-    const moe::BenchFlops f = moe::bench_flops(cfg, 32, 16, 1024, 2000.0);
-    CHECK(f.embed == doctest::Approx(2.0 * 2 * 1024 * 32 * 32));             // fwd + dW only
-    CHECK(f.router == doctest::Approx(3.0 * 2 * 1024 * 32 * 8));
-    CHECK(f.experts == doctest::Approx(3.0 * (2.0 * 2000 * 32 * 64 + 2.0 * 2000 * 64 * 32)));
-    CHECK(f.shared == 0.0);
-    CHECK(f.dense == 0.0);
-    CHECK(f.head == doctest::Approx(3.0 * 2 * 1024 * 32 * 16));
-    CHECK(f.total() == doctest::Approx(58064896.0));   // 4194304 + 1572864 + 49152000 + 3145728
-}
-
-TEST_CASE("FLOP count with swiglu, a shared expert and a dense block, by hand") {
-    moe::Config cfg;
-    cfg.model.d_model = 4;
-    cfg.model.layers = 2;
-    cfg.model.moe_every = 2;           // block 0 dense FFN, block 1 MoE
-    cfg.experts.count = 6;
-    cfg.experts.d_ff = 5;
-    cfg.experts.activation = moe::Activation::swiglu;   // W1 is D x 2H
-    cfg.experts.shared = 1;
-    // T = 10, Din = 3, C = 7, A = 15
-    const moe::BenchFlops f = moe::bench_flops(cfg, 3, 7, 10, 15.0);
-    CHECK(f.embed == doctest::Approx(480.0));     // 2 * 2*10*3*4
-    CHECK(f.router == doctest::Approx(1440.0));   // 3 * 2*10*4*6
-    CHECK(f.experts == doctest::Approx(5400.0));  // 3 * (2*15*4*10 + 2*15*5*4)
-    CHECK(f.shared == doctest::Approx(3600.0));   // 3 * (2*10*4*10 + 2*10*5*4)
-    CHECK(f.dense == doctest::Approx(3600.0));    // same shapes as the shared expert
-    CHECK(f.head == doctest::Approx(1680.0));     // 3 * 2*10*4*7
-    CHECK(f.total() == doctest::Approx(16200.0));
-}
+    TEST_CASE("FLOP count with swiglu, a shared expert and a dense block, by hand") {
+        moe::Config cfg;
+        cfg.model.d_model = 4;
+        cfg.model.layers = 2;
+        cfg.model.moe_every = 2;  // block 0 dense FFN, block 1 MoE
+        cfg.experts.count = 6;
+        cfg.experts.d_ff = 5;
+        cfg.experts.activation = moe::Activation::swiglu;  // W1 is D x 2H
+        cfg.experts.shared = 1;
+        // T = 10, Din = 3, C = 7, A = 15
+        const moe::BenchFlops f = moe::bench_flops(cfg, 3, 7, 10, 15.0);
+        CHECK(f.embed == doctest::Approx(480.0));     // 2 * 2*10*3*4
+        CHECK(f.router == doctest::Approx(1440.0));   // 3 * 2*10*4*6
+        CHECK(f.experts == doctest::Approx(5400.0));  // 3 * (2*15*4*10 + 2*15*5*4)
+        CHECK(f.shared == doctest::Approx(3600.0));   // 3 * (2*10*4*10 + 2*10*5*4)
+        CHECK(f.dense == doctest::Approx(3600.0));    // same shapes as the shared expert
+        CHECK(f.head == doctest::Approx(1680.0));     // 3 * 2*10*4*7
+        CHECK(f.total() == doctest::Approx(16200.0));
+    }
 
 }  // TEST_SUITE

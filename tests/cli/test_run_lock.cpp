@@ -43,7 +43,8 @@ TEST_SUITE("cli") {
 }  // TEST_SUITE
 
 TEST_SUITE("cli") {
-    TEST_CASE("presets says plainly it is not built yet and run --resume of no run says so, exit 2") {
+    TEST_CASE(
+        "presets says plainly it is not built yet and run --resume of no run says so, exit 2") {
         auto p = moe::test::run_moesim("presets");
         CHECK(p.code == 2);
         CHECK(p.output ==

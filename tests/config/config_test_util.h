@@ -94,7 +94,7 @@ inline Config nontrivial_config() {
     c.balance.loss = BalanceLoss::shazeer;
     c.balance.alpha = 1e-7;
     c.balance.z_loss = 0.001;
-    c.balance.bias_rate = 0.1 + 0.2; // 0.30000000000000004: needs all 17 digits
+    c.balance.bias_rate = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
     c.train.steps = 5'000'000'000;
     c.train.batch_size = 1;
     c.train.optimizer = OptimizerKind::sgd;
@@ -113,4 +113,4 @@ inline Config nontrivial_config() {
     return c;
 }
 
-} // namespace moe::test
+}  // namespace moe::test

@@ -51,7 +51,7 @@ std::string readme_table(const std::string& readme) {
     return readme.substr(b + 1, e - b - 1);
 }
 
-} // namespace
+}  // namespace
 
 TEST_SUITE("config") {
     TEST_CASE("components: every row is consistent with the schema") {
@@ -201,4 +201,4 @@ TEST_SUITE("config") {
         CHECK(r.code == 0);
         CHECK(r.output == components_markdown());
     }
-} // TEST_SUITE
+}  // TEST_SUITE

@@ -18,7 +18,7 @@ namespace {
 Config load(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
     return config_load_string(yaml, "t.yaml", overrides);
 }
-} // namespace
+}  // namespace
 
 TEST_SUITE("config") {
     TEST_CASE("load: an empty config is all defaults") {
@@ -30,7 +30,7 @@ TEST_SUITE("config") {
         CHECK(load("~\n") == d);
         CHECK(load("\xEF\xBB\xBF# a UTF-8 byte order mark is fine\n") == d);
         CHECK(load("router:\ntrain:\n  # nothing here either\n") ==
-              d); // empty sections keep defaults
+              d);  // empty sections keep defaults
         CHECK(load("router: {}\n") == d);
     }
 
@@ -541,9 +541,9 @@ TEST_SUITE("config") {
         CHECK(load_error(std::string("a: 1\n\0b: 2\n", 11)) ==
               "t.yaml:2:1: not a text file: it contains a NUL byte");
         CHECK(load_error("a: \xC0\xAF\n") ==
-              "t.yaml:1:4: not UTF-8 text: invalid byte 0xC0"); // overlong '/'
+              "t.yaml:1:4: not UTF-8 text: invalid byte 0xC0");  // overlong '/'
         CHECK(load_error("a: \xED\xA0\x80\n") ==
-              "t.yaml:1:4: not UTF-8 text: invalid byte 0xED"); // a surrogate
+              "t.yaml:1:4: not UTF-8 text: invalid byte 0xED");  // a surrogate
         CHECK(load("# caf\xC3\xA9 \xE2\x9C\x93 (UTF-8 is fine)\nrouter: {k: 1}\n").router.k == 1);
         CHECK(load_error("name: caf\xC3\xA9\n") ==
               "t.yaml:1:7: name: must be 1 to 100 letters, digits, '.', '_' or '-', not starting "
@@ -612,7 +612,7 @@ TEST_SUITE("config") {
         SUBCASE("a huge file is refused before it is read") {
             fs::path p = dir / "huge.yaml";
             std::ofstream(p).flush();
-            fs::resize_file(p, 50u << 20); // sparse: costs no disk
+            fs::resize_file(p, 50u << 20);  // sparse: costs no disk
             CHECK(diagnostics_of([&] { config_load_file(p.string()); }) ==
                   std::vector<std::string>{
                       p.string() +
@@ -654,10 +654,18 @@ TEST_SUITE("config") {
             for (int e = 0; e < edits && !text.empty(); ++e) {
                 size_t at = next() % text.size();
                 switch (next() % 4) {
-                case 0: text[at] = alphabet[next() % alphabet.size()]; break;
-                case 1: text.erase(at, 1 + next() % 8); break;
-                case 2: text.insert(at, 1, alphabet[next() % alphabet.size()]); break;
-                case 3: text.insert(at, text.substr(next() % text.size(), 1 + next() % 40)); break;
+                    case 0:
+                        text[at] = alphabet[next() % alphabet.size()];
+                        break;
+                    case 1:
+                        text.erase(at, 1 + next() % 8);
+                        break;
+                    case 2:
+                        text.insert(at, 1, alphabet[next() % alphabet.size()]);
+                        break;
+                    case 3:
+                        text.insert(at, text.substr(next() % text.size(), 1 + next() % 40));
+                        break;
                 }
             }
             try {
@@ -675,4 +683,4 @@ TEST_SUITE("config") {
         CHECK(refused > 100);
     }
 
-} // TEST_SUITE
+}  // TEST_SUITE

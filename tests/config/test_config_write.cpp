@@ -15,7 +15,7 @@ namespace {
 Config round_trip(const Config& c) {
     return config_load_string(config_to_yaml(c), "resolved.yaml");
 }
-} // namespace
+}  // namespace
 
 TEST_SUITE("config") {
     TEST_CASE("config_to_yaml: starts with the version and lists every key") {
@@ -115,4 +115,4 @@ TEST_SUITE("config") {
                       "-tc='docs/config.md*'");
     }
 
-} // TEST_SUITE
+}  // TEST_SUITE

@@ -24,7 +24,7 @@ std::vector<std::string> lines_of(const std::string& text) {
     return out;
 }
 
-} // namespace
+}  // namespace
 
 TEST_SUITE("config") {
     TEST_CASE("malformed corpus: each config gives exactly its expected diagnostics") {
@@ -68,4 +68,4 @@ TEST_SUITE("config") {
         }
     }
 
-} // TEST_SUITE
+}  // TEST_SUITE

@@ -13,7 +13,7 @@ using moe::test::diagnostics_of;
 TEST_SUITE("config") {
     TEST_CASE("schema: every path is unique and a section's keys are contiguous") {
         std::set<std::string_view> paths;
-        std::set<std::string_view> closed; // sections already left
+        std::set<std::string_view> closed;  // sections already left
         std::string_view current = "";
         for (const schema::Key& k : schema::keys()) {
             CHECK_MESSAGE(paths.insert(k.path).second, "duplicate key " << k.path);
@@ -57,12 +57,24 @@ TEST_SUITE("config") {
             // A value different from the default, legal or not (setters do not check).
             schema::Value v = k.get(d);
             switch (k.type) {
-            case schema::Type::integer: v = std::get<int64_t>(v) + 1; break;
-            case schema::Type::unsigned_integer: v = std::get<uint64_t>(v) + 1; break;
-            case schema::Type::number: v = std::get<double>(v) + 0.5; break;
-            case schema::Type::boolean: v = !std::get<bool>(v); break;
-            case schema::Type::string: v = std::get<std::string>(v) + "x"; break;
-            case schema::Type::choice: v = std::get<int64_t>(v) + 1; break;
+                case schema::Type::integer:
+                    v = std::get<int64_t>(v) + 1;
+                    break;
+                case schema::Type::unsigned_integer:
+                    v = std::get<uint64_t>(v) + 1;
+                    break;
+                case schema::Type::number:
+                    v = std::get<double>(v) + 0.5;
+                    break;
+                case schema::Type::boolean:
+                    v = !std::get<bool>(v);
+                    break;
+                case schema::Type::string:
+                    v = std::get<std::string>(v) + "x";
+                    break;
+                case schema::Type::choice:
+                    v = std::get<int64_t>(v) + 1;
+                    break;
             }
             Config c = d;
             k.set(c, v);
@@ -165,7 +177,7 @@ TEST_SUITE("config") {
     TEST_CASE("schema: edit distance and suggestions") {
         CHECK(schema::edit_distance("", "") == 0);
         CHECK(schema::edit_distance("kitten", "sitting") == 3);
-        CHECK(schema::edit_distance("d_modle", "d_model") == 1); // a transposition costs 1
+        CHECK(schema::edit_distance("d_modle", "d_model") == 1);  // a transposition costs 1
         CHECK(schema::edit_distance("abc", "") == 3);
         CHECK(schema::suggest_key("router.kk") == "router.k");
         CHECK(schema::suggest_key("model.d_modle") == "model.d_model");
@@ -228,4 +240,4 @@ TEST_SUITE("config") {
         CHECK(error == "expected true or false, got the quoted string \"true\"");
     }
 
-} // TEST_SUITE
+}  // TEST_SUITE

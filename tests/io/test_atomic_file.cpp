@@ -25,44 +25,43 @@ std::vector<std::string> names_in(const std::filesystem::path& dir) {
 }  // namespace
 
 TEST_SUITE("io") {
-
-TEST_CASE("write_file_atomic writes and replaces a file, leaving no temporary") {
-    const auto dir = io_scratch("atomic");
-    const auto path = dir / "summary.csv";
-    moe::write_file_atomic(path, "a,b\n1,2\n");
-    CHECK(slurp(path) == "a,b\n1,2\n");
-    moe::write_file_atomic(path, "a,b\n3,4\n");
-    CHECK(slurp(path) == "a,b\n3,4\n");
-    moe::write_file_atomic(path, "");
-    CHECK(slurp(path).empty());
-    CHECK(names_in(dir) == std::vector<std::string>{"summary.csv"});
-}
-
-TEST_CASE("write_file_atomic: failure is a UserError with the path and the reason") {
-    const auto dir = io_scratch("atomic_fail");
-    const auto path = dir / "missing" / "config.yaml";
-    try {
-        moe::write_file_atomic(path, "x: 1\n");
-        FAIL("expected a UserError");
-    } catch (const moe::UserError& e) {
-        const std::string msg = e.what();
-        CHECK(msg.find(path.string()) != std::string::npos);
-        CHECK(msg.find("No such file or directory") != std::string::npos);
+    TEST_CASE("write_file_atomic writes and replaces a file, leaving no temporary") {
+        const auto dir = io_scratch("atomic");
+        const auto path = dir / "summary.csv";
+        moe::write_file_atomic(path, "a,b\n1,2\n");
+        CHECK(slurp(path) == "a,b\n1,2\n");
+        moe::write_file_atomic(path, "a,b\n3,4\n");
+        CHECK(slurp(path) == "a,b\n3,4\n");
+        moe::write_file_atomic(path, "");
+        CHECK(slurp(path).empty());
+        CHECK(names_in(dir) == std::vector<std::string>{"summary.csv"});
     }
-    // a directory in the way of the rename
-    std::filesystem::create_directories(dir / "taken");
-    CHECK_THROWS_AS(moe::write_file_atomic(dir / "taken", "x"), moe::UserError);
-    CHECK(names_in(dir) == std::vector<std::string>{"taken"});  // temporary removed
-}
 
-TEST_CASE("is_atomic_temp_name") {
-    CHECK(moe::is_atomic_temp_name(".summary.csv.tmp-1234-0"));
-    CHECK(moe::is_atomic_temp_name(".config.yaml.tmp-1-17"));
-    CHECK_FALSE(moe::is_atomic_temp_name("summary.csv"));
-    CHECK_FALSE(moe::is_atomic_temp_name("summary.csv.tmp-1-2"));  // no leading dot
-    CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-x-1"));
-    CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-12"));
-    CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-12-"));
-}
+    TEST_CASE("write_file_atomic: failure is a UserError with the path and the reason") {
+        const auto dir = io_scratch("atomic_fail");
+        const auto path = dir / "missing" / "config.yaml";
+        try {
+            moe::write_file_atomic(path, "x: 1\n");
+            FAIL("expected a UserError");
+        } catch (const moe::UserError& e) {
+            const std::string msg = e.what();
+            CHECK(msg.find(path.string()) != std::string::npos);
+            CHECK(msg.find("No such file or directory") != std::string::npos);
+        }
+        // a directory in the way of the rename
+        std::filesystem::create_directories(dir / "taken");
+        CHECK_THROWS_AS(moe::write_file_atomic(dir / "taken", "x"), moe::UserError);
+        CHECK(names_in(dir) == std::vector<std::string>{"taken"});  // temporary removed
+    }
+
+    TEST_CASE("is_atomic_temp_name") {
+        CHECK(moe::is_atomic_temp_name(".summary.csv.tmp-1234-0"));
+        CHECK(moe::is_atomic_temp_name(".config.yaml.tmp-1-17"));
+        CHECK_FALSE(moe::is_atomic_temp_name("summary.csv"));
+        CHECK_FALSE(moe::is_atomic_temp_name("summary.csv.tmp-1-2"));  // no leading dot
+        CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-x-1"));
+        CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-12"));
+        CHECK_FALSE(moe::is_atomic_temp_name(".notes.tmp-12-"));
+    }
 
 }  // TEST_SUITE

@@ -55,11 +55,14 @@ void check_ffn(Activation act, const char* name) {
 }  // namespace
 
 TEST_SUITE("model") {
-
-TEST_CASE("ffn: gradient check, relu (probes across 0 skipped)") {
-    check_ffn(Activation::relu, "relu");
-}
-TEST_CASE("ffn: gradient check, gelu") { check_ffn(Activation::gelu, "gelu"); }
-TEST_CASE("ffn: gradient check, swiglu") { check_ffn(Activation::swiglu, "swiglu"); }
+    TEST_CASE("ffn: gradient check, relu (probes across 0 skipped)") {
+        check_ffn(Activation::relu, "relu");
+    }
+    TEST_CASE("ffn: gradient check, gelu") {
+        check_ffn(Activation::gelu, "gelu");
+    }
+    TEST_CASE("ffn: gradient check, swiglu") {
+        check_ffn(Activation::swiglu, "swiglu");
+    }
 
 }  // TEST_SUITE

@@ -78,7 +78,7 @@ Config tiny_config() {
     cfg.seed = 9;
     cfg.model.d_model = 4;
     cfg.model.layers = 2;
-    cfg.model.moe_every = 2;   // block 0 dense, block 1 MoE
+    cfg.model.moe_every = 2;  // block 0 dense, block 1 MoE
     cfg.experts.count = 4;
     cfg.experts.d_ff = 3;
     cfg.router.k = 2;
@@ -91,27 +91,26 @@ Config tiny_config() {
 }  // namespace
 
 TEST_SUITE("model") {
+    TEST_CASE("model: the tiny config has one dense and one MoE block") {
+        Model model(tiny_config(), 5, 3, 8);
+        CHECK(model.moe_block_index() == std::vector<int>{1});
+    }
 
-TEST_CASE("model: the tiny config has one dense and one MoE block") {
-    Model model(tiny_config(), 5, 3, 8);
-    CHECK(model.moe_block_index() == std::vector<int>{1});
-}
+    TEST_CASE("model: gradient check, dense + MoE, switch + z-loss, dropless") {
+        check_model(tiny_config(), 0.0, "dropless");
+    }
 
-TEST_CASE("model: gradient check, dense + MoE, switch + z-loss, dropless") {
-    check_model(tiny_config(), 0.0, "dropless");
-}
+    TEST_CASE("model: gradient check, dense + MoE, capacity drops") {
+        check_model(tiny_config(), 0.75, "factor=0.75");
+    }
 
-TEST_CASE("model: gradient check, dense + MoE, capacity drops") {
-    check_model(tiny_config(), 0.75, "factor=0.75");
-}
-
-TEST_CASE("model: gradient check, shazeer loss with gating noise, swiglu, shared expert") {
-    Config cfg = tiny_config();
-    cfg.balance.loss = BalanceLoss::shazeer;
-    cfg.router.noise = 1.0;
-    cfg.experts.activation = Activation::swiglu;
-    cfg.experts.shared = 1;
-    check_model(cfg, 0.0, "shazeer");
-}
+    TEST_CASE("model: gradient check, shazeer loss with gating noise, swiglu, shared expert") {
+        Config cfg = tiny_config();
+        cfg.balance.loss = BalanceLoss::shazeer;
+        cfg.router.noise = 1.0;
+        cfg.experts.activation = Activation::swiglu;
+        cfg.experts.shared = 1;
+        check_model(cfg, 0.0, "shazeer");
+    }
 
 }  // TEST_SUITE

@@ -104,12 +104,14 @@ void set_bias(MoeLayer& layer, const std::vector<float>& bias) {
     layer.load(r);
 }
 
-double layer_loss(const MoeLayer& layer) { return layer.weighted_aux() + layer.weighted_z(); }
+double layer_loss(const MoeLayer& layer) {
+    return layer.weighted_aux() + layer.weighted_z();
+}
 
 struct MoeRun {
-    int drops = 0;          // dropped assignments in the plan at p
-    int A = 0;              // processed assignments at p
-    int uncovered = 0;      // tokens with no processed assignment at p
+    int drops = 0;      // dropped assignments in the plan at p
+    int A = 0;          // processed assignments at p
+    int uncovered = 0;  // tokens with no processed assignment at p
     double aux = 0.0, z = 0.0, layer_loss = 0.0;
 };
 
@@ -198,275 +200,279 @@ struct LayerOnBatch {
 }  // namespace
 
 TEST_SUITE("model") {
-
-TEST_CASE("moe layer: gradient check over k, dropless") {
-    for (int K : {1, 2, 4}) {
-        MoeCase c;
-        c.K = K;
-        c.N = K == 4 ? 6 : 4;
-        check_moe(c, "k=" + std::to_string(K));
-    }
-}
-
-TEST_CASE("moe layer: gradient check with capacity drops") {
-    for (int K : {1, 2, 4}) {
-        for (DropPolicy policy : {DropPolicy::position, DropPolicy::score}) {
+    TEST_CASE("moe layer: gradient check over k, dropless") {
+        for (int K : {1, 2, 4}) {
             MoeCase c;
             c.K = K;
             c.N = K == 4 ? 6 : 4;
-            c.factor = 0.5;
-            c.policy = policy;
-            const std::string name = policy == DropPolicy::score ? "score" : "position";
-            const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " + name);
-            CHECK(run.drops > 0);   // the case does drop assignments
+            check_moe(c, "k=" + std::to_string(K));
         }
     }
-}
 
-TEST_CASE("moe layer: gradient check with a shared expert") {
-    for (double factor : {0.0, 0.5}) {
-        MoeCase c;
-        c.shared = 1;
-        c.factor = factor;
-        check_moe(c, "shared=1 factor=" + std::to_string(factor));
-    }
-    MoeCase c;
-    c.shared = 2;
-    c.act = Activation::swiglu;
-    check_moe(c, "shared=2 swiglu");
-}
-
-TEST_CASE("moe layer: gradient check for each expert activation (dpre is computed over pre)") {
-    // backward writes dh over h, dpre over pre in place and dXd over Xd: every activation's
-    // act_backward must read pre before it writes dpre at the same place (swiglu: 2H wide)
-    for (Activation act : {Activation::gelu, Activation::relu, Activation::swiglu}) {
-        for (double factor : {0.0, 0.5}) {
-            MoeCase c;
-            c.act = act;
-            c.factor = factor;
-            const std::string name = act == Activation::gelu   ? "gelu"
-                                     : act == Activation::relu ? "relu"
-                                                               : "swiglu";
-            check_moe(c, name + " factor=" + std::to_string(factor));
-        }
-    }
-}
-
-TEST_CASE("moe layer: backward over the reused forward workspaces is repeatable") {
-    // forward + backward twice, the second time after a step with a different T (stale rows in
-    // the workspaces): the gradients must be bit-identical to those of a fresh layer
-    const int T = 8, D = 4, H = 3;
-    for (Activation act : {Activation::gelu, Activation::relu, Activation::swiglu}) {
-        CAPTURE(int(act));
-        MoeCase c;
-        c.act = act;
-        c.factor = 0.75;
-        c.shared = 1;
-        c.loss = BalanceLoss::switch_loss;
-        c.alpha = 0.1;
-        auto be = backend_create(Device::cpu, 1);
-        const Config cfg = moe_config(c, D, H);
-        auto run = [&](ParamStore& ps, MoeLayer& layer, int t, uint64_t seed) {
-            std::vector<float> x = normal_vector(size_t(t) * D, seed);
-            const std::vector<float> w = normal_vector(size_t(t) * D, seed + 1);
-            std::vector<float> y(size_t(t) * D), dx(size_t(t) * D);
-            Pass info;
-            info.training = true;
-            info.capacity_factor = c.factor;
-            std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
-            layer.forward(*be, ps, y.data(), x.data(), t, info);
-            layer.backward(*be, ps, dx.data(), w.data(), x.data(), t);
-            std::vector<float> out(ps.grad().begin(), ps.grad().end());
-            out.insert(out.end(), dx.begin(), dx.end());
-            return out;
-        };
-        ParamStore ps_fresh, ps_used;
-        MoeLayer fresh(cfg, ps_fresh, "moe", 0, 1), used(cfg, ps_used, "moe", 0, 1);
-        ps_fresh.finalize(5);
-        ps_used.finalize(5);
-        fresh.reserve(T);
-        used.reserve(T);
-        run(ps_used, used, T, 40);          // fills every workspace with gradients
-        run(ps_used, used, T / 2, 50);      // fewer rows: stale gradients past them
-        const std::vector<float> a = run(ps_fresh, fresh, T, 60);
-        const std::vector<float> b = run(ps_used, used, T, 60);
-        REQUIRE(a.size() == b.size());
-        CHECK(std::equal(a.begin(), a.end(), b.begin()));
-    }
-}
-
-TEST_CASE("moe layer: gradient check, sigmoid and softmax scores, normalize on and off") {
-    for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
-        for (bool normalize : {true, false}) {
-            for (int K : {1, 2}) {
+    TEST_CASE("moe layer: gradient check with capacity drops") {
+        for (int K : {1, 2, 4}) {
+            for (DropPolicy policy : {DropPolicy::position, DropPolicy::score}) {
                 MoeCase c;
                 c.K = K;
-                c.score = score;
-                c.normalize = normalize;
-                c.factor = 0.75;
-                check_moe(c, std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
-                                 (normalize ? " normalize" : " raw") + " k=" + std::to_string(K));
+                c.N = K == 4 ? 6 : 4;
+                c.factor = 0.5;
+                c.policy = policy;
+                const std::string name = policy == DropPolicy::score ? "score" : "position";
+                const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " + name);
+                CHECK(run.drops > 0);  // the case does drop assignments
             }
         }
     }
-}
 
-TEST_CASE("moe layer: gradient check, balancing bias changes selection only") {
-    MoeCase c;
-    c.bias_rate = 0.01;
-    c.score = ScoreFn::sigmoid;
-    c.factor = 0.75;
-    check_moe(c, "sigmoid + bias");
-}
-
-TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
-    SUBCASE("switch") {
-        for (int K : {1, 2}) {
+    TEST_CASE("moe layer: gradient check with a shared expert") {
+        for (double factor : {0.0, 0.5}) {
             MoeCase c;
-            c.K = K;
-            c.loss = BalanceLoss::switch_loss;
-            c.alpha = 0.5;   // large enough to dominate the router gradient
-            const MoeRun run = check_moe(c, "switch k=" + std::to_string(K));
-            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            c.shared = 1;
+            c.factor = factor;
+            check_moe(c, "shared=1 factor=" + std::to_string(factor));
+        }
+        MoeCase c;
+        c.shared = 2;
+        c.act = Activation::swiglu;
+        check_moe(c, "shared=2 swiglu");
+    }
+
+    TEST_CASE("moe layer: gradient check for each expert activation (dpre is computed over pre)") {
+        // backward writes dh over h, dpre over pre in place and dXd over Xd: every activation's
+        // act_backward must read pre before it writes dpre at the same place (swiglu: 2H wide)
+        for (Activation act : {Activation::gelu, Activation::relu, Activation::swiglu}) {
+            for (double factor : {0.0, 0.5}) {
+                MoeCase c;
+                c.act = act;
+                c.factor = factor;
+                const std::string name = act == Activation::gelu   ? "gelu"
+                                         : act == Activation::relu ? "relu"
+                                                                   : "swiglu";
+                check_moe(c, name + " factor=" + std::to_string(factor));
+            }
         }
     }
-    SUBCASE("shazeer (noisy gating, smooth load)") {
-        for (int K : {1, 2}) {
+
+    TEST_CASE("moe layer: backward over the reused forward workspaces is repeatable") {
+        // forward + backward twice, the second time after a step with a different T (stale rows in
+        // the workspaces): the gradients must be bit-identical to those of a fresh layer
+        const int T = 8, D = 4, H = 3;
+        for (Activation act : {Activation::gelu, Activation::relu, Activation::swiglu}) {
+            CAPTURE(int(act));
             MoeCase c;
-            c.K = K;
+            c.act = act;
+            c.factor = 0.75;
+            c.shared = 1;
+            c.loss = BalanceLoss::switch_loss;
+            c.alpha = 0.1;
+            auto be = backend_create(Device::cpu, 1);
+            const Config cfg = moe_config(c, D, H);
+            auto run = [&](ParamStore& ps, MoeLayer& layer, int t, uint64_t seed) {
+                std::vector<float> x = normal_vector(size_t(t) * D, seed);
+                const std::vector<float> w = normal_vector(size_t(t) * D, seed + 1);
+                std::vector<float> y(size_t(t) * D), dx(size_t(t) * D);
+                Pass info;
+                info.training = true;
+                info.capacity_factor = c.factor;
+                std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+                layer.forward(*be, ps, y.data(), x.data(), t, info);
+                layer.backward(*be, ps, dx.data(), w.data(), x.data(), t);
+                std::vector<float> out(ps.grad().begin(), ps.grad().end());
+                out.insert(out.end(), dx.begin(), dx.end());
+                return out;
+            };
+            ParamStore ps_fresh, ps_used;
+            MoeLayer fresh(cfg, ps_fresh, "moe", 0, 1), used(cfg, ps_used, "moe", 0, 1);
+            ps_fresh.finalize(5);
+            ps_used.finalize(5);
+            fresh.reserve(T);
+            used.reserve(T);
+            run(ps_used, used, T, 40);      // fills every workspace with gradients
+            run(ps_used, used, T / 2, 50);  // fewer rows: stale gradients past them
+            const std::vector<float> a = run(ps_fresh, fresh, T, 60);
+            const std::vector<float> b = run(ps_used, used, T, 60);
+            REQUIRE(a.size() == b.size());
+            CHECK(std::equal(a.begin(), a.end(), b.begin()));
+        }
+    }
+
+    TEST_CASE("moe layer: gradient check, sigmoid and softmax scores, normalize on and off") {
+        for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
+            for (bool normalize : {true, false}) {
+                for (int K : {1, 2}) {
+                    MoeCase c;
+                    c.K = K;
+                    c.score = score;
+                    c.normalize = normalize;
+                    c.factor = 0.75;
+                    check_moe(c, std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
+                                     (normalize ? " normalize" : " raw") +
+                                     " k=" + std::to_string(K));
+                }
+            }
+        }
+    }
+
+    TEST_CASE("moe layer: gradient check, balancing bias changes selection only") {
+        MoeCase c;
+        c.bias_rate = 0.01;
+        c.score = ScoreFn::sigmoid;
+        c.factor = 0.75;
+        check_moe(c, "sigmoid + bias");
+    }
+
+    TEST_CASE("moe layer: gradient check of each auxiliary loss alone") {
+        SUBCASE("switch") {
+            for (int K : {1, 2}) {
+                MoeCase c;
+                c.K = K;
+                c.loss = BalanceLoss::switch_loss;
+                c.alpha = 0.5;  // large enough to dominate the router gradient
+                const MoeRun run = check_moe(c, "switch k=" + std::to_string(K));
+                CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            }
+        }
+        SUBCASE("shazeer (noisy gating, smooth load)") {
+            for (int K : {1, 2}) {
+                MoeCase c;
+                c.K = K;
+                c.loss = BalanceLoss::shazeer;
+                c.alpha = 0.5;
+                c.noise = 1.0;
+                const MoeRun run = check_moe(c, "shazeer k=" + std::to_string(K));
+                CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            }
+        }
+        SUBCASE("shazeer with capacity drops") {
+            MoeCase c;
             c.loss = BalanceLoss::shazeer;
             c.alpha = 0.5;
             c.noise = 1.0;
-            const MoeRun run = check_moe(c, "shazeer k=" + std::to_string(K));
-            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            c.factor = 0.5;
+            check_moe(c, "shazeer factor=0.5");
+        }
+        SUBCASE("z-loss") {
+            MoeCase c;
+            c.loss = BalanceLoss::none;
+            c.alpha = 0.5;  // ignored with loss none
+            c.z = 0.1;
+            const MoeRun run = check_moe(c, "z-loss");
+            CHECK(run.layer_loss == doctest::Approx(0.1 * run.z));
+        }
+        SUBCASE("all together") {
+            MoeCase c;
+            c.loss = BalanceLoss::switch_loss;
+            c.alpha = 0.3;
+            c.z = 0.05;
+            c.factor = 0.75;
+            c.shared = 1;
+            check_moe(c, "switch + z + capacity + shared");
         }
     }
-    SUBCASE("shazeer with capacity drops") {
-        MoeCase c;
-        c.loss = BalanceLoss::shazeer;
-        c.alpha = 0.5;
-        c.noise = 1.0;
-        c.factor = 0.5;
-        check_moe(c, "shazeer factor=0.5");
-    }
-    SUBCASE("z-loss") {
-        MoeCase c;
-        c.loss = BalanceLoss::none;
-        c.alpha = 0.5;   // ignored with loss none
-        c.z = 0.1;
-        const MoeRun run = check_moe(c, "z-loss");
-        CHECK(run.layer_loss == doctest::Approx(0.1 * run.z));
-    }
-    SUBCASE("all together") {
+
+    TEST_CASE(
+        "moe layer: router gradient is the sum of the task and auxiliary parts, which never change "
+        "training") {
         MoeCase c;
         c.loss = BalanceLoss::switch_loss;
-        c.alpha = 0.3;
+        c.alpha = 0.2;
         c.z = 0.05;
-        c.factor = 0.75;
-        c.shared = 1;
-        check_moe(c, "switch + z + capacity + shared");
-    }
-}
-
-TEST_CASE("moe layer: router gradient is the sum of the task and auxiliary parts, which never change training") {
-    MoeCase c;
-    c.loss = BalanceLoss::switch_loss;
-    c.alpha = 0.2;
-    c.z = 0.05;
-    LayerOnBatch b(c);
-    // without the parts (a step between log rows), then with them (a log row)
-    b.step(false);
-    const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
-    b.step(true);
-    CHECK(b.ps.grad() == grad_plain);
-    CHECK(b.dx == dx_plain);
-    const float* g = b.ps.g(b.layer.router_w);
-    const std::vector<float>& task = b.layer.router_grad_task();
-    const std::vector<float>& aux = b.layer.router_grad_aux();
-    double task2 = 0.0, aux2 = 0.0;
-    for (int i = 0; i < LayerOnBatch::D * c.N; ++i) {
-        CHECK(g[i] == doctest::Approx(task[size_t(i)] + aux[size_t(i)]));
-        task2 += double(task[size_t(i)]) * task[size_t(i)];
-        aux2 += double(aux[size_t(i)]) * aux[size_t(i)];
-    }
-    CHECK(task2 > 1e-8);   // both parts are there
-    CHECK(aux2 > 1e-8);
-}
-
-TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient") {
-    // g = p_i / p_i = 1 for every token: the routing is trained by the auxiliary losses alone
-    // (Switch uses the raw probability, normalize: false). Documented here so that a preset
-    // that pairs k = 1 with normalize does so knowingly.
-    for (bool normalize : {true, false}) {
-        CAPTURE(normalize);
-        MoeCase c;
-        c.K = 1;
-        c.normalize = normalize;
         LayerOnBatch b(c);
+        // without the parts (a step between log rows), then with them (a log row)
+        b.step(false);
+        const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
         b.step(true);
-        const RouterState& st = b.layer.router_state();
-        for (int t = 0; t < LayerOnBatch::T; ++t) {
-            const float p = st.probs[size_t(t * c.N + st.sel[size_t(t)])];
-            CHECK(st.sel_gate[size_t(t)] == (normalize ? 1.0f : p));
+        CHECK(b.ps.grad() == grad_plain);
+        CHECK(b.dx == dx_plain);
+        const float* g = b.ps.g(b.layer.router_w);
+        const std::vector<float>& task = b.layer.router_grad_task();
+        const std::vector<float>& aux = b.layer.router_grad_aux();
+        double task2 = 0.0, aux2 = 0.0;
+        for (int i = 0; i < LayerOnBatch::D * c.N; ++i) {
+            CHECK(g[i] == doctest::Approx(task[size_t(i)] + aux[size_t(i)]));
+            task2 += double(task[size_t(i)]) * task[size_t(i)];
+            aux2 += double(aux[size_t(i)]) * aux[size_t(i)];
         }
-        double g2 = 0.0;
-        for (float v : b.layer.router_grad_task()) g2 += double(v) * v;
-        if (normalize) CHECK(g2 < 1e-10);
-        else CHECK(g2 > 1e-6);
+        CHECK(task2 > 1e-8);  // both parts are there
+        CHECK(aux2 > 1e-8);
     }
-}
 
-TEST_CASE("moe layer: expert choice, gradient check and per-token cost") {
-    // T = 8, N = 4: C = ceil(factor * 8 * k / 4); every expert processes exactly C, the layer's
-    // capacity pass drops nothing, and A = N * C (not T * N)
-    for (int K : {1, 2}) {
-        for (double factor : {1.0, 0.5}) {
+    TEST_CASE("moe layer: with k = 1 and normalize the router gets no task gradient") {
+        // g = p_i / p_i = 1 for every token: the routing is trained by the auxiliary losses alone
+        // (Switch uses the raw probability, normalize: false). Documented here so that a preset
+        // that pairs k = 1 with normalize does so knowingly.
+        for (bool normalize : {true, false}) {
+            CAPTURE(normalize);
             MoeCase c;
-            c.type = RouterType::expert_choice;
-            c.K = K;
-            c.factor = factor;
-            const std::string what =
-                "expert_choice k=" + std::to_string(K) + " factor=" + std::to_string(factor);
-            const MoeRun run = check_moe(c, what);
-            const int C = int(std::ceil(factor * 8 * K / 4 - 1e-9));
-            CHECK(run.drops == 0);
-            CHECK(run.A == 4 * C);
-            if (K * factor < 1.0) CHECK(run.uncovered > 0);  // fewer slots than tokens
+            c.K = 1;
+            c.normalize = normalize;
+            LayerOnBatch b(c);
+            b.step(true);
+            const RouterState& st = b.layer.router_state();
+            for (int t = 0; t < LayerOnBatch::T; ++t) {
+                const float p = st.probs[size_t(t * c.N + st.sel[size_t(t)])];
+                CHECK(st.sel_gate[size_t(t)] == (normalize ? 1.0f : p));
+            }
+            double g2 = 0.0;
+            for (float v : b.layer.router_grad_task()) g2 += double(v) * v;
+            if (normalize)
+                CHECK(g2 < 1e-10);
+            else
+                CHECK(g2 > 1e-6);
         }
     }
-    MoeCase c;
-    c.type = RouterType::expert_choice;
-    c.factor = 1.0;
-    c.scale = 2.0;
-    c.shared = 1;
-    c.loss = BalanceLoss::switch_loss;
-    c.alpha = 0.5;
-    c.z = 0.1;
-    const MoeRun run = check_moe(c, "expert_choice scale=2 shared switch z");
-    // the Switch loss is the constant N * C / (T k) = 4 * 4 / 16 = 1 (f_i = C / (T k) each)
-    CHECK(run.aux == doctest::Approx(1.0));
-    CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux + 0.1 * run.z));
-}
 
-TEST_CASE("moe layer: gradient check of the top-k options (scale, random 2nd expert, groups)") {
-    for (double factor : {0.0, 0.75}) {
+    TEST_CASE("moe layer: expert choice, gradient check and per-token cost") {
+        // T = 8, N = 4: C = ceil(factor * 8 * k / 4); every expert processes exactly C, the layer's
+        // capacity pass drops nothing, and A = N * C (not T * N)
+        for (int K : {1, 2}) {
+            for (double factor : {1.0, 0.5}) {
+                MoeCase c;
+                c.type = RouterType::expert_choice;
+                c.K = K;
+                c.factor = factor;
+                const std::string what =
+                    "expert_choice k=" + std::to_string(K) + " factor=" + std::to_string(factor);
+                const MoeRun run = check_moe(c, what);
+                const int C = int(std::ceil(factor * 8 * K / 4 - 1e-9));
+                CHECK(run.drops == 0);
+                CHECK(run.A == 4 * C);
+                if (K * factor < 1.0) CHECK(run.uncovered > 0);  // fewer slots than tokens
+            }
+        }
         MoeCase c;
-        c.factor = factor;
-        c.scale = 2.5;
-        check_moe(c, "scale=2.5 factor=" + std::to_string(factor));
-        c.scale = 1.0;
-        c.second = SecondExpert::random;
-        check_moe(c, "second=random factor=" + std::to_string(factor));
-        MoeCase g;
-        g.factor = factor;
-        g.N = 8;
-        g.K = 2;
-        g.groups = 4;
-        g.topk_groups = 2;
-        g.score = ScoreFn::sigmoid;
-        g.bias_rate = 0.01;
-        check_moe(g, "groups=4/2 sigmoid bias factor=" + std::to_string(factor));
+        c.type = RouterType::expert_choice;
+        c.factor = 1.0;
+        c.scale = 2.0;
+        c.shared = 1;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.5;
+        c.z = 0.1;
+        const MoeRun run = check_moe(c, "expert_choice scale=2 shared switch z");
+        // the Switch loss is the constant N * C / (T k) = 4 * 4 / 16 = 1 (f_i = C / (T k) each)
+        CHECK(run.aux == doctest::Approx(1.0));
+        CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux + 0.1 * run.z));
     }
-}
+
+    TEST_CASE("moe layer: gradient check of the top-k options (scale, random 2nd expert, groups)") {
+        for (double factor : {0.0, 0.75}) {
+            MoeCase c;
+            c.factor = factor;
+            c.scale = 2.5;
+            check_moe(c, "scale=2.5 factor=" + std::to_string(factor));
+            c.scale = 1.0;
+            c.second = SecondExpert::random;
+            check_moe(c, "second=random factor=" + std::to_string(factor));
+            MoeCase g;
+            g.factor = factor;
+            g.N = 8;
+            g.K = 2;
+            g.groups = 4;
+            g.topk_groups = 2;
+            g.score = ScoreFn::sigmoid;
+            g.bias_rate = 0.01;
+            check_moe(g, "groups=4/2 sigmoid bias factor=" + std::to_string(factor));
+        }
+    }
 
 }  // TEST_SUITE

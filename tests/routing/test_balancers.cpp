@@ -40,112 +40,115 @@ Case plan_of(int T, int N, const std::vector<int>& sel, const std::vector<float>
 }  // namespace
 
 TEST_SUITE("routing") {
+    TEST_CASE("bias_update: b += rate * sign(mean A - A)") {
+        // counts {5, 1, 3, 3}: mean 3, mean - A = {-2, 2, 0, 0}, signs {-1, 1, 0, 0}
+        float bias[4] = {0.5f, 0.0f, -0.25f, 0.0f};
+        const int counts[4] = {5, 1, 3, 3};
+        bias_update(bias, counts, 4, 0.1f);
+        CHECK(bias[0] == doctest::Approx(0.4));
+        CHECK(bias[1] == doctest::Approx(0.1));
+        CHECK(bias[2] == -0.25f);  // exactly unchanged: sign(0) = 0
+        CHECK(bias[3] == 0.0f);
+        // a non-integer mean: counts {1, 2} (mean 1.5) -> {+rate, -rate}
+        float b2[2] = {0, 0};
+        const int c2[2] = {1, 2};
+        bias_update(b2, c2, 2, 0.01f);
+        CHECK(b2[0] == doctest::Approx(0.01));
+        CHECK(b2[1] == doctest::Approx(-0.01));
+    }
 
-TEST_CASE("bias_update: b += rate * sign(mean A - A)") {
-    // counts {5, 1, 3, 3}: mean 3, mean - A = {-2, 2, 0, 0}, signs {-1, 1, 0, 0}
-    float bias[4] = {0.5f, 0.0f, -0.25f, 0.0f};
-    const int counts[4] = {5, 1, 3, 3};
-    bias_update(bias, counts, 4, 0.1f);
-    CHECK(bias[0] == doctest::Approx(0.4));
-    CHECK(bias[1] == doctest::Approx(0.1));
-    CHECK(bias[2] == -0.25f);   // exactly unchanged: sign(0) = 0
-    CHECK(bias[3] == 0.0f);
-    // a non-integer mean: counts {1, 2} (mean 1.5) -> {+rate, -rate}
-    float b2[2] = {0, 0};
-    const int c2[2] = {1, 2};
-    bias_update(b2, c2, 2, 0.01f);
-    CHECK(b2[0] == doctest::Approx(0.01));
-    CHECK(b2[1] == doctest::Approx(-0.01));
-}
+    TEST_CASE("switch loss: equals 1 at perfect balance, hand-computed otherwise") {
+        // T = 4, N = 4, K = 1, each expert gets one token, p uniform: f = P = 1/4, N * sum f P = 1
+        const Case even = plan_of(4, 4, {0, 1, 2, 3}, std::vector<float>(16, 0.25f));
+        CHECK(switch_loss(even.plan, even.st.probs.data(), 1, 1.0f, nullptr) ==
+              doctest::Approx(1.0));
+        // T = 2, N = 2: p = {.8 .2; .6 .4}, both tokens on expert 0: f = {1, 0}, P = {.7, .3},
+        // loss = 2 * (1 * .7) = 1.4; d/dp[t,i] = coef * N * f_i / T = coef for i = 0, 0 for i = 1
+        const Case skew = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
+        std::vector<float> dp(4, 0.5f);  // accumulates
+        CHECK(switch_loss(skew.plan, skew.st.probs.data(), 1, 0.3f, dp.data()) ==
+              doctest::Approx(1.4));
+        CHECK(dp[0] == doctest::Approx(0.8));
+        CHECK(dp[1] == doctest::Approx(0.5));
+        CHECK(dp[2] == doctest::Approx(0.8));
+        CHECK(dp[3] == doctest::Approx(0.5));
+    }
 
-TEST_CASE("switch loss: equals 1 at perfect balance, hand-computed otherwise") {
-    // T = 4, N = 4, K = 1, each expert gets one token, p uniform: f = P = 1/4, N * sum f P = 1
-    const Case even = plan_of(4, 4, {0, 1, 2, 3}, std::vector<float>(16, 0.25f));
-    CHECK(switch_loss(even.plan, even.st.probs.data(), 1, 1.0f, nullptr) == doctest::Approx(1.0));
-    // T = 2, N = 2: p = {.8 .2; .6 .4}, both tokens on expert 0: f = {1, 0}, P = {.7, .3},
-    // loss = 2 * (1 * .7) = 1.4; d/dp[t,i] = coef * N * f_i / T = coef for i = 0, 0 for i = 1
-    const Case skew = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
-    std::vector<float> dp(4, 0.5f);   // accumulates
-    CHECK(switch_loss(skew.plan, skew.st.probs.data(), 1, 0.3f, dp.data()) == doctest::Approx(1.4));
-    CHECK(dp[0] == doctest::Approx(0.8));
-    CHECK(dp[1] == doctest::Approx(0.5));
-    CHECK(dp[2] == doctest::Approx(0.8));
-    CHECK(dp[3] == doctest::Approx(0.5));
-}
+    TEST_CASE(
+        "switch loss: counts the routed assignments before capacity and not the processed ones") {
+        // T = 4, N = 2, K = 1, every token on expert 0 with p = {.75, .25}. Capacity factor .5 gives
+        // C = 1: expert 0 processes 1 of its 4. f = A / (T K) = {1, 0} before capacity, so the loss
+        // is 2 * (1 * .75 + 0) = 1.5; post-capacity counts {1, 0} / 4 would give .375.
+        Case c =
+            plan_of(4, 2, {0, 0, 0, 0}, {0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f});
+        std::vector<int> scratch;
+        capacity_apply(c.plan, 0.5, 1, DropPolicy::position, scratch);
+        REQUIRE(c.plan.dropped == std::vector<int>{3, 0});
+        CHECK(switch_loss(c.plan, c.st.probs.data(), 1, 1.0f, nullptr) == doctest::Approx(1.5));
+    }
 
-TEST_CASE("switch loss: counts the routed assignments before capacity and not the processed ones") {
-    // T = 4, N = 2, K = 1, every token on expert 0 with p = {.75, .25}. Capacity factor .5 gives
-    // C = 1: expert 0 processes 1 of its 4. f = A / (T K) = {1, 0} before capacity, so the loss
-    // is 2 * (1 * .75 + 0) = 1.5; post-capacity counts {1, 0} / 4 would give .375.
-    Case c = plan_of(4, 2, {0, 0, 0, 0}, {0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f});
-    std::vector<int> scratch;
-    capacity_apply(c.plan, 0.5, 1, DropPolicy::position, scratch);
-    REQUIRE(c.plan.dropped == std::vector<int>{3, 0});
-    CHECK(switch_loss(c.plan, c.st.probs.data(), 1, 1.0f, nullptr) == doctest::Approx(1.5));
-}
+    TEST_CASE("switch loss: gradient check w.r.t. the probabilities (counts fixed)") {
+        const int T = 6, N = 4;
+        std::vector<float> probs = normal_vector(size_t(T) * N, 3, 0.3f);
+        Case p = plan_of(T, N, {0, 2, 2, 1, 0, 2}, probs);
+        std::vector<float> dp(size_t(T) * N, 0.0f);
+        switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, dp.data());
+        auto f = [&] { return 0.7 * switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, nullptr); };
+        expect_gradient(check_gradient(f, p.st.probs.data(), dp.data(), dp.size()),
+                        "switch d_probs", 1e-3);
+    }
 
-TEST_CASE("switch loss: gradient check w.r.t. the probabilities (counts fixed)") {
-    const int T = 6, N = 4;
-    std::vector<float> probs = normal_vector(size_t(T) * N, 3, 0.3f);
-    Case p = plan_of(T, N, {0, 2, 2, 1, 0, 2}, probs);
-    std::vector<float> dp(size_t(T) * N, 0.0f);
-    switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, dp.data());
-    auto f = [&] { return 0.7 * switch_loss(p.plan, p.st.probs.data(), 1, 0.7f, nullptr); };
-    expect_gradient(check_gradient(f, p.st.probs.data(), dp.data(), dp.size()), "switch d_probs",
-                    1e-3);
-}
+    TEST_CASE("z-loss: hand-computed 2x2 example") {
+        // logits {0 0; ln 3 0}: lse = {ln 2, ln 4 = 2 ln 2}; z = (ln^2 2 + 4 ln^2 2) / 2 = 2.5 ln^2 2
+        // d/dl = coef * 2 lse softmax / T: row 0 {ln2/2, ln2/2} coef; row 1 {1.5 ln2, .5 ln2} coef
+        const float l[4] = {0.0f, 0.0f, std::log(3.0f), 0.0f};
+        const double ln2 = std::log(2.0);
+        std::vector<float> dl(4, 1.0f);  // accumulates
+        const double z = z_loss(l, 2, 2, 0.1f, dl.data());
+        CHECK(z == doctest::Approx(2.5 * ln2 * ln2));
+        CHECK(dl[0] == doctest::Approx(1.0 + 0.1 * ln2 / 2));
+        CHECK(dl[1] == doctest::Approx(1.0 + 0.1 * ln2 / 2));
+        CHECK(dl[2] == doctest::Approx(1.0 + 0.1 * 1.5 * ln2));
+        CHECK(dl[3] == doctest::Approx(1.0 + 0.1 * 0.5 * ln2));
+        CHECK(z_loss(l, 2, 2, 0.1f, nullptr) == z);
+    }
 
-TEST_CASE("z-loss: hand-computed 2x2 example") {
-    // logits {0 0; ln 3 0}: lse = {ln 2, ln 4 = 2 ln 2}; z = (ln^2 2 + 4 ln^2 2) / 2 = 2.5 ln^2 2
-    // d/dl = coef * 2 lse softmax / T: row 0 {ln2/2, ln2/2} coef; row 1 {1.5 ln2, .5 ln2} coef
-    const float l[4] = {0.0f, 0.0f, std::log(3.0f), 0.0f};
-    const double ln2 = std::log(2.0);
-    std::vector<float> dl(4, 1.0f);   // accumulates
-    const double z = z_loss(l, 2, 2, 0.1f, dl.data());
-    CHECK(z == doctest::Approx(2.5 * ln2 * ln2));
-    CHECK(dl[0] == doctest::Approx(1.0 + 0.1 * ln2 / 2));
-    CHECK(dl[1] == doctest::Approx(1.0 + 0.1 * ln2 / 2));
-    CHECK(dl[2] == doctest::Approx(1.0 + 0.1 * 1.5 * ln2));
-    CHECK(dl[3] == doctest::Approx(1.0 + 0.1 * 0.5 * ln2));
-    CHECK(z_loss(l, 2, 2, 0.1f, nullptr) == z);
-}
+    TEST_CASE("z-loss: gradient check, large logits stay finite") {
+        const int T = 5, N = 7;
+        std::vector<float> l = normal_vector(size_t(T) * N, 4, 3.0f);
+        l[3] = 80.0f;  // exp(80) overflows float; the max-shifted sum does not
+        std::vector<float> dl(l.size(), 0.0f);
+        z_loss(l.data(), T, N, 0.5f, dl.data());
+        for (float v : dl) CHECK(std::isfinite(v));
+        auto f = [&] { return 0.5 * z_loss(l.data(), T, N, 0.5f, nullptr); };
+        expect_gradient(check_gradient(f, l.data(), dl.data(), l.size()), "z d_logits", 1e-3);
+    }
 
-TEST_CASE("z-loss: gradient check, large logits stay finite") {
-    const int T = 5, N = 7;
-    std::vector<float> l = normal_vector(size_t(T) * N, 4, 3.0f);
-    l[3] = 80.0f;   // exp(80) overflows float; the max-shifted sum does not
-    std::vector<float> dl(l.size(), 0.0f);
-    z_loss(l.data(), T, N, 0.5f, dl.data());
-    for (float v : dl) CHECK(std::isfinite(v));
-    auto f = [&] { return 0.5 * z_loss(l.data(), T, N, 0.5f, nullptr); };
-    expect_gradient(check_gradient(f, l.data(), dl.data(), l.size()), "z d_logits", 1e-3);
-}
-
-TEST_CASE("shazeer loss: hand-computed without noise (hard load)") {
-    // T = 2, N = 2, K = 1, both tokens on expert 0 with gates .8 and .6:
-    //   Importance = {1.4, 0}: mean .7, var .49, CV^2 = 1; Load = A = {2, 0}: CV^2 = 1; total 2.
-    // d CV^2(I) / d I_i = 2 (I_i - m) / (N m^2) - 2 v / (N m^3) = {(1.4 - .98)/.98, ...}:
-    //   i = 0: 2 * .7 / (2 * .49) - 2 * .49 / (2 * .343) = 1/.7 - 1/.7 = 0
-    //   (the gate gradient is 0 for expert 0 at this point: CV^2 is scale-invariant)
-    Case p = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
-    std::vector<double> scratch;
-    std::vector<float> dgate(2, 0.0f);
-    const std::vector<float> logits = {1, 0, 1, 0};
-    CHECK(shazeer_loss(p.plan, p.st, logits.data(), 1.0f, dgate.data(), nullptr, scratch) ==
-          doctest::Approx(2.0));
-    CHECK(dgate[0] == doctest::Approx(0.0).epsilon(1e-6));
-    CHECK(dgate[1] == doctest::Approx(0.0).epsilon(1e-6));
-    // T = 2, N = 2, one token each, gates .9 (expert 0) and .3 (expert 1):
-    //   I = {.9, .3}: m = .6, v = .09, CV^2 = .25; Load {1, 1}: 0. Total .25.
-    //   dCV^2/dI_0 = 2 * .3 / (2 * .36) - 2 * .09 / (2 * .216) = .8333.. - .41666.. = 5/12
-    //   dCV^2/dI_1 = -.8333.. - .41666.. = -5/4
-    Case q = plan_of(2, 2, {0, 1}, {0.9f, 0.1f, 0.7f, 0.3f});
-    q.st.sel_gate = {0.9f, 0.3f};
-    std::fill(dgate.begin(), dgate.end(), 0.0f);
-    CHECK(shazeer_loss(q.plan, q.st, logits.data(), 2.0f, dgate.data(), nullptr, scratch) ==
-          doctest::Approx(0.25));
-    CHECK(dgate[0] == doctest::Approx(2.0 * 5.0 / 12.0));
-    CHECK(dgate[1] == doctest::Approx(2.0 * -5.0 / 4.0));
-}
+    TEST_CASE("shazeer loss: hand-computed without noise (hard load)") {
+        // T = 2, N = 2, K = 1, both tokens on expert 0 with gates .8 and .6:
+        //   Importance = {1.4, 0}: mean .7, var .49, CV^2 = 1; Load = A = {2, 0}: CV^2 = 1; total 2.
+        // d CV^2(I) / d I_i = 2 (I_i - m) / (N m^2) - 2 v / (N m^3) = {(1.4 - .98)/.98, ...}:
+        //   i = 0: 2 * .7 / (2 * .49) - 2 * .49 / (2 * .343) = 1/.7 - 1/.7 = 0
+        //   (the gate gradient is 0 for expert 0 at this point: CV^2 is scale-invariant)
+        Case p = plan_of(2, 2, {0, 0}, {0.8f, 0.2f, 0.6f, 0.4f});
+        std::vector<double> scratch;
+        std::vector<float> dgate(2, 0.0f);
+        const std::vector<float> logits = {1, 0, 1, 0};
+        CHECK(shazeer_loss(p.plan, p.st, logits.data(), 1.0f, dgate.data(), nullptr, scratch) ==
+              doctest::Approx(2.0));
+        CHECK(dgate[0] == doctest::Approx(0.0).epsilon(1e-6));
+        CHECK(dgate[1] == doctest::Approx(0.0).epsilon(1e-6));
+        // T = 2, N = 2, one token each, gates .9 (expert 0) and .3 (expert 1):
+        //   I = {.9, .3}: m = .6, v = .09, CV^2 = .25; Load {1, 1}: 0. Total .25.
+        //   dCV^2/dI_0 = 2 * .3 / (2 * .36) - 2 * .09 / (2 * .216) = .8333.. - .41666.. = 5/12
+        //   dCV^2/dI_1 = -.8333.. - .41666.. = -5/4
+        Case q = plan_of(2, 2, {0, 1}, {0.9f, 0.1f, 0.7f, 0.3f});
+        q.st.sel_gate = {0.9f, 0.3f};
+        std::fill(dgate.begin(), dgate.end(), 0.0f);
+        CHECK(shazeer_loss(q.plan, q.st, logits.data(), 2.0f, dgate.data(), nullptr, scratch) ==
+              doctest::Approx(0.25));
+        CHECK(dgate[0] == doctest::Approx(2.0 * 5.0 / 12.0));
+        CHECK(dgate[1] == doctest::Approx(2.0 * -5.0 / 4.0));
+    }
 
 }  // TEST_SUITE

@@ -30,12 +30,16 @@ RoutingPlan plan_of(int T, int N, int K, const std::vector<int>& sel,
     return p;
 }
 
-RoutingPlan hand_plan() { return plan_of(kT, kN, kK, kSel, kGate); }
+RoutingPlan hand_plan() {
+    return plan_of(kT, kN, kK, kSel, kGate);
+}
 
 std::vector<int> offsets_of(const RoutingPlan& p) {
     return {p.offsets.begin(), p.offsets.begin() + p.N + 1};
 }
-std::vector<int> slots_of(const RoutingPlan& p) { return {p.slot.begin(), p.slot.begin() + p.A}; }
+std::vector<int> slots_of(const RoutingPlan& p) {
+    return {p.slot.begin(), p.slot.begin() + p.A};
+}
 // pos[s]: the assignment of slot s, or -1 when it is not in the plan (dropped).
 std::vector<int> pos_of(const RoutingPlan& p, int S) {
     std::vector<int> pos(size_t(S), -1);
@@ -74,130 +78,131 @@ void check_plan(const RoutingPlan& p, int K, const std::vector<int>& sel,
 }  // namespace
 
 TEST_SUITE("routing") {
-
-TEST_CASE("capacity_of: C = ceil(factor * T * K / N), 0 = no limit") {
-    CHECK(capacity_of(1.25, 8, 2, 4) == 5);        // 1.25 * 16 / 4 = 5 exactly
-    CHECK(capacity_of(1.25, 1024, 2, 8) == 320);   // exact, not 321 by rounding
-    CHECK(capacity_of(1.0, 3, 1, 2) == 2);         // ceil(1.5)
-    CHECK(capacity_of(0.5, 8, 2, 4) == 2);
-    CHECK(capacity_of(0.1, 4, 1, 16) == 1);        // ceil(0.025)
-    CHECK(capacity_of(0.0, 8, 2, 4) == 0);
-}
-
-TEST_CASE("capacity: factor 0 keeps everything") {
-    RoutingPlan p = hand_plan();
-    std::vector<int> scratch;
-    capacity_apply(p, 0.0, kK, DropPolicy::position, scratch);
-    CHECK(p.capacity == 0);
-    CHECK(p.routed == std::vector<int>{4, 3, 1});
-    CHECK(p.dropped == std::vector<int>{0, 0, 0});
-    CHECK(offsets_of(p) == std::vector<int>{0, 4, 7, 8});
-    // segments in slot order: expert 0 {0,2,4,7}, expert 1 {1,5,6}, expert 2 {3}
-    CHECK(slots_of(p) == std::vector<int>{0, 2, 4, 7, 1, 5, 6, 3});
-    CHECK(pos_of(p, 8) == std::vector<int>{0, 4, 1, 7, 2, 5, 6, 3});
-    check_plan(p, kK, kSel, kGate);
-}
-
-TEST_CASE("capacity: position policy drops the later slots") {
-    // C = 2. Expert 0 routed slots {0,2,4,7}: keeps 0, 2; drops 4, 7.
-    //        Expert 1 routed slots {1,5,6}: keeps 1, 5; drops 6. Expert 2 {3}: keeps 3.
-    RoutingPlan p = hand_plan();
-    std::vector<int> scratch;
-    capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
-    CHECK(p.capacity == 2);
-    CHECK(p.routed == std::vector<int>{4, 3, 1});
-    CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
-    CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
-    CHECK(slots_of(p) == std::vector<int>{0, 2, 1, 5, 3});
-    CHECK(pos_of(p, 8) == std::vector<int>{0, 2, 1, 4, -1, 3, -1, -1});
-    check_plan(p, kK, kSel, kGate);
-}
-
-TEST_CASE("capacity: score policy drops the lowest gates, the earlier slot wins ties") {
-    // C = 2. Expert 0 gates s0 .6, s2 .5, s4 .9, s7 .4: keeps s4, s0; drops s2, s7.
-    //        Expert 1 gates s1 .4, s5 .4, s6 .4 (a three-way tie): keeps s1, s5; drops s6.
-    //        Expert 2: keeps s3.
-    RoutingPlan p = hand_plan();
-    std::vector<int> scratch;
-    capacity_apply(p, 0.75, kK, DropPolicy::score, scratch);
-    CHECK(p.capacity == 2);
-    CHECK(p.routed == std::vector<int>{4, 3, 1});
-    CHECK(p.dropped == std::vector<int>{2, 1, 0});
-    CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
-    CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
-    // segments stay in slot order (not gate order): expert 0 {0, 4}, expert 1 {1, 5}, expert 2 {3}
-    CHECK(slots_of(p) == std::vector<int>{0, 4, 1, 5, 3});
-    CHECK(pos_of(p, 8) == std::vector<int>{0, 2, -1, 4, 1, 3, -1, -1});
-    check_plan(p, kK, kSel, kGate);
-}
-
-TEST_CASE("capacity: respects the slots a router dropped itself") {
-    // The hand plan with slots 0 and 2 dropped by the router (GShard's random second expert):
-    // expert 0 is routed {4, 7} only, so C = 2 keeps both; they are not counted as routed.
-    std::vector<int> sel = kSel;
-    sel[0] = sel[2] = -1;
-    RoutingPlan p = plan_of(kT, kN, kK, sel, kGate);
-    CHECK(p.routed == std::vector<int>{2, 3, 1});
-    std::vector<int> scratch;
-    capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
-    CHECK(p.dropped == std::vector<int>{0, 1, 0});
-    CHECK(kept_of(p, 8) == std::vector<int>{0, 1, 0, 1, 1, 1, 0, 1});
-    check_plan(p, kK, sel, kGate);
-    // by token: token 0 has only slot 1; token 1 slot 3; token 2 slots 4, 5; token 3 slot 7
-    plan_index_by_token(p, scratch);
-    const std::vector<int> to(p.tok_offsets.begin(), p.tok_offsets.begin() + 5);
-    CHECK(to == std::vector<int>{0, 1, 2, 4, 5});
-    std::vector<int> slots_by_token;
-    for (int i = 0; i < p.A; ++i) slots_by_token.push_back(p.slot[size_t(p.tok_assign[size_t(i)])]);
-    CHECK(slots_by_token == std::vector<int>{1, 3, 4, 5, 7});
-}
-
-TEST_CASE("capacity: a plan reused with other sizes and policies stays consistent") {
-    // seeded random plans: CSR invariants, and both policies keep the same number per expert
-    RoutingPlan p;
-    std::vector<int> scratch;
-    const Rng rng{5, 99, 0};
-    uint64_t draw = 0;
-    for (int round = 0; round < 20; ++round) {
-        const int T = 1 + int(rng.uniform_int(draw++, 40)), N = 1 + int(rng.uniform_int(draw++, 9));
-        const int K = 1 + int(rng.uniform_int(draw++, uint64_t(N)));
-        const double factor = double(rng.uniform_int(draw++, 5)) * 0.5;   // 0, 0.5 .. 2
-        std::vector<int> sel(size_t(T) * K);
-        std::vector<float> gate(size_t(T) * K);
-        for (int t = 0; t < T; ++t) {
-            // K distinct experts per token: consecutive experts from a random start
-            const int start = int(rng.uniform_int(draw++, uint64_t(N)));
-            for (int j = 0; j < K; ++j) {
-                sel[size_t(t * K + j)] = (start + j) % N;
-                gate[size_t(t * K + j)] = rng.uniform(draw++);
-            }
-        }
-        CAPTURE(T);
-        CAPTURE(N);
-        CAPTURE(K);
-        CAPTURE(factor);
-        p = plan_of(T, N, K, sel, gate);
-        capacity_apply(p, factor, K, DropPolicy::position, scratch);
-        check_plan(p, K, sel, gate);
-        const std::vector<int> processed_position = offsets_of(p);
-        p = plan_of(T, N, K, sel, gate);
-        capacity_apply(p, factor, K, DropPolicy::score, scratch);
-        check_plan(p, K, sel, gate);
-        CHECK(offsets_of(p) == processed_position);
-        // the by-token index lists every assignment once, each token's in slot order
-        plan_index_by_token(p, scratch);
-        std::vector<int> seen(size_t(p.A), 0);
-        for (int t = 0; t < T; ++t)
-            for (int i = p.tok_offsets[size_t(t)]; i < p.tok_offsets[size_t(t) + 1]; ++i) {
-                const int a = p.tok_assign[size_t(i)];
-                seen[size_t(a)]++;
-                CHECK(p.token[size_t(a)] == t);
-                if (i > p.tok_offsets[size_t(t)])
-                    CHECK(p.slot[size_t(a)] > p.slot[size_t(p.tok_assign[size_t(i) - 1])]);
-            }
-        for (int c : seen) CHECK(c == 1);
+    TEST_CASE("capacity_of: C = ceil(factor * T * K / N), 0 = no limit") {
+        CHECK(capacity_of(1.25, 8, 2, 4) == 5);       // 1.25 * 16 / 4 = 5 exactly
+        CHECK(capacity_of(1.25, 1024, 2, 8) == 320);  // exact, not 321 by rounding
+        CHECK(capacity_of(1.0, 3, 1, 2) == 2);        // ceil(1.5)
+        CHECK(capacity_of(0.5, 8, 2, 4) == 2);
+        CHECK(capacity_of(0.1, 4, 1, 16) == 1);  // ceil(0.025)
+        CHECK(capacity_of(0.0, 8, 2, 4) == 0);
     }
-}
+
+    TEST_CASE("capacity: factor 0 keeps everything") {
+        RoutingPlan p = hand_plan();
+        std::vector<int> scratch;
+        capacity_apply(p, 0.0, kK, DropPolicy::position, scratch);
+        CHECK(p.capacity == 0);
+        CHECK(p.routed == std::vector<int>{4, 3, 1});
+        CHECK(p.dropped == std::vector<int>{0, 0, 0});
+        CHECK(offsets_of(p) == std::vector<int>{0, 4, 7, 8});
+        // segments in slot order: expert 0 {0,2,4,7}, expert 1 {1,5,6}, expert 2 {3}
+        CHECK(slots_of(p) == std::vector<int>{0, 2, 4, 7, 1, 5, 6, 3});
+        CHECK(pos_of(p, 8) == std::vector<int>{0, 4, 1, 7, 2, 5, 6, 3});
+        check_plan(p, kK, kSel, kGate);
+    }
+
+    TEST_CASE("capacity: position policy drops the later slots") {
+        // C = 2. Expert 0 routed slots {0,2,4,7}: keeps 0, 2; drops 4, 7.
+        //        Expert 1 routed slots {1,5,6}: keeps 1, 5; drops 6. Expert 2 {3}: keeps 3.
+        RoutingPlan p = hand_plan();
+        std::vector<int> scratch;
+        capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
+        CHECK(p.capacity == 2);
+        CHECK(p.routed == std::vector<int>{4, 3, 1});
+        CHECK(p.dropped == std::vector<int>{2, 1, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 1, 1, 0, 1, 0, 0});
+        CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
+        CHECK(slots_of(p) == std::vector<int>{0, 2, 1, 5, 3});
+        CHECK(pos_of(p, 8) == std::vector<int>{0, 2, 1, 4, -1, 3, -1, -1});
+        check_plan(p, kK, kSel, kGate);
+    }
+
+    TEST_CASE("capacity: score policy drops the lowest gates, the earlier slot wins ties") {
+        // C = 2. Expert 0 gates s0 .6, s2 .5, s4 .9, s7 .4: keeps s4, s0; drops s2, s7.
+        //        Expert 1 gates s1 .4, s5 .4, s6 .4 (a three-way tie): keeps s1, s5; drops s6.
+        //        Expert 2: keeps s3.
+        RoutingPlan p = hand_plan();
+        std::vector<int> scratch;
+        capacity_apply(p, 0.75, kK, DropPolicy::score, scratch);
+        CHECK(p.capacity == 2);
+        CHECK(p.routed == std::vector<int>{4, 3, 1});
+        CHECK(p.dropped == std::vector<int>{2, 1, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 0, 1, 1, 1, 0, 0});
+        CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
+        // segments stay in slot order (not gate order): expert 0 {0, 4}, expert 1 {1, 5}, expert 2 {3}
+        CHECK(slots_of(p) == std::vector<int>{0, 4, 1, 5, 3});
+        CHECK(pos_of(p, 8) == std::vector<int>{0, 2, -1, 4, 1, 3, -1, -1});
+        check_plan(p, kK, kSel, kGate);
+    }
+
+    TEST_CASE("capacity: respects the slots a router dropped itself") {
+        // The hand plan with slots 0 and 2 dropped by the router (GShard's random second expert):
+        // expert 0 is routed {4, 7} only, so C = 2 keeps both; they are not counted as routed.
+        std::vector<int> sel = kSel;
+        sel[0] = sel[2] = -1;
+        RoutingPlan p = plan_of(kT, kN, kK, sel, kGate);
+        CHECK(p.routed == std::vector<int>{2, 3, 1});
+        std::vector<int> scratch;
+        capacity_apply(p, 0.75, kK, DropPolicy::position, scratch);
+        CHECK(p.dropped == std::vector<int>{0, 1, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{0, 1, 0, 1, 1, 1, 0, 1});
+        check_plan(p, kK, sel, kGate);
+        // by token: token 0 has only slot 1; token 1 slot 3; token 2 slots 4, 5; token 3 slot 7
+        plan_index_by_token(p, scratch);
+        const std::vector<int> to(p.tok_offsets.begin(), p.tok_offsets.begin() + 5);
+        CHECK(to == std::vector<int>{0, 1, 2, 4, 5});
+        std::vector<int> slots_by_token;
+        for (int i = 0; i < p.A; ++i)
+            slots_by_token.push_back(p.slot[size_t(p.tok_assign[size_t(i)])]);
+        CHECK(slots_by_token == std::vector<int>{1, 3, 4, 5, 7});
+    }
+
+    TEST_CASE("capacity: a plan reused with other sizes and policies stays consistent") {
+        // seeded random plans: CSR invariants, and both policies keep the same number per expert
+        RoutingPlan p;
+        std::vector<int> scratch;
+        const Rng rng{5, 99, 0};
+        uint64_t draw = 0;
+        for (int round = 0; round < 20; ++round) {
+            const int T = 1 + int(rng.uniform_int(draw++, 40)),
+                      N = 1 + int(rng.uniform_int(draw++, 9));
+            const int K = 1 + int(rng.uniform_int(draw++, uint64_t(N)));
+            const double factor = double(rng.uniform_int(draw++, 5)) * 0.5;  // 0, 0.5 .. 2
+            std::vector<int> sel(size_t(T) * K);
+            std::vector<float> gate(size_t(T) * K);
+            for (int t = 0; t < T; ++t) {
+                // K distinct experts per token: consecutive experts from a random start
+                const int start = int(rng.uniform_int(draw++, uint64_t(N)));
+                for (int j = 0; j < K; ++j) {
+                    sel[size_t(t * K + j)] = (start + j) % N;
+                    gate[size_t(t * K + j)] = rng.uniform(draw++);
+                }
+            }
+            CAPTURE(T);
+            CAPTURE(N);
+            CAPTURE(K);
+            CAPTURE(factor);
+            p = plan_of(T, N, K, sel, gate);
+            capacity_apply(p, factor, K, DropPolicy::position, scratch);
+            check_plan(p, K, sel, gate);
+            const std::vector<int> processed_position = offsets_of(p);
+            p = plan_of(T, N, K, sel, gate);
+            capacity_apply(p, factor, K, DropPolicy::score, scratch);
+            check_plan(p, K, sel, gate);
+            CHECK(offsets_of(p) == processed_position);
+            // the by-token index lists every assignment once, each token's in slot order
+            plan_index_by_token(p, scratch);
+            std::vector<int> seen(size_t(p.A), 0);
+            for (int t = 0; t < T; ++t)
+                for (int i = p.tok_offsets[size_t(t)]; i < p.tok_offsets[size_t(t) + 1]; ++i) {
+                    const int a = p.tok_assign[size_t(i)];
+                    seen[size_t(a)]++;
+                    CHECK(p.token[size_t(a)] == t);
+                    if (i > p.tok_offsets[size_t(t)])
+                        CHECK(p.slot[size_t(a)] > p.slot[size_t(p.tok_assign[size_t(i) - 1])]);
+                }
+            for (int c : seen) CHECK(c == 1);
+        }
+    }
 
 }  // TEST_SUITE

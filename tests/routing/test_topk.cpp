@@ -84,371 +84,375 @@ std::unique_ptr<Router> topk_with(int K, const TopkConfig& t, double scale = 1.0
 }  // namespace
 
 TEST_SUITE("routing") {
-
-TEST_CASE("topk: softmax probabilities, selection and gates by hand") {
-    // logits ln{1,2,3,4}: p = {.1,.2,.3,.4}; top-2 = {3, 2} in descending order;
-    // normalised gates {.4/.7, .3/.7}, raw gates {.4, .3}
-    const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
-    for (bool normalize : {true, false}) {
-        CAPTURE(normalize);
-        const Routed p = route(*topk(2, ScoreFn::softmax, normalize), l, 1, 4, 2);
-        for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(0.1 * (i + 1)));
-        CHECK(p.sel == std::vector<int>{3, 2});
-        CHECK(p.gate[0] == doctest::Approx(normalize ? 4.0 / 7.0 : 0.4));
-        CHECK(p.gate[1] == doctest::Approx(normalize ? 3.0 / 7.0 : 0.3));
-        CHECK(p.noisy == l);   // no noise: the noisy logits are the logits
-    }
-}
-
-TEST_CASE("topk: sigmoid scores by hand") {
-    // logits {0, ln 3, -ln 3, -ln 9}: sigmoid s = {.5, .75, .25, .1}, sum 1.6,
-    // p = {.3125, .46875, .15625, .0625}; top-2 of s = {1, 0}; normalised gates {.6, .4}; raw
-    // gates are the raw sigmoid scores {.75, .5} (DeepSeek-V3), not p
-    const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
-    const double pe[4] = {0.3125, 0.46875, 0.15625, 0.0625};
-    for (bool normalize : {true, false}) {
-        CAPTURE(normalize);
-        const Routed p = route(*topk(2, ScoreFn::sigmoid, normalize), l, 1, 4, 2);
-        for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(pe[i]));
-        CHECK(p.sel == std::vector<int>{1, 0});
-        CHECK(p.gate[0] == doctest::Approx(normalize ? 0.6 : 0.75));
-        CHECK(p.gate[1] == doctest::Approx(normalize ? 0.4 : 0.5));
-    }
-}
-
-TEST_CASE("topk: sigmoid selection adds the bias to the raw score, at the paper's scale") {
-    // s = sigmoid(logits) = {.5, .75, .25, .1}, p = s / 1.6 = {.3125, .46875, .15625, .0625}.
-    // b2 = .3: s2 + b2 = .55 > s0 = .5, top-2 = {1, 2}. b2 = .2: s2 + b2 = .45 < .5, top-2 stays
-    // {1, 0}, whereas adding the bias to p (p2 + .2 = .356 > p0 = .3125) would have picked 2:
-    // the bias acts on the raw score, at the scale of the paper's u.
-    const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
-    auto r = topk(2, ScoreFn::sigmoid, false);
-    const float b3[4] = {0, 0, 0.3f, 0};
-    RouteContext ctx;
-    ctx.bias = b3;
-    CHECK(route(*r, l, 1, 4, 2, ctx).sel == std::vector<int>{1, 2});
-    const float b2[4] = {0, 0, 0.2f, 0};
-    ctx.bias = b2;
-    const Routed p = route(*r, l, 1, 4, 2, ctx);
-    CHECK(p.sel == std::vector<int>{1, 0});
-    CHECK(p.gate[1] == doctest::Approx(0.5));   // the raw score, never score + bias
-}
-
-TEST_CASE("topk: softmax of logits of +-1000 is finite (the max is subtracted)") {
-    const std::vector<float> l = {1000.0f, -1000.0f, 999.0f, 0.0f};
-    const Routed p = route(*topk(2), l, 1, 4, 2);
-    for (float v : p.probs) CHECK(std::isfinite(v));
-    CHECK(p.probs[0] == doctest::Approx(1.0 / (1.0 + std::exp(-1.0))));
-    CHECK(p.sel == std::vector<int>{0, 2});
-}
-
-TEST_CASE("topk: the plan lists the slots by expert (token order) and by token (slot order)") {
-    // 3 tokens, 4 experts, k = 2: choices (best first) {2, 0}, {0, 3}, {2, 3}.
-    const float M = 5.0f;
-    const std::vector<float> l = {2, -M, 3, -M, /**/ 3, -M, -M, 2, /**/ -M, -M, 3, 2};
-    const Routed p = route(*topk(2), l, 3, 4, 2);
-    CHECK(p.sel == std::vector<int>{2, 0, 0, 3, 2, 3});
-    const RoutingPlan& plan = p.plan;
-    CHECK(plan.A == 6);
-    CHECK(plan.routed == std::vector<int>{2, 0, 2, 2});
-    CHECK(plan.dropped == std::vector<int>{0, 0, 0, 0});
-    CHECK(std::vector<int>(plan.offsets.begin(), plan.offsets.begin() + 5) ==
-          std::vector<int>{0, 2, 2, 4, 6});
-    // expert 0: slots 1 (token 0), 2 (token 1); expert 2: slots 0, 4; expert 3: slots 3, 5
-    CHECK(std::vector<int>(plan.slot.begin(), plan.slot.begin() + 6) ==
-          std::vector<int>{1, 2, 0, 4, 3, 5});
-    CHECK(std::vector<int>(plan.token.begin(), plan.token.begin() + 6) ==
-          std::vector<int>{0, 1, 0, 2, 1, 2});
-    for (int a = 0; a < 6; ++a) CHECK(plan.gate[size_t(a)] == p.gate[size_t(plan.slot[size_t(a)])]);
-    // by token, in slot order (best choice first): token 0 {a2 (slot 0), a0 (slot 1)}, ...
-    RoutingPlan indexed = plan;
-    std::vector<int> scratch;
-    plan_index_by_token(indexed, scratch);
-    CHECK(std::vector<int>(indexed.tok_offsets.begin(), indexed.tok_offsets.begin() + 4) ==
-          std::vector<int>{0, 2, 4, 6});
-    CHECK(std::vector<int>(indexed.tok_assign.begin(), indexed.tok_assign.begin() + 6) ==
-          std::vector<int>{2, 0, 1, 4, 3, 5});
-}
-
-TEST_CASE("topk: ties go to the lower expert index") {
-    for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
-        CAPTURE(int(score));
-        // token 0: experts 1 and 2 tie for the top; token 1: all four tie; token 2: 0 and 3 tie
-        // for the second place behind 1
-        const std::vector<float> l = {1, 2, 2, 0, /**/ 0, 0, 0, 0, /**/ 1, 3, -1, 1};
-        const Routed p1 = route(*topk(1, score), l, 3, 4, 1);
-        CHECK(p1.sel == std::vector<int>{1, 0, 1});
-        const Routed p2 = route(*topk(2, score), l, 3, 4, 2);
-        CHECK(p2.sel == std::vector<int>{1, 2, 0, 1, 1, 0});
-        const Routed p3 = route(*topk(3, score), l, 3, 4, 3);
-        CHECK(p3.sel == std::vector<int>{1, 2, 0, 0, 1, 2, 1, 0, 3});
-        // equal probabilities give equal normalised gates
-        CHECK(p2.gate[2] == p2.gate[3]);
-        CHECK(p2.gate[2] == doctest::Approx(0.5));
-    }
-}
-
-TEST_CASE("topk: the bias changes the selection, never the gate weights") {
-    // logits {2, 1, 0, 0}: p = e^{2,1,0,0} / (e^2 + e + 2). Without bias top-1 is expert 0;
-    // with b = {0, 0, 1, 0} it is expert 2 (p2 + 1 > p0), and its gate is p2 (raw) or 1 (k = 1,
-    // normalised), not p2 + 1.
-    const std::vector<float> l = {2, 1, 0, 0};
-    const double Z = std::exp(2.0) + std::exp(1.0) + 2.0;
-    const float bias[4] = {0, 0, 1, 0};
-    RouteContext ctx;
-    ctx.bias = bias;
-    const Routed raw = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1, ctx);
-    CHECK(raw.sel[0] == 2);
-    CHECK(raw.gate[0] == doctest::Approx(1.0 / Z));
-    CHECK(raw.probs[2] == doctest::Approx(1.0 / Z));   // probabilities without the bias
-    const Routed norm = route(*topk(1, ScoreFn::softmax, true), l, 1, 4, 1, ctx);
-    CHECK(norm.sel[0] == 2);
-    CHECK(norm.gate[0] == doctest::Approx(1.0));
-    // k = 2 with the bias: {2, 0}; normalised gates from p alone: p2 / (p0 + p2), p0 / (p0 + p2)
-    const Routed two = route(*topk(2, ScoreFn::softmax, true), l, 1, 4, 2, ctx);
-    CHECK(two.sel == std::vector<int>{2, 0});
-    CHECK(two.gate[0] == doctest::Approx(1.0 / (1.0 + std::exp(2.0))));
-    CHECK(two.gate[1] == doctest::Approx(std::exp(2.0) / (1.0 + std::exp(2.0))));
-    const Routed none = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1);
-    CHECK(none.sel[0] == 0);
-    CHECK(none.gate[0] == doctest::Approx(std::exp(2.0) / Z));
-}
-
-TEST_CASE("topk: gating noise only in training, keyed by (seed, step)") {
-    const int T = 6, N = 5, K = 2;
-    const std::vector<float> l = normal_vector(size_t(T) * N, 3);
-    auto r = topk(K, ScoreFn::softmax, true, 0.7);
-    RouteContext ctx;
-    ctx.seed = 4;
-    ctx.noise_step = 9;
-    const Routed eval = route(*r, l, T, N, K, ctx);
-    CHECK(eval.noisy == l);
-    ctx.training = true;
-    const Routed a = route(*r, l, T, N, K, ctx);
-    const Routed b = route(*r, l, T, N, K, ctx);
-    CHECK(a.noisy == b.noisy);   // same key: same noise
-    CHECK(a.noisy != l);
-    const Rng rng{4, kStreamNoise, 9};
-    for (int i = 0; i < T * N; ++i)
-        CHECK(a.noisy[size_t(i)] == doctest::Approx(l[size_t(i)] + 0.7f * rng.normal(uint64_t(i))));
-    ctx.noise_step = 10;
-    CHECK(route(*r, l, T, N, K, ctx).noisy != a.noisy);
-}
-
-TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)") {
-    // loss(logits) = sum_s c[s] * gate[s] + sum_{t,i} d[t,i] * p[t,i], with the selection held
-    // fixed (probes that change it are skipped).
-    const int T = 5, N = 6;
-    for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
+    TEST_CASE("topk: softmax probabilities, selection and gates by hand") {
+        // logits ln{1,2,3,4}: p = {.1,.2,.3,.4}; top-2 = {3, 2} in descending order;
+        // normalised gates {.4/.7, .3/.7}, raw gates {.4, .3}
+        const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
         for (bool normalize : {true, false}) {
-            for (int K : {1, 2, 3}) {
-                for (bool noisy : {false, true}) {
-                    const std::string what =
-                        std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
-                        (normalize ? " normalize" : " raw") + " k=" + std::to_string(K) +
-                        (noisy ? " noisy" : "");
-                    CAPTURE(what);
-                    auto r = topk(K, score, normalize, noisy ? 0.5 : 0.0);
-                    std::vector<float> l = normal_vector(size_t(T) * N, 7, 2.0f);
-                    const std::vector<float> c = normal_vector(size_t(T) * K, 8);
-                    const std::vector<float> d = normal_vector(size_t(T) * N, 9);
-                    RouteContext ctx;
-                    ctx.training = true;
-                    ctx.seed = 2;
-                    Routed p(*r, T, N, K);
-                    p.run(l.data(), ctx);
-                    std::vector<float> dl(size_t(T) * N, 99.0f);   // overwritten
-                    r->backward(p.st, c.data(), d.data(), dl.data());
-                    auto f = [&] {
+            CAPTURE(normalize);
+            const Routed p = route(*topk(2, ScoreFn::softmax, normalize), l, 1, 4, 2);
+            for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(0.1 * (i + 1)));
+            CHECK(p.sel == std::vector<int>{3, 2});
+            CHECK(p.gate[0] == doctest::Approx(normalize ? 4.0 / 7.0 : 0.4));
+            CHECK(p.gate[1] == doctest::Approx(normalize ? 3.0 / 7.0 : 0.3));
+            CHECK(p.noisy == l);  // no noise: the noisy logits are the logits
+        }
+    }
+
+    TEST_CASE("topk: sigmoid scores by hand") {
+        // logits {0, ln 3, -ln 3, -ln 9}: sigmoid s = {.5, .75, .25, .1}, sum 1.6,
+        // p = {.3125, .46875, .15625, .0625}; top-2 of s = {1, 0}; normalised gates {.6, .4}; raw
+        // gates are the raw sigmoid scores {.75, .5} (DeepSeek-V3), not p
+        const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
+        const double pe[4] = {0.3125, 0.46875, 0.15625, 0.0625};
+        for (bool normalize : {true, false}) {
+            CAPTURE(normalize);
+            const Routed p = route(*topk(2, ScoreFn::sigmoid, normalize), l, 1, 4, 2);
+            for (int i = 0; i < 4; ++i) CHECK(p.probs[size_t(i)] == doctest::Approx(pe[i]));
+            CHECK(p.sel == std::vector<int>{1, 0});
+            CHECK(p.gate[0] == doctest::Approx(normalize ? 0.6 : 0.75));
+            CHECK(p.gate[1] == doctest::Approx(normalize ? 0.4 : 0.5));
+        }
+    }
+
+    TEST_CASE("topk: sigmoid selection adds the bias to the raw score, at the paper's scale") {
+        // s = sigmoid(logits) = {.5, .75, .25, .1}, p = s / 1.6 = {.3125, .46875, .15625, .0625}.
+        // b2 = .3: s2 + b2 = .55 > s0 = .5, top-2 = {1, 2}. b2 = .2: s2 + b2 = .45 < .5, top-2 stays
+        // {1, 0}, whereas adding the bias to p (p2 + .2 = .356 > p0 = .3125) would have picked 2:
+        // the bias acts on the raw score, at the scale of the paper's u.
+        const std::vector<float> l = {0.0f, std::log(3.0f), -std::log(3.0f), -std::log(9.0f)};
+        auto r = topk(2, ScoreFn::sigmoid, false);
+        const float b3[4] = {0, 0, 0.3f, 0};
+        RouteContext ctx;
+        ctx.bias = b3;
+        CHECK(route(*r, l, 1, 4, 2, ctx).sel == std::vector<int>{1, 2});
+        const float b2[4] = {0, 0, 0.2f, 0};
+        ctx.bias = b2;
+        const Routed p = route(*r, l, 1, 4, 2, ctx);
+        CHECK(p.sel == std::vector<int>{1, 0});
+        CHECK(p.gate[1] == doctest::Approx(0.5));  // the raw score, never score + bias
+    }
+
+    TEST_CASE("topk: softmax of logits of +-1000 is finite (the max is subtracted)") {
+        const std::vector<float> l = {1000.0f, -1000.0f, 999.0f, 0.0f};
+        const Routed p = route(*topk(2), l, 1, 4, 2);
+        for (float v : p.probs) CHECK(std::isfinite(v));
+        CHECK(p.probs[0] == doctest::Approx(1.0 / (1.0 + std::exp(-1.0))));
+        CHECK(p.sel == std::vector<int>{0, 2});
+    }
+
+    TEST_CASE("topk: the plan lists the slots by expert (token order) and by token (slot order)") {
+        // 3 tokens, 4 experts, k = 2: choices (best first) {2, 0}, {0, 3}, {2, 3}.
+        const float M = 5.0f;
+        const std::vector<float> l = {2, -M, 3, -M, /**/ 3, -M, -M, 2, /**/ -M, -M, 3, 2};
+        const Routed p = route(*topk(2), l, 3, 4, 2);
+        CHECK(p.sel == std::vector<int>{2, 0, 0, 3, 2, 3});
+        const RoutingPlan& plan = p.plan;
+        CHECK(plan.A == 6);
+        CHECK(plan.routed == std::vector<int>{2, 0, 2, 2});
+        CHECK(plan.dropped == std::vector<int>{0, 0, 0, 0});
+        CHECK(std::vector<int>(plan.offsets.begin(), plan.offsets.begin() + 5) ==
+              std::vector<int>{0, 2, 2, 4, 6});
+        // expert 0: slots 1 (token 0), 2 (token 1); expert 2: slots 0, 4; expert 3: slots 3, 5
+        CHECK(std::vector<int>(plan.slot.begin(), plan.slot.begin() + 6) ==
+              std::vector<int>{1, 2, 0, 4, 3, 5});
+        CHECK(std::vector<int>(plan.token.begin(), plan.token.begin() + 6) ==
+              std::vector<int>{0, 1, 0, 2, 1, 2});
+        for (int a = 0; a < 6; ++a)
+            CHECK(plan.gate[size_t(a)] == p.gate[size_t(plan.slot[size_t(a)])]);
+        // by token, in slot order (best choice first): token 0 {a2 (slot 0), a0 (slot 1)}, ...
+        RoutingPlan indexed = plan;
+        std::vector<int> scratch;
+        plan_index_by_token(indexed, scratch);
+        CHECK(std::vector<int>(indexed.tok_offsets.begin(), indexed.tok_offsets.begin() + 4) ==
+              std::vector<int>{0, 2, 4, 6});
+        CHECK(std::vector<int>(indexed.tok_assign.begin(), indexed.tok_assign.begin() + 6) ==
+              std::vector<int>{2, 0, 1, 4, 3, 5});
+    }
+
+    TEST_CASE("topk: ties go to the lower expert index") {
+        for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
+            CAPTURE(int(score));
+            // token 0: experts 1 and 2 tie for the top; token 1: all four tie; token 2: 0 and 3 tie
+            // for the second place behind 1
+            const std::vector<float> l = {1, 2, 2, 0, /**/ 0, 0, 0, 0, /**/ 1, 3, -1, 1};
+            const Routed p1 = route(*topk(1, score), l, 3, 4, 1);
+            CHECK(p1.sel == std::vector<int>{1, 0, 1});
+            const Routed p2 = route(*topk(2, score), l, 3, 4, 2);
+            CHECK(p2.sel == std::vector<int>{1, 2, 0, 1, 1, 0});
+            const Routed p3 = route(*topk(3, score), l, 3, 4, 3);
+            CHECK(p3.sel == std::vector<int>{1, 2, 0, 0, 1, 2, 1, 0, 3});
+            // equal probabilities give equal normalised gates
+            CHECK(p2.gate[2] == p2.gate[3]);
+            CHECK(p2.gate[2] == doctest::Approx(0.5));
+        }
+    }
+
+    TEST_CASE("topk: the bias changes the selection, never the gate weights") {
+        // logits {2, 1, 0, 0}: p = e^{2,1,0,0} / (e^2 + e + 2). Without bias top-1 is expert 0;
+        // with b = {0, 0, 1, 0} it is expert 2 (p2 + 1 > p0), and its gate is p2 (raw) or 1 (k = 1,
+        // normalised), not p2 + 1.
+        const std::vector<float> l = {2, 1, 0, 0};
+        const double Z = std::exp(2.0) + std::exp(1.0) + 2.0;
+        const float bias[4] = {0, 0, 1, 0};
+        RouteContext ctx;
+        ctx.bias = bias;
+        const Routed raw = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1, ctx);
+        CHECK(raw.sel[0] == 2);
+        CHECK(raw.gate[0] == doctest::Approx(1.0 / Z));
+        CHECK(raw.probs[2] == doctest::Approx(1.0 / Z));  // probabilities without the bias
+        const Routed norm = route(*topk(1, ScoreFn::softmax, true), l, 1, 4, 1, ctx);
+        CHECK(norm.sel[0] == 2);
+        CHECK(norm.gate[0] == doctest::Approx(1.0));
+        // k = 2 with the bias: {2, 0}; normalised gates from p alone: p2 / (p0 + p2), p0 / (p0 + p2)
+        const Routed two = route(*topk(2, ScoreFn::softmax, true), l, 1, 4, 2, ctx);
+        CHECK(two.sel == std::vector<int>{2, 0});
+        CHECK(two.gate[0] == doctest::Approx(1.0 / (1.0 + std::exp(2.0))));
+        CHECK(two.gate[1] == doctest::Approx(std::exp(2.0) / (1.0 + std::exp(2.0))));
+        const Routed none = route(*topk(1, ScoreFn::softmax, false), l, 1, 4, 1);
+        CHECK(none.sel[0] == 0);
+        CHECK(none.gate[0] == doctest::Approx(std::exp(2.0) / Z));
+    }
+
+    TEST_CASE("topk: gating noise only in training, keyed by (seed, step)") {
+        const int T = 6, N = 5, K = 2;
+        const std::vector<float> l = normal_vector(size_t(T) * N, 3);
+        auto r = topk(K, ScoreFn::softmax, true, 0.7);
+        RouteContext ctx;
+        ctx.seed = 4;
+        ctx.noise_step = 9;
+        const Routed eval = route(*r, l, T, N, K, ctx);
+        CHECK(eval.noisy == l);
+        ctx.training = true;
+        const Routed a = route(*r, l, T, N, K, ctx);
+        const Routed b = route(*r, l, T, N, K, ctx);
+        CHECK(a.noisy == b.noisy);  // same key: same noise
+        CHECK(a.noisy != l);
+        const Rng rng{4, kStreamNoise, 9};
+        for (int i = 0; i < T * N; ++i)
+            CHECK(a.noisy[size_t(i)] ==
+                  doctest::Approx(l[size_t(i)] + 0.7f * rng.normal(uint64_t(i))));
+        ctx.noise_step = 10;
+        CHECK(route(*r, l, T, N, K, ctx).noisy != a.noisy);
+    }
+
+    TEST_CASE("topk: gradient check of backward (d_gate and d_probs into d_logits)") {
+        // loss(logits) = sum_s c[s] * gate[s] + sum_{t,i} d[t,i] * p[t,i], with the selection held
+        // fixed (probes that change it are skipped).
+        const int T = 5, N = 6;
+        for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid}) {
+            for (bool normalize : {true, false}) {
+                for (int K : {1, 2, 3}) {
+                    for (bool noisy : {false, true}) {
+                        const std::string what =
+                            std::string(score == ScoreFn::sigmoid ? "sigmoid" : "softmax") +
+                            (normalize ? " normalize" : " raw") + " k=" + std::to_string(K) +
+                            (noisy ? " noisy" : "");
+                        CAPTURE(what);
+                        auto r = topk(K, score, normalize, noisy ? 0.5 : 0.0);
+                        std::vector<float> l = normal_vector(size_t(T) * N, 7, 2.0f);
+                        const std::vector<float> c = normal_vector(size_t(T) * K, 8);
+                        const std::vector<float> d = normal_vector(size_t(T) * N, 9);
+                        RouteContext ctx;
+                        ctx.training = true;
+                        ctx.seed = 2;
+                        Routed p(*r, T, N, K);
                         p.run(l.data(), ctx);
-                        return weighted_sum(c.data(), p.gate.data(), c.size()) +
-                               weighted_sum(d.data(), p.probs.data(), d.size());
-                    };
-                    auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
-                    expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig),
-                                    what, 1e-3);
-                    // d_probs may be null: then only the gates count
-                    std::vector<float> dl_gate(size_t(T) * N);
-                    p.run(l.data(), ctx);
-                    r->backward(p.st, c.data(), nullptr, dl_gate.data());
-                    auto fg = [&] {
+                        std::vector<float> dl(size_t(T) * N, 99.0f);  // overwritten
+                        r->backward(p.st, c.data(), d.data(), dl.data());
+                        auto f = [&] {
+                            p.run(l.data(), ctx);
+                            return weighted_sum(c.data(), p.gate.data(), c.size()) +
+                                   weighted_sum(d.data(), p.probs.data(), d.size());
+                        };
+                        auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+                        expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig),
+                                        what, 1e-3);
+                        // d_probs may be null: then only the gates count
+                        std::vector<float> dl_gate(size_t(T) * N);
                         p.run(l.data(), ctx);
-                        return weighted_sum(c.data(), p.gate.data(), c.size());
-                    };
-                    expect_gradient(check_gradient(fg, l.data(), dl_gate.data(), l.size(), {}, sig),
-                                    what + " (gates only)", 1e-3);
+                        r->backward(p.st, c.data(), nullptr, dl_gate.data());
+                        auto fg = [&] {
+                            p.run(l.data(), ctx);
+                            return weighted_sum(c.data(), p.gate.data(), c.size());
+                        };
+                        expect_gradient(
+                            check_gradient(fg, l.data(), dl_gate.data(), l.size(), {}, sig),
+                            what + " (gates only)", 1e-3);
+                    }
                 }
             }
         }
     }
-}
 
-TEST_CASE("grad_check harness: probes that flip the selection are skipped, wrong gradients fail") {
-    // Token 0 has two near-tied logits (1e-4 apart, well inside the step h = 1e-3): probing
-    // either flips the top-1 and must be skipped, never used.
-    const int T = 2, N = 3, K = 1;
-    auto r = topk(K, ScoreFn::softmax, false);
-    std::vector<float> l = {0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f};
-    const std::vector<float> c = {1.0f, -0.5f};
-    Routed p(*r, T, N, K);
-    RouteContext ctx;
-    p.run(l.data(), ctx);
-    std::vector<float> dl(size_t(T) * N);
-    r->backward(p.st, c.data(), nullptr, dl.data());
-    auto f = [&] {
+    TEST_CASE(
+        "grad_check harness: probes that flip the selection are skipped, wrong gradients fail") {
+        // Token 0 has two near-tied logits (1e-4 apart, well inside the step h = 1e-3): probing
+        // either flips the top-1 and must be skipped, never used.
+        const int T = 2, N = 3, K = 1;
+        auto r = topk(K, ScoreFn::softmax, false);
+        std::vector<float> l = {0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f};
+        const std::vector<float> c = {1.0f, -0.5f};
+        Routed p(*r, T, N, K);
+        RouteContext ctx;
         p.run(l.data(), ctx);
-        return weighted_sum(c.data(), p.gate.data(), c.size());
-    };
-    auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
-    const GradCheckResult ok = check_gradient(f, l.data(), dl.data(), l.size(), {}, sig);
-    CHECK(ok.skipped == 2);
-    CHECK(ok.probes == 4);
-    CHECK(ok.rel_error < 1e-3);
-    CHECK(l == std::vector<float>{0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f});   // restored
-    // a negative control: a gradient off by 10% in one entry is caught
-    std::vector<float> bad = dl;
-    bad[3] *= 1.1f;
-    CHECK(check_gradient(f, l.data(), bad.data(), l.size(), {}, sig).rel_error > 1e-2);
-}
-
-TEST_CASE("topk: router.scale multiplies the gates, normalised or raw") {
-    // p = {.1, .2, .3, .4}: top-2 {3, 2}; gates 2.5 * {4/7, 3/7} or 2.5 * {.4, .3}
-    const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
-    for (bool normalize : {true, false}) {
-        CAPTURE(normalize);
-        const Routed p = route(*topk_with(2, {}, 2.5, normalize), l, 1, 4, 2);
-        CHECK(p.sel == std::vector<int>{3, 2});
-        CHECK(p.gate[0] == doctest::Approx(2.5 * (normalize ? 4.0 / 7.0 : 0.4)));
-        CHECK(p.gate[1] == doctest::Approx(2.5 * (normalize ? 3.0 / 7.0 : 0.3)));
-        CHECK(p.probs[3] == doctest::Approx(0.4));  // p is not scaled
-    }
-}
-
-TEST_CASE("topk: GShard's random second expert, dispatched iff 2 g2 > u") {
-    // T tokens over N = 4 experts; token t's second choice has the normalised weight
-    // g2 = s2 / (s1 + s2) and is kept iff 2 g2 > u, u = uniform of (seed, kStreamSecondExpert,
-    // noise key, t). Equal top-2 logits (g2 = 1/2) always keep it (u < 1).
-    const int T = 64, N = 4;
-    std::vector<float> l(size_t(T) * N, -4.0f);
-    for (int t = 0; t < T; ++t) {
-        l[size_t(t) * N + size_t(t % N)] = 1.0f;
-        l[size_t(t) * N + size_t((t + 1) % N)] = t < 8 ? 1.0f : 1.0f - 0.05f * float(t % 32);
-    }
-    TopkConfig cfg;
-    cfg.second_expert = SecondExpert::random;
-    auto r = topk_with(2, cfg);
-    RouteContext ctx;
-    ctx.seed = 5;
-    ctx.noise_step = 3;
-    const Routed p = route(*r, l, T, N, 2, ctx);
-    const Rng rng{5, kStreamSecondExpert, 3};
-    std::vector<int> routed(size_t(N), 0);
-    int kept = 0;
-    for (int t = 0; t < T; ++t) {
-        CAPTURE(t);
-        const float* pr = p.probs.data() + size_t(t) * N;
-        const int e1 = p.sel[size_t(t) * 2], e2 = p.sel[size_t(t) * 2 + 1];
-        const double g2 = pr[e2] / (pr[e1] + pr[e2]);
-        const bool keep = 2.0 * g2 > double(rng.uniform(uint64_t(t)));
-        if (t < 8) CHECK(keep);
-        routed[size_t(e1)]++;
-        if (keep) routed[size_t(e2)]++, ++kept;
-        // sel keeps the real second expert and the first gate keeps its value (1 - g2)
-        CHECK((e1 == t % N || e2 == t % N));
-        CHECK((e1 == (t + 1) % N || e2 == (t + 1) % N));
-        CHECK(p.gate[size_t(t) * 2] == doctest::Approx(1.0 - g2));
-    }
-    CHECK(p.plan.routed == routed);  // a skipped slot is not routed
-    CHECK(p.plan.A == T + kept);
-    CHECK(kept > 8);
-    CHECK(kept < T);
-    // a skipped slot is absent from the plan: no assignment has an odd slot of a skipped token
-    for (int a = 0; a < p.plan.A; ++a) {
-        const int s = p.plan.slot[size_t(a)];
-        CHECK(p.plan.token[size_t(a)] == s / 2);
-    }
-    // the same key draws the same coins; another noise key other ones
-    CHECK(route(*r, l, T, N, 2, ctx).plan.routed == routed);
-    ctx.noise_step = 4;
-    CHECK(route(*r, l, T, N, 2, ctx).plan.A != T + kept);
-}
-
-TEST_CASE("topk: group-limited selection keeps the groups of highest top-2 sum") {
-    // Scores proportional to w = {9, .1 | 5, 5 | 8, 1 | 2, 2} (N = 8, 4 groups of 2). Group
-    // scores (sum of the top 2): 9.1, 10, 9, 4. topk_groups = 2 keeps groups 1 and 0; the top-2
-    // within them: expert 0 (9) and expert 2 (5, tied with 3: the lower index). Without groups the
-    // top-2 is {0, 4}; with the max as the group score it would keep groups 0 and 2: {0, 4}.
-    const double w[8] = {9, 0.1, 5, 5, 8, 1, 2, 2};
-    std::vector<float> l(8);
-    for (int i = 0; i < 8; ++i) l[size_t(i)] = float(std::log(w[i]));
-    TopkConfig g;
-    g.groups = 4;
-    g.topk_groups = 2;
-    const Routed p = route(*topk_with(2, g), l, 1, 8, 2);
-    CHECK(p.sel == std::vector<int>{0, 2});
-    CHECK(p.gate[0] == doctest::Approx(9.0 / 14.0));
-    CHECK(route(*topk_with(2, {}), l, 1, 8, 2).sel == std::vector<int>{0, 4});
-    // three groups kept: groups 1, 0, 2; k = 3 picks 0 (9), 4 (8), 2 (5)
-    g.topk_groups = 3;
-    CHECK(route(*topk_with(3, g), l, 1, 8, 3).sel == std::vector<int>{0, 4, 2});
-    // one group of each expert (groups = N): the group score is the expert's own; = plain top-k
-    g.groups = 8;
-    g.topk_groups = 2;
-    CHECK(route(*topk_with(2, g), l, 1, 8, 2).sel == std::vector<int>{0, 4});
-    // the bias enters the group score. Softmax scores are s = w / Z (Z = 32.1); b = 8 / Z on
-    // expert 6 makes group 3 score (10 + 2) / Z, above group 1 (10 / Z): groups 3 and 1 are
-    // kept, and the top-2 of s + b among {2, 3, 6, 7} is 6 (10 / Z), then 2 (5 / Z, tied with 3)
-    const float bias[8] = {0, 0, 0, 0, 0, 0, float(8.0 / 32.1), 0};
-    RouteContext ctx;
-    ctx.bias = bias;
-    g.groups = 4;
-    const Routed pb = route(*topk_with(2, g), l, 1, 8, 2, ctx);
-    CHECK(pb.sel == std::vector<int>{6, 2});
-    CHECK(pb.gate[0] == doctest::Approx(2.0 / 7.0));  // gates from s alone: 2 / (2 + 5)
-}
-
-TEST_CASE("topk: gradient check with scale, a random second expert and groups") {
-    const int T = 6, N = 8;
-    TopkConfig rnd;
-    rnd.second_expert = SecondExpert::random;
-    TopkConfig grp;
-    grp.groups = 4;
-    grp.topk_groups = 2;
-    struct Case {
-        std::string what;
-        TopkConfig t;
-        double scale;
-        ScoreFn score;
-    };
-    for (const Case& c : {Case{"scale", {}, 2.5, ScoreFn::softmax},
-                          Case{"random second", rnd, 1.0, ScoreFn::softmax},
-                          Case{"groups sigmoid scale", grp, 2.5, ScoreFn::sigmoid}}) {
-        for (bool normalize : {true, false}) {
-            const std::string what = c.what + (normalize ? " normalize" : " raw");
-            CAPTURE(what);
-            auto r = topk_with(2, c.t, c.scale, normalize, c.score);
-            std::vector<float> l = normal_vector(size_t(T) * N, 17, 2.0f);
-            const std::vector<float> cg = normal_vector(size_t(T) * 2, 18);
-            const std::vector<float> d = normal_vector(size_t(T) * N, 19);
-            RouteContext ctx;
-            ctx.training = true;
-            Routed p(*r, T, N, 2);
+        std::vector<float> dl(size_t(T) * N);
+        r->backward(p.st, c.data(), nullptr, dl.data());
+        auto f = [&] {
             p.run(l.data(), ctx);
-            std::vector<float> dl(size_t(T) * N);
-            r->backward(p.st, cg.data(), d.data(), dl.data());
-            auto f = [&] {
-                p.run(l.data(), ctx);
-                return weighted_sum(cg.data(), p.gate.data(), cg.size()) +
-                       weighted_sum(d.data(), p.probs.data(), d.size());
-            };
-            auto sig = [&] {
-                Signature s(p.sel.begin(), p.sel.end());
-                s.insert(s.end(), p.plan.slot.begin(), p.plan.slot.begin() + p.plan.A);
-                return s;
-            };
-            expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), what, 1e-3);
+            return weighted_sum(c.data(), p.gate.data(), c.size());
+        };
+        auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+        const GradCheckResult ok = check_gradient(f, l.data(), dl.data(), l.size(), {}, sig);
+        CHECK(ok.skipped == 2);
+        CHECK(ok.probes == 4);
+        CHECK(ok.rel_error < 1e-3);
+        CHECK(l == std::vector<float>{0.5f, 0.5001f, -1.0f, 2.0f, 0.0f, -1.0f});  // restored
+        // a negative control: a gradient off by 10% in one entry is caught
+        std::vector<float> bad = dl;
+        bad[3] *= 1.1f;
+        CHECK(check_gradient(f, l.data(), bad.data(), l.size(), {}, sig).rel_error > 1e-2);
+    }
+
+    TEST_CASE("topk: router.scale multiplies the gates, normalised or raw") {
+        // p = {.1, .2, .3, .4}: top-2 {3, 2}; gates 2.5 * {4/7, 3/7} or 2.5 * {.4, .3}
+        const std::vector<float> l = {0.0f, std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+        for (bool normalize : {true, false}) {
+            CAPTURE(normalize);
+            const Routed p = route(*topk_with(2, {}, 2.5, normalize), l, 1, 4, 2);
+            CHECK(p.sel == std::vector<int>{3, 2});
+            CHECK(p.gate[0] == doctest::Approx(2.5 * (normalize ? 4.0 / 7.0 : 0.4)));
+            CHECK(p.gate[1] == doctest::Approx(2.5 * (normalize ? 3.0 / 7.0 : 0.3)));
+            CHECK(p.probs[3] == doctest::Approx(0.4));  // p is not scaled
         }
     }
-}
+
+    TEST_CASE("topk: GShard's random second expert, dispatched iff 2 g2 > u") {
+        // T tokens over N = 4 experts; token t's second choice has the normalised weight
+        // g2 = s2 / (s1 + s2) and is kept iff 2 g2 > u, u = uniform of (seed, kStreamSecondExpert,
+        // noise key, t). Equal top-2 logits (g2 = 1/2) always keep it (u < 1).
+        const int T = 64, N = 4;
+        std::vector<float> l(size_t(T) * N, -4.0f);
+        for (int t = 0; t < T; ++t) {
+            l[size_t(t) * N + size_t(t % N)] = 1.0f;
+            l[size_t(t) * N + size_t((t + 1) % N)] = t < 8 ? 1.0f : 1.0f - 0.05f * float(t % 32);
+        }
+        TopkConfig cfg;
+        cfg.second_expert = SecondExpert::random;
+        auto r = topk_with(2, cfg);
+        RouteContext ctx;
+        ctx.seed = 5;
+        ctx.noise_step = 3;
+        const Routed p = route(*r, l, T, N, 2, ctx);
+        const Rng rng{5, kStreamSecondExpert, 3};
+        std::vector<int> routed(size_t(N), 0);
+        int kept = 0;
+        for (int t = 0; t < T; ++t) {
+            CAPTURE(t);
+            const float* pr = p.probs.data() + size_t(t) * N;
+            const int e1 = p.sel[size_t(t) * 2], e2 = p.sel[size_t(t) * 2 + 1];
+            const double g2 = pr[e2] / (pr[e1] + pr[e2]);
+            const bool keep = 2.0 * g2 > double(rng.uniform(uint64_t(t)));
+            if (t < 8) CHECK(keep);
+            routed[size_t(e1)]++;
+            if (keep) routed[size_t(e2)]++, ++kept;
+            // sel keeps the real second expert and the first gate keeps its value (1 - g2)
+            CHECK((e1 == t % N || e2 == t % N));
+            CHECK((e1 == (t + 1) % N || e2 == (t + 1) % N));
+            CHECK(p.gate[size_t(t) * 2] == doctest::Approx(1.0 - g2));
+        }
+        CHECK(p.plan.routed == routed);  // a skipped slot is not routed
+        CHECK(p.plan.A == T + kept);
+        CHECK(kept > 8);
+        CHECK(kept < T);
+        // a skipped slot is absent from the plan: no assignment has an odd slot of a skipped token
+        for (int a = 0; a < p.plan.A; ++a) {
+            const int s = p.plan.slot[size_t(a)];
+            CHECK(p.plan.token[size_t(a)] == s / 2);
+        }
+        // the same key draws the same coins; another noise key other ones
+        CHECK(route(*r, l, T, N, 2, ctx).plan.routed == routed);
+        ctx.noise_step = 4;
+        CHECK(route(*r, l, T, N, 2, ctx).plan.A != T + kept);
+    }
+
+    TEST_CASE("topk: group-limited selection keeps the groups of highest top-2 sum") {
+        // Scores proportional to w = {9, .1 | 5, 5 | 8, 1 | 2, 2} (N = 8, 4 groups of 2). Group
+        // scores (sum of the top 2): 9.1, 10, 9, 4. topk_groups = 2 keeps groups 1 and 0; the top-2
+        // within them: expert 0 (9) and expert 2 (5, tied with 3: the lower index). Without groups the
+        // top-2 is {0, 4}; with the max as the group score it would keep groups 0 and 2: {0, 4}.
+        const double w[8] = {9, 0.1, 5, 5, 8, 1, 2, 2};
+        std::vector<float> l(8);
+        for (int i = 0; i < 8; ++i) l[size_t(i)] = float(std::log(w[i]));
+        TopkConfig g;
+        g.groups = 4;
+        g.topk_groups = 2;
+        const Routed p = route(*topk_with(2, g), l, 1, 8, 2);
+        CHECK(p.sel == std::vector<int>{0, 2});
+        CHECK(p.gate[0] == doctest::Approx(9.0 / 14.0));
+        CHECK(route(*topk_with(2, {}), l, 1, 8, 2).sel == std::vector<int>{0, 4});
+        // three groups kept: groups 1, 0, 2; k = 3 picks 0 (9), 4 (8), 2 (5)
+        g.topk_groups = 3;
+        CHECK(route(*topk_with(3, g), l, 1, 8, 3).sel == std::vector<int>{0, 4, 2});
+        // one group of each expert (groups = N): the group score is the expert's own; = plain top-k
+        g.groups = 8;
+        g.topk_groups = 2;
+        CHECK(route(*topk_with(2, g), l, 1, 8, 2).sel == std::vector<int>{0, 4});
+        // the bias enters the group score. Softmax scores are s = w / Z (Z = 32.1); b = 8 / Z on
+        // expert 6 makes group 3 score (10 + 2) / Z, above group 1 (10 / Z): groups 3 and 1 are
+        // kept, and the top-2 of s + b among {2, 3, 6, 7} is 6 (10 / Z), then 2 (5 / Z, tied with 3)
+        const float bias[8] = {0, 0, 0, 0, 0, 0, float(8.0 / 32.1), 0};
+        RouteContext ctx;
+        ctx.bias = bias;
+        g.groups = 4;
+        const Routed pb = route(*topk_with(2, g), l, 1, 8, 2, ctx);
+        CHECK(pb.sel == std::vector<int>{6, 2});
+        CHECK(pb.gate[0] == doctest::Approx(2.0 / 7.0));  // gates from s alone: 2 / (2 + 5)
+    }
+
+    TEST_CASE("topk: gradient check with scale, a random second expert and groups") {
+        const int T = 6, N = 8;
+        TopkConfig rnd;
+        rnd.second_expert = SecondExpert::random;
+        TopkConfig grp;
+        grp.groups = 4;
+        grp.topk_groups = 2;
+        struct Case {
+            std::string what;
+            TopkConfig t;
+            double scale;
+            ScoreFn score;
+        };
+        for (const Case& c : {Case{"scale", {}, 2.5, ScoreFn::softmax},
+                              Case{"random second", rnd, 1.0, ScoreFn::softmax},
+                              Case{"groups sigmoid scale", grp, 2.5, ScoreFn::sigmoid}}) {
+            for (bool normalize : {true, false}) {
+                const std::string what = c.what + (normalize ? " normalize" : " raw");
+                CAPTURE(what);
+                auto r = topk_with(2, c.t, c.scale, normalize, c.score);
+                std::vector<float> l = normal_vector(size_t(T) * N, 17, 2.0f);
+                const std::vector<float> cg = normal_vector(size_t(T) * 2, 18);
+                const std::vector<float> d = normal_vector(size_t(T) * N, 19);
+                RouteContext ctx;
+                ctx.training = true;
+                Routed p(*r, T, N, 2);
+                p.run(l.data(), ctx);
+                std::vector<float> dl(size_t(T) * N);
+                r->backward(p.st, cg.data(), d.data(), dl.data());
+                auto f = [&] {
+                    p.run(l.data(), ctx);
+                    return weighted_sum(cg.data(), p.gate.data(), cg.size()) +
+                           weighted_sum(d.data(), p.probs.data(), d.size());
+                };
+                auto sig = [&] {
+                    Signature s(p.sel.begin(), p.sel.end());
+                    s.insert(s.end(), p.plan.slot.begin(), p.plan.slot.begin() + p.plan.A);
+                    return s;
+                };
+                expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), what,
+                                1e-3);
+            }
+        }
+    }
 
 }  // TEST_SUITE

@@ -21,8 +21,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <numeric>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -33,18 +33,18 @@ namespace moe::test {
 using Signature = std::vector<int>;
 
 struct GradCheckOptions {
-    double eps = 1e-3;          // relative step: h = eps * max(1, |p|)
-    size_t max_probes = 0;      // 0 = probe every entry; else a seeded random subset
-    uint64_t seed = 12345;      // picks the subset
+    double eps = 1e-3;      // relative step: h = eps * max(1, |p|)
+    size_t max_probes = 0;  // 0 = probe every entry; else a seeded random subset
+    uint64_t seed = 12345;  // picks the subset
 };
 
 struct GradCheckResult {
-    double rel_error = 0.0;     // ||g - g_num|| / (||g|| + ||g_num||) over the used probes
-    double abs_error = 0.0;     // ||g - g_num||
+    double rel_error = 0.0;  // ||g - g_num|| / (||g|| + ||g_num||) over the used probes
+    double abs_error = 0.0;  // ||g - g_num||
     double norm_analytic = 0.0, norm_numeric = 0.0;
-    int probes = 0;             // probes used
-    int skipped = 0;            // probes that crossed a boundary (signature changed)
-    size_t worst = 0;           // the entry with the largest |g - g_num|
+    int probes = 0;    // probes used
+    int skipped = 0;   // probes that crossed a boundary (signature changed)
+    size_t worst = 0;  // the entry with the largest |g - g_num|
     double worst_analytic = 0.0, worst_numeric = 0.0;
 };
 
@@ -96,7 +96,7 @@ GradCheckResult check_gradient(F&& f, float* p, const float* g, size_t n,
             r.worst_numeric = num;
         }
     }
-    (void)f();   // leave the function's state as it was at p
+    (void)f();  // leave the function's state as it was at p
     r.abs_error = std::sqrt(err2);
     r.norm_analytic = std::sqrt(ga2);
     r.norm_numeric = std::sqrt(gn2);
@@ -120,9 +120,9 @@ inline void expect_gradient(const GradCheckResult& r, const std::string& what, d
         MESSAGE(what << ": rel " << r.rel_error << " abs " << r.abs_error << " |g| "
                      << r.norm_analytic << " probes " << r.probes << " skipped " << r.skipped);
     INFO(what << ": rel " << r.rel_error << " abs " << r.abs_error << " |g| " << r.norm_analytic
-              << " |g_num| " << r.norm_numeric << " probes " << r.probes << " skipped "
-              << r.skipped << "; worst entry " << r.worst << ": analytic " << r.worst_analytic
-              << " numeric " << r.worst_numeric);
+              << " |g_num| " << r.norm_numeric << " probes " << r.probes << " skipped " << r.skipped
+              << "; worst entry " << r.worst << ": analytic " << r.worst_analytic << " numeric "
+              << r.worst_numeric);
     CHECK(r.probes > 0);
     CHECK(double(r.skipped) <= max_skip * double(r.probes + r.skipped));
     CHECK((r.rel_error <= rel_tol || r.abs_error <= abs_tol));

@@ -13,8 +13,8 @@
 namespace moe::test {
 
 struct ProcResult {
-    int code = -1;        // exit code; 128 + signal when killed
-    std::string output;   // stdout and stderr together
+    int code = -1;       // exit code; 128 + signal when killed
+    std::string output;  // stdout and stderr together
 };
 
 // Runs `sh -c cmd 2>&1` and returns its exit code and output.
@@ -26,8 +26,10 @@ inline ProcResult run_shell(const std::string& cmd) {
     size_t n;
     while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
     const int status = pclose(p);
-    if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
-    else if (WIFSIGNALED(status)) r.code = 128 + WTERMSIG(status);
+    if (WIFEXITED(status))
+        r.code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        r.code = 128 + WTERMSIG(status);
     return r;
 }
 
@@ -51,6 +53,8 @@ inline std::string read_text(const std::filesystem::path& p) {
     return ss.str();
 }
 
-inline std::string source_path(const std::string& rel) { return std::string(MOESIM_SOURCE_DIR) + "/" + rel; }
+inline std::string source_path(const std::string& rel) {
+    return std::string(MOESIM_SOURCE_DIR) + "/" + rel;
+}
 
 }  // namespace moe::test

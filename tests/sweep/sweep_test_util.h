@@ -39,15 +39,22 @@ inline fs::path scratch(const std::string& name) {
     return d;
 }
 
-inline std::string quickstart() { return std::string(MOESIM_SOURCE_DIR) + "/configs/quickstart.yaml"; }
+inline std::string quickstart() {
+    return std::string(MOESIM_SOURCE_DIR) + "/configs/quickstart.yaml";
+}
 
 // Overrides that make a quickstart run take a fraction of a second.
 inline std::vector<std::string> tiny(int steps = 20) {
-    return {"train.steps=" + std::to_string(steps), "train.log_every=5", "train.eval_every=10",
-            "data.train_size=1024", "data.eval_size=128", "train.batch_size=64"};
+    return {"train.steps=" + std::to_string(steps),
+            "train.log_every=5",
+            "train.eval_every=10",
+            "data.train_size=1024",
+            "data.eval_size=128",
+            "train.batch_size=64"};
 }
 
-inline std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+inline std::vector<std::string> concat(std::vector<std::string> a,
+                                       const std::vector<std::string>& b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
 }
@@ -58,7 +65,8 @@ struct Child {
 };
 
 // Starts MOESIM_BINARY args... in `cwd` with stdout and stderr in files next to each other.
-inline Child start(const std::vector<std::string>& args, const fs::path& io_dir, const fs::path& cwd = {}) {
+inline Child start(const std::vector<std::string>& args, const fs::path& io_dir,
+                   const fs::path& cwd = {}) {
     Child c;
     c.out = io_dir / "stdout.txt";
     c.err = io_dir / "stderr.txt";
@@ -97,7 +105,8 @@ inline Result finish(const Child& c) {
     return r;
 }
 
-inline Result run(const std::vector<std::string>& args, const fs::path& io_dir, const fs::path& cwd = {}) {
+inline Result run(const std::vector<std::string>& args, const fs::path& io_dir,
+                  const fs::path& cwd = {}) {
     return finish(start(args, io_dir, cwd));
 }
 

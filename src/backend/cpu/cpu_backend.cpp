@@ -6,9 +6,9 @@
 
 #include <omp.h>
 
-#include <unsupported/Eigen/SpecialFunctions>
 #include <algorithm>
 #include <cmath>
+#include <unsupported/Eigen/SpecialFunctions>
 
 #include "backend/cpu/cpu_internal.h"
 #include "backend/device.h"
@@ -31,7 +31,7 @@ namespace cpu {
 
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : default_threads()) {
     omp_set_num_threads(threads_);
-    Eigen::setNbThreads(1);   // we parallelise across tiles ourselves
+    Eigen::setNbThreads(1);  // we parallelise across tiles ourselves
     tiles_.reserve(4096);
     partials_.reserve(1024);
 }
@@ -39,14 +39,15 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : default_t
 namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigmoidf(float x) {
+    return 1.0f / (1.0f + std::exp(-x));
+}
 
 // GELU with Eigen's vectorised erf/exp (libm's erff per element is ~50x slower), through
 // blockwise() (cpu_internal.h).
 void gelu_forward_n(float* y, const float* x, size_t n) {
-    blockwise(y, x, nullptr, n, [](auto& X, auto&) {
-        X = 0.5f * X * (1.0f + (X * kInvSqrt2).erf());
-    });
+    blockwise(y, x, nullptr, n,
+              [](auto& X, auto&) { X = 0.5f * X * (1.0f + (X * kInvSqrt2).erf()); });
 }
 
 // dx = dy * gelu'(x), gelu'(x) = Phi(x) + x phi(x).
@@ -62,10 +63,12 @@ void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activa
         const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
         for (size_t p = 0; p < pieces; ++p)
-            gelu_forward_n(h + p * kChunk, pre + p * kChunk, std::min(n, (p + 1) * kChunk) - p * kChunk);
+            gelu_forward_n(h + p * kChunk, pre + p * kChunk,
+                           std::min(n, (p + 1) * kChunk) - p * kChunk);
         return;
     }
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         float* y = h + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -90,7 +93,8 @@ void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, in
                             std::min(n, (p + 1) * kChunk) - p * kChunk);
         return;
     }
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         const float* dy = dh + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -117,7 +121,8 @@ constexpr float kNormEps = 1e-5f;
 
 void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
                                  int D) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         float* yr = y + size_t(t) * D;
@@ -132,7 +137,8 @@ void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const fl
 void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x,
                                   const float* g, const float* rrms, int T, int D) {
     // y_j = x_j r g_j, r = (mean(x^2) + eps)^-1/2:  dx_j = r (g_j dy_j - x_j r^2 mean_i(g_i dy_i x_i))
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         const float* dyr = dy + size_t(t) * D;
@@ -153,15 +159,16 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const f
 }
 
 void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
-    for (int a = 0; a < n; ++a)
-        std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
+    for (int a = 0; a < n; ++a) std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
 }
 
 void CpuBackend::combine_by_token(float* out, const float* Y, const int* tok_off,
                                   const int* tok_assign, const float* w, int T, int D,
                                   bool accumulate) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         float* o = out + size_t(t) * D;
         if (!accumulate) std::fill_n(o, D, 0.0f);
@@ -177,7 +184,8 @@ void CpuBackend::combine_by_token(float* out, const float* Y, const int* tok_off
 void CpuBackend::combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
                                            const int* tok_off, const int* tok_assign,
                                            const float* w, int T, int D) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* go = dout + size_t(t) * D;
         for (int i = tok_off[t]; i < tok_off[t + 1]; ++i) {
@@ -186,7 +194,7 @@ void CpuBackend::combine_by_token_backward(float* dY, float* dw, const float* do
             float* dy = dY + size_t(a) * D;
             const float wa = w ? w[a] : 1.0f;
             float dot = 0.0f;
-            for (int d = 0; d < D; ++d) {   // y[d] is read first: dY may equal Y
+            for (int d = 0; d < D; ++d) {  // y[d] is read first: dY may equal Y
                 dot += go[d] * y[d];
                 dy[d] = wa * go[d];
             }

@@ -20,8 +20,8 @@ public:
     void gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, const float* B,
                             const int* off, int G, int M, int N) override;
     void gemm_grouped_rows_bias(float* C, const float* A, const float* B, size_t b_stride,
-                                const float* bias, size_t bias_stride, const int* off, int G,
-                                int N, int K) override;
+                                const float* bias, size_t bias_stride, const int* off, int G, int N,
+                                int K) override;
     void bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off, int G,
                            int N) override;
     void act_forward(float* h, const float* pre, int rows, int H, Activation act) override;
@@ -35,8 +35,8 @@ public:
     void combine_by_token(float* out, const float* Y, const int* tok_off, const int* tok_assign,
                           const float* w, int T, int D, bool accumulate) override;
     void combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
-                                   const int* tok_off, const int* tok_assign, const float* w,
-                                   int T, int D) override;
+                                   const int* tok_off, const int* tok_assign, const float* w, int T,
+                                   int D) override;
     void add(float* y, const float* x, size_t n) override;
     void scale(float* x, size_t n, float s) override;
     double sum_squares(const float* x, size_t n) override;
@@ -53,11 +53,11 @@ public:
     };
 
 private:
-    void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off,
-                   int N, int K, bool tb, float beta, const float* bias, size_t bias_stride);
+    void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off, int N,
+                   int K, bool tb, float beta, const float* bias, size_t bias_stride);
     int threads_;
-    std::vector<Tile> tiles_;        // reused: no allocation once grown
-    std::vector<double> partials_;   // reused by the reductions
+    std::vector<Tile> tiles_;       // reused: no allocation once grown
+    std::vector<double> partials_;  // reused by the reductions
 };
 
 }  // namespace moe::cpu

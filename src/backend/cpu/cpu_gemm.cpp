@@ -55,12 +55,18 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
                 bias + size_t(tl.group) * bias_stride + tl.c0, n);
             c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         } else if (beta == 0.0f) {
-            if (tb) c.noalias() = a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-            else c.noalias() = a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
+            if (tb)
+                c.noalias() =
+                    a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+            else
+                c.noalias() = a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         } else {
             if (beta != 1.0f) c *= beta;
-            if (tb) c.noalias() += a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-            else c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
+            if (tb)
+                c.noalias() +=
+                    a * CMapMat(Bg + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+            else
+                c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         }
     }
 }
@@ -72,9 +78,9 @@ void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, siz
     run_tiles(C, A, B, b_stride, off, N, K, tb, beta, nullptr, 0);
 }
 
-void CpuBackend::gemm_grouped_rows_bias(float* C, const float* A, const float* B,
-                                        size_t b_stride, const float* bias, size_t bias_stride,
-                                        const int* off, int G, int N, int K) {
+void CpuBackend::gemm_grouped_rows_bias(float* C, const float* A, const float* B, size_t b_stride,
+                                        const float* bias, size_t bias_stride, const int* off,
+                                        int G, int N, int K) {
     tiles_.clear();
     for (int g = 0; g < G; ++g) add_tiles(tiles_, g, off[g + 1] - off[g], N, kSegmentRowTile);
     run_tiles(C, A, B, b_stride, off, N, K, false, 0.0f, bias, bias_stride);
@@ -97,10 +103,16 @@ void CpuBackend::gemm(float* C, const float* A, const float* B, int M, int N, in
         const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
         CMapMat at(A + tl.r0, K, m, Eigen::OuterStride<>(M));
         MapMat c(C + size_t(tl.r0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
-        if (beta == 0.0f) c.setZero();
-        else if (beta != 1.0f) c *= beta;
-        if (tb) c.noalias() += at.transpose() * CMapMat(B + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
-        else c.noalias() += at.transpose() * CMapMat(B + tl.c0, K, n, Eigen::OuterStride<>(N));
+        if (beta == 0.0f)
+            c.setZero();
+        else if (beta != 1.0f)
+            c *= beta;
+        if (tb)
+            c.noalias() +=
+                at.transpose() *
+                CMapMat(B + size_t(tl.c0) * K, n, K, Eigen::OuterStride<>(K)).transpose();
+        else
+            c.noalias() += at.transpose() * CMapMat(B + tl.c0, K, n, Eigen::OuterStride<>(N));
     }
 }
 

@@ -13,7 +13,7 @@ using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMa
 using MapMat = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 using CMapMat = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 
-constexpr size_t kChunk = 1 << 14;   // elements per piece of an elementwise pass or reduction
+constexpr size_t kChunk = 1 << 14;  // elements per piece of an elementwise pass or reduction
 
 // Elementwise math through Eigen's packet functions (exp, log, erf) with results that depend only
 // on the values. Eigen computes packets and scalar tails with different approximations, and peels
@@ -22,8 +22,8 @@ constexpr size_t kChunk = 1 << 14;   // elements per piece of an elementwise pas
 // every value takes the packet path, whatever the pointers, the lengths or the threads.
 constexpr size_t kVecBlock = 256;
 constexpr size_t kPacketMultiple = 16;
-using VecBlock = Eigen::Map<Eigen::Array<float, kVecBlock, 1>, Eigen::Aligned64>;     // full
-using VecTail = Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64>;                          // the rest
+using VecBlock = Eigen::Map<Eigen::Array<float, kVecBlock, 1>, Eigen::Aligned64>;  // full
+using VecTail = Eigen::Map<Eigen::ArrayXf, Eigen::Aligned64>;                      // the rest
 
 // y = f(v1, v2) over n values: v1 and v2 hold a block of x1 and of x2 (x2 may be null: v2 is then
 // unused), and f, a generic lambda, leaves the result in v1. Full blocks are fixed-size (Eigen

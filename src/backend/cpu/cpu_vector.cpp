@@ -42,7 +42,9 @@ double sumsq_piece(const float* x, size_t n) {
     return s;
 }
 
-size_t pieces_of(size_t n) { return (n + kChunk - 1) / kChunk; }
+size_t pieces_of(size_t n) {
+    return (n + kChunk - 1) / kChunk;
+}
 
 double sum_in_order(const std::vector<double>& partials) {
     double total = 0.0;

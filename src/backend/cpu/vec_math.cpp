@@ -25,9 +25,8 @@ void vec_exp_shifted(float* y, const float* x, float shift, size_t n) {
 
 void vec_xlogx(float* y, const float* p, size_t n) {
     // p ln p -> 0 as p -> 0: the smallest normal float stands in for 0 (giving 0 * finite = 0)
-    blockwise(y, p, nullptr, n, [](auto& v, auto&) {
-        v = v * v.max(std::numeric_limits<float>::min()).log();
-    });
+    blockwise(y, p, nullptr, n,
+              [](auto& v, auto&) { v = v * v.max(std::numeric_limits<float>::min()).log(); });
 }
 
 namespace {

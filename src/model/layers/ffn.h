@@ -16,7 +16,7 @@ struct Ffn {
     Linear up, down;
     int H = 0;
     Activation act = Activation::gelu;
-    std::vector<float> pre, h, dh, dpre;   // workspace, sized by reserve()
+    std::vector<float> pre, h, dh, dpre;  // workspace, sized by reserve()
 
     void declare(ParamStore& ps, const std::string& name, int D, int H_, Activation act_);
     void reserve(int T_max);

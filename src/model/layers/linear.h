@@ -11,7 +11,7 @@ namespace moe {
 
 struct Linear {
     int in = 0, out = 0;
-    int w = -1, b = -1;   // tensors in the ParamStore (b = -1: no bias)
+    int w = -1, b = -1;  // tensors in the ParamStore (b = -1: no bias)
 
     // Declares W ~ N(0, 1/in) (LeCun) and b = 0.
     void declare(ParamStore& ps, const std::string& name, int in_, int out_, bool bias = true) {

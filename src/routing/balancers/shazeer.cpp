@@ -20,7 +20,8 @@ double cv2(const double* x, int N, double coef, double* g) {
     for (int i = 0; i < N; ++i) v += (x[i] - m) * (x[i] - m);
     v /= N;
     // d(v/m^2)/dx_i = 2 (x_i - m) / (N m^2) - 2 v / (N m^3)
-    for (int i = 0; i < N; ++i) g[i] = coef * (2.0 * (x[i] - m) / (N * m * m) - 2.0 * v / (N * m * m * m));
+    for (int i = 0; i < N; ++i)
+        g[i] = coef * (2.0 * (x[i] - m) / (N * m * m) - 2.0 * v / (N * m * m * m));
     return v / (m * m);
 }
 
@@ -44,7 +45,7 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
         const float* z = state.noisy.data() + size_t(t) * N;
         int top[65];
         int n = 0;
-        for (int i = 0; i < N; ++i) {   // top K+1 by value, ties to the lower index
+        for (int i = 0; i < N; ++i) {  // top K+1 by value, ties to the lower index
             if (n == K + 1 && !(z[i] > z[top[K]])) continue;
             int j = n < K + 1 ? n++ : K;
             while (j > 0 && z[i] > z[top[j - 1]]) {
@@ -63,8 +64,8 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
             kth(t, ki, k1);
             const float* z = state.noisy.data() + size_t(t) * N;
             for (int i = 0; i < N; ++i) {
-                const bool in_top = z[i] > z[ki] || i == ki ||
-                                    (z[i] == z[ki] && i < ki);   // i among the top K
+                const bool in_top =
+                    z[i] > z[ki] || i == ki || (z[i] == z[ki] && i < ki);  // i among the top K
                 const int m = in_top ? k1 : ki;
                 const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
                 load[i] += 0.5 * std::erfc(-u * kInvSqrt2);
@@ -87,8 +88,8 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
                 const int m = in_top ? k1 : ki;
                 const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
                 const double dphi = kInvSqrt2Pi * std::exp(-0.5 * u * u) / noise_std * g_load[i];
-                dl[i] += float(dphi);   // through the clean logit
-                dl[m] -= float(dphi);   // through the k-th noisy logit (noisy = clean + noise)
+                dl[i] += float(dphi);  // through the clean logit
+                dl[m] -= float(dphi);  // through the k-th noisy logit (noisy = clean + noise)
             }
         }
     }

@@ -43,7 +43,7 @@
 namespace moe {
 namespace {
 
-constexpr int kMaxK = 64;   // the schema's limit of router.k: the selection's stack buffer
+constexpr int kMaxK = 64;  // the schema's limit of router.k: the selection's stack buffer
 
 class TopKRouter final : public Router {
 public:
