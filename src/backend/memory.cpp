@@ -1,5 +1,7 @@
 #include "backend/memory.h"
 
+#include "backend/cgroup.h"
+
 #include <fstream>
 #include <sstream>
 
@@ -20,29 +22,14 @@ std::optional<uint64_t> read_u64(const std::string& path) {
 
 std::optional<uint64_t> cgroup_headroom() {
     std::optional<uint64_t> best;
-    std::ifstream in("/proc/self/cgroup");
-    std::string line;
-    while (std::getline(in, line)) {
-        const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
-        if (b == std::string::npos) continue;
-        const std::string controllers = line.substr(a + 1, b - a - 1);
-        std::string path = line.substr(b + 1);
-        const bool v2 = line.compare(0, a, "0") == 0 && controllers.empty();
-        if (!v2 && controllers.find("memory") == std::string::npos) continue;
-        const std::string root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
-        for (;;) {
-            const std::string dir = root + (path == "/" ? "" : path);
-            auto limit = read_u64(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"));
-            auto used = read_u64(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes"));
-            if (limit && *limit < (uint64_t{1} << 60)) {
-                const uint64_t room = used && *used < *limit ? *limit - *used : 0;
-                if (!best || room < *best) best = room;
-            }
-            if (path.empty() || path == "/") break;
-            const size_t slash = path.rfind('/');
-            path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+    for_each_cgroup_dir("memory", [&best](const std::string& dir, bool v2) {
+        auto limit = read_u64(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"));
+        auto used = read_u64(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes"));
+        if (limit && *limit < (uint64_t{1} << 60)) {
+            const uint64_t room = used && *used < *limit ? *limit - *used : 0;
+            if (!best || room < *best) best = room;
         }
-    }
+    });
     return best;
 }
 

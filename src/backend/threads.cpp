@@ -1,5 +1,7 @@
 #include "backend/threads.h"
 
+#include "backend/cgroup.h"
+
 #include <omp.h>
 #include <sched.h>
 #include <unistd.h>
@@ -75,42 +77,13 @@ std::optional<int> cpu_max_limit(std::string_view text) {
 
 std::optional<int> cgroup_cpu_limit() {
     std::optional<int> limit;
-    std::ifstream in("/proc/self/cgroup");
-    std::string line;
-    while (std::getline(in, line)) {
-        // "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
-        const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
-        if (b == std::string::npos) continue;
-        const std::string controllers = line.substr(a + 1, b - a - 1);
-        std::string path = line.substr(b + 1);
-        const bool v2 = line.compare(0, a, "0") == 0 && controllers.empty();
-        std::string root;
+    for_each_cgroup_dir("cpu", [&limit](const std::string& dir, bool v2) {
         if (v2) {
-            root = "/sys/fs/cgroup";
+            if (auto t = read_small_file(dir + "/cpu.max")) take_min(limit, cpu_max_limit(*t));
         } else {
-            std::stringstream cs(controllers);
-            std::string c;
-            bool cpu = false;
-            while (std::getline(cs, c, ',')) cpu = cpu || c == "cpu";
-            if (!cpu) continue;
-            root = "/sys/fs/cgroup/" + controllers;
-            if (!read_small_file(root + "/cpu.cfs_period_us")) root = "/sys/fs/cgroup/cpu";
+            take_min(limit, cfs_limit(dir));
         }
-        // The quota of every cgroup from this one up to the root applies; inside a container the
-        // path may not exist under the mount (its root is the container's cgroup), so the mount's
-        // root is read too.
-        for (;;) {
-            const std::string dir = root + (path == "/" ? "" : path);
-            if (v2) {
-                if (auto t = read_small_file(dir + "/cpu.max")) take_min(limit, cpu_max_limit(*t));
-            } else {
-                take_min(limit, cfs_limit(dir));
-            }
-            if (path.empty() || path == "/") break;
-            const size_t slash = path.rfind('/');
-            path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-        }
-    }
+    });
     return limit;
 }
 
