@@ -95,9 +95,9 @@ int default_threads() {
     return std::max(1, n);
 }
 
-void adopt_passive_wait_policy(char** argv) {
+void adopt_wait_policy(char** argv) {
     if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+    if (setenv("GOMP_SPINCOUNT", kDefaultSpinCount, 0) != 0) return;
     execv("/proc/self/exe", argv);
     // Not re-executed (no /proc): the runtime keeps its defaults; children see the variable.
 }

@@ -9,8 +9,10 @@
 // (libgomp: about 300000 iterations) before it sleeps. On a machine whose cores other processes
 // also use, the spinning threads take the CPU from the thread they wait for, and a step that
 // takes a millisecond takes a scheduler time slice: the quick start took 200 s instead of 1 s.
-// moe-sim therefore runs with OMP_WAIT_POLICY=PASSIVE unless the user sets OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT (docs/performance.md has the measurements).
+// Sleeping at once (OMP_WAIT_POLICY=PASSIVE) cures that but costs a futex wake-up per region:
+// 1.5x on a quiet machine. moe-sim therefore runs with GOMP_SPINCOUNT=1000 (a short spin, then
+// sleep: as fast as spinning when quiet, as good as passive under load) unless the user sets
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT (docs/performance.md has the measurements).
 #pragma once
 
 #include <optional>
@@ -32,11 +34,13 @@ std::optional<int> cgroup_cpu_limit();
 // The default thread count: OMP_NUM_THREADS when set, else min(affinity_cpus(), cgroup quota).
 int default_threads();
 
+// The spin count moe-sim sets when the user set no wait policy.
+inline constexpr const char* kDefaultSpinCount = "1000";
 // Called first thing in main. The OpenMP runtime reads its environment once, when the program is
 // loaded, before main runs; so when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, this sets
-// OMP_WAIT_POLICY=PASSIVE and executes the program again (same pid, same arguments; the second
+// GOMP_SPINCOUNT=kDefaultSpinCount and executes the program again (same pid, same arguments; the second
 // time the variable is set and this returns at once). Returns only where nothing needs doing or
 // the re-execution failed (then the run goes on with the runtime's defaults).
-void adopt_passive_wait_policy(char** argv);
+void adopt_wait_policy(char** argv);
 
 }  // namespace moe
