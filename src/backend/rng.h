@@ -59,6 +59,8 @@ enum Stream : uint64_t {
 
     // GShard's random dispatch of the 2nd expert (routing/routers/topk.cpp)
     kStreamSecondExpert = 9,
+    // capacity.drop_policy: random, which assignments an over-full expert keeps (routing/)
+    kStreamCapacityDrop = 10,
 };
 
 struct RngBlock {

@@ -17,7 +17,7 @@ enum class RouterType { topk, expert_choice };
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
-enum class DropPolicy { position, score };
+enum class DropPolicy { position, score, random, priority };
 enum class BalanceLoss { none, switch_loss, shazeer };  // config spelling: none | switch | shazeer
 enum class OptimizerKind { sgd, adam, adamw };
 enum class Schedule { constant, cosine };
@@ -89,6 +89,7 @@ inline bool gates_normalized(const RouterConfig& r) {
 struct CapacityConfig {
     double factor = 1.25;  // 0 = dropless
     DropPolicy drop_policy = DropPolicy::position;
+    int min = 0;               // C = max(C, min) when factor > 0
     double eval_factor = 0.0;  // 0 = same as factor
 
     bool operator==(const CapacityConfig&) const = default;

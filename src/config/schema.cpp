@@ -63,7 +63,9 @@ constexpr Choice kNormalize[] = {
 constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
                                     {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
-                            {"score", int(DropPolicy::score)}};
+                            {"score", int(DropPolicy::score)},
+                            {"random", int(DropPolicy::random)},
+                            {"priority", int(DropPolicy::priority)}};
 constexpr Choice kOptimizer[] = {
     {"adam", int(OptimizerKind::adam)},
     {"adamw", int(OptimizerKind::adamw)},
@@ -285,7 +287,11 @@ const std::vector<Key>& table() {
         choice_key<&C::capacity, &CapacityConfig::drop_policy>(
             "capacity.drop_policy", kDrop,
             "what a full expert drops: position = later tokens first, score = lowest gate weight "
-            "first"),
+            "first, random = a uniformly random choice (Random Token Selection), priority = "
+            "tokens of the lowest top-1 router probability first (Batch-Prioritized Routing)"),
+        int_key<&C::capacity, &CapacityConfig::min>(
+            "capacity.min", 0, 1 << 30,
+            "smallest per-expert buffer when the capacity is on: C = max(C, min); 0 = none"),
         num_key<&C::capacity, &CapacityConfig::eval_factor>(
             "capacity.eval_factor", zero_or_between(0.01, 1024.0),
             "capacity factor at evaluation; 0 = same as factor"),

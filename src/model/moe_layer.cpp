@@ -22,6 +22,7 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       act_(cfg.experts.activation),
       balance_(cfg.balance),
       drop_policy_(cfg.capacity.drop_policy),
+      min_capacity_(cfg.capacity.min),
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)) {
     // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
@@ -44,7 +45,8 @@ void MoeLayer::reserve(int T_max) {
     const size_t A = router_->max_assignments(T_max, N_, max_factor_), TN = size_t(T_max) * N_;
     router_->reserve(state_, T_max, N_, max_factor_);
     plan_.reserve(T_max, N_, A);
-    scratch_.reserve(std::max(A, size_t(T_max)) + N_ + 1);
+    scratch_.reserve(std::max(2 * A, size_t(T_max)) + N_ + 1);
+    if (drop_policy_ == DropPolicy::priority) priority_.resize(size_t(T_max));
     dscratch_.reserve(4 * size_t(N_));
     logits_.resize(TN);
     xd_.resize(A * D_);
@@ -75,7 +77,16 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
     router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
                    state_, plan_);
-    capacity_apply(plan_, pass.capacity_factor, K_, drop_policy_, scratch_);
+    DropContext drop{min_capacity_, seed_, p.noise_key, nullptr};
+    if (drop_policy_ == DropPolicy::priority) {
+        // Batch-Prioritized Routing: a token's priority is its top-1 router probability
+        const float* probs = state_.probs.data();
+        for (int t = 0; t < T; ++t)
+            priority_[size_t(t)] =
+                *std::max_element(probs + size_t(t) * N_, probs + size_t(t + 1) * N_);
+        drop.priority = priority_.data();
+    }
+    capacity_apply(plan_, pass.capacity_factor, K_, drop_policy_, scratch_, drop);
     plan_index_by_token(plan_, scratch_);
 
     // Dispatch: tokens grouped by expert, then one product per expert segment.

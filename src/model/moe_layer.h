@@ -76,6 +76,7 @@ private:
     Activation act_;
     BalanceConfig balance_;
     DropPolicy drop_policy_;
+    int min_capacity_;   // capacity.min
     double max_factor_;  // the largest capacity factor of a pass (training or evaluation)
     std::unique_ptr<Router> router_;
     std::unique_ptr<Ffn> shared_;
@@ -83,6 +84,7 @@ private:
     RoutingPlan plan_;
     std::vector<float> bias_;  // (N) balancing bias b[i]
     std::vector<int> scratch_;
+    std::vector<float> priority_;  // (T_max) the token priorities of the priority drop policy
     std::vector<double> dscratch_;
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
     // max_factor_).

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/check.h"
+#include "backend/rng.h"
+
 namespace moe {
 
 int64_t capacity_of(double factor, int T, int K, int N) {
@@ -12,9 +15,13 @@ int64_t capacity_of(double factor, int T, int K, int N) {
 }
 
 void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
-                    std::vector<int>& scratch) {
+                    std::vector<int>& scratch, const DropContext& ctx) {
     const int N = plan.N;
-    const int64_t C = capacity_of(factor, plan.T, k, N);
+    int64_t C = capacity_of(factor, plan.T, k, N);
+    if (C > 0) C = std::max(C, ctx.min_capacity);
+    MOESIM_CHECK(policy != DropPolicy::priority || C == 0 || ctx.priority != nullptr,
+                 "the priority drop policy needs the token priorities");
+    const Rng rng{ctx.seed, kStreamCapacityDrop, ctx.key};
     plan.capacity = C;
     std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
     if (C == 0) return;
@@ -37,15 +44,34 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
         if (policy == DropPolicy::position) {
             for (int j = 0; j < C; ++j) keep(b + j);
         } else {
-            // The C largest gates (ties: the earlier slot), then back into slot order.
-            scratch.resize(size_t(n));
+            // The C best by the policy's order (ties: the earlier slot), then back into slot
+            // order. scratch[0, n): the assignments; random: scratch[n, 2n) their draws.
+            scratch.resize(2 * size_t(n));
             for (int j = 0; j < n; ++j) scratch[size_t(j)] = b + j;
             const float* gate = plan.gate.data();
             const int* slot = plan.slot.data();
-            std::sort(scratch.begin(), scratch.end(), [gate, slot](int x, int y) {
-                return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
-            });
-            std::sort(scratch.begin(), scratch.begin() + C);  // positions = slot order
+            const int* token = plan.token.data();
+            const auto first = scratch.begin(), last = scratch.begin() + n;
+            if (policy == DropPolicy::score) {
+                std::sort(first, last, [gate, slot](int x, int y) {
+                    return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
+                });
+            } else if (policy == DropPolicy::priority) {
+                const float* pr = ctx.priority;
+                std::sort(first, last, [pr, token, slot](int x, int y) {
+                    const float px = pr[token[x]], py = pr[token[y]];
+                    return px > py || (px == py && slot[x] < slot[y]);
+                });
+            } else {  // random: the C smallest 32-bit draws
+                uint32_t* draw = reinterpret_cast<uint32_t*>(scratch.data() + n);
+                for (int j = 0; j < n; ++j)
+                    draw[j] = uint32_t(rng.bits(uint64_t(slot[b + j])) >> 32);
+                std::sort(first, last, [draw, slot, b](int x, int y) {
+                    const uint32_t dx = draw[x - b], dy = draw[y - b];
+                    return dx < dy || (dx == dy && slot[x] < slot[y]);
+                });
+            }
+            std::sort(first, first + C);  // positions = slot order
             for (int j = 0; j < C; ++j) keep(scratch[size_t(j)]);
         }
     }

@@ -37,6 +37,7 @@ const std::vector<std::string>& summary_config_keys() {
                                                   "capacity.factor",
                                                   "capacity.drop_policy",
                                                   "capacity.eval_factor",
+                                                  "capacity.min",
                                                   "balance.loss",
                                                   "balance.alpha",
                                                   "balance.z_loss",

@@ -89,7 +89,8 @@ inline Config nontrivial_config() {
     c.router.topk.groups = 4;
     c.router.topk.topk_groups = 2;
     c.capacity.factor = 0.0;
-    c.capacity.drop_policy = DropPolicy::score;
+    c.capacity.drop_policy = DropPolicy::priority;
+    c.capacity.min = 7;
     c.capacity.eval_factor = 2.5;
     c.balance.loss = BalanceLoss::shazeer;
     c.balance.alpha = 1e-7;

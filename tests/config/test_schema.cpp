@@ -38,7 +38,7 @@ TEST_SUITE("config") {
         CHECK(keys.back() == "train.checkpoint_every");
         CHECK(std::find(keys.begin(), keys.end(), "router.k") != keys.end());
         CHECK(std::find(keys.begin(), keys.end(), "data.clusters.label_noise") != keys.end());
-        CHECK(keys.size() == 52);
+        CHECK(keys.size() == 53);
     }
 
     TEST_CASE("schema: the defaults in config.h are legal") {
@@ -120,6 +120,8 @@ TEST_SUITE("config") {
         CHECK(to_string(ScoreFn::sigmoid) == "sigmoid");
         CHECK(to_string(DropPolicy::position) == "position");
         CHECK(to_string(DropPolicy::score) == "score");
+        CHECK(to_string(DropPolicy::random) == "random");
+        CHECK(to_string(DropPolicy::priority) == "priority");
         CHECK(to_string(BalanceLoss::none) == "none");
         CHECK(to_string(BalanceLoss::switch_loss) == "switch");
         CHECK(to_string(BalanceLoss::shazeer) == "shazeer");

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "config/config_load.h"
 #include "support/grad_check.h"
 
 using namespace moe;
@@ -211,13 +212,14 @@ TEST_SUITE("model") {
 
     TEST_CASE("moe layer: gradient check with capacity drops") {
         for (int K : {1, 2, 4}) {
-            for (DropPolicy policy : {DropPolicy::position, DropPolicy::score}) {
+            for (DropPolicy policy : {DropPolicy::position, DropPolicy::score, DropPolicy::random,
+                                      DropPolicy::priority}) {
                 MoeCase c;
                 c.K = K;
                 c.N = K == 4 ? 6 : 4;
                 c.factor = 0.5;
                 c.policy = policy;
-                const std::string name = policy == DropPolicy::score ? "score" : "position";
+                const std::string name(to_string(policy));
                 const MoeRun run = check_moe(c, "k=" + std::to_string(K) + " factor=0.5 " + name);
                 CHECK(run.drops > 0);  // the case does drop assignments
             }

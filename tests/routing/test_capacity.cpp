@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "backend/rng.h"
@@ -135,6 +136,107 @@ TEST_SUITE("routing") {
         check_plan(p, kK, kSel, kGate);
     }
 
+    TEST_CASE("capacity: random policy keeps C uniformly chosen, by the keyed draws") {
+        // C = 2. Each slot s draws Rng{seed 7, kStreamCapacityDrop, step = key 3}.bits(s) >> 32:
+        //   s0 2356656906  s1 1772128712  s2 1499632396  s3 3616549213
+        //   s4  879071911  s5 2819516573  s6 1616384626  s7 4094682641
+        // the C smallest draws are kept. Expert 0 {0,2,4,7}: keeps s4, s2; drops s0, s7.
+        // Expert 1 {1,5,6}: keeps s6, s1; drops s5. Expert 2: keeps s3.
+        RoutingPlan p = hand_plan();
+        std::vector<int> scratch;
+        DropContext ctx;
+        ctx.seed = 7;
+        ctx.key = 3;
+        capacity_apply(p, 0.75, kK, DropPolicy::random, scratch, ctx);
+        CHECK(p.capacity == 2);
+        CHECK(p.dropped == std::vector<int>{2, 1, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{0, 1, 1, 1, 1, 0, 1, 0});
+        CHECK(slots_of(p) == std::vector<int>{2, 4, 1, 6, 3});  // kept ones in slot order
+        check_plan(p, kK, kSel, kGate);
+        // key 4: s1 3945917487, s5 196282008, s6 2473044455: expert 1 keeps s5, s6 instead
+        // (expert 0 keeps s2, s4 again: s0 3659882795, s2 2037075941, s4 1527106609, s7 3579434260)
+        ctx.key = 4;
+        p = hand_plan();
+        capacity_apply(p, 0.75, kK, DropPolicy::random, scratch, ctx);
+        CHECK(kept_of(p, 8) == std::vector<int>{0, 0, 1, 1, 1, 1, 1, 0});
+        check_plan(p, kK, kSel, kGate);
+    }
+
+    TEST_CASE("capacity: random policy: same key, same choice; other keys, other choices") {
+        const RoutingPlan p0 = hand_plan();
+        std::vector<int> scratch;
+        DropContext ctx;
+        ctx.seed = 11;
+        std::vector<int> count(8, 0);  // how often each slot is kept
+        std::vector<std::vector<int>> choices;
+        const int keys = 2000;
+        for (int key = 0; key < keys; ++key) {
+            ctx.key = uint64_t(key);
+            RoutingPlan p = p0, q = p0;
+            capacity_apply(p, 0.75, kK, DropPolicy::random, scratch, ctx);
+            capacity_apply(q, 0.75, kK, DropPolicy::random, scratch, ctx);
+            const std::vector<int> kept = kept_of(p, 8);
+            CHECK(kept == kept_of(q, 8));  // the same key: the same choice
+            // counts are min(routed, C) = {2, 2, 1} whatever the draws
+            CHECK(p.dropped == std::vector<int>{2, 1, 0});
+            CHECK(offsets_of(p) == std::vector<int>{0, 2, 4, 5});
+            check_plan(p, kK, kSel, kGate);
+            for (int s = 0; s < 8; ++s) count[size_t(s)] += kept[size_t(s)];
+            if (key < 8) choices.push_back(kept);
+        }
+        // different keys: not always the same choice
+        bool differ = false;
+        for (const auto& c : choices) differ = differ || c != choices[0];
+        CHECK(differ);
+        // uniform: expert 0 keeps each of its 4 slots half the time, expert 1 each of 3 two thirds
+        for (int s : {0, 2, 4, 7}) CHECK(std::abs(count[size_t(s)] / double(keys) - 0.5) < 0.05);
+        for (int s : {1, 5, 6}) CHECK(std::abs(count[size_t(s)] / double(keys) - 2.0 / 3.0) < 0.05);
+        CHECK(count[3] == keys);
+    }
+
+    TEST_CASE("capacity: priority policy keeps the tokens of highest top-1 probability") {
+        // C = 2. Token priorities (max_i p[t,i]): t0 .5, t1 .9, t2 .7, t3 .7; slot s is token s/2.
+        // Expert 0 {s0 t0 .5, s2 t1 .9, s4 t2 .7, s7 t3 .7}: keeps s2, then s4 (tie with s7: the
+        //   earlier slot); drops s0, s7.
+        // Expert 1 {s1 t0 .5, s5 t2 .7, s6 t3 .7}: keeps s5, s6; drops s1. Expert 2: keeps s3.
+        const std::vector<float> priority = {0.5f, 0.9f, 0.7f, 0.7f};
+        RoutingPlan p = hand_plan();
+        std::vector<int> scratch;
+        DropContext ctx;
+        ctx.priority = priority.data();
+        capacity_apply(p, 0.75, kK, DropPolicy::priority, scratch, ctx);
+        CHECK(p.capacity == 2);
+        CHECK(p.dropped == std::vector<int>{2, 1, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{0, 0, 1, 1, 1, 1, 1, 0});
+        CHECK(slots_of(p) == std::vector<int>{2, 4, 5, 6, 3});
+        check_plan(p, kK, kSel, kGate);
+    }
+
+    TEST_CASE("capacity: capacity.min raises C when the limit is on") {
+        std::vector<int> scratch;
+        DropContext ctx;
+        ctx.min_capacity = 3;
+        // factor 0.75: C = max(2, 3) = 3. Expert 0 {0,2,4,7} keeps 0, 2, 4; drops 7.
+        RoutingPlan p = hand_plan();
+        capacity_apply(p, 0.75, kK, DropPolicy::position, scratch, ctx);
+        CHECK(p.capacity == 3);
+        CHECK(p.dropped == std::vector<int>{1, 0, 0});
+        CHECK(kept_of(p, 8) == std::vector<int>{1, 1, 1, 1, 1, 1, 1, 0});
+        check_plan(p, kK, kSel, kGate);
+        // a minimum below C changes nothing: C = max(2, 1) = 2
+        ctx.min_capacity = 1;
+        p = hand_plan();
+        capacity_apply(p, 0.75, kK, DropPolicy::position, scratch, ctx);
+        CHECK(p.capacity == 2);
+        CHECK(p.dropped == std::vector<int>{2, 1, 0});
+        // factor 0 stays dropless
+        ctx.min_capacity = 3;
+        p = hand_plan();
+        capacity_apply(p, 0.0, kK, DropPolicy::position, scratch, ctx);
+        CHECK(p.capacity == 0);
+        CHECK(p.dropped == std::vector<int>{0, 0, 0});
+    }
+
     TEST_CASE("capacity: respects the slots a router dropped itself") {
         // The hand plan with slots 0 and 2 dropped by the router (GShard's random second expert):
         // expert 0 is routed {4, 7} only, so C = 2 keeps both; they are not counted as routed.
@@ -158,7 +260,7 @@ TEST_SUITE("routing") {
     }
 
     TEST_CASE("capacity: a plan reused with other sizes and policies stays consistent") {
-        // seeded random plans: CSR invariants, and both policies keep the same number per expert
+        // seeded random plans: CSR invariants, and every policy keeps the same number per expert
         RoutingPlan p;
         std::vector<int> scratch;
         const Rng rng{5, 99, 0};
@@ -186,6 +288,18 @@ TEST_SUITE("routing") {
             capacity_apply(p, factor, K, DropPolicy::position, scratch);
             check_plan(p, K, sel, gate);
             const std::vector<int> processed_position = offsets_of(p);
+            std::vector<float> priority(static_cast<size_t>(T));
+            for (float& v : priority) v = rng.uniform(draw++);
+            DropContext ctx;
+            ctx.seed = 5;
+            ctx.key = uint64_t(round);
+            ctx.priority = priority.data();
+            for (DropPolicy policy : {DropPolicy::random, DropPolicy::priority}) {
+                p = plan_of(T, N, K, sel, gate);
+                capacity_apply(p, factor, K, policy, scratch, ctx);
+                check_plan(p, K, sel, gate);
+                CHECK(offsets_of(p) == processed_position);
+            }
             p = plan_of(T, N, K, sel, gate);
             capacity_apply(p, factor, K, DropPolicy::score, scratch);
             check_plan(p, K, sel, gate);
