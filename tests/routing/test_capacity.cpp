@@ -162,7 +162,7 @@ TEST_SUITE("routing") {
         check_plan(p, kK, kSel, kGate);
     }
 
-    TEST_CASE("capacity: random policy: same key, same choice; other keys, other choices") {
+    TEST_CASE("capacity: random policy: same key same choice and other keys other choices") {
         const RoutingPlan p0 = hand_plan();
         std::vector<int> scratch;
         DropContext ctx;
