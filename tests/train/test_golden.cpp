@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "config/config_load.h"
+#include "support/csv_rows.h"
 #include "support/process.h"
 #include "train/trainer.h"
 
@@ -190,29 +191,12 @@ struct Golden {
     std::vector<std::vector<int64_t>> tokens;
 };
 
-using Row = std::map<std::string, std::string>;
+using moe::test::Row;
 
+// The rows of a CSV file the run must have written.
 std::vector<Row> read_csv(const std::filesystem::path& p) {
-    std::ifstream f(p);
-    REQUIRE_MESSAGE(f.good(), "cannot read " << p.string());
-    std::string line;
-    std::vector<std::string> header;
-    std::vector<Row> rows;
-    while (std::getline(f, line)) {
-        std::vector<std::string> cells;
-        std::stringstream ls(line);
-        std::string c;
-        while (std::getline(ls, c, ',')) cells.push_back(c);
-        if (!line.empty() && line.back() == ',') cells.emplace_back();
-        if (header.empty()) {
-            header = cells;
-            continue;
-        }
-        Row r;
-        for (size_t i = 0; i < header.size() && i < cells.size(); ++i) r[header[i]] = cells[i];
-        rows.push_back(r);
-    }
-    return rows;
+    REQUIRE_MESSAGE(std::ifstream(p).good(), "cannot read " << p.string());
+    return moe::test::read_csv(p);
 }
 
 Trace run_golden(const std::string& name, const std::string& yaml,

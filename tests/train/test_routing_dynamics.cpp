@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config_load.h"
+#include "support/csv_rows.h"
 #include "support/process.h"
 #include "train/trainer.h"
 
@@ -23,29 +24,8 @@ using moe::test::source_path;
 
 namespace {
 
-using Row = std::map<std::string, std::string>;
-
-std::vector<Row> read_csv(const std::filesystem::path& p) {
-    std::ifstream f(p);
-    std::string line;
-    std::vector<std::string> header;
-    std::vector<Row> rows;
-    while (std::getline(f, line)) {
-        std::vector<std::string> cells;
-        std::stringstream ls(line);
-        std::string c;
-        while (std::getline(ls, c, ',')) cells.push_back(c);
-        if (!line.empty() && line.back() == ',') cells.emplace_back();
-        if (header.empty()) {
-            header = cells;
-            continue;
-        }
-        Row r;
-        for (size_t i = 0; i < header.size() && i < cells.size(); ++i) r[header[i]] = cells[i];
-        rows.push_back(r);
-    }
-    return rows;
-}
+using moe::test::read_csv;
+using moe::test::Row;
 
 double num(const Row& r, const std::string& k) {
     return std::stod(r.at(k));
