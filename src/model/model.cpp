@@ -6,7 +6,12 @@
 namespace moe {
 
 Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
-    : cfg_(cfg), T_max_(T_max), D_(cfg.model.d_model), C_(num_classes), L_(cfg.model.layers) {
+    : cfg_(cfg),
+      T_max_(T_max),
+      Din_(input_dim),
+      D_(cfg.model.d_model),
+      C_(num_classes),
+      L_(cfg.model.layers) {
     embed_.declare(ps_, "embed", input_dim, D_);
     moe_.resize(L_);
     dense_.resize(L_);
@@ -58,12 +63,15 @@ std::vector<int> Model::moe_block_index() const {
 LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const Pass& pass) {
     LossParts lp;
     x_ = x;
+    Pass layer_pass = pass;  // the MoE layers see the raw input (routers that hash it)
+    layer_pass.input = x;
+    layer_pass.input_dim = Din_;
     embed_.forward(be, ps_, h_[0].data(), x, T);
     const size_t TD = size_t(T) * D_;
     for (int l = 0; l < L_; ++l) {
         be.rmsnorm_forward(n_[l].data(), rrms_[l].data(), h_[l].data(), ps_.p(norm_g_[l]), T, D_);
         if (moe_[l]) {
-            moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, pass);
+            moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, layer_pass);
             lp.aux += moe_[l]->weighted_aux();
             lp.z += moe_[l]->weighted_z();
         } else {

@@ -54,7 +54,7 @@ public:
 
 private:
     Config cfg_;
-    int T_max_, D_, C_, L_;
+    int T_max_, Din_, D_, C_, L_;
     ParamStore ps_;
     Linear embed_, head_;
     std::vector<int> norm_g_;  // (L) norm gains, + final

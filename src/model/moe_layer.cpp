@@ -24,10 +24,11 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       drop_policy_(cfg.capacity.drop_policy),
       min_capacity_(cfg.capacity.min),
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
-      router_(router_create(cfg.router)) {
+      router_(router_create(cfg.router)),
+      L_(router_->logit_width(N_)) {
     // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
     router_w =
-        ps.add(name + ".router.w", size_t(D_) * N_, Init::normal, 0.1f / std::sqrt(float(D_)));
+        ps.add(name + ".router.w", size_t(D_) * L_, Init::normal, 0.1f / std::sqrt(float(D_)));
     w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal,
                 1.0f / std::sqrt(float(D_)));
     b1 = ps.add(name + ".experts.b1", size_t(N_) * H1_, Init::zeros);
@@ -42,13 +43,14 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
 }
 
 void MoeLayer::reserve(int T_max) {
-    const size_t A = router_->max_assignments(T_max, N_, max_factor_), TN = size_t(T_max) * N_;
+    const size_t A = router_->max_assignments(T_max, N_, max_factor_), TN = size_t(T_max) * N_,
+                 TL = size_t(T_max) * L_;
     router_->reserve(state_, T_max, N_, max_factor_);
     plan_.reserve(T_max, N_, A);
     scratch_.reserve(std::max(2 * A, size_t(T_max)) + N_ + 1);
     if (drop_policy_ == DropPolicy::priority) priority_.resize(size_t(T_max));
     dscratch_.reserve(4 * size_t(N_));
-    logits_.resize(TN);
+    logits_.resize(TL);
     xd_.resize(A * D_);
     pre_.resize(A * H1_);
     h_.resize(A * H_);
@@ -57,11 +59,11 @@ void MoeLayer::reserve(int T_max) {
     dslot_task_.resize(A);
     dslot_aux_.resize(A);
     dprobs_.resize(TN);
-    dlog_.resize(TN);
-    dlog_aux_.resize(TN);
-    dlog_direct_.resize(TN);
-    gw_task_.resize(size_t(D_) * N_);
-    gw_aux_.resize(size_t(D_) * N_);
+    dlog_.resize(TL);
+    dlog_aux_.resize(TL);
+    dlog_direct_.resize(TL);
+    gw_task_.resize(size_t(D_) * L_);
+    gw_aux_.resize(size_t(D_) * L_);
     if (shared_) {
         shared_->reserve(T_max);
         shared_y_.resize(size_t(T_max) * D_);
@@ -70,9 +72,9 @@ void MoeLayer::reserve(int T_max) {
 
 void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
                        const Pass& pass) {
-    MOESIM_CHECK(size_t(T) * N_ <= logits_.size(), "more tokens than the layer was reserved for");
+    MOESIM_CHECK(size_t(T) * L_ <= logits_.size(), "more tokens than the layer was reserved for");
     training_ = pass.training;
-    be.gemm(logits_.data(), x, ps.p(router_w), T, N_, D_, false, false, 0.0f);
+    be.gemm(logits_.data(), x, ps.p(router_w), T, L_, D_, false, false, 0.0f);
     Pass p = pass;
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
     router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
@@ -107,14 +109,14 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     }
 
     // Balancing losses; in training their gradients are accumulated now for backward.
-    const size_t TN = size_t(T) * N_;
+    const size_t TN = size_t(T) * N_, TL = size_t(T) * L_;
     float* dprobs = nullptr;
     float* dslot_aux = nullptr;
     float* dlog_direct = nullptr;
     if (training_) {
         std::fill_n(dprobs_.data(), TN, 0.0f);
         std::fill_n(dslot_aux_.data(), state_.R, 0.0f);
-        std::fill_n(dlog_direct_.data(), TN, 0.0f);
+        std::fill_n(dlog_direct_.data(), TL, 0.0f);
         dprobs = dprobs_.data();
         dslot_aux = dslot_aux_.data();
         dlog_direct = dlog_direct_.data();
@@ -126,7 +128,7 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     else if (balance_.loss == BalanceLoss::shazeer)
         aux_ =
             shazeer_loss(plan_, state_, logits_.data(), alpha, dslot_aux, dlog_direct, dscratch_);
-    z_ = z_loss(logits_.data(), T, N_, float(balance_.z_loss),
+    z_ = z_loss(logits_.data(), T, L_, float(balance_.z_loss),
                 balance_.z_loss > 0.0 ? dlog_direct : nullptr);
     weighted_aux_ = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
     weighted_z_ = balance_.z_loss * z_;
@@ -165,21 +167,21 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
     // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
     // gradients.
-    const size_t TN = size_t(T) * N_, R = size_t(state_.R);
+    const size_t TL = size_t(T) * L_, R = size_t(state_.R);
     gate_grad_to_slots(plan_, dgate_.data(), dslot_task_.data(), R);
     if (router_grad_parts) {
         // Statistics (gradient interference): the two parts apart, before they are summed.
         router_->backward(state_, dslot_task_.data(), nullptr, dlog_.data());
         router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_aux_.data());
-        be.add(dlog_aux_.data(), dlog_direct_.data(), TN);
-        be.gemm(gw_task_.data(), x, dlog_.data(), D_, N_, T, true, false, 0.0f);
-        be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, N_, T, true, false, 0.0f);
+        be.add(dlog_aux_.data(), dlog_direct_.data(), TL);
+        be.gemm(gw_task_.data(), x, dlog_.data(), D_, L_, T, true, false, 0.0f);
+        be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, L_, T, true, false, 0.0f);
     }
     be.add(dslot_aux_.data(), dslot_task_.data(), R);
     router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.data());
-    be.add(dlog_.data(), dlog_direct_.data(), TN);
-    be.gemm(ps.g(router_w), x, dlog_.data(), D_, N_, T, true, false, 1.0f);
-    be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, N_, false, true, 1.0f);
+    be.add(dlog_.data(), dlog_direct_.data(), TL);
+    be.gemm(ps.g(router_w), x, dlog_.data(), D_, L_, T, true, false, 1.0f);
+    be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, L_, false, true, 1.0f);
     if (shared_) shared_->backward(be, ps, dx, dy, x, T, true);
 }
 

@@ -52,14 +52,18 @@ public:
 
     const RoutingPlan& plan() const { return plan_; }
     const RouterState& router_state() const { return state_; }
+    // The router logits (T, logit_width()); the statistics read them as (T, N) expert logits
+    // only when the widths agree (expert_logits(): null otherwise).
     const float* logits() const { return logits_.data(); }
+    const float* expert_logits() const { return L_ == N_ ? logits_.data() : nullptr; }
+    int logit_width() const { return L_; }
     double aux_loss() const { return aux_; }
     double z_loss_value() const { return z_; }
     double weighted_aux() const { return weighted_aux_; }  // alpha * aux (0 with loss none)
     double weighted_z() const { return weighted_z_; }      // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
-    // Router-weight gradients of the last backward with router_grad_parts: (D, N) each.
+    // Router-weight gradients of the last backward with router_grad_parts: (D, L) each.
     const std::vector<float>& router_grad_task() const { return gw_task_; }
     const std::vector<float>& router_grad_aux() const { return gw_aux_; }
 
@@ -79,6 +83,7 @@ private:
     int min_capacity_;   // capacity.min
     double max_factor_;  // the largest capacity factor of a pass (training or evaluation)
     std::unique_ptr<Router> router_;
+    int L_;  // router logits per token: router_->logit_width(N)
     std::unique_ptr<Ffn> shared_;
     RouterState state_;
     RoutingPlan plan_;

@@ -20,6 +20,11 @@ struct Pass {
     double capacity_factor = 0;  // this pass's capacity factor; 0 = no limit
     uint64_t noise_key = 0;      // gating noise is keyed (seed, kStreamNoise, noise_key, t*N + i);
                                  // set per layer by the MoE layer (unique per step and layer)
+    // The model's input of these tokens, for routers that route by the input itself (hash,
+    // random): input (T, input_dim) raw features, token_ids (T) for token tasks; null if absent.
+    const float* input = nullptr;
+    int input_dim = 0;
+    const int* token_ids = nullptr;
 };
 
 // What a router keeps between its forward and its backward, and what the auxiliary losses and
@@ -52,17 +57,21 @@ public:
     // capacity factor is at most max_capacity_factor (0: no limit): sizes the plan once. Top-k:
     // T*k; expert choice, which holds the capacity itself: N * min(T, C).
     virtual size_t max_assignments(int T, int N, double max_capacity_factor) const = 0;
+    // Router logits per token that the layer computes for it (logits = x Wr, Wr of (D, width)):
+    // N for most routers; a router with more score heads (a hierarchy's branch logits, Soft
+    // MoE's slots) asks for more. route() and backward() read and write (T, width).
+    virtual int logit_width(int N) const { return N; }
     // Sizes the state once for up to T_max tokens and N experts (what this router keeps), for
     // passes of capacity factor at most max_capacity_factor (as max_assignments).
     virtual void reserve(RouterState& state, int T_max, int N,
                          double max_capacity_factor) const = 0;
-    // logits: (T, N) router logits of this layer; bias: (N) balancing bias b[i] or null. Writes
+    // logits: (T, logit_width(N)) router logits of this layer; bias: (N) balancing bias b[i] or null. Writes
     // the state and the plan's routed assignments (plan_from_slots); capacity comes after.
     virtual void route(const float* logits, int T, const float* bias, const Pass& pass,
                        uint64_t seed, RouterState& state, RoutingPlan& plan) const = 0;
     // d_slot: the gradient w.r.t. the gate weight of each emitted slot (state.R of them; zero
     // for a slot the capacity dropped, unless an auxiliary loss acts on it); d_probs: (T, N)
-    // gradient w.r.t. p, or null. Writes d_logits (T, N), overwriting.
+    // gradient w.r.t. p, or null. Writes d_logits (T, logit_width(N)), overwriting.
     virtual void backward(const RouterState& state, const float* d_slot, const float* d_probs,
                           float* d_logits) const = 0;
 };

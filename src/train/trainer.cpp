@@ -197,7 +197,7 @@ private:
         const int G = G_;
         for (size_t l = 0; l < moe_.size(); ++l) {
             const MoeLayer& m = *moe_[l];
-            ss.train_windows[l].observe(m.plan(), m.router_state().probs.data(), m.logits(),
+            ss.train_windows[l].observe(m.plan(), m.router_state().probs.data(), m.expert_logits(),
                                         batch_.group.data(), G, m.aux_loss(), m.z_loss_value());
             ss.collapse.count(int(l), m.plan().routed);
         }
@@ -262,8 +262,9 @@ private:
             for (int l = 0; l < NL; ++l) {
                 const MoeLayer& m = *moe_[l];
                 const float* probs = m.router_state().probs.data();
-                rec_.eval_win[l].observe(m.plan(), probs, m.logits(), eval.group.data() + start, G_,
-                                         m.aux_loss(), m.z_loss_value());
+                rec_.eval_win[l].observe(m.plan(), probs, m.expert_logits(),
+                                         eval.group.data() + start, G_, m.aux_loss(),
+                                         m.z_loss_value());
                 for (int t = 0; t < T; ++t) rec_.eval_top1[l][start + t] = top1_expert(probs, N, t);
             }
         }
