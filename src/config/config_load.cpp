@@ -2,10 +2,12 @@
 // overrides (overrides.cpp), run the cross-key rules (validate.cpp), and throw every diagnostic
 // at once. Also the diagnostics bookkeeping of LoadState.
 #include "config/config_load.h"
+#include "config/presets.h"
 
 #include "config/load_internal.h"
 
 #include <fmt/format.h>
+#include <filesystem>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -219,8 +221,15 @@ Config config_load_string(const std::string& yaml_text, const std::string& label
     return st.cfg;
 }
 
+std::string config_read_source(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        if (const Preset* p = preset_for_path(path)) return std::string(p->text);
+    return detail::read_config_file(path);
+}
+
 Config config_load_file(const std::string& path, const std::vector<std::string>& overrides) {
-    return config_load_string(detail::read_config_file(path), path, overrides);
+    return config_load_string(config_read_source(path), path, overrides);
 }
 
 Config config_apply_overrides(const Config& base, const std::vector<std::string>& overrides,

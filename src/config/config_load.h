@@ -32,7 +32,11 @@ namespace moe {
 inline constexpr size_t kConfigMaxBytes = size_t{16} << 20;
 inline constexpr int kConfigMaxDepth = 64;
 
-// Loads a YAML file, applies KEY=VALUE overrides (dotted paths, value parsed as a YAML scalar or
+// The text of a config: the file at path or, when there is none and path names a bundled preset
+// (presets/NAME or presets/NAME.yaml, config/presets.h), that preset. Throws UserError (a missing
+// or unreadable file, a directory, a file over kConfigMaxBytes).
+std::string config_read_source(const std::string& path);
+// Loads a YAML file (config_read_source), applies KEY=VALUE overrides (dotted paths, value parsed as a YAML scalar or
 // flow list), validates; throws UserError carrying EVERY diagnostic.
 Config config_load_file(const std::string& path, const std::vector<std::string>& overrides = {});
 // Same from text; `label` is used as the file name in diagnostics.

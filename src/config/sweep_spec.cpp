@@ -9,10 +9,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <array>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <sstream>
 
 #include "config/yaml_util.h"
 
@@ -369,21 +366,7 @@ SweepConfigFile sweep_config_parse(const std::string& text, const std::string& l
 }
 
 SweepConfigFile sweep_config_load_file(const std::string& path) {
-    std::error_code ec;
-    std::ifstream in(path, std::ios::binary);
-    std::string text;
-    if (in && !std::filesystem::is_directory(path, ec)) {
-        std::ostringstream ss;
-        ss << in.rdbuf();
-        text = ss.str();
-    }
-    if (!in || std::filesystem::is_directory(path, ec) || text.size() > kConfigMaxBytes) {
-        // Let the loader say why, in its words (missing file, a directory, too large...).
-        config_load_file(path);
-        throw UserError(
-            std::vector<Diagnostic>{Diagnostic{path, 0, 0, {}, "cannot read config file"}});
-    }
-    return sweep_config_parse(text, path);
+    return sweep_config_parse(config_read_source(path), path);
 }
 
 }  // namespace moe

@@ -43,13 +43,7 @@ TEST_SUITE("cli") {
 }  // TEST_SUITE
 
 TEST_SUITE("cli") {
-    TEST_CASE(
-        "presets says plainly it is not built yet and run --resume of no run says so, exit 2") {
-        auto p = moe::test::run_moesim("presets");
-        CHECK(p.code == 2);
-        CHECK(p.output ==
-              "moe-sim: error: presets: not built yet in this version of moe-sim; the "
-              "configs/ folder holds example configs to start from\n");
+    TEST_CASE("run --resume of no run says so, exit 2") {
         const auto d = scratch_dir("resume");
         auto r = moe::test::run_moesim("run '" + source_path("configs/quickstart.yaml") +
                                        "' --out '" + (d / "run").string() + "' --resume");
