@@ -50,7 +50,8 @@ Config config_apply_overrides(const Config& base, const std::vector<std::string>
 // Throws UserError (diagnostics have `label` as file and no line).
 void config_validate(const Config& cfg, const std::string& label = "config");
 
-// Fully resolved config as YAML (every key, with a comment per key); loads back to an identical
+// Fully resolved config as YAML (every key, with a comment per key, except the own keys of a
+// component that is not selected: router.topk.* only with router.type topk); loads back to an identical
 // Config. The first line is a comment with the moe-sim version.
 std::string config_to_yaml(const Config& cfg);
 // Markdown reference of every key: path, type, default, allowed range/choices, doc line, plus

@@ -90,7 +90,8 @@ void SummaryBuilder::save(BinaryWriter& w) const {
     for (double v : {loss_, accuracy_, worst_vio_, worst_drop_}) w.put(v);
     w.put<uint64_t>(last_eval_.size());
     for (const LayerStats& s : last_eval_) {
-        for (double v : {s.max_vio, s.load_cv, s.effective_experts, s.drop_rate, s.spec_nmi})
+        for (double v : {s.max_vio, s.load_cv, s.effective_experts, s.drop_rate,
+                         s.dropped_token_rate, s.spec_nmi})
             w.put(v);
         w.put<int64_t>(s.dead_experts);
     }
@@ -104,7 +105,8 @@ void SummaryBuilder::load(BinaryReader& r) {
         throw std::runtime_error("training state: a summary of another number of MoE layers");
     for (LayerStats& s : last_eval_) {
         s = LayerStats{};
-        for (double* v : {&s.max_vio, &s.load_cv, &s.effective_experts, &s.drop_rate, &s.spec_nmi})
+        for (double* v : {&s.max_vio, &s.load_cv, &s.effective_experts, &s.drop_rate,
+                          &s.dropped_token_rate, &s.spec_nmi})
             r.get(*v);
         s.dead_experts = int(r.get<int64_t>());
     }
@@ -139,6 +141,8 @@ std::string SummaryBuilder::csv() const {
         CsvCell(mean([](const LayerStats& s) { return s.effective_experts; })));
     add("dead_experts", CsvCell(mean([](const LayerStats& s) { return double(s.dead_experts); })));
     add("drop_rate", CsvCell(mean([](const LayerStats& s) { return s.drop_rate; })));
+    add("dropped_token_rate",
+        CsvCell(mean([](const LayerStats& s) { return s.dropped_token_rate; })));
     add("spec_nmi", CsvCell(mean([](const LayerStats& s) { return s.spec_nmi; })));
     add("worst_max_vio", CsvCell(worst_vio_));
     add("worst_drop_rate", CsvCell(worst_drop_));

@@ -52,6 +52,19 @@ TEST_SUITE("config") {
         CHECK(config_to_yaml(back) == config_to_yaml(c));
     }
 
+    TEST_CASE("config_to_yaml: a router's own keys are written only while it is selected") {
+        Config c;
+        c.router.type = RouterType::expert_choice;
+        c.router.k = 1;
+        c.balance.loss = BalanceLoss::none;
+        const std::string yaml = config_to_yaml(c);
+        // router.topk.* would be refused on loading with router.type: expert_choice
+        CHECK(yaml.find("second_expert") == std::string::npos);
+        CHECK(yaml.find("topk_groups") == std::string::npos);
+        CHECK(round_trip(c) == c);
+        CHECK(config_to_yaml(Config{}).find("second_expert") != std::string::npos);
+    }
+
     TEST_CASE("config_to_yaml: doubles round-trip bit for bit") {
         for (double x : {0.1, 1e-7, 0.30000000000000004, 123456.789, 1e20, 3.0, 0.01,
                          2.2250738585072014e-308, 1.7976931348623157e308, 1.0 / 3.0}) {
