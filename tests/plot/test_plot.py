@@ -390,6 +390,40 @@ class TestBalanceTable(PlotCase):
             self.assertEqual(len(got), len(want), f"{got!r} vs README {want!r}")
 
 
+class TestRouters(PlotCase):
+    """experiments/routers.sh (every preset on balanced and skewed clusters) and tools/plot/routers.py."""
+
+    def test_every_preset_on_both_data_sets_then_the_figure(self):
+        presets = subprocess.run([BINARY, "presets"], capture_output=True, text=True, check=True).stdout
+        names = [ln.split()[0] for ln in presets.split("\n\n")[0].splitlines() if ln.strip()]
+        self.assertGreaterEqual(len(names), 5)
+        out = os.path.join(TMP, "routers")
+        short = ["train.steps=20", "train.eval_every=10", "train.log_every=5", "data.eval_size=256",
+                 "data.train_size=1024", "train.batch_size=64", "threads=1"]
+        p = subprocess.run(["bash", os.path.join(ROOT, "experiments", "routers.sh"), out, *short],
+                           capture_output=True, text=True, timeout=600, env=dict(os.environ, MOESIM=BINARY))
+        self.assertOk(p)
+        with open(os.path.join(out, "routers.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual([(r["preset"], r["data"]) for r in rows],
+                         [(n, d) for n in names for d in ("balanced", "skewed")])
+        for r in rows:
+            self.assertEqual(r["status"], "completed", r)
+            for col in ("accuracy", "max_vio", "drop_rate", "dropped_token_rate", "spec_nmi"):
+                self.assertTrue(0.0 <= float(r[col]) < 100.0, (r["preset"], col, r[col]))
+        # the balanced runs have a balanced cluster mix, the skewed ones the presets' Zipf skew
+        with open(os.path.join(out, names[0], "balanced", "config.yaml"), encoding="utf-8") as f:
+            self.assertIn("imbalance: 0", f.read())
+        table = p.stdout.splitlines()
+        self.assertEqual(len(table), 1 + len(rows))
+        self.assertTrue(table[0].startswith("preset"))
+        p = plot("routers.py", os.path.join(out, "routers.csv"), "-o", self.out("routers.png"))
+        self.assertOk(p)
+        self.assertPng(self.out("routers.png"), (1000, 4 * 250 + 120))
+        p = plot("routers.py", os.path.join(out, "routers.csv"), "--y", "nosuch", "-o", self.out("r2.png"))
+        self.assertClearError(p, "nosuch")
+
+
 class TestTorchReference(PlotCase):
     """experiments/torch_reference.py, the PyTorch side of experiments/bench_vs_torch.py. torch is not
     a dependency of the project: without it only the wiring is checked, the rest is skipped."""
