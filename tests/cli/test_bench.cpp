@@ -18,13 +18,15 @@ namespace {
 const std::string kTinyBench = "'" + source_path("configs/bench/tiny.yaml") + "'";
 const char* kHeader =
     "experts.count,router.k,experts.d_ff,model.d_model,train.batch_size,threads,"
-    "ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,gflop_per_step,gflops";
+    "ms_per_step_median,ms_per_step_min,ms_per_step_max,tokens_per_s,gflop_per_step,gflops,"
+    "optimizer_ms,optimizer_gbs,peak_gflops,pct_of_peak,stream_gbs,optimizer_pct_of_stream";
 
 std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> out;
     std::stringstream ss(s);
     std::string f;
     while (std::getline(ss, f, sep)) out.push_back(f);
+    if (!s.empty() && s.back() == sep) out.emplace_back();  // an empty last cell
     return out;
 }
 
@@ -45,7 +47,7 @@ TEST_SUITE("bench") {
         REQUIRE(lines.size() == 2);
         CHECK(lines[0] == kHeader);
         const auto cols = split(lines[1], ',');
-        REQUIRE(cols.size() == 12);
+        REQUIRE(cols.size() == 18);
         CHECK(cols[0] == "8");     // experts.count
         CHECK(cols[1] == "2");     // router.k
         CHECK(cols[2] == "64");    // experts.d_ff
@@ -65,6 +67,38 @@ TEST_SUITE("bench") {
         CHECK(gflop > lo);
         CHECK(gflop <= hi + 1e-6);
         CHECK(std::stod(cols[11]) > 0.0);
+        CHECK(std::stod(cols[12]) > 0.0);                              // optimizer_ms
+        CHECK(std::stod(cols[13]) > 0.0);                              // optimizer_gbs
+        for (int c = 14; c < 18; ++c) CHECK(cols[size_t(c)].empty());  // no --ceiling
+    }
+
+    TEST_CASE(
+        "bench --ceiling: the machine's limits, and the step and optimizer as shares of them") {
+        auto alone = run_moesim("bench --ceiling --threads 1");
+        REQUIRE(alone.code == 0);
+        CHECK(alone.output.find("FP32 FMA peak") != std::string::npos);
+        CHECK(alone.output.find("STREAM triad") != std::string::npos);
+        auto r =
+            run_moesim("bench " + kTinyBench + " --steps 2 --warmup 1 --csv --threads 1 --ceiling");
+        REQUIRE(r.code == 0);
+        const auto lines = lines_of(r.output);
+        REQUIRE(lines.size() == 2);
+        const auto cols = split(lines[1], ',');
+        REQUIRE(cols.size() == 18);
+        const double gflops = std::stod(cols[11]), opt_gbs = std::stod(cols[13]);
+        const double peak = std::stod(cols[14]), pct = std::stod(cols[15]);
+        const double stream = std::stod(cols[16]), opt_pct = std::stod(cols[17]);
+        CHECK(peak > 0.0);
+        CHECK(stream > 0.0);
+        // the percentages are the ratios of the printed figures (to their rounding)
+        CHECK(pct == doctest::Approx(100.0 * gflops / peak).epsilon(0.02));
+        CHECK(opt_pct == doctest::Approx(100.0 * opt_gbs / stream).epsilon(0.02));
+        auto report =
+            run_moesim("bench " + kTinyBench + " --steps 1 --warmup 0 --threads 1 --ceiling");
+        REQUIRE(report.code == 0);
+        CHECK(report.output.find("% of the FMA peak of 1 thread(s)") != std::string::npos);
+        CHECK(report.output.find("% of the STREAM triad over the same bytes") != std::string::npos);
+        CHECK(report.output.find("machine:") != std::string::npos);
     }
 
     TEST_CASE("bench overrides and the human-readable report") {
@@ -78,7 +112,9 @@ TEST_SUITE("bench") {
     }
 
     TEST_CASE("bench usage and config errors exit 2") {
-        CHECK(run_moesim("bench").code == 2);
+        auto none = run_moesim("bench");
+        CHECK(none.code == 2);
+        CHECK(none.output.find("a config file is needed (or --ceiling alone") != std::string::npos);
         CHECK(run_moesim("bench " + kTinyBench + " --steps 0").code == 2);
         CHECK(run_moesim("bench " + kTinyBench + " router.kk=1 --steps 1").code == 2);
         CHECK(run_moesim("bench /nonexistent/bench.yaml").code == 2);
