@@ -356,7 +356,7 @@ const ComponentRow kRows[] = {
          "auxiliary-loss-free balancing: a per-expert bias on the selection scores, moved each "
          "step towards balance by a rule (sign, proportional, mean_centred) at a rate with "
          "optional warmup and cosine decay",
-     .paper = "Wang et al. 2024; Han & Zhong 2025 (proportional)",
+     .paper = "Wang et al. 2024; proportional after Han & Zhong 2025",
      .devices = kCpu,
      .keys = kBiasKeys,
      .rules = kBiasRules},

@@ -62,7 +62,8 @@ AuxLossValues balance_losses(const BalanceConfig& cfg, const RoutingPlan& plan,
 // Auxiliary-loss-free balancing (Wang et al. 2024), with A counted over one step's batch (the
 // plan's routed counts) and m = mean_j A_j:
 //   sign          b_i += rate * sign(m - A_i)                         (Wang et al. 2024)
-//   proportional  b_i += rate * (m - A_i) / m       (nothing when m = 0; the dual step of the
+//   proportional  b_i += rate * (m - A_i) / m       (nothing when m = 0; the violation itself,
+//                                                    the dual step of Han & Zhong 2025's
 //                                                    primal-dual reading, normalised by m)
 //   mean_centred  the sign step, then b_i -= mean_j b_j                (sum_i b_i = 0 after it)
 void bias_update(float* bias, const int* routed, int N, float rate, BiasRule rule = BiasRule::sign);
