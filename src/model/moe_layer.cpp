@@ -83,7 +83,6 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
                        const Pass& pass) {
     MOESIM_CHECK(size_t(T) * L_ <= logits_.size(), "more tokens than the layer was reserved for");
     training_ = pass.training;
-    if (pass.training) step_ = pass.step;  // the bias schedule's step (after_optimizer_step)
     be.gemm(logits_.data(), x, ps.p(router_w), T, L_, D_, false, false, 0.0f);
     Pass p = pass;
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
@@ -131,6 +130,7 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     }
 
     // Balancing losses; in training their gradients are accumulated now for backward.
+    if (training_) step_ = pass.step;  // the bias schedule's step (after_optimizer_step)
     const size_t TN = size_t(T) * N_, TL = size_t(T) * L_;
     float* dprobs = nullptr;
     float* dslot_aux = nullptr;
