@@ -89,12 +89,30 @@ const KeyRule kExpertChoiceRules[] = {
      }},
     {"balance.loss",
      {"balance.loss", "router.type"},
-     "`router.type: expert_choice` refuses `balance.loss: shazeer`: its importance and load need "
-     "k slots per token",
+     "`router.type: expert_choice` refuses `balance.loss: shazeer` and `gshard`: their importance, "
+     "load and first choices need k slots per token",
      [](const Config& c, const Show&) -> std::string {
-         if (c.balance.loss != BalanceLoss::shazeer) return {};
-         return "'shazeer' needs a token-choice router (k slots per token); expert_choice has "
-                "none: use switch or none";
+         if (c.balance.loss != BalanceLoss::shazeer && c.balance.loss != BalanceLoss::gshard)
+             return {};
+         return fmt::format(
+             "'{}' needs a token-choice router (k slots per token); expert_choice has "
+             "none: use switch or none",
+             to_string(c.balance.loss));
+     }},
+    {"balance.losses.shazeer",
+     {"balance.losses.shazeer", "router.type"},
+     "`router.type: expert_choice` needs `balance.losses.shazeer` = 0",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.losses.shazeer == 0.0) return {};
+         return "the shazeer loss needs a token-choice router (k slots per token); expert_choice "
+                "has none";
+     }},
+    {"balance.losses.gshard",
+     {"balance.losses.gshard", "router.type"},
+     "`router.type: expert_choice` needs `balance.losses.gshard` = 0",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.losses.gshard == 0.0) return {};
+         return "the gshard loss counts each token's first choice; expert_choice has none";
      }},
     {"router.score",
      {"router.score", "router.type"},
@@ -123,8 +141,10 @@ const KeyRule kExpertChoiceRules[] = {
 
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
-constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
-constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "router.noise"};
+constexpr std::string_view kSwitchKeys[] = {"balance.alpha", "balance.losses.switch"};
+constexpr std::string_view kGshardKeys[] = {"balance.alpha", "balance.losses.gshard"};
+constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "balance.losses.shazeer",
+                                             "router.noise"};
 const KeyRule kShazeerRules[] = {
     {"balance.loss",
      {"balance.loss", "router.noise"},
@@ -138,8 +158,62 @@ const KeyRule kShazeerRules[] = {
              s.value("router.noise"));
      }},
 };
+// balance.losses.<name>: a loss named twice (balance.loss too) is an error; the rules of a loss
+// switched on here are those of its own row.
+template <double BalanceLossesConfig::*coef>
+std::string named_twice(const Config& c, const Show& s, BalanceLoss loss) {
+    if (c.balance.loss != loss || c.balance.losses.*coef == 0.0) return {};
+    return fmt::format(
+        "'{0}' is already balance.loss {1}, weighted by balance.alpha: give each loss once "
+        "(to give every loss in balance.losses, set balance.loss: none)",
+        to_string(loss), s.paren("balance.loss"));
+}
+constexpr std::string_view kLossesKeys[] = {"balance.losses.switch", "balance.losses.gshard",
+                                            "balance.losses.shazeer"};
+const KeyRule kLossesRules[] = {
+    {"balance.losses.switch",
+     {"balance.losses.switch", "balance.loss"},
+     "`balance.losses.switch` = 0 with `balance.loss: switch`: each loss is given once",
+     [](const Config& c, const Show& s) {
+         return named_twice<&BalanceLossesConfig::switch_loss>(c, s, BalanceLoss::switch_loss);
+     }},
+    {"balance.losses.gshard",
+     {"balance.losses.gshard", "balance.loss"},
+     "`balance.losses.gshard` = 0 with `balance.loss: gshard`: each loss is given once",
+     [](const Config& c, const Show& s) {
+         return named_twice<&BalanceLossesConfig::gshard>(c, s, BalanceLoss::gshard);
+     }},
+    {"balance.losses.shazeer",
+     {"balance.losses.shazeer", "balance.loss"},
+     "`balance.losses.shazeer` = 0 with `balance.loss: shazeer`: each loss is given once",
+     [](const Config& c, const Show& s) {
+         return named_twice<&BalanceLossesConfig::shazeer>(c, s, BalanceLoss::shazeer);
+     }},
+    {"balance.losses.shazeer",
+     {"balance.losses.shazeer", "router.noise"},
+     "`balance.losses.shazeer` > 0 needs `router.noise` > 0: its load estimator divides by the "
+     "noise std",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.losses.shazeer == 0.0 || c.router.noise > 0) return {};
+         return fmt::format(
+             "the shazeer loss needs router.noise > 0 (its load estimator divides by the noise "
+             "std), got router.noise = {}",
+             s.value("router.noise"));
+     }},
+};
 constexpr std::string_view kZLossKeys[] = {"balance.z_loss"};
-constexpr std::string_view kBiasKeys[] = {"balance.bias_rate"};
+constexpr std::string_view kBiasKeys[] = {"balance.bias_rate", "balance.bias_rule",
+                                          "balance.bias_warmup", "balance.bias_decay"};
+const KeyRule kBiasRules[] = {
+    {"balance.bias_warmup",
+     {"balance.bias_warmup", "train.steps"},
+     "`balance.bias_warmup` <= `train.steps`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.balance.bias_warmup > c.train.steps)) return {};
+         return fmt::format("{} is larger than train.steps {}", s.value("balance.bias_warmup"),
+                            s.paren("train.steps"));
+     }},
+};
 
 // ---- tasks (data.task; factories in tasks/task_registry.cpp) ----
 
@@ -225,7 +299,17 @@ const ComponentRow kRows[] = {
                 "probability; 1 at perfect balance",
      .paper = "Fedus et al. 2021",
      .devices = kCpu,
-     .keys = kAlphaKeys},
+     .keys = kSwitchKeys},
+    {.kind = K::balancer,
+     .name = "gshard",
+     .choice_key = "balance.loss",
+     .id = int(BalanceLoss::gshard),
+     .built = true,
+     .summary = "switch with f_i counting only each token's first choice (top-1 of its k): `N * "
+                "sum_i f1_i * Pbar_i`; equals switch for k = 1",
+     .paper = "Lepikhin et al. 2020",
+     .devices = kCpu,
+     .keys = kGshardKeys},
     {.kind = K::balancer,
      .name = "shazeer",
      .choice_key = "balance.loss",
@@ -236,6 +320,26 @@ const ComponentRow kRows[] = {
      .devices = kCpu,
      .keys = kShazeerKeys,
      .rules = kShazeerRules},
+    {.kind = K::balancer,
+     .name = "sequence",
+     .choice_key = "balance.loss",
+     .built = false,
+     .reason = "'sequence' needs a token task (data.task markov/modular), not built yet: its f "
+               "and P are counted within each sequence",
+     .summary = "sequence-wise balance loss: the switch form computed within each sequence and "
+                "averaged over sequences",
+     .paper = "DeepSeek-AI 2024 (V2, V3)"},
+    {.kind = K::balancer,
+     .name = "losses",
+     .on_when = "any of `balance.losses.switch`, `balance.losses.gshard`, "
+                "`balance.losses.shazeer` > 0",
+     .built = true,
+     .summary = "several auxiliary losses at once: each key of `balance.losses` adds its loss, "
+                "with its own coefficient, to `balance.loss`",
+     .paper = "—",
+     .devices = kCpu,
+     .keys = kLossesKeys,
+     .rules = kLossesRules},
     {.kind = K::balancer,
      .name = "z_loss",
      .on_when = "`balance.z_loss` > 0",
@@ -250,10 +354,12 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary =
          "auxiliary-loss-free balancing: a per-expert bias on the selection scores, moved each "
-         "step towards balance",
-     .paper = "Wang et al. 2024",
+         "step towards balance by a rule (sign, proportional, mean_centred) at a rate with "
+         "optional warmup and cosine decay",
+     .paper = "Wang et al. 2024; proportional after Han & Zhong 2025",
      .devices = kCpu,
-     .keys = kBiasKeys},
+     .keys = kBiasKeys,
+     .rules = kBiasRules},
 
     {.kind = K::task,
      .name = "clusters",

@@ -61,6 +61,8 @@ struct ComponentRow {
     // -1 when the enum has no such value yet (not built) or when there is no choice key.
     int id = -1;
     bool built = false;        // false: a known name (SPEC.md) refused as not available yet
+    std::string_view reason;   // not built: the refusal in words, when it needs more than the
+                               // generic "not available yet" (what it waits for)
     std::string_view summary;  // one line
     std::string_view paper;    // "—" when none
     DeviceSet devices = 0;     // where it runs (0 when not built)

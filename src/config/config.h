@@ -18,7 +18,11 @@ enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
 enum class DropPolicy { position, score, random, priority };
-enum class BalanceLoss { none, switch_loss, shazeer };  // config spelling: none | switch | shazeer
+// config spelling: none | switch | gshard | shazeer
+enum class BalanceLoss { none, switch_loss, shazeer, gshard };
+enum class BiasRule { sign, proportional, mean_centred };  // balance.bias_rule
+enum class BiasDecay { constant, cosine };                 // balance.bias_decay
+enum class SharedGate { none, sigmoid };                   // experts.shared_gate
 enum class OptimizerKind { sgd, adam, adamw };
 enum class Schedule { constant, cosine };
 
@@ -56,6 +60,7 @@ struct ExpertsConfig {
     int d_ff = 128;
     Activation activation = Activation::gelu;
     int shared = 0;
+    SharedGate shared_gate = SharedGate::none;  // sigmoid: the shared output times sigmoid(x.w_g)
 
     bool operator==(const ExpertsConfig&) const = default;
 };
@@ -95,11 +100,25 @@ struct CapacityConfig {
     bool operator==(const CapacityConfig&) const = default;
 };
 
+// balance.losses.<name>: auxiliary losses added to balance.loss, each with its own coefficient
+// (0 = off).
+struct BalanceLossesConfig {
+    double switch_loss = 0.0;  // balance.losses.switch
+    double gshard = 0.0;
+    double shazeer = 0.0;
+
+    bool operator==(const BalanceLossesConfig&) const = default;
+};
+
 struct BalanceConfig {
     BalanceLoss loss = BalanceLoss::switch_loss;
     double alpha = 0.01;
+    BalanceLossesConfig losses;
     double z_loss = 0.0;
     double bias_rate = 0.0;
+    BiasRule bias_rule = BiasRule::sign;
+    int64_t bias_warmup = 0;  // steps of linear warmup of the bias rate
+    BiasDecay bias_decay = BiasDecay::constant;
 
     bool operator==(const BalanceConfig&) const = default;
 };

@@ -27,7 +27,7 @@ std::vector<Choice> component_choices(std::string_view choice_key) {
     std::vector<Choice> out;
     for (const ComponentRow& row : components()) {
         if (row.choice_key != choice_key) continue;
-        out.push_back(Choice{row.name, row.built ? row.id : -1, row.built});
+        out.push_back(Choice{row.name, row.built ? row.id : -1, row.built, row.reason});
     }
     return out;
 }
@@ -66,6 +66,13 @@ constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"score", int(DropPolicy::score)},
                             {"random", int(DropPolicy::random)},
                             {"priority", int(DropPolicy::priority)}};
+constexpr Choice kSharedGate[] = {{"none", int(SharedGate::none)},
+                                  {"sigmoid", int(SharedGate::sigmoid)}};
+constexpr Choice kBiasRule[] = {{"sign", int(BiasRule::sign)},
+                                {"proportional", int(BiasRule::proportional)},
+                                {"mean_centred", int(BiasRule::mean_centred)}};
+constexpr Choice kBiasDecay[] = {{"constant", int(BiasDecay::constant)},
+                                 {"cosine", int(BiasDecay::cosine)}};
 constexpr Choice kOptimizer[] = {
     {"adam", int(OptimizerKind::adam)},
     {"adamw", int(OptimizerKind::adamw)},
@@ -254,6 +261,10 @@ const std::vector<Key>& table() {
                                                             "activation of the expert FFNs"),
         int_key<&C::experts, &ExpertsConfig::shared>("experts.shared", 0, 64,
                                                      "always-on shared experts (DeepSeekMoE)"),
+        choice_key<&C::experts, &ExpertsConfig::shared_gate>(
+            "experts.shared_gate", kSharedGate,
+            "none = the shared experts' output is added as is (DeepSeekMoE); sigmoid = times "
+            "sigmoid(x . w_g), a learned gate per token (Qwen-MoE)"),
 
         choice_key<&C::router, &RouterConfig::type>("router.type", router_choices(),
                                                     "the routing algorithm"),
@@ -296,15 +307,36 @@ const std::vector<Key>& table() {
             "capacity.eval_factor", zero_or_between(0.01, 1024.0),
             "capacity factor at evaluation; 0 = same as factor"),
 
-        choice_key<&C::balance, &BalanceConfig::loss>("balance.loss", balance_choices(),
-                                                      "auxiliary load-balancing loss"),
+        choice_key<&C::balance, &BalanceConfig::loss>(
+            "balance.loss", balance_choices(),
+            "auxiliary load-balancing loss (its value before balance.alpha is layers.csv "
+            "aux_loss)"),
         num_key<&C::balance, &BalanceConfig::alpha>("balance.alpha", at_least(0.0),
-                                                    "coefficient of the auxiliary loss"),
+                                                    "coefficient of balance.loss"),
         num_key<&C::balance, &BalanceConfig::z_loss>("balance.z_loss", at_least(0.0),
                                                      "router z-loss coefficient (ST-MoE); 0 = off"),
         num_key<&C::balance, &BalanceConfig::bias_rate>(
             "balance.bias_rate", at_least(0.0),
             "> 0: auxiliary-loss-free bias balancing (DeepSeek) with this update rate; 0 = off"),
+        choice_key<&C::balance, &BalanceConfig::bias_rule>(
+            "balance.bias_rule", kBiasRule,
+            "the bias update: sign = b += u sign(mean A - A) (Wang et al. 2024), proportional = "
+            "b += u (mean A - A) / mean A, mean_centred = sign, then b -= mean b"),
+        int_key<&C::balance, &BalanceConfig::bias_warmup>(
+            "balance.bias_warmup", 0, INT64_MAX,
+            "steps of linear warmup of the bias rate from 0 to bias_rate; 0 = none"),
+        choice_key<&C::balance, &BalanceConfig::bias_decay>(
+            "balance.bias_decay", kBiasDecay,
+            "bias rate after its warmup: constant, or cosine from bias_rate to 0 at train.steps"),
+        num_key<&C::balance, &BalanceConfig::losses, &BalanceLossesConfig::switch_loss>(
+            "balance.losses.switch", at_least(0.0),
+            "coefficient of a switch loss added to balance.loss; 0 = off"),
+        num_key<&C::balance, &BalanceConfig::losses, &BalanceLossesConfig::gshard>(
+            "balance.losses.gshard", at_least(0.0),
+            "coefficient of a gshard loss added to balance.loss; 0 = off"),
+        num_key<&C::balance, &BalanceConfig::losses, &BalanceLossesConfig::shazeer>(
+            "balance.losses.shazeer", at_least(0.0),
+            "coefficient of a shazeer loss added to balance.loss; 0 = off"),
 
         int_key<&C::train, &TrainConfig::steps>("train.steps", 1, INT64_MAX, "optimizer steps"),
         int_key<&C::train, &TrainConfig::batch_size>(
@@ -353,6 +385,9 @@ constexpr Section kSections[] = {
     {"router.topk", "options of the top-k router (router.type: topk)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
+    {"balance.losses",
+     "auxiliary losses added to balance.loss, each with its own coefficient: {switch: 0.01, "
+     "shazeer: 0.001}"},
     {"train", "optimisation, evaluation and logging"},
 };
 

@@ -34,6 +34,14 @@ const KeyRule kRules[] = {
          return not_larger(c.model.moe_every, c.model.layers, "model.moe_every", "model.layers", s,
                            ", so no block would have an MoE layer");
      }},
+    {"experts.shared_gate",
+     {"experts.shared_gate", "experts.shared"},
+     "`experts.shared_gate: sigmoid` needs `experts.shared` > 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.shared_gate == SharedGate::none || c.experts.shared > 0) return {};
+         return fmt::format("'sigmoid' gates the shared experts, but experts.shared = {}",
+                            s.value("experts.shared"));
+     }},
     {"train.log_every",
      {"train.log_every", "train.steps"},
      "`train.log_every` <= `train.steps`",

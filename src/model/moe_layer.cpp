@@ -21,6 +21,7 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       seed_(cfg.seed),
       act_(cfg.experts.activation),
       balance_(cfg.balance),
+      steps_(cfg.train.steps),
       drop_policy_(cfg.capacity.drop_policy),
       min_capacity_(cfg.capacity.min),
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
@@ -38,6 +39,9 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
     if (cfg.experts.shared > 0) {
         shared_ = std::make_unique<Ffn>();
         shared_->declare(ps, name + ".shared", D_, cfg.experts.shared * H_, act_);
+        // The shared experts' gate vector w_g (D): zeros, so the gate starts at 1/2 everywhere.
+        if (cfg.experts.shared_gate == SharedGate::sigmoid)
+            shared_gate = ps.add(name + ".shared.gate", size_t(D_), Init::zeros);
     }
     bias_.assign(N_, 0.0f);
 }
@@ -67,6 +71,11 @@ void MoeLayer::reserve(int T_max) {
     if (shared_) {
         shared_->reserve(T_max);
         shared_y_.resize(size_t(T_max) * D_);
+        if (shared_gate >= 0) {
+            shared_dy_.resize(size_t(T_max) * D_);
+            sgate_.resize(size_t(T_max));
+            dsgate_.resize(size_t(T_max));
+        }
     }
 }
 
@@ -105,10 +114,23 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
                         plan_.gate.data(), T, D_, false);
     if (shared_) {
         shared_->forward(be, ps, shared_y_.data(), x, T);
-        be.add(y, shared_y_.data(), size_t(T) * D_);
+        if (shared_gate >= 0) {
+            // y[t] += sigmoid(x[t] . w_g) * shared(x)[t]   (Qwen-MoE's gated shared expert)
+            be.gemm(sgate_.data(), x, ps.p(shared_gate), T, 1, D_, false, false, 0.0f);
+            for (int t = 0; t < T; ++t) {
+                const float g = 1.0f / (1.0f + std::exp(-sgate_[size_t(t)]));
+                sgate_[size_t(t)] = g;
+                const float* sy = shared_y_.data() + size_t(t) * D_;
+                float* yt = y + size_t(t) * D_;
+                for (int d = 0; d < D_; ++d) yt[d] += g * sy[d];
+            }
+        } else {
+            be.add(y, shared_y_.data(), size_t(T) * D_);
+        }
     }
 
     // Balancing losses; in training their gradients are accumulated now for backward.
+    if (training_) step_ = pass.step;  // the bias schedule's step (after_optimizer_step)
     const size_t TN = size_t(T) * N_, TL = size_t(T) * L_;
     float* dprobs = nullptr;
     float* dslot_aux = nullptr;
@@ -121,16 +143,12 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
         dslot_aux = dslot_aux_.data();
         dlog_direct = dlog_direct_.data();
     }
-    const float alpha = float(balance_.alpha);
-    aux_ = 0.0;
-    if (balance_.loss == BalanceLoss::switch_loss)
-        aux_ = switch_loss(plan_, state_.probs.data(), K_, alpha, dprobs, dscratch_);
-    else if (balance_.loss == BalanceLoss::shazeer)
-        aux_ =
-            shazeer_loss(plan_, state_, logits_.data(), alpha, dslot_aux, dlog_direct, dscratch_);
+    const AuxLossValues aux = balance_losses(balance_, plan_, state_, logits_.data(), K_, dprobs,
+                                             dslot_aux, dlog_direct, dscratch_);
+    aux_ = aux.main;
+    weighted_aux_ = aux.weighted;
     z_ = z_loss(logits_.data(), T, L_, float(balance_.z_loss),
                 balance_.z_loss > 0.0 ? dlog_direct : nullptr);
-    weighted_aux_ = balance_.loss == BalanceLoss::none ? 0.0 : balance_.alpha * aux_;
     weighted_z_ = balance_.z_loss * z_;
 }
 
@@ -182,12 +200,33 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     be.add(dlog_.data(), dlog_direct_.data(), TL);
     be.gemm(ps.g(router_w), x, dlog_.data(), D_, L_, T, true, false, 1.0f);
     be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, L_, false, true, 1.0f);
-    if (shared_) shared_->backward(be, ps, dx, dy, x, T, true);
+    if (shared_ && shared_gate >= 0) {
+        // y[t] += g_t S[t], g_t = sigmoid(a_t), a_t = x[t] . w_g: dS[t] = g_t dy[t],
+        // da_t = (dy[t] . S[t]) g_t (1 - g_t); dw_g = x^T da, dx += da w_g^T.
+        for (int t = 0; t < T; ++t) {
+            const float g = sgate_[size_t(t)];
+            const float* sy = shared_y_.data() + size_t(t) * D_;
+            const float* dyt = dy + size_t(t) * D_;
+            float* ds = shared_dy_.data() + size_t(t) * D_;
+            double dot = 0.0;
+            for (int d = 0; d < D_; ++d) {
+                dot += double(dyt[d]) * sy[d];
+                ds[d] = g * dyt[d];
+            }
+            dsgate_[size_t(t)] = float(dot * g * (1.0f - g));
+        }
+        be.gemm(ps.g(shared_gate), x, dsgate_.data(), D_, 1, T, true, false, 1.0f);
+        be.gemm(dx, dsgate_.data(), ps.p(shared_gate), T, D_, 1, false, true, 1.0f);
+        shared_->backward(be, ps, dx, shared_dy_.data(), x, T, true);
+    } else if (shared_) {
+        shared_->backward(be, ps, dx, dy, x, T, true);
+    }
 }
 
 void MoeLayer::after_optimizer_step() {
     if (balance_.bias_rate > 0.0)
-        bias_update(bias_.data(), plan_.routed.data(), N_, float(balance_.bias_rate));
+        bias_update(bias_.data(), plan_.routed.data(), N_,
+                    float(bias_rate_at(balance_, steps_, step_)), balance_.bias_rule);
 }
 
 void MoeLayer::save(BinaryWriter& w) const {

@@ -5,12 +5,14 @@
 //   Xd     = x[token[a]]                   (A, D)    tokens grouped by expert
 //   Y_e    = act(Xd_e W1_e + b1_e) W2_e + b2_e       one matrix product per expert segment
 //   y[t]   = sum_{a of token t} gate[a] * Y[a]  + shared(x)    (the plan's by-token index)
+//            (experts.shared_gate: sigmoid multiplies shared(x)[t] by sigmoid(x[t] . w_g), one
+//            learned (D) vector per layer: Qwen1.5-MoE / Megatron's gated shared expert)
 //
 // Compute is O(A) expert rows (A <= T k for top-k), never O(T N). A dropped assignment
 // contributes nothing; a token with every assignment dropped gets y[t] = shared(x) only (the
 // residual carries it).
 //
-// Losses (METRICS.md): the balancing loss (switch | shazeer) and the z-loss are computed in
+// Losses (METRICS.md): the balancing losses (balance_losses) and the z-loss are computed in
 // forward from the plan and the router state; in training their gradients are kept for backward.
 // The auxiliary-loss-free bias b is this layer's balancing state: after each optimizer step,
 // after_optimizer_step() moves it by the step's routed counts.
@@ -47,7 +49,8 @@ public:
     // state, the logits and the losses stay readable.
     void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T,
                   bool router_grad_parts = false);
-    // The balancing bias update of the last training forward (bias_rate > 0; else nothing).
+    // The balancing bias update of the last training forward (bias_rate > 0; else nothing), by
+    // balance.bias_rule at the rate of that forward's step (bias_rate_at).
     void after_optimizer_step();
 
     const RoutingPlan& plan() const { return plan_; }
@@ -57,10 +60,11 @@ public:
     const float* logits() const { return logits_.data(); }
     const float* expert_logits() const { return L_ == N_ ? logits_.data() : nullptr; }
     int logit_width() const { return L_; }
-    double aux_loss() const { return aux_; }
+    double aux_loss() const { return aux_; }  // balance.loss before balance.alpha (0 with none)
     double z_loss_value() const { return z_; }
-    double weighted_aux() const { return weighted_aux_; }  // alpha * aux (0 with loss none)
-    double weighted_z() const { return weighted_z_; }      // z_coef * z
+    // alpha * aux plus every balance.losses.<name> with its coefficient (0 with none of them)
+    double weighted_aux() const { return weighted_aux_; }
+    double weighted_z() const { return weighted_z_; }  // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
     // Router-weight gradients of the last backward with router_grad_parts: (D, L) each.
@@ -72,6 +76,7 @@ public:
     void load(BinaryReader& r);
 
     int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;  // parameter tensors
+    int shared_gate = -1;  // the shared experts' gate vector w_g (D) (experts.shared_gate)
 
 private:
     int D_, N_, K_, H_, H1_;
@@ -79,6 +84,8 @@ private:
     uint64_t seed_;
     Activation act_;
     BalanceConfig balance_;
+    int64_t steps_;     // train.steps: the bias schedule's length
+    int64_t step_ = 0;  // the step of the last training forward
     DropPolicy drop_policy_;
     int min_capacity_;   // capacity.min
     double max_factor_;  // the largest capacity factor of a pass (training or evaluation)
@@ -95,6 +102,9 @@ private:
     // max_factor_).
     // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
     std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
+    // The shared experts' gate: sgate_ (T_max) the gates g_t of the last forward, dsgate_ their
+    // logit gradients, shared_dy_ (T_max, D) the gradient of the ungated shared output.
+    std::vector<float> sgate_, dsgate_, shared_dy_;
     std::vector<float> dgate_, dslot_task_, dslot_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
         gw_task_, gw_aux_;  // backward
     double aux_ = 0.0, z_ = 0.0, weighted_aux_ = 0.0, weighted_z_ = 0.0;

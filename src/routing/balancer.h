@@ -27,6 +27,14 @@ inline double switch_loss(const RoutingPlan& plan, const float* probs, int K, fl
     return switch_loss(plan, probs, K, coef, d_probs, scratch);
 }
 
+// GShard (Lepikhin et al. 2020, Algorithm 1): the switch form with f_i counting each token's
+// FIRST choice only: N * sum_i f1_i * Pbar_i, f1_i = #{t : sel[t*K] = i} / T (before capacity,
+// not differentiable), Pbar_i = mean_t p[t,i]. GShard writes mean_i(f1_i * Pbar_i); times N^2 it
+// is this, 1 at perfect balance like switch, and equal to switch for K = 1. Needs a token-choice
+// router (state.K > 0: sel holds each token's choices best first). scratch as switch_loss.
+double gshard_loss(const RoutingPlan& plan, const RouterState& state, const float* probs,
+                   float coef, float* d_probs, std::vector<double>& scratch);
+
 // Shazeer et al. 2017: CV(Importance)^2 + CV(Load)^2, Importance_i = sum_t G[t,i] (gates of the
 // selected slots, kept or dropped: state.sel, state.sel_gate),
 // Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std), the smooth
@@ -39,8 +47,31 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
 // Router z-loss (Zoph et al. 2022): mean_t (log sum_i exp(logit[t,i]))^2.
 double z_loss(const float* logits, int T, int N, float coef, float* d_logits);
 
-// Auxiliary-loss-free balancing (Wang et al. 2024): b_i += rate * sign(mean_j A_j - A_i),
-// with A counted over one step's batch (the plan's routed counts).
-void bias_update(float* bias, const int* routed, int N, float rate);
+// Every auxiliary balancing loss a config asks for: balance.loss with coefficient balance.alpha,
+// then each balance.losses.<name> > 0 with its own coefficient (switch, gshard, shazeer, in that
+// order). Each accumulates its coefficient times its gradient into the buffers (null: values
+// only), exactly as the single losses above. The z-loss is apart (z_loss).
+struct AuxLossValues {
+    double main = 0.0;      // balance.loss before balance.alpha (0 with none)
+    double weighted = 0.0;  // alpha * main + sum of coefficient * value of balance.losses
+};
+AuxLossValues balance_losses(const BalanceConfig& cfg, const RoutingPlan& plan,
+                             const RouterState& state, const float* logits, int K, float* d_probs,
+                             float* d_slot, float* d_logits, std::vector<double>& scratch);
+
+// Auxiliary-loss-free balancing (Wang et al. 2024), with A counted over one step's batch (the
+// plan's routed counts) and m = mean_j A_j:
+//   sign          b_i += rate * sign(m - A_i)                         (Wang et al. 2024)
+//   proportional  b_i += rate * (m - A_i) / m       (nothing when m = 0; the violation itself,
+//                                                    the dual step of Han & Zhong 2025's
+//                                                    primal-dual reading, normalised by m)
+//   mean_centred  the sign step, then b_i -= mean_j b_j                (sum_i b_i = 0 after it)
+void bias_update(float* bias, const int* routed, int N, float rate, BiasRule rule = BiasRule::sign);
+
+// The bias rate of training step s (1-based) of a run of `steps` steps: balance.bias_rate times
+// the warmup min(1, s / bias_warmup) (none when bias_warmup = 0), times, after the warmup, the
+// decay: constant 1, or cosine 0.5 (1 + cos(pi (s - W) / (steps - W))) from 1 to 0 at the last
+// step (W = bias_warmup), the learning-rate schedule's shape (train.schedule).
+double bias_rate_at(const BalanceConfig& cfg, int64_t steps, int64_t s);
 
 }  // namespace moe

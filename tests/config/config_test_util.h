@@ -80,6 +80,7 @@ inline Config nontrivial_config() {
     c.experts.d_ff = 96;
     c.experts.activation = Activation::swiglu;
     c.experts.shared = 1;
+    c.experts.shared_gate = SharedGate::sigmoid;
     c.router.k = 1;
     c.router.score = ScoreFn::sigmoid;
     c.router.normalize = Normalize::no;
@@ -92,10 +93,17 @@ inline Config nontrivial_config() {
     c.capacity.drop_policy = DropPolicy::priority;
     c.capacity.min = 7;
     c.capacity.eval_factor = 2.5;
-    c.balance.loss = BalanceLoss::shazeer;
+    // none: each loss is then free to be given in balance.losses (a loss is given once)
+    c.balance.loss = BalanceLoss::none;
     c.balance.alpha = 1e-7;
     c.balance.z_loss = 0.001;
+    c.balance.losses.switch_loss = 0.25;
+    c.balance.losses.gshard = 0.125;
+    c.balance.losses.shazeer = 1e-3;
     c.balance.bias_rate = 0.1 + 0.2;  // 0.30000000000000004: needs all 17 digits
+    c.balance.bias_rule = BiasRule::mean_centred;
+    c.balance.bias_warmup = 7;
+    c.balance.bias_decay = BiasDecay::cosine;
     c.train.steps = 5'000'000'000;
     c.train.batch_size = 1;
     c.train.optimizer = OptimizerKind::sgd;

@@ -231,9 +231,13 @@ TEST_SUITE("config") {
         CHECK(load_error("router: {score: sofmax}\n") ==
               "t.yaml:1:17: router.score: must be one of: softmax, sigmoid, got 'sofmax' (did you "
               "mean 'softmax'?)");
-        CHECK(
-            load_error("balance: {loss: switch_loss}\n") ==
-            "t.yaml:1:17: balance.loss: must be one of: none, switch, shazeer, got 'switch_loss'");
+        CHECK(load_error("balance: {loss: switch_loss}\n") ==
+              "t.yaml:1:17: balance.loss: must be one of: none, switch, gshard, shazeer, got "
+              "'switch_loss'");
+        // a known name that waits for something else, refused with its own reason
+        CHECK(load_error("balance:\n  loss: sequence\n") ==
+              "t.yaml:2:9: balance.loss: 'sequence' needs a token task (data.task markov/modular), "
+              "not built yet: its f and P are counted within each sequence");
         CHECK(load_error("router: {type: soft}\n") ==
               "t.yaml:1:16: router.type: 'soft' is not available yet in this version of moe-sim; "
               "available: topk, expert_choice");
@@ -339,6 +343,16 @@ TEST_SUITE("config") {
               BalanceLoss::shazeer);
         CHECK(load("train: {steps: 10, log_every: 10, eval_every: 10, warmup_steps: 10}\n")
                   .train.steps == 10);
+        CHECK(load_error("balance: {loss: gshard}\nrouter: {type: expert_choice}\n") ==
+              "t.yaml:1:17: balance.loss: 'gshard' needs a token-choice router (k slots per "
+              "token); expert_choice has none: use switch or none");
+        CHECK(load_error("train: {steps: 300}\nbalance: {bias_warmup: 301}\n") ==
+              "t.yaml:2:24: balance.bias_warmup: 301 is larger than train.steps (300)");
+        CHECK(load_error("experts: {shared_gate: sigmoid}\n") ==
+              "t.yaml:1:24: experts.shared_gate: 'sigmoid' gates the shared experts, but "
+              "experts.shared = 0 (the default)");
+        CHECK(load("experts: {shared: 1, shared_gate: sigmoid}\n").experts.shared_gate ==
+              SharedGate::sigmoid);
 
         // A rule is skipped when a key it reads is already wrong: one mistake, one line.
         std::vector<std::string> e = load_errors("experts: {count: 8}\nrouter: {k: 100}\n");
@@ -346,6 +360,36 @@ TEST_SUITE("config") {
         CHECK(e[0] == "t.yaml:2:13: router.k: must be between 1 and 64, got 100");
         e = load_errors("experts: {count: zero}\n");
         REQUIRE(e.size() == 1);
+    }
+
+    TEST_CASE("load: several auxiliary losses, each given once") {
+        // balance.loss with balance.alpha, plus a mapping of further losses and coefficients
+        const Config c = load(
+            "balance:\n  loss: switch\n  losses: {gshard: 0.02, shazeer: 0.001}\n"
+            "router: {noise: 1.0}\n");
+        CHECK(c.balance.loss == BalanceLoss::switch_loss);
+        CHECK(c.balance.alpha == 0.01);
+        CHECK(c.balance.losses.switch_loss == 0.0);
+        CHECK(c.balance.losses.gshard == 0.02);
+        CHECK(c.balance.losses.shazeer == 0.001);
+        // the mapping alone: balance.loss none
+        CHECK(load("balance: {loss: none, losses: {switch: 0.01}}\n").balance.losses.switch_loss ==
+              0.01);
+        // a loss given twice (balance.loss is switch by default): one line, at the mapping's key
+        CHECK(load_error("balance:\n  losses:\n    switch: 0.01\n") ==
+              "t.yaml:3:13: balance.losses.switch: 'switch' is already balance.loss (switch, the "
+              "default), weighted by balance.alpha: give each loss once (to give every loss in "
+              "balance.losses, set balance.loss: none)");
+        CHECK(load_error("balance: {loss: none, losses: {shazeer: 0.1}}\n") ==
+              "t.yaml:1:41: balance.losses.shazeer: the shazeer loss needs router.noise > 0 (its "
+              "load estimator divides by the noise std), got router.noise = 0.0 (the default)");
+        CHECK(load_error("balance: {loss: none, losses: {gshard: 0.1}}\n"
+                         "router: {type: expert_choice}\n") ==
+              "t.yaml:1:40: balance.losses.gshard: the gshard loss counts each token's first "
+              "choice; expert_choice has none");
+        CHECK(load_error("balance: {losses: {swich: 0.1}}\n") ==
+              "t.yaml:1:20: balance.losses.swich: unknown key (did you mean "
+              "'balance.losses.switch'?)");
     }
 
     TEST_CASE("overrides") {

@@ -33,10 +33,12 @@ struct MoeCase {
     double factor = 0.0;
     DropPolicy policy = DropPolicy::position;
     int shared = 0;
+    SharedGate shared_gate = SharedGate::none;
     ScoreFn score = ScoreFn::softmax;
     bool normalize = true;
     BalanceLoss loss = BalanceLoss::none;
     double alpha = 0.0;
+    BalanceLossesConfig losses;
     double z = 0.0;
     double noise = 0.0;
     double bias_rate = 0.0;
@@ -55,6 +57,7 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.experts.d_ff = H;
     cfg.experts.activation = c.act;
     cfg.experts.shared = c.shared;
+    cfg.experts.shared_gate = c.shared_gate;
     cfg.router.k = c.K;
     cfg.router.score = c.score;
     cfg.router.normalize = c.normalize ? Normalize::yes : Normalize::no;
@@ -68,6 +71,7 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
     cfg.balance.alpha = c.alpha;
+    cfg.balance.losses = c.losses;
     cfg.balance.z_loss = c.z;
     cfg.balance.bias_rate = c.bias_rate;
     cfg.seed = c.seed;
@@ -160,7 +164,7 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
         layer.forward(*be, ps, y.data(), x.data(), T, info);
         return weighted_sum(w.data(), y.data(), y.size()) + layer_loss(layer);
     };
-    const bool shazeer = c.loss == BalanceLoss::shazeer;
+    const bool shazeer = c.loss == BalanceLoss::shazeer || c.losses.shazeer > 0.0;
     auto sig = [&] { return plan_signature(layer, shazeer); };
     for (size_t k = 0; k < ps.tensors().size(); ++k) {
         const ParamTensor& t = ps.tensors()[k];
@@ -361,6 +365,39 @@ TEST_SUITE("model") {
             const MoeRun run = check_moe(c, "z-loss");
             CHECK(run.layer_loss == doctest::Approx(0.1 * run.z));
         }
+        SUBCASE("gshard (first choices)") {
+            for (int K : {1, 2}) {
+                MoeCase c;
+                c.K = K;
+                c.loss = BalanceLoss::gshard;
+                c.alpha = 0.5;
+                c.factor = 0.75;
+                const MoeRun run = check_moe(c, "gshard k=" + std::to_string(K));
+                CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+            }
+        }
+        SUBCASE("several losses at once (balance.losses)") {
+            MoeCase c;
+            c.loss = BalanceLoss::switch_loss;
+            c.alpha = 0.3;
+            c.losses.gshard = 0.4;
+            c.losses.shazeer = 0.2;
+            c.noise = 1.0;
+            const MoeRun all = check_moe(c, "switch + losses gshard, shazeer");
+            // the layer's loss is the sum of each loss alone; aux_loss is balance.loss's
+            MoeCase sw = c, gs = c, sh = c;
+            sw.losses = {};
+            gs.loss = sh.loss = BalanceLoss::none;
+            gs.losses.shazeer = 0.0;
+            sh.losses.gshard = 0.0;
+            const MoeRun a = check_moe(sw, "switch alone"), b = check_moe(gs, "gshard alone"),
+                         d = check_moe(sh, "shazeer alone");
+            CHECK(all.aux == a.aux);
+            CHECK(b.aux == 0.0);
+            CHECK(b.layer_loss > 0.0);
+            CHECK(d.layer_loss > 0.0);
+            CHECK(all.layer_loss == doctest::Approx(a.layer_loss + b.layer_loss + d.layer_loss));
+        }
         SUBCASE("all together") {
             MoeCase c;
             c.loss = BalanceLoss::switch_loss;
@@ -475,6 +512,95 @@ TEST_SUITE("model") {
             g.bias_rate = 0.01;
             check_moe(g, "groups=4/2 sigmoid bias factor=" + std::to_string(factor));
         }
+    }
+
+    TEST_CASE("moe layer: the bias moves by its rule at the rate of the forward's step") {
+        // bias_rate .01 with a warmup of 4 steps: the forward of step 2 moves the bias by .005
+        // times sign(mean A - A); a later forward of step 9 (past the warmup) by .01.
+        MoeCase c;
+        c.bias_rate = 0.01;
+        Config cfg = moe_config(c, LayerOnBatch::D, LayerOnBatch::H);
+        cfg.balance.bias_warmup = 4;
+        cfg.train.steps = 10;
+        const int T = LayerOnBatch::T, D = LayerOnBatch::D;
+        auto be = backend_create(Device::cpu, 1);
+        ParamStore ps;
+        MoeLayer layer(cfg, ps, "moe", 0, 1);
+        ps.finalize(3);
+        layer.reserve(T);
+        fill_normal(ps.p(layer.router_w), size_t(D) * c.N, 8, 1.0f);  // an uneven routing
+        const std::vector<float> x = normal_vector(size_t(T) * D, 4);
+        std::vector<float> y(size_t(T) * D);
+        Pass pass;
+        pass.training = true;
+        for (int64_t step : {2, 9}) {
+            CAPTURE(step);
+            pass.step = step;
+            const std::vector<float> before(layer.bias(), layer.bias() + c.N);
+            layer.forward(*be, ps, y.data(), x.data(), T, pass);
+            const std::vector<int> routed(layer.plan().routed.begin(),
+                                          layer.plan().routed.begin() + c.N);
+            layer.after_optimizer_step();
+            const float rate = step == 2 ? 0.005f : 0.01f;
+            double mean = 0.0;
+            for (int a : routed) mean += a;
+            mean /= c.N;
+            int moved = 0;
+            for (int i = 0; i < c.N; ++i) {
+                const double e = mean - routed[size_t(i)];
+                const float sign = float((e > 0) - (e < 0));
+                CHECK(layer.bias()[i] == before[size_t(i)] + rate * sign);
+                moved += sign != 0.0f;
+            }
+            CHECK(moved > 0);  // the routing is uneven: the test sees a move
+        }
+    }
+
+    TEST_CASE("moe layer: gated shared experts multiply their output by sigmoid(x . w_g)") {
+        // The same parameters with and without the gate (w_g is the last tensor declared, zeros):
+        // with w_g = 0 the gate is 1/2, so y_none - y_gated = S / 2, the shared output; with w_g
+        // = v, y = y_none - S + sigmoid(x[t] . v) S[t].
+        MoeCase c;
+        c.shared = 1;
+        LayerOnBatch plain(c);
+        c.shared_gate = SharedGate::sigmoid;
+        LayerOnBatch gated(c);
+        REQUIRE(gated.layer.shared_gate >= 0);
+        plain.forward();
+        gated.forward();
+        const int T = LayerOnBatch::T, D = LayerOnBatch::D;
+        std::vector<float> S(size_t(T) * D);
+        for (size_t i = 0; i < S.size(); ++i) S[i] = 2.0f * (plain.y[i] - gated.y[i]);
+        double s2 = 0.0;
+        for (float v : S) s2 += double(v) * v;
+        REQUIRE(s2 > 1e-4);  // the shared expert contributes
+        const float v[D] = {0.5f, -1.0f, 0.25f, 2.0f};
+        std::copy_n(v, D, gated.ps.p(gated.layer.shared_gate));
+        gated.forward();
+        for (int t = 0; t < T; ++t) {
+            double a = 0.0;
+            for (int d = 0; d < D; ++d) a += double(gated.x[size_t(t * D + d)]) * v[d];
+            const double g = 1.0 / (1.0 + std::exp(-a));
+            for (int d = 0; d < D; ++d) {
+                const size_t i = size_t(t * D + d);
+                CHECK(gated.y[i] == doctest::Approx(plain.y[i] - S[i] + g * S[i]).epsilon(1e-5));
+            }
+        }
+        // gradient checks (w_g random, from check_moe's fill of zero-initialised tensors)
+        for (double factor : {0.0, 0.75}) {
+            MoeCase g;
+            g.shared = 1;
+            g.shared_gate = SharedGate::sigmoid;
+            g.factor = factor;
+            check_moe(g, "gated shared factor=" + std::to_string(factor));
+        }
+        MoeCase w;
+        w.shared = 2;
+        w.shared_gate = SharedGate::sigmoid;
+        w.act = Activation::swiglu;
+        w.loss = BalanceLoss::switch_loss;
+        w.alpha = 0.2;
+        check_moe(w, "gated shared=2 swiglu switch");
     }
 
 }  // TEST_SUITE

@@ -37,6 +37,26 @@ Case plan_of(int T, int N, const std::vector<int>& sel, const std::vector<float>
     return c;
 }
 
+// T tokens with K slots each, token t's choices sel[t*K..] best first (gate = the probability),
+// the noisy logits = logits + noise_offset (a fixed "noise" of std noise_std): what every loss
+// reads, shazeer's smooth load included.
+Case slots_of(int T, int N, int K, const std::vector<int>& sel, const std::vector<float>& probs) {
+    Case c;
+    c.st.T = T;
+    c.st.N = N;
+    c.st.K = K;
+    c.st.R = T * K;
+    c.st.probs = probs;
+    c.st.noisy = probs;
+    c.st.sel = sel;
+    c.st.sel_gate.resize(size_t(T) * K);
+    for (int s = 0; s < T * K; ++s)
+        c.st.sel_gate[size_t(s)] = probs[size_t((s / K) * N + sel[size_t(s)])];
+    c.plan.reserve(T, N, size_t(T) * K);
+    plan_from_slots(c.plan, T, T * K, c.st.sel.data(), c.st.sel_gate.data(), nullptr, K);
+    return c;
+}
+
 }  // namespace
 
 TEST_SUITE("routing") {
@@ -149,6 +169,176 @@ TEST_SUITE("routing") {
               doctest::Approx(0.25));
         CHECK(dgate[0] == doctest::Approx(2.0 * 5.0 / 12.0));
         CHECK(dgate[1] == doctest::Approx(2.0 * -5.0 / 4.0));
+    }
+
+    TEST_CASE("gshard loss: counts only each token's first choice, hand-computed") {
+        // T = 3, N = 3, K = 2, choices best first {0, 1}, {0, 2}, {1, 0}:
+        //   first choices {0, 0, 1}: f1 = {2/3, 1/3, 0}; all choices A = {3, 2, 1}
+        //   p = {.5 .3 .2; .6 .1 .3; .3 .6 .1}: Pbar = {1.4, 1.0, .6} / 3
+        //   gshard = 3 * (2/3 * 1.4/3 + 1/3 * 1.0/3 + 0) = 3.8 / 3
+        //   switch = 3 * (3/6 * 1.4/3 + 2/6 * 1.0/3 + 1/6 * .6/3) = 3.4 / 3 (f = A / (T K))
+        //   d/dp[t,i] = coef * N * f1_i / T = coef * {2/3, 1/3, 0} for every t
+        const Case c = slots_of(3, 3, 2, {0, 1, 0, 2, 1, 0},
+                                {0.5f, 0.3f, 0.2f, 0.6f, 0.1f, 0.3f, 0.3f, 0.6f, 0.1f});
+        std::vector<double> scratch;
+        std::vector<float> dp(9, 1.0f);  // accumulates
+        CHECK(gshard_loss(c.plan, c.st, c.st.probs.data(), 0.3f, dp.data(), scratch) ==
+              doctest::Approx(3.8 / 3.0));
+        CHECK(switch_loss(c.plan, c.st.probs.data(), 2, 0.3f, nullptr) ==
+              doctest::Approx(3.4 / 3.0));
+        for (int t = 0; t < 3; ++t) {
+            CHECK(dp[size_t(t * 3 + 0)] == doctest::Approx(1.0 + 0.3 * 2.0 / 3.0));
+            CHECK(dp[size_t(t * 3 + 1)] == doctest::Approx(1.0 + 0.3 / 3.0));
+            CHECK(dp[size_t(t * 3 + 2)] == 1.0f);  // never a first choice
+        }
+        // 1 at perfect balance: one first choice per expert, p uniform
+        const Case even = slots_of(3, 3, 2, {0, 1, 1, 2, 2, 0}, std::vector<float>(9, 1.0f / 3));
+        CHECK(gshard_loss(even.plan, even.st, even.st.probs.data(), 1.0f, nullptr, scratch) ==
+              doctest::Approx(1.0));
+    }
+
+    TEST_CASE("gshard loss: before capacity, and equal to switch for k = 1") {
+        // Capacity drops do not change the first choices: T = 4, N = 2, K = 1, all on expert 0,
+        // C = 1 drops three of them; f1 = {1, 0}, Pbar = {.75, .25}: 2 * .75 = 1.5 (as switch).
+        Case c = slots_of(4, 2, 1, {0, 0, 0, 0},
+                          {0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f, 0.75f, 0.25f});
+        std::vector<int> scratch;
+        capacity_apply(c.plan, 0.5, 1, DropPolicy::position, scratch);
+        REQUIRE(c.plan.dropped == std::vector<int>{3, 0});
+        std::vector<double> ds;
+        CHECK(gshard_loss(c.plan, c.st, c.st.probs.data(), 1.0f, nullptr, ds) ==
+              doctest::Approx(1.5));
+        // k = 1: the first choice is the only one, so gshard = switch (values and gradients)
+        const int T = 6, N = 4;
+        const std::vector<float> probs = normal_vector(size_t(T) * N, 7, 0.3f);
+        const Case k1 = slots_of(T, N, 1, {3, 1, 1, 0, 3, 3}, probs);
+        std::vector<float> dg(probs.size(), 0.0f), dsw(probs.size(), 0.0f);
+        CHECK(gshard_loss(k1.plan, k1.st, k1.st.probs.data(), 0.4f, dg.data(), ds) ==
+              doctest::Approx(switch_loss(k1.plan, k1.st.probs.data(), 1, 0.4f, dsw.data())));
+        for (size_t i = 0; i < dg.size(); ++i) CHECK(dg[i] == doctest::Approx(dsw[i]));
+    }
+
+    TEST_CASE("gshard loss: gradient check w.r.t. the probabilities (first choices fixed)") {
+        const int T = 6, N = 4, K = 2;
+        std::vector<float> probs = normal_vector(size_t(T) * N, 5, 0.3f);
+        Case p = slots_of(T, N, K, {0, 1, 2, 0, 2, 3, 1, 0, 0, 3, 2, 1}, probs);
+        std::vector<double> scratch;
+        std::vector<float> dp(size_t(T) * N, 0.0f);
+        gshard_loss(p.plan, p.st, p.st.probs.data(), 0.7f, dp.data(), scratch);
+        auto f = [&] {
+            return 0.7 * gshard_loss(p.plan, p.st, p.st.probs.data(), 0.7f, nullptr, scratch);
+        };
+        expect_gradient(check_gradient(f, p.st.probs.data(), dp.data(), dp.size()),
+                        "gshard d_probs", 1e-3);
+    }
+
+    TEST_CASE("balance_losses: several losses give exactly the sum of each alone") {
+        // T = 5, N = 4, K = 2 with noisy logits (shazeer's smooth load, all three gradients)
+        const int T = 5, N = 4, K = 2;
+        const std::vector<float> probs = normal_vector(size_t(T) * N, 11, 0.3f);
+        Case c = slots_of(T, N, K, {0, 1, 2, 3, 1, 0, 0, 2, 3, 1}, probs);
+        const std::vector<float> logits = normal_vector(size_t(T) * N, 12, 1.0f);
+        c.st.noisy = logits;
+        for (size_t i = 0; i < logits.size(); ++i) c.st.noisy[i] += 0.3f * float(i % 3) - 0.3f;
+        c.st.noise_std = 1.0f;
+        struct Grads {
+            AuxLossValues v;
+            std::vector<float> dp, dslot, dlog;
+        };
+        auto run = [&](const BalanceConfig& cfg) {
+            Grads g{{},
+                    std::vector<float>(size_t(T) * N, 0.0f),
+                    std::vector<float>(size_t(T) * K, 0.0f),
+                    std::vector<float>(size_t(T) * N, 0.0f)};
+            std::vector<double> scratch;
+            g.v = balance_losses(cfg, c.plan, c.st, logits.data(), K, g.dp.data(), g.dslot.data(),
+                                 g.dlog.data(), scratch);
+            return g;
+        };
+        BalanceConfig all;  // balance.loss: switch (alpha .3) + losses gshard .2, shazeer .1
+        all.loss = BalanceLoss::switch_loss;
+        all.alpha = 0.3;
+        all.losses.gshard = 0.2;
+        all.losses.shazeer = 0.1;
+        BalanceConfig sw, gs, sh;
+        sw.loss = BalanceLoss::switch_loss;
+        sw.alpha = 0.3;
+        gs.loss = BalanceLoss::none;
+        gs.losses.gshard = 0.2;
+        sh.loss = BalanceLoss::none;
+        sh.losses.shazeer = 0.1;
+        const Grads a = run(all), s1 = run(sw), s2 = run(gs), s3 = run(sh);
+        // the values alone, hand-checked against the single losses
+        std::vector<double> scratch;
+        CHECK(s1.v.main == switch_loss(c.plan, c.st.probs.data(), K, 0.3f, nullptr));
+        CHECK(s2.v.main == 0.0);  // balance.loss none: no main value
+        CHECK(s2.v.weighted ==
+              0.2 * gshard_loss(c.plan, c.st, c.st.probs.data(), 0.2f, nullptr, scratch));
+        CHECK(s3.v.weighted ==
+              0.1 * shazeer_loss(c.plan, c.st, logits.data(), 0.1f, nullptr, nullptr, scratch));
+        CHECK(s3.v.weighted > 0.0);
+        // together: the main value is balance.loss's, the weighted sum that of each alone
+        CHECK(a.v.main == s1.v.main);
+        CHECK(a.v.weighted == s1.v.weighted + s2.v.weighted + s3.v.weighted);
+        // the gradients: each buffer accumulates, in float, the loss terms that act on it
+        for (size_t i = 0; i < a.dp.size(); ++i) CHECK(a.dp[i] == s1.dp[i] + s2.dp[i] + s3.dp[i]);
+        for (size_t i = 0; i < a.dslot.size(); ++i)
+            CHECK(a.dslot[i] == s1.dslot[i] + s2.dslot[i] + s3.dslot[i]);
+        for (size_t i = 0; i < a.dlog.size(); ++i)
+            CHECK(a.dlog[i] == s1.dlog[i] + s2.dlog[i] + s3.dlog[i]);
+        bool any_slot = false, any_log = false;
+        for (float v : s3.dslot) any_slot |= v != 0.0f;
+        for (float v : s3.dlog) any_log |= v != 0.0f;
+        CHECK(any_slot);  // the shazeer terms are not trivially 0
+        CHECK(any_log);
+    }
+
+    TEST_CASE("bias_update: the proportional and mean_centred rules") {
+        // counts {5, 1, 3, 3}: mean 3, (mean - A) / mean = {-2/3, 2/3, 0, 0}
+        float b[4] = {0.5f, 0.0f, -0.25f, 0.0f};
+        const int counts[4] = {5, 1, 3, 3};
+        bias_update(b, counts, 4, 0.3f, BiasRule::proportional);
+        CHECK(b[0] == doctest::Approx(0.3));
+        CHECK(b[1] == doctest::Approx(0.2));
+        CHECK(b[2] == -0.25f);
+        CHECK(b[3] == 0.0f);
+        // no token routed: nothing to be proportional to, the bias stays
+        const int none[4] = {0, 0, 0, 0};
+        bias_update(b, none, 4, 0.3f, BiasRule::proportional);
+        CHECK(b[0] == doctest::Approx(0.3));
+        CHECK(b[1] == doctest::Approx(0.2));
+        // mean_centred: sign step {.4, .1, -.25, 0}, mean .0625, subtracted
+        float m[4] = {0.5f, 0.0f, -0.25f, 0.0f};
+        bias_update(m, counts, 4, 0.1f, BiasRule::mean_centred);
+        CHECK(m[0] == doctest::Approx(0.3375));
+        CHECK(m[1] == doctest::Approx(0.0375));
+        CHECK(m[2] == doctest::Approx(-0.3125));
+        CHECK(m[3] == doctest::Approx(-0.0625));
+        CHECK(m[0] + m[1] + m[2] + m[3] == doctest::Approx(0.0).epsilon(1e-7));
+        // sign (the default rule) as before
+        float g[4] = {0.5f, 0.0f, -0.25f, 0.0f};
+        bias_update(g, counts, 4, 0.1f, BiasRule::sign);
+        CHECK(g[0] == doctest::Approx(0.4));
+        CHECK(g[1] == doctest::Approx(0.1));
+    }
+
+    TEST_CASE("bias_rate_at: linear warmup, then constant or cosine to 0") {
+        BalanceConfig c;
+        c.bias_rate = 0.01;
+        // no warmup, constant: the rate at every step, step 0 included (a layer never trained)
+        for (int64_t s : {0, 1, 7, 1000}) CHECK(bias_rate_at(c, 12, s) == 0.01);
+        c.bias_warmup = 4;  // s / 4 up to step 4
+        CHECK(bias_rate_at(c, 12, 1) == doctest::Approx(0.0025));
+        CHECK(bias_rate_at(c, 12, 2) == doctest::Approx(0.005));
+        CHECK(bias_rate_at(c, 12, 4) == doctest::Approx(0.01));
+        CHECK(bias_rate_at(c, 12, 9) == 0.01);
+        c.bias_decay = BiasDecay::cosine;  // after step 4: 0.5 (1 + cos(pi (s - 4) / 8))
+        CHECK(bias_rate_at(c, 12, 3) == doctest::Approx(0.0075));
+        CHECK(bias_rate_at(c, 12, 6) == doctest::Approx(0.005 * (1.0 + std::sqrt(0.5))));
+        CHECK(bias_rate_at(c, 12, 8) == doctest::Approx(0.005));
+        CHECK(bias_rate_at(c, 12, 12) == doctest::Approx(0.0).epsilon(1e-12));
+        c.bias_warmup = 0;  // cosine over the whole run: step 6 of 12 is half way
+        CHECK(bias_rate_at(c, 12, 6) == doctest::Approx(0.005));
     }
 
 }  // TEST_SUITE

@@ -72,6 +72,11 @@ TEST_SUITE("train") {
             {"sigmoid_shared",
              {"router.score=sigmoid", "experts.shared=1", "capacity.drop_policy=score",
               "balance.z_loss=0.001"}},
+            // the step-dependent bias schedule, a second loss and the gated shared expert
+            {"balance_zoo",
+             {"balance.losses.gshard=0.005", "balance.bias_rate=0.01",
+              "balance.bias_rule=proportional", "balance.bias_warmup=10",
+              "balance.bias_decay=cosine", "experts.shared=1", "experts.shared_gate=sigmoid"}},
         };
         for (const Setup& su : setups) {
             CAPTURE(su.name);
