@@ -121,6 +121,86 @@ const KeyRule kExpertChoiceRules[] = {
      }},
 };
 
+// Rules shared by the routers that learn nothing (hash, random): nothing of the learned routers'
+// options applies. `name` is the router's config name.
+std::string fixed_no_noise(std::string_view name, const Config& c, const Show& s) {
+    if (c.router.noise == 0.0) return {};
+    return fmt::format("{} routing learns nothing and has no gating noise, got router.noise = {}",
+                       name, s.value("router.noise"));
+}
+std::string fixed_softmax(std::string_view name, const Config& c, const Show&) {
+    if (c.router.score == ScoreFn::softmax) return {};
+    return fmt::format(
+        "{} routing has no scores (its gates are 1/k): leave router.score at softmax", name);
+}
+std::string fixed_normalize(std::string_view name, const Config& c, const Show&) {
+    if (c.router.normalize == Normalize::auto_k) return {};
+    return fmt::format(
+        "{} routing's gates are scale/k each (nothing to renormalise): leave router.normalize at "
+        "auto",
+        name);
+}
+std::string fixed_no_bias(std::string_view name, const Config& c, const Show& s) {
+    if (c.balance.bias_rate == 0.0) return {};
+    return fmt::format(
+        "{} routing does not read a balancing bias (its assignment is fixed), got "
+        "balance.bias_rate = {}",
+        name, s.value("balance.bias_rate"));
+}
+std::string fixed_no_z_loss(std::string_view name, const Config& c, const Show& s) {
+    if (c.balance.z_loss == 0.0) return {};
+    return fmt::format(
+        "{} routing does not read the router logits the z-loss acts on, got balance.z_loss = {}",
+        name, s.value("balance.z_loss"));
+}
+std::string fixed_no_shazeer(std::string_view name, const Config& c, const Show&) {
+    if (c.balance.loss != BalanceLoss::shazeer) return {};
+    return fmt::format("'shazeer' needs noisy gating; {} routing has none: use switch or none",
+                       name);
+}
+
+constexpr std::string_view kHashKeys[] = {"router.k", "router.scale", "router.hash.bits"};
+constexpr std::string_view kRandomKeys[] = {"router.k", "router.scale"};
+
+#define MOESIM_FIXED_RULES(NAME)                                                             \
+    {"router.k",                                                                             \
+     {"router.k", "experts.count"},                                                          \
+     "`router.type: " NAME "` needs `router.k` <= `experts.count`",                          \
+     [](const Config& c, const Show& s) -> std::string {                                     \
+         if (!(c.router.k > c.experts.count)) return {};                                     \
+         return fmt::format("{} is larger than experts.count {}", s.value("router.k"),       \
+                            s.paren("experts.count"));                                       \
+     }},                                                                                     \
+        {"router.noise",                                                                     \
+         {"router.noise", "router.type"},                                                    \
+         "`router.type: " NAME "` needs `router.noise` = 0",                                 \
+         [](const Config& c, const Show& s) { return fixed_no_noise(NAME, c, s); }},         \
+        {"router.score",                                                                     \
+         {"router.score", "router.type"},                                                    \
+         "`router.type: " NAME "` needs `router.score: softmax` (it has no scores)",         \
+         [](const Config& c, const Show& s) { return fixed_softmax(NAME, c, s); }},          \
+        {"router.normalize",                                                                 \
+         {"router.normalize", "router.type"},                                                \
+         "`router.type: " NAME "` needs `router.normalize: auto` (its gates are scale/k)",   \
+         [](const Config& c, const Show& s) { return fixed_normalize(NAME, c, s); }},        \
+        {"balance.bias_rate",                                                                \
+         {"balance.bias_rate", "router.type"},                                               \
+         "`router.type: " NAME "` needs `balance.bias_rate` = 0 (a fixed assignment)",       \
+         [](const Config& c, const Show& s) { return fixed_no_bias(NAME, c, s); }},          \
+        {"balance.z_loss",                                                                   \
+         {"balance.z_loss", "router.type"},                                                  \
+         "`router.type: " NAME "` needs `balance.z_loss` = 0 (it does not read the logits)", \
+         [](const Config& c, const Show& s) { return fixed_no_z_loss(NAME, c, s); }},        \
+    {                                                                                        \
+        "balance.loss", {"balance.loss", "router.type"},                                     \
+            "`router.type: " NAME "` refuses `balance.loss: shazeer` (no gating noise)",     \
+            [](const Config& c, const Show& s) { return fixed_no_shazeer(NAME, c, s); }      \
+    }
+
+const KeyRule kHashRules[] = {MOESIM_FIXED_RULES("hash")};
+const KeyRule kRandomRules[] = {MOESIM_FIXED_RULES("random")};
+#undef MOESIM_FIXED_RULES
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
@@ -191,16 +271,43 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "hash",
      .choice_key = "router.type",
-     .built = false,
-     .summary = "a fixed hash of the token picks its expert; nothing is learned",
-     .paper = "Roller et al. 2021"},
+     .id = int(RouterType::hash),
+     .built = true,
+     .summary = "a fixed hash of the token picks its k experts, gates 1/k; nothing is learned. "
+                "Token ids: a random hash of the id; clusters: a locality-sensitive hash (the "
+                "sign pattern of router.hash.bits random projections of the raw input)",
+     .paper = "Roller et al. 2021",
+     .devices = kCpu,
+     .keys = kHashKeys,
+     .rules = kHashRules},
     {.kind = K::router,
      .name = "random",
      .choice_key = "router.type",
+     .id = int(RouterType::random),
+     .built = true,
+     .summary = "each distinct input (token id, or the raw input's bytes) gets k uniformly random "
+                "experts, the same at every step, gates 1/k: the baseline a learned router must "
+                "beat",
+     .paper = "Roller et al. 2021 (random hash)",
+     .devices = kCpu,
+     .keys = kRandomKeys,
+     .rules = kRandomRules},
+    {.kind = K::router,
+     .name = "sinkhorn",
+     .choice_key = "router.type",
      .built = false,
-     .summary =
-         "each token goes to experts drawn at random: the baseline a learned router must beat",
-     .paper = "—"},
+     .summary = "training: Sinkhorn iterations balance exp(logits) so every expert gets T k / N "
+                "mass, top-k of the balanced matrix, gate = the softmax probability; evaluation: "
+                "plain top-k",
+     .paper = "Clark et al. 2022 (S-BASE)"},
+    {.kind = K::router,
+     .name = "base",
+     .choice_key = "router.type",
+     .built = false,
+     .summary = "training: a balanced linear assignment (every expert exactly T/N tokens) "
+                "maximising the summed logits, gate = sigmoid of the logit; evaluation: greedy "
+                "top-1",
+     .paper = "Lewis et al. 2021"},
     {.kind = K::router,
      .name = "hierarchical",
      .choice_key = "router.type",

@@ -1,5 +1,6 @@
 // Writing a config out, all from the schema: the fully resolved YAML (config_to_yaml), one key's
 // value as text (config_value_string), and the markdown reference (docs/config.md).
+#include "config/components.h"
 #include "config/config_load.h"
 #include "config/load_internal.h"
 #include "config/schema.h"
@@ -99,9 +100,15 @@ std::string config_value_string(const Config& cfg, std::string_view dotted_key) 
 
 std::string config_to_yaml(const Config& cfg) {
     std::string out = fmt::format(
-        "# moe-sim {}: fully resolved config (every key, given or default)\n", MOESIM_VERSION);
+        "# moe-sim {}: fully resolved config (every key, given or default, but the own keys of the "
+        "components not selected)\n",
+        MOESIM_VERSION);
     std::string_view open;  // the section whose keys are being written
     for (const schema::Key& key : schema::keys()) {
+        // A component's own keys only while it is selected (given otherwise, they are an error):
+        // with router.type: hash, no router.topk.* is written.
+        if (const ComponentRow* owner = owner_of_key(key.path))
+            if (selected_component(cfg, owner->choice_key) != owner) continue;
         std::string_view section = schema::parent_of(key.path);
         if (section != open) {
             // Open the sections of `section` that are not already open, outermost first.

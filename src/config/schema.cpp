@@ -280,7 +280,10 @@ const std::vector<Key>& table() {
             "router.topk.topk_groups", 1, 4096,
             "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
             "from them"),
-
+        int_key<&C::router, &RouterConfig::hash, &HashConfig::bits>(
+            "router.hash.bits", 1, 62,
+            "clusters task: random hyperplanes per hash; the sign pattern of the input's "
+            "projections (2^bits cells) picks the expert"),
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
             "per-expert buffer = ceil(factor * tokens * k / N); 0 = dropless"),
@@ -351,6 +354,7 @@ constexpr Section kSections[] = {
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
+    {"router.hash", "options of the hash router (router.type: hash)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"train", "optimisation, evaluation and logging"},

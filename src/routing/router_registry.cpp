@@ -14,6 +14,8 @@ namespace moe {
 
 std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
+std::unique_ptr<Router> make_hash(const RouterConfig& cfg);
+std::unique_ptr<Router> make_random(const RouterConfig& cfg);
 
 namespace {
 
@@ -25,6 +27,8 @@ struct RouterFactory {
 constexpr RouterFactory kRouterFactories[] = {
     {"topk", &make_topk},
     {"expert_choice", &make_expert_choice},
+    {"hash", &make_hash},
+    {"random", &make_random},
 };
 
 const RouterFactory* find_factory(std::string_view name) {
