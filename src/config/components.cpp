@@ -201,6 +201,51 @@ const KeyRule kHashRules[] = {MOESIM_FIXED_RULES("hash")};
 const KeyRule kRandomRules[] = {MOESIM_FIXED_RULES("random")};
 #undef MOESIM_FIXED_RULES
 
+constexpr std::string_view kSinkhornKeys[] = {"router.k", "router.normalize", "router.scale",
+                                              "router.sinkhorn.iterations"};
+const KeyRule kSinkhornRules[] = {
+    {"router.k",
+     {"router.k", "experts.count"},
+     "`router.type: sinkhorn` needs `router.k` <= `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.k > c.experts.count)) return {};
+         return fmt::format("{} is larger than experts.count {}", s.value("router.k"),
+                            s.paren("experts.count"));
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: sinkhorn` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("sinkhorn has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: sinkhorn` needs `router.score: softmax`",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "sinkhorn balances exp(logits) and gates with the softmax; 'sigmoid' is for topk";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: sinkhorn` needs `balance.bias_rate` = 0 (the Sinkhorn scalings balance)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format(
+             "sinkhorn balances with its Sinkhorn scalings and reads no bias, got "
+             "balance.bias_rate = {}",
+             s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: sinkhorn` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; sinkhorn has none: use switch or none";
+     }},
+};
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
@@ -295,11 +340,15 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "sinkhorn",
      .choice_key = "router.type",
-     .built = false,
+     .id = int(RouterType::sinkhorn),
+     .built = true,
      .summary = "training: Sinkhorn iterations balance exp(logits) so every expert gets T k / N "
                 "mass, top-k of the balanced matrix, gate = the softmax probability; evaluation: "
                 "plain top-k",
-     .paper = "Clark et al. 2022 (S-BASE)"},
+     .paper = "Clark et al. 2022 (S-BASE)",
+     .devices = kCpu,
+     .keys = kSinkhornKeys,
+     .rules = kSinkhornRules},
     {.kind = K::router,
      .name = "base",
      .choice_key = "router.type",

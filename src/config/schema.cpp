@@ -284,6 +284,10 @@ const std::vector<Key>& table() {
             "router.hash.bits", 1, 62,
             "clusters task: random hyperplanes per hash; the sign pattern of the input's "
             "projections (2^bits cells) picks the expert"),
+        int_key<&C::router, &RouterConfig::sinkhorn, &SinkhornConfig::iterations>(
+            "router.sinkhorn.iterations", 1, 1000,
+            "Sinkhorn-Knopp iterations in training (each scales the rows, then the columns)"),
+
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
             "per-expert buffer = ceil(factor * tokens * k / N); 0 = dropless"),
@@ -355,6 +359,7 @@ constexpr Section kSections[] = {
     {"router", "how tokens are assigned to experts"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
     {"router.hash", "options of the hash router (router.type: hash)"},
+    {"router.sinkhorn", "options of the Sinkhorn router (router.type: sinkhorn)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"train", "optimisation, evaluation and logging"},

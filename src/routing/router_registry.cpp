@@ -16,6 +16,7 @@ std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
 std::unique_ptr<Router> make_hash(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random(const RouterConfig& cfg);
+std::unique_ptr<Router> make_sinkhorn(const RouterConfig& cfg);
 
 namespace {
 
@@ -25,10 +26,8 @@ struct RouterFactory {
 };
 
 constexpr RouterFactory kRouterFactories[] = {
-    {"topk", &make_topk},
-    {"expert_choice", &make_expert_choice},
-    {"hash", &make_hash},
-    {"random", &make_random},
+    {"topk", &make_topk},     {"expert_choice", &make_expert_choice}, {"hash", &make_hash},
+    {"random", &make_random}, {"sinkhorn", &make_sinkhorn},
 };
 
 const RouterFactory* find_factory(std::string_view name) {

@@ -38,7 +38,7 @@ TEST_SUITE("config") {
         CHECK(keys.back() == "train.checkpoint_every");
         CHECK(std::find(keys.begin(), keys.end(), "router.k") != keys.end());
         CHECK(std::find(keys.begin(), keys.end(), "data.clusters.label_noise") != keys.end());
-        CHECK(keys.size() == 54);
+        CHECK(keys.size() == 55);
     }
 
     TEST_CASE("schema: the defaults in config.h are legal") {
@@ -195,7 +195,8 @@ TEST_SUITE("config") {
         CHECK(schema::nearest("SIGMOID", names) == "sigmoid");
         CHECK(schema::nearest("relu", names) == "");
         CHECK(schema::unknown_key_message("router.temperature") ==
-              "unknown key (router has: type, k, score, normalize, noise, scale, topk, hash)");
+              "unknown key (router has: type, k, score, normalize, noise, scale, topk, hash, "
+              "sinkhorn)");
         CHECK(schema::unknown_key_message("nope.nope") == "unknown key");
     }
 
