@@ -246,6 +246,58 @@ const KeyRule kSinkhornRules[] = {
      }},
 };
 
+constexpr std::string_view kBaseKeys[] = {"router.k", "router.scale"};
+const KeyRule kBaseRules[] = {
+    {"router.k",
+     {"router.k", "router.type"},
+     "`router.type: base` needs `router.k` = 1 (a balanced assignment of one expert per token)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.k == 1) return {};
+         return fmt::format("base assigns each token exactly one expert, got router.k = {}",
+                            s.value("router.k"));
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: base` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("base has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: base` needs `router.score: softmax` (its gate is the sigmoid of the logit)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "base gates with the sigmoid of the assigned logit and reports softmax "
+                "probabilities; leave router.score at softmax";
+     }},
+    {"router.normalize",
+     {"router.normalize", "router.type"},
+     "`router.type: base` needs `router.normalize: auto` (its gate is the sigmoid of the logit)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.normalize == Normalize::auto_k) return {};
+         return "base's gate is sigmoid(logit) of its one expert (nothing to renormalise): leave "
+                "router.normalize at auto";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: base` needs `balance.bias_rate` = 0 (balanced by construction)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format(
+             "base is balanced by its assignment and reads no bias, got balance.bias_rate = {}",
+             s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: base` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; base has none: use switch or none";
+     }},
+};
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
@@ -352,11 +404,15 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "base",
      .choice_key = "router.type",
-     .built = false,
+     .id = int(RouterType::base),
+     .built = true,
      .summary = "training: a balanced linear assignment (every expert exactly T/N tokens) "
                 "maximising the summed logits, gate = sigmoid of the logit; evaluation: greedy "
                 "top-1",
-     .paper = "Lewis et al. 2021"},
+     .paper = "Lewis et al. 2021",
+     .devices = kCpu,
+     .keys = kBaseKeys,
+     .rules = kBaseRules},
     {.kind = K::router,
      .name = "hierarchical",
      .choice_key = "router.type",

@@ -17,6 +17,7 @@ std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
 std::unique_ptr<Router> make_hash(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random(const RouterConfig& cfg);
 std::unique_ptr<Router> make_sinkhorn(const RouterConfig& cfg);
+std::unique_ptr<Router> make_base(const RouterConfig& cfg);
 
 namespace {
 
@@ -25,10 +26,17 @@ struct RouterFactory {
     std::unique_ptr<Router> (*make)(const RouterConfig&);
 };
 
+// One line per router (clang-format would pack them).
+// clang-format off
 constexpr RouterFactory kRouterFactories[] = {
-    {"topk", &make_topk},     {"expert_choice", &make_expert_choice}, {"hash", &make_hash},
-    {"random", &make_random}, {"sinkhorn", &make_sinkhorn},
+    {"topk", &make_topk},
+    {"expert_choice", &make_expert_choice},
+    {"hash", &make_hash},
+    {"random", &make_random},
+    {"sinkhorn", &make_sinkhorn},
+    {"base", &make_base},
 };
+// clang-format on
 
 const RouterFactory* find_factory(std::string_view name) {
     for (const RouterFactory& f : kRouterFactories)

@@ -142,6 +142,8 @@ TEST_SUITE("config") {
                 Config cfg;
                 if (c.name == "shazeer")
                     cfg = config_load_string("", "t.yaml", {override_text, "router.noise=1"});
+                else if (c.name == "base")  // one expert per token
+                    cfg = config_load_string("", "t.yaml", {override_text, "router.k=1"});
                 else
                     cfg = config_load_string("", "t.yaml", {override_text});
                 CHECK(config_value_string(cfg, k.path) == c.name);
