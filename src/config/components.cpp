@@ -298,6 +298,70 @@ const KeyRule kBaseRules[] = {
      }},
 };
 
+constexpr std::string_view kHierarchicalKeys[] = {"router.k", "router.normalize", "router.scale",
+                                                  "router.hierarchical.branches",
+                                                  "router.hierarchical.k_branches"};
+const KeyRule kHierarchicalRules[] = {
+    {"router.hierarchical.branches",
+     {"router.hierarchical.branches", "experts.count"},
+     "`router.type: hierarchical` needs `router.hierarchical.branches` to divide `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.count % c.router.hierarchical.branches == 0) return {};
+         return fmt::format("{} does not divide experts.count {}",
+                            s.value("router.hierarchical.branches"), s.paren("experts.count"));
+     }},
+    {"router.hierarchical.k_branches",
+     {"router.hierarchical.k_branches", "router.hierarchical.branches"},
+     "`router.type: hierarchical` needs `router.hierarchical.k_branches` <= "
+     "`router.hierarchical.branches`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.hierarchical.k_branches > c.router.hierarchical.branches)) return {};
+         return fmt::format("{} is larger than router.hierarchical.branches {}",
+                            s.value("router.hierarchical.k_branches"),
+                            s.paren("router.hierarchical.branches"));
+     }},
+    {"router.k",
+     {"router.k", "router.hierarchical.branches"},
+     "`router.type: hierarchical` needs `router.k` <= `experts.count` / "
+     "`router.hierarchical.branches`: the experts of a branch",
+     [](const Config& c, const Show& s) -> std::string {
+         const int b = c.router.hierarchical.branches;
+         if (c.experts.count % b != 0 || c.router.k <= c.experts.count / b) return {};
+         return fmt::format("{} is larger than the {} experts of a branch", s.value("router.k"),
+                            c.experts.count / b);
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: hierarchical` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("hierarchical has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: hierarchical` needs `router.score: softmax`",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "hierarchical scores with a softmax at each level; 'sigmoid' is for topk";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: hierarchical` needs `balance.bias_rate` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format("hierarchical reads no balancing bias, got balance.bias_rate = {}",
+                            s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: hierarchical` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; hierarchical has none: use switch or none";
+     }},
+};
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kAlphaKeys[] = {"balance.alpha"};
@@ -416,9 +480,15 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "hierarchical",
      .choice_key = "router.type",
-     .built = false,
-     .summary = "two levels: a token picks a group of experts, then experts within the group",
-     .paper = "Shazeer et al. 2017"},
+     .id = int(RouterType::hierarchical),
+     .built = true,
+     .summary = "two levels: a token picks its k_branches best branches (softmax over branch "
+                "logits), then its k best experts in each (softmax within the group); gate = the "
+                "product of the two probabilities",
+     .paper = "Jordan & Jacobs 1994; Shazeer et al. 2017",
+     .devices = kCpu,
+     .keys = kHierarchicalKeys,
+     .rules = kHierarchicalRules},
 
     {.kind = K::balancer,
      .name = "none",

@@ -288,6 +288,14 @@ const std::vector<Key>& table() {
             "router.sinkhorn.iterations", 1, 1000,
             "Sinkhorn-Knopp iterations in training (each scales the rows, then the columns)"),
 
+        int_key<&C::router, &RouterConfig::hierarchical, &HierarchicalConfig::branches>(
+            "router.hierarchical.branches", 1, 4096,
+            "branches B: groups of experts.count / B consecutive experts; must divide "
+            "experts.count"),
+        int_key<&C::router, &RouterConfig::hierarchical, &HierarchicalConfig::k_branches>(
+            "router.hierarchical.k_branches", 1, 64,
+            "branches a token picks (top by branch softmax); router.k experts within each"),
+
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
             "per-expert buffer = ceil(factor * tokens * k / N); 0 = dropless"),
@@ -360,6 +368,7 @@ constexpr Section kSections[] = {
     {"router.topk", "options of the top-k router (router.type: topk)"},
     {"router.hash", "options of the hash router (router.type: hash)"},
     {"router.sinkhorn", "options of the Sinkhorn router (router.type: sinkhorn)"},
+    {"router.hierarchical", "options of the hierarchical router (router.type: hierarchical)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"train", "optimisation, evaluation and logging"},

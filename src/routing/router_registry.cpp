@@ -18,6 +18,7 @@ std::unique_ptr<Router> make_hash(const RouterConfig& cfg);
 std::unique_ptr<Router> make_random(const RouterConfig& cfg);
 std::unique_ptr<Router> make_sinkhorn(const RouterConfig& cfg);
 std::unique_ptr<Router> make_base(const RouterConfig& cfg);
+std::unique_ptr<Router> make_hierarchical(const RouterConfig& cfg);
 
 namespace {
 
@@ -35,6 +36,7 @@ constexpr RouterFactory kRouterFactories[] = {
     {"random", &make_random},
     {"sinkhorn", &make_sinkhorn},
     {"base", &make_base},
+    {"hierarchical", &make_hierarchical},
 };
 // clang-format on
 

@@ -38,7 +38,7 @@ TEST_SUITE("config") {
         CHECK(keys.back() == "train.checkpoint_every");
         CHECK(std::find(keys.begin(), keys.end(), "router.k") != keys.end());
         CHECK(std::find(keys.begin(), keys.end(), "data.clusters.label_noise") != keys.end());
-        CHECK(keys.size() == 55);
+        CHECK(keys.size() == 57);
     }
 
     TEST_CASE("schema: the defaults in config.h are legal") {
@@ -198,7 +198,7 @@ TEST_SUITE("config") {
         CHECK(schema::nearest("relu", names) == "");
         CHECK(schema::unknown_key_message("router.temperature") ==
               "unknown key (router has: type, k, score, normalize, noise, scale, topk, hash, "
-              "sinkhorn)");
+              "sinkhorn, hierarchical)");
         CHECK(schema::unknown_key_message("nope.nope") == "unknown key");
     }
 
