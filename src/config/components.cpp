@@ -139,6 +139,247 @@ const KeyRule kExpertChoiceRules[] = {
      }},
 };
 
+// Rules shared by the routers that learn nothing (hash, random): nothing of the learned routers'
+// options applies. `name` is the router's config name.
+std::string fixed_no_noise(std::string_view name, const Config& c, const Show& s) {
+    if (c.router.noise == 0.0) return {};
+    return fmt::format("{} routing learns nothing and has no gating noise, got router.noise = {}",
+                       name, s.value("router.noise"));
+}
+std::string fixed_softmax(std::string_view name, const Config& c, const Show&) {
+    if (c.router.score == ScoreFn::softmax) return {};
+    return fmt::format(
+        "{} routing has no scores (its gates are 1/k): leave router.score at softmax", name);
+}
+std::string fixed_normalize(std::string_view name, const Config& c, const Show&) {
+    if (c.router.normalize == Normalize::auto_k) return {};
+    return fmt::format(
+        "{} routing's gates are scale/k each (nothing to renormalise): leave router.normalize at "
+        "auto",
+        name);
+}
+std::string fixed_no_bias(std::string_view name, const Config& c, const Show& s) {
+    if (c.balance.bias_rate == 0.0) return {};
+    return fmt::format(
+        "{} routing does not read a balancing bias (its assignment is fixed), got "
+        "balance.bias_rate = {}",
+        name, s.value("balance.bias_rate"));
+}
+std::string fixed_no_z_loss(std::string_view name, const Config& c, const Show& s) {
+    if (c.balance.z_loss == 0.0) return {};
+    return fmt::format(
+        "{} routing does not read the router logits the z-loss acts on, got balance.z_loss = {}",
+        name, s.value("balance.z_loss"));
+}
+std::string fixed_no_shazeer(std::string_view name, const Config& c, const Show&) {
+    if (c.balance.loss != BalanceLoss::shazeer) return {};
+    return fmt::format("'shazeer' needs noisy gating; {} routing has none: use switch or none",
+                       name);
+}
+
+constexpr std::string_view kHashKeys[] = {"router.k", "router.scale", "router.hash.bits"};
+constexpr std::string_view kRandomKeys[] = {"router.k", "router.scale"};
+
+#define MOESIM_FIXED_RULES(NAME)                                                             \
+    {"router.k",                                                                             \
+     {"router.k", "experts.count"},                                                          \
+     "`router.type: " NAME "` needs `router.k` <= `experts.count`",                          \
+     [](const Config& c, const Show& s) -> std::string {                                     \
+         if (!(c.router.k > c.experts.count)) return {};                                     \
+         return fmt::format("{} is larger than experts.count {}", s.value("router.k"),       \
+                            s.paren("experts.count"));                                       \
+     }},                                                                                     \
+        {"router.noise",                                                                     \
+         {"router.noise", "router.type"},                                                    \
+         "`router.type: " NAME "` needs `router.noise` = 0",                                 \
+         [](const Config& c, const Show& s) { return fixed_no_noise(NAME, c, s); }},         \
+        {"router.score",                                                                     \
+         {"router.score", "router.type"},                                                    \
+         "`router.type: " NAME "` needs `router.score: softmax` (it has no scores)",         \
+         [](const Config& c, const Show& s) { return fixed_softmax(NAME, c, s); }},          \
+        {"router.normalize",                                                                 \
+         {"router.normalize", "router.type"},                                                \
+         "`router.type: " NAME "` needs `router.normalize: auto` (its gates are scale/k)",   \
+         [](const Config& c, const Show& s) { return fixed_normalize(NAME, c, s); }},        \
+        {"balance.bias_rate",                                                                \
+         {"balance.bias_rate", "router.type"},                                               \
+         "`router.type: " NAME "` needs `balance.bias_rate` = 0 (a fixed assignment)",       \
+         [](const Config& c, const Show& s) { return fixed_no_bias(NAME, c, s); }},          \
+        {"balance.z_loss",                                                                   \
+         {"balance.z_loss", "router.type"},                                                  \
+         "`router.type: " NAME "` needs `balance.z_loss` = 0 (it does not read the logits)", \
+         [](const Config& c, const Show& s) { return fixed_no_z_loss(NAME, c, s); }},        \
+    {                                                                                        \
+        "balance.loss", {"balance.loss", "router.type"},                                     \
+            "`router.type: " NAME "` refuses `balance.loss: shazeer` (no gating noise)",     \
+            [](const Config& c, const Show& s) { return fixed_no_shazeer(NAME, c, s); }      \
+    }
+
+const KeyRule kHashRules[] = {MOESIM_FIXED_RULES("hash")};
+const KeyRule kRandomRules[] = {MOESIM_FIXED_RULES("random")};
+#undef MOESIM_FIXED_RULES
+
+constexpr std::string_view kSinkhornKeys[] = {"router.k", "router.normalize", "router.scale",
+                                              "router.sinkhorn.iterations"};
+const KeyRule kSinkhornRules[] = {
+    {"router.k",
+     {"router.k", "experts.count"},
+     "`router.type: sinkhorn` needs `router.k` <= `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.k > c.experts.count)) return {};
+         return fmt::format("{} is larger than experts.count {}", s.value("router.k"),
+                            s.paren("experts.count"));
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: sinkhorn` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("sinkhorn has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: sinkhorn` needs `router.score: softmax`",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "sinkhorn balances exp(logits) and gates with the softmax; 'sigmoid' is for topk";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: sinkhorn` needs `balance.bias_rate` = 0 (the Sinkhorn scalings balance)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format(
+             "sinkhorn balances with its Sinkhorn scalings and reads no bias, got "
+             "balance.bias_rate = {}",
+             s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: sinkhorn` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; sinkhorn has none: use switch or none";
+     }},
+};
+
+constexpr std::string_view kBaseKeys[] = {"router.k", "router.scale"};
+const KeyRule kBaseRules[] = {
+    {"router.k",
+     {"router.k", "router.type"},
+     "`router.type: base` needs `router.k` = 1 (a balanced assignment of one expert per token)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.k == 1) return {};
+         return fmt::format("base assigns each token exactly one expert, got router.k = {}",
+                            s.value("router.k"));
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: base` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("base has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: base` needs `router.score: softmax` (its gate is the sigmoid of the logit)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "base gates with the sigmoid of the assigned logit and reports softmax "
+                "probabilities; leave router.score at softmax";
+     }},
+    {"router.normalize",
+     {"router.normalize", "router.type"},
+     "`router.type: base` needs `router.normalize: auto` (its gate is the sigmoid of the logit)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.normalize == Normalize::auto_k) return {};
+         return "base's gate is sigmoid(logit) of its one expert (nothing to renormalise): leave "
+                "router.normalize at auto";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: base` needs `balance.bias_rate` = 0 (balanced by construction)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format(
+             "base is balanced by its assignment and reads no bias, got balance.bias_rate = {}",
+             s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: base` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; base has none: use switch or none";
+     }},
+};
+
+constexpr std::string_view kHierarchicalKeys[] = {"router.k", "router.normalize", "router.scale",
+                                                  "router.hierarchical.branches",
+                                                  "router.hierarchical.k_branches"};
+const KeyRule kHierarchicalRules[] = {
+    {"router.hierarchical.branches",
+     {"router.hierarchical.branches", "experts.count"},
+     "`router.type: hierarchical` needs `router.hierarchical.branches` to divide `experts.count`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.count % c.router.hierarchical.branches == 0) return {};
+         return fmt::format("{} does not divide experts.count {}",
+                            s.value("router.hierarchical.branches"), s.paren("experts.count"));
+     }},
+    {"router.hierarchical.k_branches",
+     {"router.hierarchical.k_branches", "router.hierarchical.branches"},
+     "`router.type: hierarchical` needs `router.hierarchical.k_branches` <= "
+     "`router.hierarchical.branches`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!(c.router.hierarchical.k_branches > c.router.hierarchical.branches)) return {};
+         return fmt::format("{} is larger than router.hierarchical.branches {}",
+                            s.value("router.hierarchical.k_branches"),
+                            s.paren("router.hierarchical.branches"));
+     }},
+    {"router.k",
+     {"router.k", "router.hierarchical.branches"},
+     "`router.type: hierarchical` needs `router.k` <= `experts.count` / "
+     "`router.hierarchical.branches`: the experts of a branch",
+     [](const Config& c, const Show& s) -> std::string {
+         const int b = c.router.hierarchical.branches;
+         if (c.experts.count % b != 0 || c.router.k <= c.experts.count / b) return {};
+         return fmt::format("{} is larger than the {} experts of a branch", s.value("router.k"),
+                            c.experts.count / b);
+     }},
+    {"router.noise",
+     {"router.noise", "router.type"},
+     "`router.type: hierarchical` needs `router.noise` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.noise == 0.0) return {};
+         return fmt::format("hierarchical has no gating noise, got router.noise = {}",
+                            s.value("router.noise"));
+     }},
+    {"router.score",
+     {"router.score", "router.type"},
+     "`router.type: hierarchical` needs `router.score: softmax`",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.score == ScoreFn::softmax) return {};
+         return "hierarchical scores with a softmax at each level; 'sigmoid' is for topk";
+     }},
+    {"balance.bias_rate",
+     {"balance.bias_rate", "router.type"},
+     "`router.type: hierarchical` needs `balance.bias_rate` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.balance.bias_rate == 0.0) return {};
+         return fmt::format("hierarchical reads no balancing bias, got balance.bias_rate = {}",
+                            s.value("balance.bias_rate"));
+     }},
+    {"balance.loss",
+     {"balance.loss", "router.type"},
+     "`router.type: hierarchical` refuses `balance.loss: shazeer` (no gating noise)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.balance.loss != BalanceLoss::shazeer) return {};
+         return "'shazeer' needs noisy gating; hierarchical has none: use switch or none";
+     }},
+};
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kSwitchKeys[] = {"balance.alpha", "balance.losses.switch"};
@@ -265,22 +506,63 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "hash",
      .choice_key = "router.type",
-     .built = false,
-     .summary = "a fixed hash of the token picks its expert; nothing is learned",
-     .paper = "Roller et al. 2021"},
+     .id = int(RouterType::hash),
+     .built = true,
+     .summary = "a fixed hash of the token picks its k experts, gates 1/k; nothing is learned. "
+                "Token ids: a random hash of the id; clusters: a locality-sensitive hash (the "
+                "sign pattern of router.hash.bits random projections of the raw input)",
+     .paper = "Roller et al. 2021",
+     .devices = kCpu,
+     .keys = kHashKeys,
+     .rules = kHashRules},
     {.kind = K::router,
      .name = "random",
      .choice_key = "router.type",
-     .built = false,
-     .summary =
-         "each token goes to experts drawn at random: the baseline a learned router must beat",
-     .paper = "—"},
+     .id = int(RouterType::random),
+     .built = true,
+     .summary = "each distinct input (token id, or the raw input's bytes) gets k uniformly random "
+                "experts, the same at every step, gates 1/k: the baseline a learned router must "
+                "beat",
+     .paper = "Roller et al. 2021 (random hash)",
+     .devices = kCpu,
+     .keys = kRandomKeys,
+     .rules = kRandomRules},
+    {.kind = K::router,
+     .name = "sinkhorn",
+     .choice_key = "router.type",
+     .id = int(RouterType::sinkhorn),
+     .built = true,
+     .summary = "training: Sinkhorn iterations balance exp(logits) so every expert gets T k / N "
+                "mass, top-k of the balanced matrix, gate = the softmax probability; evaluation: "
+                "plain top-k",
+     .paper = "Clark et al. 2022 (S-BASE)",
+     .devices = kCpu,
+     .keys = kSinkhornKeys,
+     .rules = kSinkhornRules},
+    {.kind = K::router,
+     .name = "base",
+     .choice_key = "router.type",
+     .id = int(RouterType::base),
+     .built = true,
+     .summary = "training: a balanced linear assignment (every expert exactly T/N tokens) "
+                "maximising the summed logits, gate = sigmoid of the logit; evaluation: greedy "
+                "top-1",
+     .paper = "Lewis et al. 2021",
+     .devices = kCpu,
+     .keys = kBaseKeys,
+     .rules = kBaseRules},
     {.kind = K::router,
      .name = "hierarchical",
      .choice_key = "router.type",
-     .built = false,
-     .summary = "two levels: a token picks a group of experts, then experts within the group",
-     .paper = "Shazeer et al. 2017"},
+     .id = int(RouterType::hierarchical),
+     .built = true,
+     .summary = "two levels: a token picks its k_branches best branches (softmax over branch "
+                "logits), then its k best experts in each (softmax within the group); gate = the "
+                "product of the two probabilities",
+     .paper = "Jordan & Jacobs 1994; Shazeer et al. 2017",
+     .devices = kCpu,
+     .keys = kHierarchicalKeys,
+     .rules = kHierarchicalRules},
 
     {.kind = K::balancer,
      .name = "none",

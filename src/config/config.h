@@ -13,7 +13,7 @@ enum class Device { cpu, cuda };
 enum class TaskKind { clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
-enum class RouterType { topk, expert_choice };
+enum class RouterType { topk, expert_choice, hash, random, sinkhorn, base, hierarchical };
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
@@ -74,6 +74,28 @@ struct TopkConfig {
     bool operator==(const TopkConfig&) const = default;
 };
 
+// The hash router's own keys (router.hash.*).
+struct HashConfig {
+    int bits = 10;  // clusters task: hyperplanes of the locality-sensitive hash, per hash
+
+    bool operator==(const HashConfig&) const = default;
+};
+
+// The Sinkhorn router's own keys (router.sinkhorn.*).
+struct SinkhornConfig {
+    int iterations = 8;  // Sinkhorn-Knopp iterations (one row + one column scaling each)
+
+    bool operator==(const SinkhornConfig&) const = default;
+};
+
+// The hierarchical router's own keys (router.hierarchical.*).
+struct HierarchicalConfig {
+    int branches = 4;    // B groups of N / B experts
+    int k_branches = 1;  // branches a token picks
+
+    bool operator==(const HierarchicalConfig&) const = default;
+};
+
 struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
@@ -82,6 +104,9 @@ struct RouterConfig {
     double noise = 0.0;
     double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
     TopkConfig topk;
+    HashConfig hash;
+    SinkhornConfig sinkhorn;
+    HierarchicalConfig hierarchical;
 
     bool operator==(const RouterConfig&) const = default;
 };

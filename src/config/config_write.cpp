@@ -100,11 +100,13 @@ std::string config_value_string(const Config& cfg, std::string_view dotted_key) 
 
 std::string config_to_yaml(const Config& cfg) {
     std::string out = fmt::format(
-        "# moe-sim {}: fully resolved config (every key, given or default)\n", MOESIM_VERSION);
+        "# moe-sim {}: fully resolved config (every key, given or default, but the own keys of the "
+        "components not selected)\n",
+        MOESIM_VERSION);
     std::string_view open;  // the section whose keys are being written
     for (const schema::Key& key : schema::keys()) {
-        // A component's own keys only while it is selected: a file naming router.topk.* with
-        // router.type: expert_choice would not load back (check_own_keys).
+        // A component's own keys only while it is selected (given otherwise, they are an error):
+        // with router.type: hash, no router.topk.* is written.
         if (const ComponentRow* owner = owner_of_key(key.path))
             if (selected_component(cfg, owner->choice_key) != owner) continue;
         std::string_view section = schema::parent_of(key.path);

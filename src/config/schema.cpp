@@ -291,6 +291,21 @@ const std::vector<Key>& table() {
             "router.topk.topk_groups", 1, 4096,
             "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
             "from them"),
+        int_key<&C::router, &RouterConfig::hash, &HashConfig::bits>(
+            "router.hash.bits", 1, 62,
+            "clusters task: random hyperplanes per hash; the sign pattern of the input's "
+            "projections (2^bits cells) picks the expert"),
+        int_key<&C::router, &RouterConfig::sinkhorn, &SinkhornConfig::iterations>(
+            "router.sinkhorn.iterations", 1, 1000,
+            "Sinkhorn-Knopp iterations in training (each scales the rows, then the columns)"),
+
+        int_key<&C::router, &RouterConfig::hierarchical, &HierarchicalConfig::branches>(
+            "router.hierarchical.branches", 1, 4096,
+            "branches B: groups of experts.count / B consecutive experts; must divide "
+            "experts.count"),
+        int_key<&C::router, &RouterConfig::hierarchical, &HierarchicalConfig::k_branches>(
+            "router.hierarchical.k_branches", 1, 64,
+            "branches a token picks (top by branch softmax); router.k experts within each"),
 
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
@@ -383,6 +398,9 @@ constexpr Section kSections[] = {
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
+    {"router.hash", "options of the hash router (router.type: hash)"},
+    {"router.sinkhorn", "options of the Sinkhorn router (router.type: sinkhorn)"},
+    {"router.hierarchical", "options of the hierarchical router (router.type: hierarchical)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"balance.losses",

@@ -13,7 +13,10 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
                    int blocks)
     : D_(cfg.model.d_model),
       N_(cfg.experts.count),
-      K_(cfg.router.k),
+      // assignments per token that the capacity and the Switch loss are sized for: router.k,
+      // times the branches a token picks for the hierarchical router
+      K_(cfg.router.k *
+         (cfg.router.type == RouterType::hierarchical ? cfg.router.hierarchical.k_branches : 1)),
       H_(cfg.experts.d_ff),
       H1_(cfg.experts.activation == Activation::swiglu ? 2 * cfg.experts.d_ff : cfg.experts.d_ff),
       block_(block),

@@ -14,6 +14,11 @@ namespace moe {
 
 std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
+std::unique_ptr<Router> make_hash(const RouterConfig& cfg);
+std::unique_ptr<Router> make_random(const RouterConfig& cfg);
+std::unique_ptr<Router> make_sinkhorn(const RouterConfig& cfg);
+std::unique_ptr<Router> make_base(const RouterConfig& cfg);
+std::unique_ptr<Router> make_hierarchical(const RouterConfig& cfg);
 
 namespace {
 
@@ -22,10 +27,18 @@ struct RouterFactory {
     std::unique_ptr<Router> (*make)(const RouterConfig&);
 };
 
+// One line per router (clang-format would pack them).
+// clang-format off
 constexpr RouterFactory kRouterFactories[] = {
     {"topk", &make_topk},
     {"expert_choice", &make_expert_choice},
+    {"hash", &make_hash},
+    {"random", &make_random},
+    {"sinkhorn", &make_sinkhorn},
+    {"base", &make_base},
+    {"hierarchical", &make_hierarchical},
 };
+// clang-format on
 
 const RouterFactory* find_factory(std::string_view name) {
     for (const RouterFactory& f : kRouterFactories)

@@ -1,5 +1,6 @@
 // Writing configs out: the resolved YAML round-trips exactly, and docs/config.md is the
 // generated reference.
+#include "config/components.h"
 #include "config/config_load.h"
 #include "config/schema.h"
 
@@ -22,6 +23,13 @@ TEST_SUITE("config") {
         std::string yaml = config_to_yaml(Config{});
         CHECK(yaml.rfind(std::string("# moe-sim ") + MOESIM_VERSION, 0) == 0);
         for (const std::string& key : config_keys()) {
+            // the own keys of a component not selected are left out (given, they are an error)
+            if (const ComponentRow* owner = owner_of_key(key))
+                if (selected_component(Config{}, owner->choice_key) != owner) {
+                    CHECK(yaml.find(" " + key.substr(key.rfind('.') + 1) + ": ") ==
+                          std::string::npos);
+                    continue;
+                }
             std::string leaf = key.substr(key.rfind('.') + 1);
             bool listed = yaml.find(" " + leaf + ": ") != std::string::npos ||
                           yaml.find("\n" + leaf + ": ") != std::string::npos;
@@ -38,10 +46,12 @@ TEST_SUITE("config") {
         const Config c = moe::test::nontrivial_config();
         CHECK_NOTHROW(config_validate(c));
         // Every key differs from its default, except the ones with a single available choice
-        // and router.topk.second_expert (its `random` needs router.k = 2, the default).
+        // and router.topk.second_expert (its `random` needs router.k = 2, the default), and the
+        // own keys of the routers other than topk (an error while topk is selected).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
-                key == "router.topk.second_expert")
+                key == "router.topk.second_expert" || key.rfind("router.hash.", 0) == 0 ||
+                key.rfind("router.sinkhorn.", 0) == 0 || key.rfind("router.hierarchical.", 0) == 0)
                 continue;
             CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
         }
@@ -102,9 +112,9 @@ TEST_SUITE("config") {
         }
         CHECK(md.find("| `router.score` | choice | `softmax` | softmax, sigmoid |") !=
               std::string::npos);
-        CHECK(
-            md.find("topk, expert_choice (not available yet: soft, hash, random, hierarchical)") !=
-            std::string::npos);
+        CHECK(md.find(
+                  "topk, expert_choice, hash, random, sinkhorn, base, hierarchical (not available "
+                  "yet: soft)") != std::string::npos);
         CHECK(md.find("cpu (not available yet: cuda)") != std::string::npos);
         CHECK(md.find("| `router.k` | integer | `2` | between 1 and 64 |") != std::string::npos);
         CHECK(md.find("`router.k` <= `experts.count`") != std::string::npos);
