@@ -13,7 +13,7 @@ enum class Device { cpu, cuda };
 enum class TaskKind { clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
-enum class RouterType { topk, expert_choice };
+enum class RouterType { topk, expert_choice, soft, soft_slots };
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
@@ -69,6 +69,13 @@ struct TopkConfig {
     bool operator==(const TopkConfig&) const = default;
 };
 
+// Soft MoE's own keys (router.soft_slots.*).
+struct SoftSlotsConfig {
+    int slots = 1;  // S: slots per expert (Puigcerver et al. 2023's p)
+
+    bool operator==(const SoftSlotsConfig&) const = default;
+};
+
 struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
@@ -77,6 +84,7 @@ struct RouterConfig {
     double noise = 0.0;
     double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
     TopkConfig topk;
+    SoftSlotsConfig soft_slots;
 
     bool operator==(const RouterConfig&) const = default;
 };

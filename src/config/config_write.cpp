@@ -1,5 +1,6 @@
 // Writing a config out, all from the schema: the fully resolved YAML (config_to_yaml), one key's
 // value as text (config_value_string), and the markdown reference (docs/config.md).
+#include "config/components.h"
 #include "config/config_load.h"
 #include "config/load_internal.h"
 #include "config/schema.h"
@@ -102,6 +103,10 @@ std::string config_to_yaml(const Config& cfg) {
         "# moe-sim {}: fully resolved config (every key, given or default)\n", MOESIM_VERSION);
     std::string_view open;  // the section whose keys are being written
     for (const schema::Key& key : schema::keys()) {
+        // A component's own keys only while it is selected: given with another one they are an
+        // error (validate.cpp), so the resolved config must load back without them.
+        const ComponentRow* owner = owner_of_key(key.path);
+        if (owner && selected_component(cfg, owner->choice_key) != owner) continue;
         std::string_view section = schema::parent_of(key.path);
         if (section != open) {
             // Open the sections of `section` that are not already open, outermost first.

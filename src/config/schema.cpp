@@ -280,6 +280,10 @@ const std::vector<Key>& table() {
             "router.topk.topk_groups", 1, 4096,
             "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
             "from them"),
+        int_key<&C::router, &RouterConfig::soft_slots, &SoftSlotsConfig::slots>(
+            "router.soft_slots.slots", 1, 4096,
+            "slots per expert (S): each slot is a softmax-over-tokens weighted average of the "
+            "batch's tokens, and each expert processes its S slots"),
 
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
@@ -351,6 +355,7 @@ constexpr Section kSections[] = {
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
+    {"router.soft_slots", "options of Soft MoE (router.type: soft_slots)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"train", "optimisation, evaluation and logging"},

@@ -74,6 +74,19 @@ public:
     int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;  // parameter tensors
 
 private:
+    // The token-expert path of a sparse plan: capacity, dispatch, experts, combine (forward);
+    // combine, experts and scatter backward, then the gate gradients into dslot_task_.
+    void forward_sparse(Backend& be, ParamStore& ps, float* y, const float* x, int T,
+                        const Pass& pass);
+    void backward_sparse(Backend& be, ParamStore& ps, float* dx, const float* dy, int T);
+    // The slot path of a dense plan (Soft MoE; model/moe_dense.cpp): dispatch and combine as
+    // matrix products with the plan's weights, the experts over their slot rows; backward writes
+    // dx and the router's weight gradients [dD | dC] into dslot_task_.
+    void reserve_dense(int T_max);
+    void forward_dense(Backend& be, ParamStore& ps, float* y, const float* x, int T);
+    void backward_dense(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
+                        int T);
+
     int D_, N_, K_, H_, H1_;
     int block_, blocks_;
     uint64_t seed_;

@@ -14,6 +14,8 @@ namespace moe {
 
 std::unique_ptr<Router> make_topk(const RouterConfig& cfg);
 std::unique_ptr<Router> make_expert_choice(const RouterConfig& cfg);
+std::unique_ptr<Router> make_soft(const RouterConfig& cfg);
+std::unique_ptr<Router> make_soft_slots(const RouterConfig& cfg);
 
 namespace {
 
@@ -25,6 +27,8 @@ struct RouterFactory {
 constexpr RouterFactory kRouterFactories[] = {
     {"topk", &make_topk},
     {"expert_choice", &make_expert_choice},
+    {"soft", &make_soft},
+    {"soft_slots", &make_soft_slots},
 };
 
 const RouterFactory* find_factory(std::string_view name) {

@@ -7,6 +7,9 @@
 // T_b tokens, routed A_b[i], dropped D_b[i], probabilities p, logits l:
 //   tokens[i]          = sum_b A_b[i]                  dropped[i] = sum_b D_b[i]
 //   processed[i]       = tokens[i] - dropped[i]        load[i] = tokens[i] / sum_j tokens[j]
+//   (a weighted plan, the dense routers': load[i] = mass[i] / sum_j mass[j] with mass[i] the
+//   plan's dispatch weight mass summed over the window, and the load statistics come from it:
+//   load_stats_weighted; a dense plan, Soft MoE's slots, drops no token)
 //   importance[i]      = sum_{b,t} p[t,i] / sum_b T_b
 //   max_vio ... gini, min/max_load, dead_experts: load_stats(tokens)   (stats/load_stats.h)
 //   drop_rate          = sum_{b,i} D_b[i] / sum_{b,i} A_b[i]   (= / T k for token choice)
@@ -111,6 +114,8 @@ private:
     int N_ = 0, max_groups_ = 0;
     std::vector<int64_t> routed_, dropped_;  // (N)
     std::vector<double> importance_sum_;     // (N)
+    std::vector<double> mass_;               // (N) weighted plans: dispatch weight mass
+    bool weighted_ = false;                  // a weighted plan was observed in the window
     std::vector<int64_t> group_expert_;      // (max_groups, N)
     int num_groups_ = 0;
     int64_t tokens_ = 0, slots_ = 0, dropped_tokens_ = 0, batches_ = 0;

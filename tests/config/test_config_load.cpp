@@ -155,7 +155,7 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk), got the block scalar \"k: 3\\n\"");
+              "normalize, noise, scale, topk, soft_slots), got the block scalar \"k: 3\\n\"");
         CHECK(load_error("", {"router.k=|\n  3"}) ==
               "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
               "the block scalar \"3\"");
@@ -234,10 +234,10 @@ TEST_SUITE("config") {
         CHECK(
             load_error("balance: {loss: switch_loss}\n") ==
             "t.yaml:1:17: balance.loss: must be one of: none, switch, shazeer, got 'switch_loss'");
-        CHECK(load_error("router: {type: soft}\n") ==
-              "t.yaml:1:16: router.type: 'soft' is not available yet in this version of moe-sim; "
-              "available: topk, expert_choice");
-        for (const char* r : {"soft", "hash", "random", "hierarchical"})
+        CHECK(load_error("router: {type: hash}\n") ==
+              "t.yaml:1:16: router.type: 'hash' is not available yet in this version of moe-sim; "
+              "available: topk, expert_choice, soft, soft_slots");
+        for (const char* r : {"hash", "random", "hierarchical"})
             CHECK(load_error(std::string("router: {type: ") + r + "}\n")
                       .find("is not available yet") != std::string::npos);
         CHECK(load_error("data: {task: modular}\n") ==
@@ -268,7 +268,7 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk), got '3'");
+              "normalize, noise, scale, topk, soft_slots), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
               "t.yaml:2:13: data.clusters: is a section: expected a mapping of its keys (dim, "
               "num_clusters, "
@@ -415,11 +415,11 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, scale, topk), got 'topk'");
+                  "normalize, noise, scale, topk, soft_slots), got 'topk'");
             CHECK(load_error("", {"router="}) ==
                   "override 'router=': router: is a section: expected a mapping of its keys (type, "
                   "k, score, "
-                  "normalize, noise, scale, topk), got an empty value");
+                  "normalize, noise, scale, topk, soft_slots), got an empty value");
             CHECK(
                 load_error("", {"train.lr=[1"})
                     .rfind(
