@@ -6,7 +6,9 @@
 //   Y_e    = act(Xd_e W1_e + b1_e) W2_e + b2_e       one matrix product per expert segment
 //   y[t]   = sum_{a of token t} gate[a] * Y[a]  + shared(x)    (the plan's by-token index)
 //
-// Compute is O(A) expert rows (A <= T k for top-k), never O(T N). A dropped assignment
+// Compute is O(A) expert rows (A <= T k for top-k), never O(T N), except for the dense routers:
+// soft (A = T N by definition) and soft_slots, whose dense plan runs the dense path
+// (moe_dense.cpp: dispatch Xs = Dᵀ x and combine y = C Ys as matrix products, N*S slot rows). A dropped assignment
 // contributes nothing; a token with every assignment dropped gets y[t] = shared(x) only (the
 // residual carries it).
 //
