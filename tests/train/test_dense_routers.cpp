@@ -114,4 +114,41 @@ TEST_SUITE("train") {
             CHECK(read_text(d1 / f) == read_text(d2 / f));
         }
     }
+
+    TEST_CASE("dense routers: a run stopped mid-window and resumed equals the whole run") {
+        // the statistics window's weight masses go through the checkpoint
+        for (const std::string type : {"soft", "soft_slots"}) {
+            CAPTURE(type);
+            std::vector<std::string> o = {"train.steps=30",
+                                          "train.log_every=10",
+                                          "train.eval_every=15",
+                                          "data.train_size=1024",
+                                          "data.eval_size=256",
+                                          "train.batch_size=64",
+                                          "experts.count=4",
+                                          "experts.d_ff=16",
+                                          "model.d_model=16",
+                                          "capacity.factor=0",
+                                          "balance.loss=none",
+                                          "router.type=" + type,
+                                          "threads=1"};
+            const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), o);
+            const auto whole = scratch_dir("dense_resume_whole_" + type);
+            const auto part = scratch_dir("dense_resume_part_" + type);
+            RunOptions opts;
+            opts.out_dir = whole;
+            REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
+            opts.out_dir = part;
+            opts.stop_after_step = 17;  // after the checkpoint of step 15, mid-window
+            REQUIRE(train_run(cfg, opts).status == RunStatus::interrupted);
+            opts.stop_after_step = 0;
+            opts.resume = true;
+            REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
+            for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
+                                  "events.csv", "summary.csv"}) {
+                CAPTURE(f);
+                CHECK(read_text(whole / f) == read_text(part / f));
+            }
+        }
+    }
 }
