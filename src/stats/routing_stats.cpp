@@ -271,6 +271,8 @@ CollapseTracker::CollapseTracker(int num_layers, int N)
     : layers_(num_layers),
       N_(N),
       interval_(size_t(num_layers) * size_t(N), 0),
+      mass_interval_(size_t(num_layers) * size_t(N), 0.0),
+      weighted_(size_t(num_layers), 0),
       dead_(size_t(num_layers) * size_t(N), 0),
       first_dead_(size_t(num_layers)) {
     MOESIM_CHECK(num_layers >= 0 && N >= 0, "statistics invariant");
@@ -282,8 +284,29 @@ void CollapseTracker::count(int layer, std::span<const int> routed) {
     for (int i = 0; i < N_; ++i) c[i] += routed[size_t(i)];
 }
 
+void CollapseTracker::count_weighted(int layer, std::span<const double> mass) {
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && mass.size() == size_t(N_), "bad layer");
+    double* c = mass_interval_.data() + size_t(layer) * N_;
+    for (int i = 0; i < N_; ++i) c[i] += mass[size_t(i)];
+    weighted_[size_t(layer)] = 1;
+}
+
 void CollapseTracker::end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events) {
     MOESIM_CHECK(layer >= 0 && layer < layers_, "bad layer");
+    if (weighted_[size_t(layer)]) {
+        double* m = mass_interval_.data() + size_t(layer) * N_;
+        double total = 0.0;
+        for (int i = 0; i < N_; ++i) total += m[i];
+        if (total > 0.0) {
+            std::vector<double> fractions(static_cast<size_t>(N_));
+            for (int i = 0; i < N_; ++i) fractions[size_t(i)] = m[i] / total;
+            observe(step, layer, fractions, events);
+        }
+        std::fill(m, m + N_, 0.0);
+        std::fill_n(interval_.data() + size_t(layer) * N_, N_, int64_t{0});
+        weighted_[size_t(layer)] = 0;
+        return;
+    }
     int64_t* c = interval_.data() + size_t(layer) * N_;
     int64_t total = 0;
     for (int i = 0; i < N_; ++i) total += c[i];
@@ -298,6 +321,8 @@ void CollapseTracker::end_interval(int64_t step, int layer, std::vector<Collapse
 void CollapseTracker::save(BinaryWriter& w) const {
     w.tag("COLL");
     w.vec(interval_);
+    w.vec(mass_interval_);
+    w.vec(weighted_);
     w.vec(dead_);
     for (const auto& f : first_dead_) w.put<int64_t>(f ? *f : -1);
 }
@@ -305,6 +330,8 @@ void CollapseTracker::save(BinaryWriter& w) const {
 void CollapseTracker::load(BinaryReader& r) {
     r.tag("COLL");
     r.vec(interval_, int64_t(layers_) * N_);
+    r.vec(mass_interval_, int64_t(layers_) * N_);
+    r.vec(weighted_, int64_t(layers_));
     r.vec(dead_, int64_t(layers_) * N_);
     for (auto& f : first_dead_) {
         const int64_t v = r.get<int64_t>();

@@ -169,6 +169,9 @@ public:
 
     // Counts one training step's routed counts A[i] (N) of `layer` into the current interval.
     void count(int layer, std::span<const int> routed);
+    // The same for a weighted plan (the dense routers): its dispatch weight masses (N). An
+    // interval with any weighted step takes its load fractions from the masses.
+    void count_weighted(int layer, std::span<const double> mass);
     // Closes the interval of `layer` that ends at eval `step`: its load fractions go to
     // observe() (nothing when the interval had no tokens) and the interval restarts.
     void end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events);
@@ -189,6 +192,8 @@ public:
 private:
     int layers_ = 0, N_ = 0;
     std::vector<int64_t> interval_;                   // (layers, N) routed since the last eval
+    std::vector<double> mass_interval_;               // (layers, N) weighted: mass since then
+    std::vector<uint8_t> weighted_;                   // (layers) the interval is weighted
     std::vector<uint8_t> dead_;                       // (layers, N)
     std::vector<std::optional<int64_t>> first_dead_;  // (layers)
 };

@@ -126,4 +126,38 @@ TEST_SUITE("stats") {
         CHECK(s.experts[0].importance == doctest::Approx(4.0 / 7));  // combine mass
         CHECK(s.experts[1].importance == doctest::Approx(3.0 / 7));
     }
+
+    TEST_CASE("CollapseTracker: a weighted interval's loads are its dispatch weight masses") {
+        // N = 2: the threshold is 1/20. Routed counts would be equal (both experts see every
+        // token); the masses say expert 0 is starved.
+        CollapseTracker c(1, 2);
+        std::vector<CollapseEvent> ev;
+        const std::vector<int> routed = {64, 64};
+        c.count(0, routed);
+        c.count_weighted(0, std::vector<double>{1.0, 30.0});
+        c.count_weighted(0, std::vector<double>{0.5, 32.5});  // 1.5 of 64: 0.023 < 0.05
+        c.end_interval(100, 0, ev);
+        REQUIRE(ev.size() == 1);
+        CHECK(ev[0].step == 100);
+        CHECK(ev[0].expert == 0);
+        CHECK(ev[0].kind == CollapseKind::dead);
+        CHECK(c.is_dead(0, 0));
+        // a state saved mid-interval continues the same way
+        c.count_weighted(0, std::vector<double>{4.0, 36.0});  // 0.1 >= 0.05: revived
+        std::stringstream ss;
+        BinaryWriter bw(ss);
+        c.save(bw);
+        CollapseTracker back(1, 2);
+        BinaryReader br(ss);
+        back.load(br);
+        std::vector<CollapseEvent> ev2;
+        back.end_interval(200, 0, ev2);
+        REQUIRE(ev2.size() == 1);
+        CHECK(ev2[0].kind == CollapseKind::revived);
+        // then an interval of routed counts only is counted as before
+        back.count(0, std::vector<int>{0, 10});
+        back.end_interval(300, 0, ev2);
+        REQUIRE(ev2.size() == 2);
+        CHECK(ev2[1].kind == CollapseKind::dead);
+    }
 }
