@@ -140,7 +140,8 @@ std::string config_reference_markdown() {
         "     Regenerate with: moe-sim validate --reference > docs/config.md -->\n\n";
     out +=
         "A run is described by one YAML file. Every key has a default, so a config only says what\n"
-        "differs; `moe-sim` writes the fully resolved config (every key) next to the results.\n\n";
+        "differs; `moe-sim` writes the fully resolved config (every key, except the own keys of\n"
+        "components not selected) next to the results.\n\n";
     out += "## How a config is read\n\n";
     out +=
         "- An empty file, or one with only comments, is valid and means all defaults; so is `{}`.\n"
