@@ -216,7 +216,13 @@ int run_bench(const BenchArgs& a) {
     }
 
     const int n_moe = int(model.moe_layers().size());
-    const double slots = double(T) * cfg.router.k * n_moe;
+    // the assignments a step routes per MoE layer: T k; the dense routers: every token on every
+    // expert (soft, T N), or N S slot rows (soft_slots)
+    double per_layer = double(T) * cfg.router.k;
+    if (cfg.router.type == RouterType::soft) per_layer = double(T) * cfg.experts.count;
+    if (cfg.router.type == RouterType::soft_slots)
+        per_layer = double(cfg.experts.count) * cfg.router.soft_slots.slots;
+    const double slots = per_layer * n_moe;
     const BenchMemory mem = bench_memory(cfg, task->input_dim(), task->num_classes(), T,
                                          mean_assign, model.params().size(), opt.state_floats());
     const double mib = 1.0 / (1024.0 * 1024.0);

@@ -6,6 +6,11 @@ namespace {
 int n_moe_layers(const Config& cfg) {
     return cfg.model.layers / cfg.model.moe_every;
 }
+// Router logits per token: N, or N*S for Soft MoE's slots.
+double router_width(const Config& cfg) {
+    const double n = cfg.experts.count;
+    return cfg.router.type == RouterType::soft_slots ? n * cfg.router.soft_slots.slots : n;
+}
 int hidden_in(const Config& cfg, int H) {
     return cfg.experts.activation == Activation::swiglu ? 2 * H : H;
 }
@@ -14,11 +19,16 @@ int hidden_in(const Config& cfg, int H) {
 BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
                        double assignments) {
     const double t = T, din = input_dim, d = cfg.model.d_model, c = num_classes;
-    const double n = cfg.experts.count, h = cfg.experts.d_ff, h1 = hidden_in(cfg, cfg.experts.d_ff);
+    const double h = cfg.experts.d_ff, h1 = hidden_in(cfg, cfg.experts.d_ff);
     const int moe = n_moe_layers(cfg), dense = cfg.model.layers - moe;
     BenchFlops f;
     f.embed = 2.0 * (2.0 * t * din * d);
-    f.router = 3.0 * (2.0 * t * d * n) * moe;
+    f.router = 3.0 * (2.0 * t * d * router_width(cfg)) * moe;
+    if (cfg.router.type == RouterType::soft_slots) {
+        // Soft MoE's dispatch Xs = Dᵀ x and combine y = C Ys, both (T, N*S) by (N*S or T, D)
+        const double slots = router_width(cfg);
+        f.router += 2.0 * 3.0 * (2.0 * t * slots * d) * moe;
+    }
     f.experts = 3.0 * (2.0 * assignments * d * h1 + 2.0 * assignments * h * d);
     if (cfg.experts.shared > 0) {
         const double sh = double(cfg.experts.shared) * h;
@@ -40,9 +50,11 @@ BenchMemory bench_memory(const Config& cfg, int input_dim, int num_classes, int 
     m.params = kF * double(n_params);
     m.grads = kF * double(n_params);
     m.optimizer = kF * double(optimizer_floats);
-    double act = t * input_dim + t;               // batch x and labels
-    act += layers * (2.0 * t * d + t);            // h_l, RMSNorm(h_l), 1/rms
-    act += moe * (2.0 * t * n + 4.0 * t * k);     // logits, probs; plan sel/gate/kept/pos
+    double act = t * input_dim + t;                 // batch x and labels
+    act += layers * (2.0 * t * d + t);              // h_l, RMSNorm(h_l), 1/rms
+    act += moe * (2.0 * t * n + 4.0 * t * k);       // logits, probs; plan sel/gate/kept/pos
+    if (cfg.router.type == RouterType::soft_slots)  // wider logits, dispatch and combine
+        act += moe * 3.0 * t * (router_width(cfg) - n);
     act += assignments * (d + h1 + h + d + 1.0);  // dispatched x, pre, act, y, token
     if (cfg.experts.shared > 0) act += moe * t * cfg.experts.shared * (h1 + h);
     act += dense * t * (h1 + h);

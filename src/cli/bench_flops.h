@@ -6,10 +6,12 @@
 // (dX = dY Wᵀ and dW = Xᵀ dY), so 3 * 2mnk per step; the embedding's input needs no gradient, so
 // it costs 2 * 2mnk. With T tokens, Din input dim, D = model.d_model, H = experts.d_ff,
 // H1 = H (relu, gelu) or 2H (swiglu: W1 gives gate and up), N experts, C classes,
-// S = experts.shared, A = the processed (kept) assignments summed over the MoE layers:
+// S = experts.shared, A = the processed (kept) assignments summed over the MoE layers (the
+// dense routers: soft processes T*N, every token on every expert; soft_slots N*S slot rows):
 //
 //   embed   = 2 * (2 T Din D)
-//   router  = 3 * (2 T D N)                                 per MoE layer
+//   router  = 3 * (2 T D N)                                 per MoE layer (soft_slots: N*S
+//             logits, plus its dispatch and combine products 2 * 3 * (2 T N*S D))
 //   experts = 3 * (2 A D H1 + 2 A H D)                      A summed over MoE layers
 //   shared  = 3 * (2 T D S H1 + 2 T S H D)                  per MoE layer when S > 0
 //   dense   = 3 * (2 T D H1 + 2 T H D)                      per dense (non-MoE) block

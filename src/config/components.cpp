@@ -380,6 +380,139 @@ const KeyRule kHierarchicalRules[] = {
      }},
 };
 
+// ---- the dense routers: soft (Jacobs et al. 1991) and soft_slots (Puigcerver et al. 2023) ----
+// Every expert sees every token (soft) or a weighted mix of all of them (soft_slots): nothing is
+// routed past a capacity, there is no selection for noise, bias or k to act on, and the routed
+// counts the Switch and Shazeer losses balance are constant. Those keys are refused, not ignored.
+
+constexpr std::string_view router_name(RouterType r) {
+    return r == RouterType::soft ? "soft" : "soft_slots";
+}
+
+template <RouterType R>
+std::string dense_capacity(const Config& c, const Show& s) {
+    if (c.capacity.factor == 0) return {};
+    return fmt::format(
+        "{} sends every token to every expert (nothing can be dropped): set capacity.factor to 0, "
+        "got {}",
+        router_name(R), s.value("capacity.factor"));
+}
+template <RouterType R>
+std::string dense_eval_capacity(const Config& c, const Show& s) {
+    if (c.capacity.eval_factor == 0) return {};
+    return fmt::format(
+        "{} sends every token to every expert (nothing can be dropped): set "
+        "capacity.eval_factor to 0, got {}",
+        router_name(R), s.value("capacity.eval_factor"));
+}
+template <RouterType R>
+std::string dense_drop_policy(const Config& c, const Show&) {
+    if (c.capacity.drop_policy == DropPolicy::position && c.capacity.min == 0) return {};
+    return fmt::format("{} drops nothing: leave capacity.drop_policy and capacity.min unset",
+                       router_name(R));
+}
+template <RouterType R>
+std::string dense_balance(const Config& c, const Show& s) {
+    if (c.balance.loss == BalanceLoss::none) return {};
+    return fmt::format(
+        "{} has no routed counts to balance (every expert gets every token, so the loss would "
+        "be a constant): set balance.loss to none, got {}",
+        router_name(R), s.value("balance.loss"));
+}
+template <RouterType R>
+std::string dense_bias(const Config& c, const Show& s) {
+    if (c.balance.bias_rate == 0) return {};
+    return fmt::format(
+        "{} selects nothing for a balancing bias to steer: got balance.bias_rate = {}",
+        router_name(R), s.value("balance.bias_rate"));
+}
+template <RouterType R>
+std::string dense_noise(const Config& c, const Show& s) {
+    if (c.router.noise == 0) return {};
+    return fmt::format("{} has no gating noise (there is no selection), got router.noise = {}",
+                       router_name(R), s.value("router.noise"));
+}
+template <RouterType R>
+std::string dense_score(const Config& c, const Show&) {
+    if (c.router.score == ScoreFn::softmax) return {};
+    return fmt::format("{} weighs experts by a softmax; 'sigmoid' is for topk", router_name(R));
+}
+template <RouterType R>
+std::string dense_normalize(const Config& c, const Show&) {
+    if (c.router.normalize == Normalize::auto_k) return {};
+    return fmt::format(
+        "{}'s weights are softmaxes (nothing to renormalise): leave router.normalize "
+        "at auto",
+        router_name(R));
+}
+
+// The rules both dense routers share (their texts name both, so the reference lists each once).
+template <RouterType R>
+constexpr std::array<KeyRule, 8> dense_rules() {
+    return {{
+        {"capacity.factor",
+         {"capacity.factor", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `capacity.factor` = 0: every "
+         "expert sees every "
+         "token",
+         &dense_capacity<R>},
+        {"capacity.eval_factor",
+         {"capacity.eval_factor", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `capacity.eval_factor` = 0",
+         &dense_eval_capacity<R>},
+        {"capacity.drop_policy",
+         {"capacity.drop_policy", "capacity.min"},
+         "`router.type: soft` and `router.type: soft_slots` refuse `capacity.drop_policy` and "
+         "`capacity.min`: "
+         "they drop nothing",
+         &dense_drop_policy<R>},
+        {"balance.loss",
+         {"balance.loss", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `balance.loss: none`: their "
+         "routed counts are "
+         "constant",
+         &dense_balance<R>},
+        {"balance.bias_rate",
+         {"balance.bias_rate", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `balance.bias_rate` = 0: they "
+         "select nothing",
+         &dense_bias<R>},
+        {"router.noise",
+         {"router.noise", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `router.noise` = 0",
+         &dense_noise<R>},
+        {"router.score",
+         {"router.score", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `router.score: softmax`",
+         &dense_score<R>},
+        {"router.normalize",
+         {"router.normalize", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `router.normalize: auto`",
+         &dense_normalize<R>},
+    }};
+}
+
+constexpr std::string_view kSoftKeys[] = {"router.scale"};
+constexpr std::array<KeyRule, 8> kSoftRules = dense_rules<RouterType::soft>();
+
+std::string soft_slots_scale(const Config& c, const Show& s) {
+    if (c.router.scale == 1.0) return {};
+    return fmt::format(
+        "soft_slots has no gate scale (its combine weights sum to 1), got router.scale = {}",
+        s.value("router.scale"));
+}
+constexpr std::string_view kSoftSlotsKeys[] = {"router.soft_slots.slots"};
+constexpr std::array<KeyRule, 9> kSoftSlotsRules = [] {
+    std::array<KeyRule, 9> out{};
+    const std::array<KeyRule, 8> shared = dense_rules<RouterType::soft_slots>();
+    for (size_t i = 0; i < shared.size(); ++i) out[i] = shared[i];
+    out[8] = {"router.scale",
+              {"router.scale", "router.type"},
+              "`router.type: soft_slots` needs `router.scale` = 1",
+              &soft_slots_scale};
+    return out;
+}();
+
 // ---- balancers (balance.loss, or switched on by their own key; used by model/) ----
 
 constexpr std::string_view kSwitchKeys[] = {"balance.alpha", "balance.losses.switch"};
@@ -499,10 +632,26 @@ const ComponentRow kRows[] = {
     {.kind = K::router,
      .name = "soft",
      .choice_key = "router.type",
-     .built = false,
-     .summary =
-         "soft MoE: each expert slot takes a weighted average of all tokens, nothing is dropped",
-     .paper = "Puigcerver et al. 2023"},
+     .id = int(RouterType::soft),
+     .built = true,
+     .summary = "dense mixture: every expert runs on every token, y = sum_i p_i(x) E_i(x) with p "
+                "the softmax of the router logits (times router.scale); nothing is dropped",
+     .paper = "Jacobs et al. 1991",
+     .devices = kCpu,
+     .keys = kSoftKeys,
+     .rules = kSoftRules},
+    {.kind = K::router,
+     .name = "soft_slots",
+     .choice_key = "router.type",
+     .id = int(RouterType::soft_slots),
+     .built = true,
+     .summary = "Soft MoE: each expert has S slots, each slot a softmax-over-tokens weighted "
+                "average of the batch's tokens; each token's output a softmax-over-slots weighted "
+                "average of the slot outputs; nothing is dropped",
+     .paper = "Puigcerver et al. 2023",
+     .devices = kCpu,
+     .keys = kSoftSlotsKeys,
+     .rules = kSoftSlotsRules},
     {.kind = K::router,
      .name = "hash",
      .choice_key = "router.type",

@@ -13,7 +13,17 @@ enum class Device { cpu, cuda };
 enum class TaskKind { clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
-enum class RouterType { topk, expert_choice, hash, random, sinkhorn, base, hierarchical };
+enum class RouterType {
+    topk,
+    expert_choice,
+    soft,
+    soft_slots,
+    hash,
+    random,
+    sinkhorn,
+    base,
+    hierarchical
+};
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
@@ -96,6 +106,13 @@ struct HierarchicalConfig {
     bool operator==(const HierarchicalConfig&) const = default;
 };
 
+// Soft MoE's own keys (router.soft_slots.*).
+struct SoftSlotsConfig {
+    int slots = 1;  // S: slots per expert (Puigcerver et al. 2023's p)
+
+    bool operator==(const SoftSlotsConfig&) const = default;
+};
+
 struct RouterConfig {
     RouterType type = RouterType::topk;
     int k = 2;
@@ -107,6 +124,7 @@ struct RouterConfig {
     HashConfig hash;
     SinkhornConfig sinkhorn;
     HierarchicalConfig hierarchical;
+    SoftSlotsConfig soft_slots;
 
     bool operator==(const RouterConfig&) const = default;
 };

@@ -105,10 +105,10 @@ std::string config_to_yaml(const Config& cfg) {
         MOESIM_VERSION);
     std::string_view open;  // the section whose keys are being written
     for (const schema::Key& key : schema::keys()) {
-        // A component's own keys only while it is selected (given otherwise, they are an error):
-        // with router.type: hash, no router.topk.* is written.
-        if (const ComponentRow* owner = owner_of_key(key.path))
-            if (selected_component(cfg, owner->choice_key) != owner) continue;
+        // A component's own keys only while it is selected: given with another one they are an
+        // error (validate.cpp), so the resolved config must load back without them.
+        const ComponentRow* owner = owner_of_key(key.path);
+        if (owner && selected_component(cfg, owner->choice_key) != owner) continue;
         std::string_view section = schema::parent_of(key.path);
         if (section != open) {
             // Open the sections of `section` that are not already open, outermost first.
@@ -142,7 +142,8 @@ std::string config_reference_markdown() {
         "     Regenerate with: moe-sim validate --reference > docs/config.md -->\n\n";
     out +=
         "A run is described by one YAML file. Every key has a default, so a config only says what\n"
-        "differs; `moe-sim` writes the fully resolved config (every key) next to the results.\n\n";
+        "differs; `moe-sim` writes the fully resolved config (every key, except the own keys of\n"
+        "components not selected) next to the results.\n\n";
     out += "## How a config is read\n\n";
     out +=
         "- An empty file, or one with only comments, is valid and means all defaults; so is `{}`.\n"

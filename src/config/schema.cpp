@@ -306,6 +306,10 @@ const std::vector<Key>& table() {
         int_key<&C::router, &RouterConfig::hierarchical, &HierarchicalConfig::k_branches>(
             "router.hierarchical.k_branches", 1, 64,
             "branches a token picks (top by branch softmax); router.k experts within each"),
+        int_key<&C::router, &RouterConfig::soft_slots, &SoftSlotsConfig::slots>(
+            "router.soft_slots.slots", 1, 4096,
+            "slots per expert (S): each slot is a softmax-over-tokens weighted average of the "
+            "batch's tokens, and each expert processes its S slots"),
 
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),
@@ -401,6 +405,7 @@ constexpr Section kSections[] = {
     {"router.hash", "options of the hash router (router.type: hash)"},
     {"router.sinkhorn", "options of the Sinkhorn router (router.type: sinkhorn)"},
     {"router.hierarchical", "options of the hierarchical router (router.type: hierarchical)"},
+    {"router.soft_slots", "options of Soft MoE (router.type: soft_slots)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},
     {"balance.losses",

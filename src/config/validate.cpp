@@ -15,6 +15,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace moe::detail {
 namespace {
 
@@ -186,9 +188,12 @@ void validate_cross_keys(LoadState& st) {
 std::vector<std::string> cross_key_rules_text() {
     std::vector<std::string> out;
     for (const KeyRule& rule : kRules) out.emplace_back(rule.text);
+    // A rule shared by several rows (the dense routers') says so in its text: listed once.
     for (const ComponentRow& row : components())
         if (row.built)
-            for (const KeyRule& rule : row.rules) out.emplace_back(rule.text);
+            for (const KeyRule& rule : row.rules)
+                if (std::find(out.begin(), out.end(), rule.text) == out.end())
+                    out.emplace_back(rule.text);
     // The own sub-sections that have keys.
     for (const ComponentRow& row : components()) {
         std::string section = own_section(row);

@@ -80,6 +80,7 @@ void MoeLayer::reserve(int T_max) {
             dsgate_.resize(size_t(T_max));
         }
     }
+    if (router_->plan_kind() == PlanKind::dense) reserve_dense(T_max);
 }
 
 void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
@@ -91,30 +92,10 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
     router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
                    state_, plan_);
-    DropContext drop{min_capacity_, seed_, p.noise_key, nullptr};
-    if (drop_policy_ == DropPolicy::priority) {
-        // Batch-Prioritized Routing: a token's priority is its top-1 router probability
-        const float* probs = state_.probs.data();
-        for (int t = 0; t < T; ++t)
-            priority_[size_t(t)] =
-                *std::max_element(probs + size_t(t) * N_, probs + size_t(t + 1) * N_);
-        drop.priority = priority_.data();
-    }
-    capacity_apply(plan_, pass.capacity_factor, K_, drop_policy_, scratch_, drop);
-    plan_index_by_token(plan_, scratch_);
-
-    // Dispatch: tokens grouped by expert, then one product per expert segment.
-    const int A = plan_.assignments();
-    const int* off = plan_.offsets.data();
-    be.gather_rows(xd_.data(), x, plan_.token.data(), A, D_);
-    be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
-                              off, N_, H1_, D_);
-    be.act_forward(h_.data(), pre_.data(), A, H_, act_);
-    be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
-                              N_, D_, H_);
-    // Combine: gate-weighted sum of each token's assignments, by token.
-    be.combine_by_token(y, yd_.data(), plan_.tok_offsets.data(), plan_.tok_assign.data(),
-                        plan_.gate.data(), T, D_, false);
+    if (plan_.kind == PlanKind::dense)
+        forward_dense(be, ps, y, x, T);
+    else
+        forward_sparse(be, ps, y, x, T, p);
     if (shared_) {
         shared_->forward(be, ps, shared_y_.data(), x, T);
         if (shared_gate >= 0) {
@@ -157,39 +138,15 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
 
 void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
                         int T, bool router_grad_parts) {
-    const int A = plan_.assignments();
-    const int* off = plan_.offsets.data();
-    const int* tok_off = plan_.tok_offsets.data();
-    const int* tok_assign = plan_.tok_assign.data();
-    // The activation gradients are written over the forward workspaces as these die, so that
-    // backward allocates nothing of its own (the ops' aliasing rules are in backend.h):
-    //   yd_   read by combine_by_token_backward for the gate gradients, which writes dY over it
-    //   h_    read by the W2 weight gradient, then holds dh
-    //   pre_  read by act_backward, which writes dpre over it in place
-    //   xd_   read by the W1 weight gradient, then holds dXd
-    // Combine backward: dY and d gate of each assignment.
-    float* dyd = yd_.data();
-    be.combine_by_token_backward(dyd, dgate_.data(), dy, yd_.data(), tok_off, tok_assign,
-                                 plan_.gate.data(), T, D_);
-    // Experts backward, per segment.
-    be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
-    be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
-    float* dh = h_.data();  // h is dead: the W2 weight gradient was its last reader
-    be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true, 0.0f);
-    float* dpre = pre_.data();
-    be.act_backward(dpre, dh, pre_.data(), A, H_, act_);
-    be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre, off, N_, D_, H1_);
-    be.bias_grad_grouped(ps.g(b1), H1_, dpre, off, N_, H1_);
-    float* dxd = xd_.data();  // Xd is dead: the W1 weight gradient was its last reader
-    be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
-    // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
-    be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);
+    if (plan_.kind == PlanKind::dense)
+        backward_dense(be, ps, dx, dy, x, T);
+    else
+        backward_sparse(be, ps, dx, dy, T);
 
     // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
     // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
     // gradients.
     const size_t TL = size_t(T) * L_, R = size_t(state_.R);
-    gate_grad_to_slots(plan_, dgate_.data(), dslot_task_.data(), R);
     if (router_grad_parts) {
         // Statistics (gradient interference): the two parts apart, before they are summed.
         router_->backward(state_, dslot_task_.data(), nullptr, dlog_.data());

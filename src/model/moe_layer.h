@@ -8,7 +8,9 @@
 //            (experts.shared_gate: sigmoid multiplies shared(x)[t] by sigmoid(x[t] . w_g), one
 //            learned (D) vector per layer: Qwen1.5-MoE / Megatron's gated shared expert)
 //
-// Compute is O(A) expert rows (A <= T k for top-k), never O(T N). A dropped assignment
+// Compute is O(A) expert rows (A <= T k for top-k), never O(T N), except for the dense routers:
+// soft (A = T N by definition) and soft_slots, whose dense plan runs the dense path
+// (moe_dense.cpp: dispatch Xs = Dᵀ x and combine y = C Ys as matrix products, N*S slot rows). A dropped assignment
 // contributes nothing; a token with every assignment dropped gets y[t] = shared(x) only (the
 // residual carries it).
 //
@@ -79,6 +81,19 @@ public:
     int shared_gate = -1;  // the shared experts' gate vector w_g (D) (experts.shared_gate)
 
 private:
+    // The token-expert path of a sparse plan: capacity, dispatch, experts, combine (forward);
+    // combine, experts and scatter backward, then the gate gradients into dslot_task_.
+    void forward_sparse(Backend& be, ParamStore& ps, float* y, const float* x, int T,
+                        const Pass& pass);
+    void backward_sparse(Backend& be, ParamStore& ps, float* dx, const float* dy, int T);
+    // The slot path of a dense plan (Soft MoE; model/moe_dense.cpp): dispatch and combine as
+    // matrix products with the plan's weights, the experts over their slot rows; backward writes
+    // dx and the router's weight gradients [dD | dC] into dslot_task_.
+    void reserve_dense(int T_max);
+    void forward_dense(Backend& be, ParamStore& ps, float* y, const float* x, int T);
+    void backward_dense(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
+                        int T);
+
     int D_, N_, K_, H_, H1_;
     int block_, blocks_;
     uint64_t seed_;

@@ -61,6 +61,10 @@ public:
     // N for most routers; a router with more score heads (a hierarchy's branch logits, Soft
     // MoE's slots) asks for more. route() and backward() read and write (T, width).
     virtual int logit_width(int N) const { return N; }
+    // The kind of plan route() writes: sparse (token-expert assignments), or dense (Soft MoE's
+    // slots: the layer then reserves the plan's dispatch and combine weights and runs its dense
+    // path). With dense, state.R = the router's weights that backward takes gradients of.
+    virtual PlanKind plan_kind() const { return PlanKind::sparse; }
     // Sizes the state once for up to T_max tokens and N experts (what this router keeps), for
     // passes of capacity factor at most max_capacity_factor (as max_assignments).
     virtual void reserve(RouterState& state, int T_max, int N,

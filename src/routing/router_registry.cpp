@@ -19,6 +19,8 @@ std::unique_ptr<Router> make_random(const RouterConfig& cfg);
 std::unique_ptr<Router> make_sinkhorn(const RouterConfig& cfg);
 std::unique_ptr<Router> make_base(const RouterConfig& cfg);
 std::unique_ptr<Router> make_hierarchical(const RouterConfig& cfg);
+std::unique_ptr<Router> make_soft(const RouterConfig& cfg);
+std::unique_ptr<Router> make_soft_slots(const RouterConfig& cfg);
 
 namespace {
 
@@ -37,6 +39,8 @@ constexpr RouterFactory kRouterFactories[] = {
     {"sinkhorn", &make_sinkhorn},
     {"base", &make_base},
     {"hierarchical", &make_hierarchical},
+    {"soft", &make_soft},
+    {"soft_slots", &make_soft_slots},
 };
 // clang-format on
 

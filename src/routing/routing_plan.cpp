@@ -16,6 +16,12 @@ void RoutingPlan::reserve(int T_max, int N_, size_t A_max) {
     tok_assign.resize(A_max);
     routed.resize(size_t(N_));
     dropped.resize(size_t(N_));
+    mass.resize(size_t(N_));
+}
+
+void RoutingPlan::reserve_dense(int T_max, size_t A_max) {
+    dispatch.resize(size_t(T_max) * A_max);
+    combine.resize(size_t(T_max) * A_max);
 }
 
 void plan_from_slots(RoutingPlan& plan, int T, int R, const int* expert, const float* gate,
@@ -24,6 +30,7 @@ void plan_from_slots(RoutingPlan& plan, int T, int R, const int* expert, const f
     MOESIM_CHECK(size_t(R) <= plan.token.size(), "more slots than the plan was reserved for");
     MOESIM_CHECK(size_t(T) + 1 <= plan.tok_offsets.size(), "more tokens than reserved");
     plan.kind = PlanKind::sparse;
+    plan.weighted = false;
     plan.T = T;
     plan.capacity = 0;
     std::fill(plan.routed.begin(), plan.routed.end(), 0);

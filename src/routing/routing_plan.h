@@ -16,8 +16,18 @@
 //   dropped[i]                   D[i]: of those, dropped by the capacity limit
 // Each expert's segment lists its assignments in slot order (for top-k: token order), which is
 // the order the position drop policy keeps them in. Processed P[i] = routed[i] - dropped[i] =
-// offsets[i+1] - offsets[i]. kind = dense is reserved for soft routing (every expert sees a
-// weighted mix of all tokens); no router of this version produces it.
+// offsets[i+1] - offsets[i].
+//
+// kind = dense (Soft MoE, router soft_slots): the A rows are slots, not token-expert pairs;
+// expert i processes the slot rows [offsets[i], offsets[i+1]), and every slot mixes every token:
+//   dispatch (T, A)   slot a's input  = sum_t dispatch[t,a] x[t]       (Xs = dispatchᵀ x)
+//   combine  (T, A)   token t's output = sum_a combine[t,a] Y[a]        (y = combine Y)
+// token, gate, slot, tok_offsets and tok_assign are not used; routed[i] = the slot rows of
+// expert i, dropped[i] = 0.
+//
+// weighted (the dense routers, soft and soft_slots): the statistics report the load of expert i
+// as mass[i] / sum_j mass[j], the dispatch weight mass it received (METRICS.md; docs/metrics.md),
+// instead of routed counts, which are constant for them.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +48,9 @@ struct RoutingPlan {
     std::vector<int> slot;                     // (A)
     std::vector<int> tok_offsets, tok_assign;  // (T+1), (A)
     std::vector<int> routed, dropped;          // (N)
+    std::vector<float> dispatch, combine;      // kind = dense: (T, A) each
+    bool weighted = false;                     // the load statistics read mass, not routed
+    std::vector<double> mass;                  // (N) weighted: dispatch weight mass per expert
 
     int assignments() const { return A; }
     int processed(int i) const { return offsets[size_t(i) + 1] - offsets[size_t(i)]; }
@@ -48,6 +61,8 @@ struct RoutingPlan {
     // Sizes every buffer once for at most T_max tokens, N experts and A_max assignments (the
     // router's max_assignments); later plans of up to that size allocate nothing.
     void reserve(int T_max, int N_, size_t A_max);
+    // The dense kind's dispatch and combine weights, for up to T_max tokens and A_max slots.
+    void reserve_dense(int T_max, size_t A_max);
 };
 
 // Builds the plan from a router's R emitted assignments (slots s = 0..R-1, in emission order):

@@ -103,6 +103,43 @@ LoadStats load_stats(std::span<const int64_t> counts) {
                      load_max(counts),     load_dead_experts(counts)};
 }
 
+LoadStats load_stats_weighted(std::span<const double> mass) {
+    const size_t n = mass.size();
+    LoadStats out{kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, kNaN, 0};
+    double s = 0.0;
+    for (double m : mass) {
+        MOESIM_CHECK(m >= 0.0, "statistics invariant");
+        s += m;
+    }
+    if (n == 0 || !(s > 0.0)) {
+        out.dead_experts = int(n);
+        return out;
+    }
+    const double dn = double(n);
+    std::vector<double> load(mass.begin(), mass.end());
+    for (double& l : load) l /= s;
+    std::sort(load.begin(), load.end());
+    const double mean = 1.0 / dn;
+    double var = 0.0, h = 0.0, gini = 0.0;
+    int dead = 0;
+    for (size_t r = 0; r < n; ++r) {
+        const double l = load[r];
+        var += (l - mean) * (l - mean);
+        if (l > 0.0) h -= l * std::log(l);
+        gini += (2.0 * double(r) - dn + 1.0) * l;
+        if (l < 0.1 / dn) ++dead;
+    }
+    out.max_vio = dn * load.back() - 1.0;
+    out.load_cv = std::sqrt(var / dn) / mean;
+    out.load_entropy = n == 1 ? 1.0 : h / std::log(dn);
+    out.effective_experts = std::exp(h);
+    out.gini = gini / dn;  // sum_i load[i] = 1
+    out.min_load = load.front();
+    out.max_load = load.back();
+    out.dead_experts = dead;
+    return out;
+}
+
 double entropy(std::span<const double> p) {
     double h = 0.0;
     for (double q : p)

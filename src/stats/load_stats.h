@@ -57,6 +57,12 @@ double load_max(std::span<const int64_t> counts);  // max_i load[i]
 int load_dead_experts(std::span<const int64_t> counts);
 LoadStats load_stats(std::span<const int64_t> counts);  // all of the above
 
+// The same statistics from real-valued weight masses m[i] >= 0 (the dense routers' dispatch
+// weight mass, docs/metrics.md): load[i] = m[i] / sum_j m[j], the formulas above with m for A.
+// A mass is never exactly 0, so dead_experts counts the experts with load[i] < 1/(10N), the
+// threshold of the collapse events. NaN where the total is 0.
+LoadStats load_stats_weighted(std::span<const double> mass);
+
 // Entropy (natural log) of a probability vector, with 0 ln 0 = 0: -sum_i p[i] ln p[i].
 double entropy(std::span<const double> p);
 // -sum_i p[i] ln p[i] / ln N for N = p.size(); 1 when N = 1 (see above). p sums to 1.

@@ -40,6 +40,7 @@ LayerWindow::LayerWindow(int N, int max_groups)
       routed_(size_t(N), 0),
       dropped_(size_t(N), 0),
       importance_sum_(size_t(N), 0.0),
+      mass_(size_t(N), 0.0),
       group_expert_(size_t(max_groups) * size_t(N), 0) {
     MOESIM_CHECK(N >= 0 && max_groups >= 0, "statistics invariant");
 }
@@ -48,6 +49,8 @@ void LayerWindow::reset() {
     std::fill(routed_.begin(), routed_.end(), 0);
     std::fill(dropped_.begin(), dropped_.end(), 0);
     std::fill(importance_sum_.begin(), importance_sum_.end(), 0.0);
+    std::fill(mass_.begin(), mass_.end(), 0.0);
+    weighted_ = false;
     std::fill(group_expert_.begin(), group_expert_.end(), 0);
     num_groups_ = 0;
     tokens_ = slots_ = dropped_tokens_ = batches_ = 0;
@@ -68,9 +71,14 @@ void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const flo
         dropped_[size_t(i)] += plan.dropped[size_t(i)];
         slots_ += plan.routed[size_t(i)];
     }
+    if (plan.weighted) {
+        weighted_ = true;
+        for (int i = 0; i < N; ++i) mass_[size_t(i)] += plan.mass[size_t(i)];
+    }
     tokens_ += T;
-    for (int t = 0; t < T; ++t)
-        if (plan.token_assignments(t) == 0) ++dropped_tokens_;
+    if (plan.kind == PlanKind::sparse)  // a dense plan mixes every token into its slots
+        for (int t = 0; t < T; ++t)
+            if (plan.token_assignments(t) == 0) ++dropped_tokens_;
 
     // Router probabilities p: (T, N): entropy, top-1 probability, importance. The entropy's
     // terms p ln p are summed over the whole (T, N) block: only their total over tokens is kept.
@@ -127,7 +135,7 @@ LayerStats LayerWindow::finish() const {
     s.num_tokens = tokens_;
     s.num_batches = batches_;
 
-    const LoadStats ls = load_stats(routed_);
+    const LoadStats ls = weighted_ ? load_stats_weighted(mass_) : load_stats(routed_);
     s.max_vio = ls.max_vio;
     s.load_cv = ls.load_cv;
     s.load_entropy = ls.load_entropy;
@@ -138,9 +146,11 @@ LayerStats LayerWindow::finish() const {
     s.max_load = ls.max_load;
 
     int64_t routed_total = 0, dropped_total = 0;
+    double mass_total = 0.0;
     for (int i = 0; i < N_; ++i) {
         routed_total += routed_[size_t(i)];
         dropped_total += dropped_[size_t(i)];
+        mass_total += mass_[size_t(i)];
     }
     s.drop_rate = slots_ > 0 ? double(dropped_total) / double(slots_) : kNaN;
     s.dropped_token_rate = tokens_ > 0 ? double(dropped_tokens_) / double(tokens_) : kNaN;
@@ -162,7 +172,10 @@ LayerStats LayerWindow::finish() const {
         e.tokens = routed_[size_t(i)];
         e.dropped = dropped_[size_t(i)];
         e.processed = e.tokens - e.dropped;
-        e.load = routed_total > 0 ? double(e.tokens) / double(routed_total) : kNaN;
+        if (weighted_)
+            e.load = mass_total > 0.0 ? mass_[size_t(i)] / mass_total : kNaN;
+        else
+            e.load = routed_total > 0 ? double(e.tokens) / double(routed_total) : kNaN;
         e.importance = prob_tokens_ > 0 ? importance_sum_[size_t(i)] / double(prob_tokens_) : kNaN;
     }
 
@@ -181,6 +194,8 @@ void LayerWindow::save(BinaryWriter& w) const {
     w.vec(routed_);
     w.vec(dropped_);
     w.vec(importance_sum_);
+    w.vec(mass_);
+    w.put(int64_t(weighted_));
     w.vec(group_expert_);
     for (int64_t v : {int64_t(num_groups_), tokens_, slots_, dropped_tokens_, batches_,
                       prob_tokens_, logit_tokens_, group_tokens_})
@@ -193,6 +208,8 @@ void LayerWindow::load(BinaryReader& r) {
     r.vec(routed_, N_);
     r.vec(dropped_, N_);
     r.vec(importance_sum_, N_);
+    r.vec(mass_, N_);
+    weighted_ = r.get<int64_t>() != 0;
     r.vec(group_expert_, int64_t(max_groups_) * N_);
     num_groups_ = int(r.get<int64_t>());
     if (num_groups_ < 0 || num_groups_ > max_groups_)
@@ -254,6 +271,8 @@ CollapseTracker::CollapseTracker(int num_layers, int N)
     : layers_(num_layers),
       N_(N),
       interval_(size_t(num_layers) * size_t(N), 0),
+      mass_interval_(size_t(num_layers) * size_t(N), 0.0),
+      weighted_(size_t(num_layers), 0),
       dead_(size_t(num_layers) * size_t(N), 0),
       first_dead_(size_t(num_layers)) {
     MOESIM_CHECK(num_layers >= 0 && N >= 0, "statistics invariant");
@@ -265,8 +284,29 @@ void CollapseTracker::count(int layer, std::span<const int> routed) {
     for (int i = 0; i < N_; ++i) c[i] += routed[size_t(i)];
 }
 
+void CollapseTracker::count_weighted(int layer, std::span<const double> mass) {
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && mass.size() == size_t(N_), "bad layer");
+    double* c = mass_interval_.data() + size_t(layer) * N_;
+    for (int i = 0; i < N_; ++i) c[i] += mass[size_t(i)];
+    weighted_[size_t(layer)] = 1;
+}
+
 void CollapseTracker::end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events) {
     MOESIM_CHECK(layer >= 0 && layer < layers_, "bad layer");
+    if (weighted_[size_t(layer)]) {
+        double* m = mass_interval_.data() + size_t(layer) * N_;
+        double total = 0.0;
+        for (int i = 0; i < N_; ++i) total += m[i];
+        if (total > 0.0) {
+            std::vector<double> fractions(static_cast<size_t>(N_));
+            for (int i = 0; i < N_; ++i) fractions[size_t(i)] = m[i] / total;
+            observe(step, layer, fractions, events);
+        }
+        std::fill(m, m + N_, 0.0);
+        std::fill_n(interval_.data() + size_t(layer) * N_, N_, int64_t{0});
+        weighted_[size_t(layer)] = 0;
+        return;
+    }
     int64_t* c = interval_.data() + size_t(layer) * N_;
     int64_t total = 0;
     for (int i = 0; i < N_; ++i) total += c[i];
@@ -281,6 +321,8 @@ void CollapseTracker::end_interval(int64_t step, int layer, std::vector<Collapse
 void CollapseTracker::save(BinaryWriter& w) const {
     w.tag("COLL");
     w.vec(interval_);
+    w.vec(mass_interval_);
+    w.vec(weighted_);
     w.vec(dead_);
     for (const auto& f : first_dead_) w.put<int64_t>(f ? *f : -1);
 }
@@ -288,6 +330,8 @@ void CollapseTracker::save(BinaryWriter& w) const {
 void CollapseTracker::load(BinaryReader& r) {
     r.tag("COLL");
     r.vec(interval_, int64_t(layers_) * N_);
+    r.vec(mass_interval_, int64_t(layers_) * N_);
+    r.vec(weighted_, int64_t(layers_));
     r.vec(dead_, int64_t(layers_) * N_);
     for (auto& f : first_dead_) {
         const int64_t v = r.get<int64_t>();

@@ -7,6 +7,9 @@
 // T_b tokens, routed A_b[i], dropped D_b[i], probabilities p, logits l:
 //   tokens[i]          = sum_b A_b[i]                  dropped[i] = sum_b D_b[i]
 //   processed[i]       = tokens[i] - dropped[i]        load[i] = tokens[i] / sum_j tokens[j]
+//   (a weighted plan, the dense routers': load[i] = mass[i] / sum_j mass[j] with mass[i] the
+//   plan's dispatch weight mass summed over the window, and the load statistics come from it:
+//   load_stats_weighted; a dense plan, Soft MoE's slots, drops no token)
 //   importance[i]      = sum_{b,t} p[t,i] / sum_b T_b
 //   max_vio ... gini, min/max_load, dead_experts: load_stats(tokens)   (stats/load_stats.h)
 //   drop_rate          = sum_{b,i} D_b[i] / sum_{b,i} A_b[i]   (= / T k for token choice)
@@ -111,6 +114,8 @@ private:
     int N_ = 0, max_groups_ = 0;
     std::vector<int64_t> routed_, dropped_;  // (N)
     std::vector<double> importance_sum_;     // (N)
+    std::vector<double> mass_;               // (N) weighted plans: dispatch weight mass
+    bool weighted_ = false;                  // a weighted plan was observed in the window
     std::vector<int64_t> group_expert_;      // (max_groups, N)
     int num_groups_ = 0;
     int64_t tokens_ = 0, slots_ = 0, dropped_tokens_ = 0, batches_ = 0;
@@ -164,6 +169,9 @@ public:
 
     // Counts one training step's routed counts A[i] (N) of `layer` into the current interval.
     void count(int layer, std::span<const int> routed);
+    // The same for a weighted plan (the dense routers): its dispatch weight masses (N). An
+    // interval with any weighted step takes its load fractions from the masses.
+    void count_weighted(int layer, std::span<const double> mass);
     // Closes the interval of `layer` that ends at eval `step`: its load fractions go to
     // observe() (nothing when the interval had no tokens) and the interval restarts.
     void end_interval(int64_t step, int layer, std::vector<CollapseEvent>& events);
@@ -184,6 +192,8 @@ public:
 private:
     int layers_ = 0, N_ = 0;
     std::vector<int64_t> interval_;                   // (layers, N) routed since the last eval
+    std::vector<double> mass_interval_;               // (layers, N) weighted: mass since then
+    std::vector<uint8_t> weighted_;                   // (layers) the interval is weighted
     std::vector<uint8_t> dead_;                       // (layers, N)
     std::vector<std::optional<int64_t>> first_dead_;  // (layers)
 };

@@ -22,7 +22,8 @@
 
 namespace moe {
 
-inline constexpr uint32_t kCheckpointFormat = 1;
+// 2: the statistics windows and the collapse tracker keep the dense routers' weight masses.
+inline constexpr uint32_t kCheckpointFormat = 2;
 inline constexpr const char* kCheckpointFile = "checkpoint.bin";
 
 // Writes dir/checkpoint.bin from st (its step is st.step). Throws UserError on an I/O error.

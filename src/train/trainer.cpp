@@ -199,7 +199,10 @@ private:
             const MoeLayer& m = *moe_[l];
             ss.train_windows[l].observe(m.plan(), m.router_state().probs.data(), m.expert_logits(),
                                         batch_.group.data(), G, m.aux_loss(), m.z_loss_value());
-            ss.collapse.count(int(l), m.plan().routed);
+            if (m.plan().weighted)  // the dense routers: the dispatch weight mass
+                ss.collapse.count_weighted(int(l), m.plan().mass);
+            else
+                ss.collapse.count(int(l), m.plan().routed);
         }
         ss.metrics.add(so.loss, cfg_.train.batch_size);
     }

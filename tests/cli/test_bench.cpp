@@ -153,4 +153,25 @@ TEST_SUITE("bench") {
         CHECK(f.total() == doctest::Approx(16200.0));
     }
 
+    TEST_CASE("FLOP count of the dense routers, by hand") {
+        moe::Config cfg;
+        cfg.model.d_model = 4;
+        cfg.model.layers = 1;
+        cfg.experts.count = 3;
+        cfg.experts.d_ff = 5;
+        cfg.experts.activation = moe::Activation::relu;
+        // soft: every token on every expert: the caller's A = T * N = 30 for T = 10
+        cfg.router.type = moe::RouterType::soft;
+        moe::BenchFlops f = moe::bench_flops(cfg, 3, 7, 10, 30.0);
+        CHECK(f.router == doctest::Approx(720.0));    // 3 * 2*10*4*3
+        CHECK(f.experts == doctest::Approx(7200.0));  // 3 * (2*30*4*5 + 2*30*5*4)
+        // soft_slots, S = 2: 6 logits per token; A = N*S = 6 slot rows; dispatch Xs = Dᵀ x and
+        // combine y = C Ys are (T, 6) by (., 4) products, 3 * 2*10*6*4 each
+        cfg.router.type = moe::RouterType::soft_slots;
+        cfg.router.soft_slots.slots = 2;
+        f = moe::bench_flops(cfg, 3, 7, 10, 6.0);
+        CHECK(f.router == doctest::Approx(1440.0 + 2 * 1440.0));  // 3 * 2*10*4*6, + the two
+        CHECK(f.experts == doctest::Approx(1440.0));              // 3 * (2*6*4*5 + 2*6*5*4)
+    }
+
 }  // TEST_SUITE

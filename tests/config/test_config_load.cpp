@@ -155,7 +155,8 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical), got the block scalar "
+              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got the "
+              "block scalar "
               "\"k: 3\\n\"");
         CHECK(load_error("", {"router.k=|\n  3"}) ==
               "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
@@ -239,12 +240,6 @@ TEST_SUITE("config") {
         CHECK(load_error("balance:\n  loss: sequence\n") ==
               "t.yaml:2:9: balance.loss: 'sequence' needs a token task (data.task markov/modular), "
               "not built yet: its f and P are counted within each sequence");
-        CHECK(load_error("router: {type: soft}\n") ==
-              "t.yaml:1:16: router.type: 'soft' is not available yet in this version of moe-sim; "
-              "available: topk, expert_choice, hash, random, sinkhorn, base, hierarchical");
-        for (const char* r : {"soft"})
-            CHECK(load_error(std::string("router: {type: ") + r + "}\n")
-                      .find("is not available yet") != std::string::npos);
         CHECK(load_error("data: {task: modular}\n") ==
               "t.yaml:1:14: data.task: 'modular' is not available yet in this version of moe-sim; "
               "available: clusters");
@@ -273,7 +268,7 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical), got '3'");
+              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
               "t.yaml:2:13: data.clusters: is a section: expected a mapping of its keys (dim, "
               "num_clusters, "
@@ -460,12 +455,13 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, scale, topk, hash, sinkhorn, hierarchical), got 'topk'");
-            CHECK(
-                load_error("", {"router="}) ==
-                "override 'router=': router: is a section: expected a mapping of its keys (type, "
-                "k, score, "
-                "normalize, noise, scale, topk, hash, sinkhorn, hierarchical), got an empty value");
+                  "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got "
+                  "'topk'");
+            CHECK(load_error("", {"router="}) ==
+                  "override 'router=': router: is a section: expected a mapping of its keys (type, "
+                  "k, score, "
+                  "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got "
+                  "an empty value");
             CHECK(
                 load_error("", {"train.lr=[1"})
                     .rfind(

@@ -38,7 +38,7 @@ TEST_SUITE("config") {
         CHECK(keys.back() == "train.checkpoint_every");
         CHECK(std::find(keys.begin(), keys.end(), "router.k") != keys.end());
         CHECK(std::find(keys.begin(), keys.end(), "data.clusters.label_noise") != keys.end());
-        CHECK(keys.size() == 64);
+        CHECK(keys.size() == 65);
     }
 
     TEST_CASE("schema: the defaults in config.h are legal") {
@@ -147,6 +147,9 @@ TEST_SUITE("config") {
                     cfg = config_load_string("", "t.yaml", {override_text, "experts.shared=1"});
                 else if (c.name == "base")  // one expert per token
                     cfg = config_load_string("", "t.yaml", {override_text, "router.k=1"});
+                else if (c.name == "soft" || c.name == "soft_slots")  // dense: no capacity
+                    cfg = config_load_string(
+                        "", "t.yaml", {override_text, "capacity.factor=0", "balance.loss=none"});
                 else
                     cfg = config_load_string("", "t.yaml", {override_text});
                 CHECK(config_value_string(cfg, k.path) == c.name);
@@ -201,7 +204,7 @@ TEST_SUITE("config") {
         CHECK(schema::nearest("relu", names) == "");
         CHECK(schema::unknown_key_message("router.temperature") ==
               "unknown key (router has: type, k, score, normalize, noise, scale, topk, hash, "
-              "sinkhorn, hierarchical)");
+              "sinkhorn, hierarchical, soft_slots)");
         CHECK(schema::unknown_key_message("nope.nope") == "unknown key");
     }
 
