@@ -446,9 +446,18 @@ std::string dense_normalize(const Config& c, const Show&) {
         router_name(R));
 }
 
+template <RouterType R, double BalanceLossesConfig::*coef>
+std::string dense_losses(const Config& c, const Show&) {
+    if (c.balance.losses.*coef == 0.0) return {};
+    return fmt::format(
+        "{} has no routed counts to balance (every expert gets every token): leave "
+        "balance.losses at 0",
+        router_name(R));
+}
+
 // The rules both dense routers share (their texts name both, so the reference lists each once).
 template <RouterType R>
-constexpr std::array<KeyRule, 8> dense_rules() {
+constexpr std::array<KeyRule, 11> dense_rules() {
     return {{
         {"capacity.factor",
          {"capacity.factor", "router.type"},
@@ -472,6 +481,18 @@ constexpr std::array<KeyRule, 8> dense_rules() {
          "routed counts are "
          "constant",
          &dense_balance<R>},
+        {"balance.losses.switch",
+         {"balance.losses.switch", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `balance.losses.switch` = 0",
+         &dense_losses<R, &BalanceLossesConfig::switch_loss>},
+        {"balance.losses.gshard",
+         {"balance.losses.gshard", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `balance.losses.gshard` = 0",
+         &dense_losses<R, &BalanceLossesConfig::gshard>},
+        {"balance.losses.shazeer",
+         {"balance.losses.shazeer", "router.type"},
+         "`router.type: soft` and `router.type: soft_slots` need `balance.losses.shazeer` = 0",
+         &dense_losses<R, &BalanceLossesConfig::shazeer>},
         {"balance.bias_rate",
          {"balance.bias_rate", "router.type"},
          "`router.type: soft` and `router.type: soft_slots` need `balance.bias_rate` = 0: they "
@@ -493,7 +514,7 @@ constexpr std::array<KeyRule, 8> dense_rules() {
 }
 
 constexpr std::string_view kSoftKeys[] = {"router.scale"};
-constexpr std::array<KeyRule, 8> kSoftRules = dense_rules<RouterType::soft>();
+constexpr std::array<KeyRule, 11> kSoftRules = dense_rules<RouterType::soft>();
 
 std::string soft_slots_scale(const Config& c, const Show& s) {
     if (c.router.scale == 1.0) return {};
@@ -502,14 +523,14 @@ std::string soft_slots_scale(const Config& c, const Show& s) {
         s.value("router.scale"));
 }
 constexpr std::string_view kSoftSlotsKeys[] = {"router.soft_slots.slots"};
-constexpr std::array<KeyRule, 9> kSoftSlotsRules = [] {
-    std::array<KeyRule, 9> out{};
-    const std::array<KeyRule, 8> shared = dense_rules<RouterType::soft_slots>();
+constexpr std::array<KeyRule, 12> kSoftSlotsRules = [] {
+    std::array<KeyRule, 12> out{};
+    const std::array<KeyRule, 11> shared = dense_rules<RouterType::soft_slots>();
     for (size_t i = 0; i < shared.size(); ++i) out[i] = shared[i];
-    out[8] = {"router.scale",
-              {"router.scale", "router.type"},
-              "`router.type: soft_slots` needs `router.scale` = 1",
-              &soft_slots_scale};
+    out[11] = {"router.scale",
+               {"router.scale", "router.type"},
+               "`router.type: soft_slots` needs `router.scale` = 1",
+               &soft_slots_scale};
     return out;
 }();
 

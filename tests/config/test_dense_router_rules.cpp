@@ -56,6 +56,8 @@ TEST_SUITE("config") {
             {{"balance.loss=switch"}, "balance.loss"},
             {{"balance.loss=shazeer", "router.noise=1"}, "balance.loss"},
             {{"balance.bias_rate=0.01"}, "balance.bias_rate"},
+            {{"balance.losses.switch=0.01"}, "balance.losses.switch"},
+            {{"balance.losses.gshard=0.01"}, "balance.losses.gshard"},
             {{"router.noise=0.5"}, "router.noise"},
             {{"router.score=sigmoid"}, "router.score"},
             {{"router.normalize=true"}, "router.normalize"},
