@@ -16,10 +16,15 @@ using detail::Show;
 
 // ---- routers (router.type; factories in routing/router_registry.cpp) ----
 
-constexpr std::string_view kTopkKeys[] = {"router.k",           "router.score",
-                                          "router.normalize",   "router.noise",
-                                          "router.scale",       "router.topk.second_expert",
-                                          "router.topk.groups", "router.topk.topk_groups"};
+constexpr std::string_view kTopkKeys[] = {"router.k",
+                                          "router.score",
+                                          "router.normalize",
+                                          "router.noise",
+                                          "router.scale",
+                                          "router.jitter",
+                                          "router.topk.second_expert",
+                                          "router.topk.groups",
+                                          "router.topk.topk_groups"};
 const KeyRule kTopkRules[] = {
     {"router.k",
      {"router.k", "experts.count"},
@@ -74,7 +79,9 @@ const KeyRule kTopkRules[] = {
      }},
 };
 
-constexpr std::string_view kExpertChoiceKeys[] = {"router.k", "router.scale", "capacity.factor"};
+constexpr std::string_view kExpertChoiceKeys[] = {"router.k", "router.scale", "router.jitter",
+
+                                                  "capacity.factor"};
 const KeyRule kExpertChoiceRules[] = {
     {"capacity.factor",
      {"capacity.factor", "router.type"},

@@ -75,7 +75,8 @@ struct RouterConfig {
     ScoreFn score = ScoreFn::softmax;
     Normalize normalize = Normalize::auto_k;  // auto: true for k >= 2, false for k = 1
     double noise = 0.0;
-    double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
+    double scale = 1.0;   // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
+    double jitter = 0.0;  // training: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter)
     TopkConfig topk;
 
     bool operator==(const RouterConfig&) const = default;

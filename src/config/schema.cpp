@@ -269,6 +269,10 @@ const std::vector<Key>& table() {
         num_key<&C::router, &RouterConfig::scale>(
             "router.scale", between(0.01, 1000.0),
             "multiplies every routed gate weight (DeepSeek-V3's routed scaling factor)"),
+        num_key<&C::router, &RouterConfig::jitter>(
+            "router.jitter", unit_open(),
+            "training only: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter) per "
+            "element (Switch Transformer); 0 = off"),
         choice_key<&C::router, &RouterConfig::topk, &TopkConfig::second_expert>(
             "router.topk.second_expert", kSecondExpert,
             "k = 2: always dispatch the 2nd expert, or random = with probability 2 g2 (GShard)"),

@@ -85,6 +85,7 @@ inline Config nontrivial_config() {
     c.router.normalize = Normalize::no;
     c.router.noise = 0.3;
     c.router.scale = 2.5;
+    c.router.jitter = 0.25;
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
     c.router.topk.groups = 4;
     c.router.topk.topk_groups = 2;

@@ -46,6 +46,7 @@ struct MoeCase {
     double scale = 1.0;
     SecondExpert second = SecondExpert::always;
     int groups = 1, topk_groups = 1;
+    double jitter = 0.0;
 };
 
 Config moe_config(const MoeCase& c, int D, int H) {
@@ -64,6 +65,7 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.router.topk.second_expert = c.second;
     cfg.router.topk.groups = c.groups;
     cfg.router.topk.topk_groups = c.topk_groups;
+    cfg.router.jitter = c.jitter;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
@@ -126,7 +128,7 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     ps.finalize(c.seed);
     layer.reserve(T);
     // router weights of std 1 (not the small init) so that logits are well separated
-    fill_normal(ps.p(layer.router_w), size_t(D) * c.N, c.seed + 1, 1.0f);
+    fill_normal(ps.p(layer.router_w), ps.tensors()[size_t(layer.router_w)].size, c.seed + 1, 1.0f);
     for (size_t k = 0; k < ps.tensors().size(); ++k) {
         const ParamTensor& t = ps.tensors()[k];
         if (t.init == Init::zeros) fill_normal(ps.p(int(k)), t.size, c.seed + 10 + k, 0.3f);
@@ -477,4 +479,43 @@ TEST_SUITE("model") {
         }
     }
 
+    TEST_CASE("moe layer: gradient check with router input jitter") {
+        // the jitter is keyed by the pass (step 17, this layer): the same factors at every probe
+        for (double factor : {0.0, 0.75}) {
+            MoeCase c;
+            c.factor = factor;
+            c.jitter = 0.3;
+            check_moe(c, "jitter=0.3 factor=" + std::to_string(factor));
+        }
+        MoeCase c;
+        c.jitter = 0.2;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.5;
+        c.z = 0.1;
+        c.shared = 1;
+        check_moe(c, "jitter=0.2 switch z shared");
+    }
+
+    TEST_CASE("moe layer: the jitter reaches the router only, and only in training") {
+        // k = 1 with normalize: every gate is 1, so y is the chosen expert's output of x. A small
+        // jitter that changes no selection must leave y bit-identical (the experts see x, not
+        // the jittered x) while it changes the logits; evaluation has no jitter at all.
+        MoeCase plain;
+        plain.K = 1;
+        MoeCase jit = plain;
+        jit.jitter = 0.01;
+        LayerOnBatch a(plain), b(jit);
+        a.forward();
+        b.forward();
+        const RouterState &sa = a.layer.router_state(), &sb = b.layer.router_state();
+        REQUIRE(std::equal(sa.sel.begin(), sa.sel.begin() + LayerOnBatch::T, sb.sel.begin()));
+        CHECK(a.y == b.y);
+        const size_t TN = size_t(LayerOnBatch::T) * plain.N;
+        CHECK_FALSE(std::equal(a.layer.logits(), a.layer.logits() + TN, b.layer.logits()));
+        a.info.training = false;
+        b.info.training = false;
+        a.forward();
+        b.forward();
+        CHECK(std::equal(a.layer.logits(), a.layer.logits() + TN, b.layer.logits()));
+    }
 }  // TEST_SUITE
