@@ -24,7 +24,8 @@ constexpr std::string_view kTopkKeys[] = {"router.k",
                                           "router.jitter",
                                           "router.topk.second_expert",
                                           "router.topk.groups",
-                                          "router.topk.topk_groups"};
+                                          "router.topk.topk_groups",
+                                          "router.topk.noise"};
 const KeyRule kTopkRules[] = {
     {"router.k",
      {"router.k", "experts.count"},
@@ -76,6 +77,41 @@ const KeyRule kTopkRules[] = {
              "{} is larger than the {} experts of the router.topk.topk_groups = {} "
              "kept groups of {}",
              s.value("router.k"), experts, kept, c.experts.count / groups);
+     }},
+    {"router.topk.noise",
+     {"router.topk.noise", "router.score"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `router.score: softmax` (Shazeer "
+     "et al.'s noisy top-k "
+     "gating is a softmax)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.router.score == ScoreFn::softmax)
+             return {};
+         return "learned noise is Shazeer et al.'s noisy top-k softmax gating: it needs "
+                "router.score: softmax, got sigmoid";
+     }},
+    {"router.topk.noise",
+     {"router.topk.noise", "router.noise"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `router.noise` = 0: the learned "
+     "std replaces the fixed "
+     "one",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.router.noise == 0.0) return {};
+         return fmt::format(
+             "learned noise has its std from the router (softplus of the noise logits), so "
+             "router.noise must be 0, got router.noise = {}",
+             s.value("router.noise"));
+     }},
+    {"router.topk.noise",
+     {"router.topk.noise", "balance.z_loss"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `balance.z_loss` = 0 (the z-loss "
+     "would count the noise "
+     "logits)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.balance.z_loss == 0.0) return {};
+         return fmt::format(
+             "with learned noise the router makes 2N logits per token and the z-loss would "
+             "count the N noise logits too: set balance.z_loss to 0, got {}",
+             s.value("balance.z_loss"));
      }},
 };
 
@@ -135,13 +171,13 @@ constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "router.noise"};
 const KeyRule kShazeerRules[] = {
     {"balance.loss",
      {"balance.loss", "router.noise"},
-     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise "
-     "std",
+     "`balance.loss: shazeer` needs `router.noise` > 0 or `router.topk.noise: learned`: its load "
+     "estimator divides by the noise std",
      [](const Config& c, const Show& s) -> std::string {
-         if (c.router.noise > 0) return {};
+         if (c.router.noise > 0 || c.router.topk.noise == TopkNoise::learned) return {};
          return fmt::format(
-             "'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
-             "std), got router.noise = {}",
+             "'shazeer' needs router.noise > 0 or router.topk.noise: learned (its load "
+             "estimator divides by the noise std), got router.noise = {}",
              s.value("router.noise"));
      }},
 };

@@ -17,6 +17,7 @@ enum class RouterType { topk, expert_choice };
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
+enum class TopkNoise { fixed, learned };  // router.topk.noise
 enum class DropPolicy { position, score, random, priority };
 enum class BalanceLoss { none, switch_loss, shazeer };  // config spelling: none | switch | shazeer
 enum class OptimizerKind { sgd, adam, adamw };
@@ -65,6 +66,9 @@ struct TopkConfig {
     SecondExpert second_expert = SecondExpert::always;  // k = 2: GShard's random 2nd expert
     int groups = 1;       // expert groups of group-limited routing (DeepSeek-V3); 1 = off
     int topk_groups = 1;  // the groups a token may choose its experts from
+    // fixed: router.noise is the std of the gating noise; learned: Shazeer et al. 2017's noise
+    // projection, std = softplus(x Wnoise) per token and expert (the router asks for 2N logits)
+    TopkNoise noise = TopkNoise::fixed;
 
     bool operator==(const TopkConfig&) const = default;
 };

@@ -60,6 +60,10 @@ constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
 constexpr Choice kNormalize[] = {
     {"auto", int(Normalize::auto_k)}, {"true", int(Normalize::yes)}, {"false", int(Normalize::no)}};
+constexpr Choice kTopkNoise[] = {
+    {"fixed", int(TopkNoise::fixed)},
+    {"learned", int(TopkNoise::learned)},
+};
 constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
                                     {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
@@ -284,6 +288,10 @@ const std::vector<Key>& table() {
             "router.topk.topk_groups", 1, 4096,
             "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
             "from them"),
+        choice_key<&C::router, &RouterConfig::topk, &TopkConfig::noise>(
+            "router.topk.noise", kTopkNoise,
+            "gating noise: fixed = N(0, router.noise^2); learned = softplus(x Wnoise) * N(0, 1), "
+            "Shazeer et al.'s learned noise (the router makes 2N logits)"),
 
         num_key<&C::capacity, &CapacityConfig::factor>(
             "capacity.factor", zero_or_between(0.01, 1024.0),

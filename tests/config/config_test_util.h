@@ -87,6 +87,7 @@ inline Config nontrivial_config() {
     c.router.scale = 2.5;
     c.router.jitter = 0.25;
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
+    // router.topk.noise stays `fixed`: `learned` needs router.noise = 0 and softmax scores
     c.router.topk.groups = 4;
     c.router.topk.topk_groups = 2;
     c.capacity.factor = 0.0;

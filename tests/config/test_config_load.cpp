@@ -332,8 +332,8 @@ TEST_SUITE("config") {
         CHECK(load_error("train: {min_lr: 0.01}\n") ==
               "t.yaml:1:17: train.min_lr: 0.01 is larger than train.lr (0.001, the default)");
         CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 0}\n") ==
-              "t.yaml:1:17: balance.loss: 'shazeer' needs router.noise > 0 (its load estimator "
-              "divides by the noise std), "
+              "t.yaml:1:17: balance.loss: 'shazeer' needs router.noise > 0 or router.topk.noise: "
+              "learned (its load estimator divides by the noise std), "
               "got router.noise = 0.0");
         CHECK(load("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n").balance.loss ==
               BalanceLoss::shazeer);
@@ -475,8 +475,9 @@ TEST_SUITE("config") {
             // A component's rule goes through the same mechanism.
             CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n",
                              {"router.noise=0"}) ==
-                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 (its "
-                  "load estimator divides by the noise std), got router.noise = 0.0; to keep this "
+                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 or "
+                  "router.topk.noise: learned (its load estimator divides by the noise std), got "
+                  "router.noise = 0.0; to keep this "
                   "override, also override balance.loss");
             // Keys of one file need no place: the diagnostic is at one of its lines.
             CHECK(load_error(file + "  warmup_steps: 601\n") ==

@@ -37,11 +37,12 @@ TEST_SUITE("config") {
         CHECK(round_trip(Config{}) == Config{});
         const Config c = moe::test::nontrivial_config();
         CHECK_NOTHROW(config_validate(c));
-        // Every key differs from its default, except the ones with a single available choice
-        // and router.topk.second_expert (its `random` needs router.k = 2, the default).
+        // Every key differs from its default, except the ones with a single available choice,
+        // router.topk.second_expert (its `random` needs router.k = 2, the default) and
+        // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
-                key == "router.topk.second_expert")
+                key == "router.topk.second_expert" || key == "router.topk.noise")
                 continue;
             CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
         }

@@ -47,6 +47,7 @@ struct MoeCase {
     SecondExpert second = SecondExpert::always;
     int groups = 1, topk_groups = 1;
     double jitter = 0.0;
+    TopkNoise topk_noise = TopkNoise::fixed;
 };
 
 Config moe_config(const MoeCase& c, int D, int H) {
@@ -66,6 +67,7 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.router.topk.groups = c.groups;
     cfg.router.topk.topk_groups = c.topk_groups;
     cfg.router.jitter = c.jitter;
+    cfg.router.topk.noise = c.topk_noise;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
@@ -517,5 +519,26 @@ TEST_SUITE("model") {
         a.forward();
         b.forward();
         CHECK(std::equal(a.layer.logits(), a.layer.logits() + TN, b.layer.logits()));
+    }
+    TEST_CASE("moe layer: gradient check with learned gating noise, alone and with shazeer") {
+        // the router weights are (D, 2N): clean logits, then noise logits; the noise draws are
+        // keyed by the pass (step 17, this layer), the same at every probe
+        for (int K : {1, 2}) {
+            MoeCase c;
+            c.K = K;
+            c.topk_noise = TopkNoise::learned;
+            check_moe(c, "learned noise k=" + std::to_string(K));
+            c.loss = BalanceLoss::shazeer;
+            c.alpha = 0.5;
+            const MoeRun run = check_moe(c, "learned noise shazeer k=" + std::to_string(K));
+            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+        }
+        MoeCase c;
+        c.topk_noise = TopkNoise::learned;
+        c.loss = BalanceLoss::shazeer;
+        c.alpha = 0.5;
+        c.factor = 0.5;
+        c.jitter = 0.1;
+        check_moe(c, "learned noise shazeer factor=0.5 jitter");
     }
 }  // TEST_SUITE
