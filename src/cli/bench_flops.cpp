@@ -18,7 +18,17 @@ BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
     const int moe = n_moe_layers(cfg), dense = cfg.model.layers - moe;
     BenchFlops f;
     f.embed = 2.0 * (2.0 * t * din * d);
-    f.router = 3.0 * (2.0 * t * d * n) * moe;
+    // the router head's products: x Wr (D, L), or the cosine head's x Wp (D, d) and the
+    // cosines against the L expert embeddings (d each); L = 2N with learned gating noise
+    const double L =
+        cfg.router.type == RouterType::topk && cfg.router.topk.noise == TopkNoise::learned ? 2.0 * n
+                                                                                           : n;
+    if (cfg.router.head == RouterHeadKind::cosine) {
+        const double dl = cfg.router.cosine.dim;
+        f.router = 3.0 * (2.0 * t * d * dl + 2.0 * t * dl * L) * moe;
+    } else {
+        f.router = 3.0 * (2.0 * t * d * L) * moe;
+    }
     f.experts = 3.0 * (2.0 * assignments * d * h1 + 2.0 * assignments * h * d);
     if (cfg.experts.shared > 0) {
         const double sh = double(cfg.experts.shared) * h;

@@ -9,7 +9,9 @@
 // S = experts.shared, A = the processed (kept) assignments summed over the MoE layers:
 //
 //   embed   = 2 * (2 T Din D)
-//   router  = 3 * (2 T D N)                                 per MoE layer
+//   router  = 3 * (2 T D L)                                 per MoE layer, L = N (2N with
+//                                                           router.topk.noise: learned)
+//           = 3 * (2 T D d + 2 T d L)                       router.head: cosine, d = its dim
 //   experts = 3 * (2 A D H1 + 2 A H D)                      A summed over MoE layers
 //   shared  = 3 * (2 T D S H1 + 2 T S H D)                  per MoE layer when S > 0
 //   dense   = 3 * (2 T D H1 + 2 T H D)                      per dense (non-MoE) block

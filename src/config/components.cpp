@@ -22,6 +22,9 @@ constexpr std::string_view kTopkKeys[] = {"router.k",
                                           "router.noise",
                                           "router.scale",
                                           "router.jitter",
+                                          "router.head",
+                                          "router.cosine.dim",
+                                          "router.cosine.temperature",
                                           "router.topk.second_expert",
                                           "router.topk.groups",
                                           "router.topk.topk_groups",
@@ -113,10 +116,22 @@ const KeyRule kTopkRules[] = {
              "count the N noise logits too: set balance.z_loss to 0, got {}",
              s.value("balance.z_loss"));
      }},
+    {"router.head",
+     {"router.head", "router.topk.noise"},
+     "`router.type: topk` with `router.head: cosine` needs `router.topk.noise: fixed`: the "
+     "cosine head makes expert scores only, no noise logits",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.head != RouterHeadKind::cosine || c.router.topk.noise != TopkNoise::learned)
+             return {};
+         return "the cosine head makes one score per expert (cosine / tau), not the noise logits "
+                "of router.topk.noise: learned; use router.head: linear with learned noise, or "
+                "router.noise for fixed noise";
+     }},
 };
 
-constexpr std::string_view kExpertChoiceKeys[] = {"router.k", "router.scale", "router.jitter",
-
+constexpr std::string_view kExpertChoiceKeys[] = {"router.k",          "router.scale",
+                                                  "router.jitter",     "router.head",
+                                                  "router.cosine.dim", "router.cosine.temperature",
                                                   "capacity.factor"};
 const KeyRule kExpertChoiceRules[] = {
     {"capacity.factor",
@@ -205,10 +220,11 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary =
          "token choice: each token picks its k best experts (s + bias), gates renormalised or not "
-         "and scaled, optional noisy gating, GShard's random 2nd expert, group-limited selection; "
-         "Switch (k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
+         "and scaled, fixed or learned noisy gating, GShard's random 2nd expert, group-limited "
+         "selection; logits from a linear or a cosine (X-MoE) head, optional input jitter; Switch "
+         "(k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
      .paper = "Shazeer et al. 2017; Fedus et al. 2021; Lepikhin et al. 2020; DeepSeek-AI 2024 "
-              "(V3); Wang et al. 2024",
+              "(V3); Wang et al. 2024; Chi et al. 2022",
      .devices = kCpu,
      .keys = kTopkKeys,
      .rules = kTopkRules},

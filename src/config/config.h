@@ -17,7 +17,8 @@ enum class RouterType { topk, expert_choice };
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
-enum class TopkNoise { fixed, learned };  // router.topk.noise
+enum class TopkNoise { fixed, learned };       // router.topk.noise
+enum class RouterHeadKind { linear, cosine };  // router.head: how the router logits are made
 enum class DropPolicy { position, score, random, priority };
 enum class BalanceLoss { none, switch_loss, shazeer };  // config spelling: none | switch | shazeer
 enum class OptimizerKind { sgd, adam, adamw };
@@ -61,6 +62,14 @@ struct ExpertsConfig {
     bool operator==(const ExpertsConfig&) const = default;
 };
 
+// The cosine router head's keys (router.cosine.*; X-MoE, Chi et al. 2022).
+struct CosineHeadConfig {
+    int dim = 16;               // d_low: the projection's and the expert embeddings' dimension
+    double temperature = 0.07;  // the initial temperature tau (learned from there)
+
+    bool operator==(const CosineHeadConfig&) const = default;
+};
+
 // The top-k router's own keys (router.topk.*).
 struct TopkConfig {
     SecondExpert second_expert = SecondExpert::always;  // k = 2: GShard's random 2nd expert
@@ -81,6 +90,8 @@ struct RouterConfig {
     double noise = 0.0;
     double scale = 1.0;   // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
     double jitter = 0.0;  // training: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter)
+    RouterHeadKind head = RouterHeadKind::linear;
+    CosineHeadConfig cosine;
     TopkConfig topk;
 
     bool operator==(const RouterConfig&) const = default;

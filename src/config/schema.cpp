@@ -60,6 +60,10 @@ constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
 constexpr Choice kNormalize[] = {
     {"auto", int(Normalize::auto_k)}, {"true", int(Normalize::yes)}, {"false", int(Normalize::no)}};
+constexpr Choice kRouterHead[] = {
+    {"linear", int(RouterHeadKind::linear)},
+    {"cosine", int(RouterHeadKind::cosine)},
+};
 constexpr Choice kTopkNoise[] = {
     {"fixed", int(TopkNoise::fixed)},
     {"learned", int(TopkNoise::learned)},
@@ -277,6 +281,16 @@ const std::vector<Key>& table() {
             "router.jitter", unit_open(),
             "training only: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter) per "
             "element (Switch Transformer); 0 = off"),
+        choice_key<&C::router, &RouterConfig::head>(
+            "router.head", kRouterHead,
+            "how the router logits are made from x: linear = x Wr, cosine = cos(x Wp, e_i) / tau "
+            "(X-MoE)"),
+        int_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::dim>(
+            "router.cosine.dim", 1, 65536,
+            "router.head: cosine: dimension of the projection x Wp and of the expert embeddings"),
+        num_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::temperature>(
+            "router.cosine.temperature", {0.0, 100.0, true, false, false},
+            "router.head: cosine: initial temperature tau (learned from there)"),
         choice_key<&C::router, &RouterConfig::topk, &TopkConfig::second_expert>(
             "router.topk.second_expert", kSecondExpert,
             "k = 2: always dispatch the 2nd expert, or random = with probability 2 g2 (GShard)"),
@@ -362,6 +376,7 @@ constexpr Section kSections[] = {
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
+    {"router.cosine", "the cosine router head (router.head: cosine; X-MoE)"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
     {"capacity", "per-expert buffers, and which tokens a full expert drops"},
     {"balance", "load balancing: auxiliary losses and bias"},

@@ -86,6 +86,9 @@ inline Config nontrivial_config() {
     c.router.noise = 0.3;
     c.router.scale = 2.5;
     c.router.jitter = 0.25;
+    c.router.head = RouterHeadKind::cosine;
+    c.router.cosine.dim = 8;
+    c.router.cosine.temperature = 0.5;
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
     // router.topk.noise stays `fixed`: `learned` needs router.noise = 0 and softmax scores
     c.router.topk.groups = 4;

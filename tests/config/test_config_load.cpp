@@ -155,7 +155,8 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, jitter, topk), got the block scalar \"k: 3\\n\"");
+              "normalize, noise, scale, jitter, head, cosine, topk), got the block scalar \"k: "
+              "3\\n\"");
         CHECK(load_error("", {"router.k=|\n  3"}) ==
               "override 'router.k=|\\n  3': router.k: expected an integer between 1 and 64, got "
               "the block scalar \"3\"");
@@ -268,7 +269,7 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, jitter, topk), got '3'");
+              "normalize, noise, scale, jitter, head, cosine, topk), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
               "t.yaml:2:13: data.clusters: is a section: expected a mapping of its keys (dim, "
               "num_clusters, "
@@ -415,11 +416,11 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, scale, jitter, topk), got 'topk'");
+                  "normalize, noise, scale, jitter, head, cosine, topk), got 'topk'");
             CHECK(load_error("", {"router="}) ==
                   "override 'router=': router: is a section: expected a mapping of its keys (type, "
                   "k, score, "
-                  "normalize, noise, scale, jitter, topk), got an empty value");
+                  "normalize, noise, scale, jitter, head, cosine, topk), got an empty value");
             CHECK(
                 load_error("", {"train.lr=[1"})
                     .rfind(

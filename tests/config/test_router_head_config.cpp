@@ -46,4 +46,18 @@ TEST_SUITE("config") {
         CHECK(has(load_error("router: {type: expert_choice, topk: {noise: learned}}\n"),
                   "router.topk.noise: only read by router.type: topk"));
     }
+
+    TEST_CASE("router options: the cosine head, its keys, and no learned noise with it") {
+        const Config c = load("router: {head: cosine, cosine: {dim: 4, temperature: 0.1}}\n");
+        CHECK(c.router.head == RouterHeadKind::cosine);
+        CHECK(c.router.cosine.dim == 4);
+        CHECK(c.router.cosine.temperature == 0.1);
+        CHECK(load("router: {type: expert_choice, head: cosine}\n").router.head ==
+              RouterHeadKind::cosine);
+        CHECK(has(load_error("router: {head: cosine, topk: {noise: learned}}\n"),
+                  "router.head: the cosine head makes one score per expert"));
+        CHECK(has(load_error("router: {cosine: {temperature: 0}}\n"), "router.cosine.temperature"));
+        CHECK(has(load_error("router: {cosine: {dim: 0}}\n"), "router.cosine.dim"));
+        CHECK(has(load_error("router: {head: cosin}\n"), "router.head"));
+    }
 }

@@ -48,6 +48,9 @@ struct MoeCase {
     int groups = 1, topk_groups = 1;
     double jitter = 0.0;
     TopkNoise topk_noise = TopkNoise::fixed;
+    RouterHeadKind head = RouterHeadKind::linear;
+    int cosine_dim = 3;
+    double temperature = 0.5;
 };
 
 Config moe_config(const MoeCase& c, int D, int H) {
@@ -68,6 +71,9 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.router.topk.topk_groups = c.topk_groups;
     cfg.router.jitter = c.jitter;
     cfg.router.topk.noise = c.topk_noise;
+    cfg.router.head = c.head;
+    cfg.router.cosine.dim = c.cosine_dim;
+    cfg.router.cosine.temperature = c.temperature;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
@@ -540,5 +546,80 @@ TEST_SUITE("model") {
         c.factor = 0.5;
         c.jitter = 0.1;
         check_moe(c, "learned noise shazeer factor=0.5 jitter");
+    }
+    TEST_CASE("moe layer: gradient check with the cosine router head") {
+        // Wp, the expert embeddings and the temperature are the head's parameters; top-k and
+        // expert choice read the same logits
+        for (int K : {1, 2}) {
+            for (double factor : {0.0, 0.75}) {
+                MoeCase c;
+                c.head = RouterHeadKind::cosine;
+                c.K = K;
+                c.normalize = K > 1;
+                c.factor = factor;
+                check_moe(c, "cosine k=" + std::to_string(K) + " factor=" + std::to_string(factor));
+            }
+        }
+        MoeCase c;
+        c.head = RouterHeadKind::cosine;
+        c.cosine_dim = 8;
+        c.temperature = 0.07;  // the default: sharp, logits up to 1/0.07
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.5;
+        c.z = 0.01;
+        c.jitter = 0.1;
+        c.shared = 1;
+        check_moe(c, "cosine dim=8 tau=0.07 switch z jitter shared");
+        MoeCase s;
+        s.head = RouterHeadKind::cosine;
+        s.loss = BalanceLoss::shazeer;
+        s.alpha = 0.5;
+        s.noise = 1.0;
+        check_moe(s, "cosine shazeer noise=1");
+        MoeCase e;
+        e.head = RouterHeadKind::cosine;
+        e.type = RouterType::expert_choice;
+        e.factor = 1.0;
+        e.loss = BalanceLoss::switch_loss;
+        e.alpha = 0.5;
+        check_moe(e, "cosine expert_choice");
+    }
+
+    TEST_CASE(
+        "moe layer: the cosine head's gradient stats are its parameters' task and aux parts") {
+        MoeCase c;
+        c.head = RouterHeadKind::cosine;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.2;
+        c.z = 0.05;
+        LayerOnBatch b(c);
+        b.step(false);
+        const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
+        b.step(true);
+        CHECK(b.ps.grad() == grad_plain);
+        CHECK(b.dx == dx_plain);
+        const std::vector<float>& task = b.layer.router_grad_task();
+        const std::vector<float>& aux = b.layer.router_grad_aux();
+        // Wp (D, d), the embeddings (N, d), the temperature (1), in that order
+        const int D = LayerOnBatch::D, d = c.cosine_dim;
+        REQUIRE(task.size() == size_t(D * d + c.N * d + 1));
+        REQUIRE(aux.size() == task.size());
+        size_t at = 0;
+        double task2 = 0.0, aux2 = 0.0;
+        for (const char* part : {".router.proj", ".router.experts", ".router.log_tau_scale"}) {
+            int tensor = -1;
+            for (size_t k = 0; k < b.ps.tensors().size(); ++k)
+                if (b.ps.tensors()[k].name == std::string("moe") + part) tensor = int(k);
+            REQUIRE(tensor >= 0);
+            const float* g = b.ps.g(tensor);
+            for (size_t i = 0; i < b.ps.tensors()[size_t(tensor)].size; ++i, ++at) {
+                CHECK(g[i] == doctest::Approx(task[at] + aux[at]).epsilon(1e-5));
+                task2 += double(task[at]) * task[at];
+                aux2 += double(aux[at]) * aux[at];
+            }
+        }
+        CHECK(at == task.size());
+        CHECK(task2 > 1e-8);
+        CHECK(aux2 > 1e-8);
     }
 }  // TEST_SUITE

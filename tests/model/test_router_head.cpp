@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -134,5 +135,84 @@ TEST_SUITE("model") {
             for (size_t i = 0; i < b.ps.tensors()[k].size; ++i)
                 CHECK(out[at++] == doctest::Approx(b.ps.g(int(k))[i]).epsilon(1e-6));
         CHECK(at == out.size());
+    }
+
+    TEST_CASE("router head: cosine logits by hand, scale-free in x and e, temperature learned") {
+        // D = 2, d = 2, L = 2; Wp = identity, e = {(1, 0), (1, 1)}, x = (3, 4):
+        // h/|h| = (.6, .8); e/|e| = (1, 0), (1, 1)/sqrt 2; cos = .6 and 1.4/sqrt 2;
+        // tau0 = 0.5 and log_tau_scale v = 0: logits = cos / 0.5; v = ln 2: tau = 1, logits = cos
+        RouterConfig rc;
+        rc.head = RouterHeadKind::cosine;
+        rc.cosine.dim = 2;
+        rc.cosine.temperature = 0.5;
+        HeadOnBatch b(rc, 1, 2, 2);
+        const float wp[4] = {1, 0, 0, 1}, e[4] = {1, 0, 1, 1};
+        std::copy_n(wp, 4, b.ps.p(b.head.input_tensor()));
+        std::copy_n(e, 4, b.ps.p(b.head.emb_tensor()));
+        b.ps.p(b.head.tau_tensor())[0] = 0.0f;
+        b.x = {3.0f, 4.0f};
+        b.forward(false, 0);
+        const double c1 = 1.4 / std::sqrt(2.0);
+        CHECK(b.logits[0] == doctest::Approx(0.6 / 0.5));
+        CHECK(b.logits[1] == doctest::Approx(c1 / 0.5));
+        b.ps.p(b.head.tau_tensor())[0] = float(std::log(2.0));
+        b.forward(false, 0);
+        CHECK(b.logits[0] == doctest::Approx(0.6));
+        CHECK(b.logits[1] == doctest::Approx(c1));
+        // |logit| <= 1 / tau whatever the scale of x or e
+        b.x = {300.0f, 400.0f};
+        float* E = b.ps.p(b.head.emb_tensor());
+        for (int j = 0; j < 4; ++j) E[j] *= 7.0f;
+        b.forward(false, 0);
+        CHECK(b.logits[0] == doctest::Approx(0.6));
+        CHECK(b.logits[1] == doctest::Approx(c1));
+        // a zero input: h = 0 is below the norm floor, the cosines are 0 and the gradient finite
+        b.x = {0.0f, 0.0f};
+        b.forward(true, 0);
+        CHECK(b.logits[0] == 0.0f);
+        CHECK(b.logits[1] == 0.0f);
+        std::fill(b.dx.begin(), b.dx.end(), 0.0f);
+        b.head.backward(*b.be, b.ps, b.dx.data(), b.w.data(), b.x.data(), 1);
+        for (float v : b.ps.grad()) CHECK(std::isfinite(v));
+        for (float v : b.dx) CHECK(std::isfinite(v));
+    }
+
+    TEST_CASE("router head: gradient check of the cosine head in x, Wp, e and tau") {
+        for (double jitter : {0.0, 0.3}) {
+            for (int dim : {2, 3, 8}) {
+                RouterConfig rc;
+                rc.head = RouterHeadKind::cosine;
+                rc.cosine.dim = dim;
+                rc.cosine.temperature = 0.3;
+                rc.jitter = jitter;
+                HeadOnBatch b(rc, 6, 5, 4);
+                b.ps.p(b.head.tau_tensor())[0] = 0.2f;  // tau = 0.3 e^0.2, away from tau0
+                const std::string what =
+                    "cosine dim=" + std::to_string(dim) + " jitter=" + std::to_string(jitter);
+                b.check(what, true, 4);
+            }
+        }
+    }
+
+    TEST_CASE("router head: the cosine head's param_grad is its parameter gradient") {
+        RouterConfig rc;
+        rc.head = RouterHeadKind::cosine;
+        rc.cosine.dim = 3;
+        rc.jitter = 0.2;
+        HeadOnBatch b(rc, 5, 4, 3);
+        std::fill(b.ps.grad().begin(), b.ps.grad().end(), 0.0f);
+        b.forward(true, 2);
+        std::vector<float> out(b.head.param_count(), 123.0f);  // overwritten
+        b.head.param_grad(*b.be, b.ps, out.data(), b.w.data(), b.x.data(), b.T);
+        b.head.backward(*b.be, b.ps, b.dx.data(), b.w.data(), b.x.data(), b.T);
+        REQUIRE(b.ps.tensors().size() == 3);
+        CHECK(out.size() == size_t(4 * 3 + 3 * 3 + 1));
+        size_t at = 0;
+        for (size_t k = 0; k < b.ps.tensors().size(); ++k)
+            for (size_t i = 0; i < b.ps.tensors()[k].size; ++i)
+                CHECK(out[at++] == doctest::Approx(b.ps.g(int(k))[i]).epsilon(1e-6));
+        CHECK(b.ps.tensors()[0].name == "moe.router.proj");
+        CHECK(b.ps.tensors()[1].name == "moe.router.experts");
+        CHECK(b.ps.tensors()[2].name == "moe.router.log_tau_scale");
     }
 }
