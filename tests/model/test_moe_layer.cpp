@@ -583,6 +583,9 @@ TEST_SUITE("model") {
         e.loss = BalanceLoss::switch_loss;
         e.alpha = 0.5;
         check_moe(e, "cosine expert_choice");
+        e.head = RouterHeadKind::linear;
+        e.jitter = 0.2;
+        check_moe(e, "linear expert_choice jitter");
     }
 
     TEST_CASE(
