@@ -61,6 +61,8 @@ enum Stream : uint64_t {
     kStreamSecondExpert = 9,
     // capacity.drop_policy: random, which assignments an over-full expert keeps (routing/)
     kStreamCapacityDrop = 10,
+    // router.jitter: the multiplicative jitter of the router's input (model/layers/router_head)
+    kStreamRouterJitter = 11,
 };
 
 struct RngBlock {

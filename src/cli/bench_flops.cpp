@@ -6,10 +6,20 @@ namespace {
 int n_moe_layers(const Config& cfg) {
     return cfg.model.layers / cfg.model.moe_every;
 }
-// Router logits per token: N, or N*S for Soft MoE's slots.
+// Router logits per token (Router::logit_width): N; N*S for Soft MoE's slots; B + N for the
+// hierarchical router's branch and expert logits; 2N for top-k with learned gating noise.
 double router_width(const Config& cfg) {
     const double n = cfg.experts.count;
-    return cfg.router.type == RouterType::soft_slots ? n * cfg.router.soft_slots.slots : n;
+    switch (cfg.router.type) {
+        case RouterType::soft_slots:
+            return n * cfg.router.soft_slots.slots;
+        case RouterType::hierarchical:
+            return n + cfg.router.hierarchical.branches;
+        case RouterType::topk:
+            return cfg.router.topk.noise == TopkNoise::learned ? 2.0 * n : n;
+        default:
+            return n;
+    }
 }
 int hidden_in(const Config& cfg, int H) {
     return cfg.experts.activation == Activation::swiglu ? 2 * H : H;
@@ -23,11 +33,18 @@ BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
     const int moe = n_moe_layers(cfg), dense = cfg.model.layers - moe;
     BenchFlops f;
     f.embed = 2.0 * (2.0 * t * din * d);
-    f.router = 3.0 * (2.0 * t * d * router_width(cfg)) * moe;
+    // the router head's products: x Wr (D, L), or the cosine head's x Wp (D, d) and the
+    // cosines against the L embeddings (d each); L = the router's logits per token
+    const double L = router_width(cfg);
+    if (cfg.router.head == RouterHeadKind::cosine) {
+        const double dl = cfg.router.cosine.dim;
+        f.router = 3.0 * (2.0 * t * d * dl + 2.0 * t * dl * L) * moe;
+    } else {
+        f.router = 3.0 * (2.0 * t * d * L) * moe;
+    }
     if (cfg.router.type == RouterType::soft_slots) {
         // Soft MoE's dispatch Xs = Dᵀ x and combine y = C Ys, both (T, N*S) by (N*S or T, D)
-        const double slots = router_width(cfg);
-        f.router += 2.0 * 3.0 * (2.0 * t * slots * d) * moe;
+        f.router += 2.0 * 3.0 * (2.0 * t * L * d) * moe;
     }
     f.experts = 3.0 * (2.0 * assignments * d * h1 + 2.0 * assignments * h * d);
     if (cfg.experts.shared > 0) {

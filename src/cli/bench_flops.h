@@ -10,8 +10,12 @@
 // dense routers: soft processes T*N, every token on every expert; soft_slots N*S slot rows):
 //
 //   embed   = 2 * (2 T Din D)
-//   router  = 3 * (2 T D N)                                 per MoE layer (soft_slots: N*S
-//             logits, plus its dispatch and combine products 2 * 3 * (2 T N*S D))
+//   router  = 3 * (2 T D L)                                 per MoE layer, L = the logits per
+//                                                           token: N; 2N with learned gating
+//                                                           noise; B + N hierarchical; N*S
+//                                                           soft_slots (plus its dispatch and
+//                                                           combine products 2 * 3 * (2 T N*S D))
+//           = 3 * (2 T D d + 2 T d L)                       router.head: cosine, d = its dim
 //   experts = 3 * (2 A D H1 + 2 A H D)                      A summed over MoE layers
 //   shared  = 3 * (2 T D S H1 + 2 T S H D)                  per MoE layer when S > 0
 //   dense   = 3 * (2 T D H1 + 2 T H D)                      per dense (non-MoE) block

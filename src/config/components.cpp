@@ -16,10 +16,19 @@ using detail::Show;
 
 // ---- routers (router.type; factories in routing/router_registry.cpp) ----
 
-constexpr std::string_view kTopkKeys[] = {"router.k",           "router.score",
-                                          "router.normalize",   "router.noise",
-                                          "router.scale",       "router.topk.second_expert",
-                                          "router.topk.groups", "router.topk.topk_groups"};
+constexpr std::string_view kTopkKeys[] = {"router.k",
+                                          "router.score",
+                                          "router.normalize",
+                                          "router.noise",
+                                          "router.scale",
+                                          "router.jitter",
+                                          "router.head",
+                                          "router.cosine.dim",
+                                          "router.cosine.temperature",
+                                          "router.topk.second_expert",
+                                          "router.topk.groups",
+                                          "router.topk.topk_groups",
+                                          "router.topk.noise"};
 const KeyRule kTopkRules[] = {
     {"router.k",
      {"router.k", "experts.count"},
@@ -72,9 +81,58 @@ const KeyRule kTopkRules[] = {
              "kept groups of {}",
              s.value("router.k"), experts, kept, c.experts.count / groups);
      }},
+    {"router.topk.noise",
+     {"router.topk.noise", "router.score"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `router.score: softmax` (Shazeer "
+     "et al.'s noisy top-k "
+     "gating is a softmax)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.router.score == ScoreFn::softmax)
+             return {};
+         return "learned noise is Shazeer et al.'s noisy top-k softmax gating: it needs "
+                "router.score: softmax, got sigmoid";
+     }},
+    {"router.topk.noise",
+     {"router.topk.noise", "router.noise"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `router.noise` = 0: the learned "
+     "std replaces the fixed "
+     "one",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.router.noise == 0.0) return {};
+         return fmt::format(
+             "learned noise has its std from the router (softplus of the noise logits), so "
+             "router.noise must be 0, got router.noise = {}",
+             s.value("router.noise"));
+     }},
+    {"router.topk.noise",
+     {"router.topk.noise", "balance.z_loss"},
+     "`router.type: topk` with `router.topk.noise: learned` needs `balance.z_loss` = 0 (the z-loss "
+     "would count the noise "
+     "logits)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.router.topk.noise != TopkNoise::learned || c.balance.z_loss == 0.0) return {};
+         return fmt::format(
+             "with learned noise the router makes 2N logits per token and the z-loss would "
+             "count the N noise logits too: set balance.z_loss to 0, got {}",
+             s.value("balance.z_loss"));
+     }},
+    {"router.head",
+     {"router.head", "router.topk.noise"},
+     "`router.type: topk` with `router.head: cosine` needs `router.topk.noise: fixed`: the "
+     "cosine head makes expert scores only, no noise logits",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.head != RouterHeadKind::cosine || c.router.topk.noise != TopkNoise::learned)
+             return {};
+         return "the cosine head makes one score per expert (cosine / tau), not the noise logits "
+                "of router.topk.noise: learned; use router.head: linear with learned noise, or "
+                "router.noise for fixed noise";
+     }},
 };
 
-constexpr std::string_view kExpertChoiceKeys[] = {"router.k", "router.scale", "capacity.factor"};
+constexpr std::string_view kExpertChoiceKeys[] = {"router.k",          "router.scale",
+                                                  "router.jitter",     "router.head",
+                                                  "router.cosine.dim", "router.cosine.temperature",
+                                                  "capacity.factor"};
 const KeyRule kExpertChoiceRules[] = {
     {"capacity.factor",
      {"capacity.factor", "router.type"},
@@ -543,13 +601,13 @@ constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "balance.losses.sh
 const KeyRule kShazeerRules[] = {
     {"balance.loss",
      {"balance.loss", "router.noise"},
-     "`balance.loss: shazeer` needs `router.noise` > 0: its load estimator divides by the noise "
-     "std",
+     "`balance.loss: shazeer` needs `router.noise` > 0 or `router.topk.noise: learned`: its load "
+     "estimator divides by the noise std",
      [](const Config& c, const Show& s) -> std::string {
-         if (c.router.noise > 0) return {};
+         if (c.router.noise > 0 || c.router.topk.noise == TopkNoise::learned) return {};
          return fmt::format(
-             "'shazeer' needs router.noise > 0 (its load estimator divides by the noise "
-             "std), got router.noise = {}",
+             "'shazeer' needs router.noise > 0 or router.topk.noise: learned (its load "
+             "estimator divides by the noise std), got router.noise = {}",
              s.value("router.noise"));
      }},
 };
@@ -631,10 +689,11 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary =
          "token choice: each token picks its k best experts (s + bias), gates renormalised or not "
-         "and scaled, optional noisy gating, GShard's random 2nd expert, group-limited selection; "
-         "Switch (k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
+         "and scaled, fixed or learned noisy gating, GShard's random 2nd expert, group-limited "
+         "selection; logits from a linear or a cosine (X-MoE) head, optional input jitter; Switch "
+         "(k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
      .paper = "Shazeer et al. 2017; Fedus et al. 2021; Lepikhin et al. 2020; DeepSeek-AI 2024 "
-              "(V3); Wang et al. 2024",
+              "(V3); Wang et al. 2024; Chi et al. 2022",
      .devices = kCpu,
      .keys = kTopkKeys,
      .rules = kTopkRules},

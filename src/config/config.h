@@ -27,6 +27,8 @@ enum class RouterType {
 enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
+enum class TopkNoise { fixed, learned };       // router.topk.noise
+enum class RouterHeadKind { linear, cosine };  // router.head: how the router logits are made
 enum class DropPolicy { position, score, random, priority };
 // config spelling: none | switch | gshard | shazeer
 enum class BalanceLoss { none, switch_loss, shazeer, gshard };
@@ -75,11 +77,22 @@ struct ExpertsConfig {
     bool operator==(const ExpertsConfig&) const = default;
 };
 
+// The cosine router head's keys (router.cosine.*; X-MoE, Chi et al. 2022).
+struct CosineHeadConfig {
+    int dim = 16;               // d_low: the projection's and the expert embeddings' dimension
+    double temperature = 0.07;  // the initial temperature tau (learned from there)
+
+    bool operator==(const CosineHeadConfig&) const = default;
+};
+
 // The top-k router's own keys (router.topk.*).
 struct TopkConfig {
     SecondExpert second_expert = SecondExpert::always;  // k = 2: GShard's random 2nd expert
     int groups = 1;       // expert groups of group-limited routing (DeepSeek-V3); 1 = off
     int topk_groups = 1;  // the groups a token may choose its experts from
+    // fixed: router.noise is the std of the gating noise; learned: Shazeer et al. 2017's noise
+    // projection, std = softplus(x Wnoise) per token and expert (the router asks for 2N logits)
+    TopkNoise noise = TopkNoise::fixed;
 
     bool operator==(const TopkConfig&) const = default;
 };
@@ -119,7 +132,10 @@ struct RouterConfig {
     ScoreFn score = ScoreFn::softmax;
     Normalize normalize = Normalize::auto_k;  // auto: true for k >= 2, false for k = 1
     double noise = 0.0;
-    double scale = 1.0;  // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
+    double scale = 1.0;   // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
+    double jitter = 0.0;  // training: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter)
+    RouterHeadKind head = RouterHeadKind::linear;
+    CosineHeadConfig cosine;
     TopkConfig topk;
     HashConfig hash;
     SinkhornConfig sinkhorn;

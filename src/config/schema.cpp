@@ -60,6 +60,14 @@ constexpr Choice kScore[] = {{"softmax", int(ScoreFn::softmax)},
                              {"sigmoid", int(ScoreFn::sigmoid)}};
 constexpr Choice kNormalize[] = {
     {"auto", int(Normalize::auto_k)}, {"true", int(Normalize::yes)}, {"false", int(Normalize::no)}};
+constexpr Choice kRouterHead[] = {
+    {"linear", int(RouterHeadKind::linear)},
+    {"cosine", int(RouterHeadKind::cosine)},
+};
+constexpr Choice kTopkNoise[] = {
+    {"fixed", int(TopkNoise::fixed)},
+    {"learned", int(TopkNoise::learned)},
+};
 constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
                                     {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
@@ -280,6 +288,20 @@ const std::vector<Key>& table() {
         num_key<&C::router, &RouterConfig::scale>(
             "router.scale", between(0.01, 1000.0),
             "multiplies every routed gate weight (DeepSeek-V3's routed scaling factor)"),
+        num_key<&C::router, &RouterConfig::jitter>(
+            "router.jitter", unit_open(),
+            "training only: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter) per "
+            "element (Switch Transformer); 0 = off"),
+        choice_key<&C::router, &RouterConfig::head>(
+            "router.head", kRouterHead,
+            "how the router logits are made from x: linear = x Wr, cosine = cos(x Wp, e_i) / tau "
+            "(X-MoE)"),
+        int_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::dim>(
+            "router.cosine.dim", 1, 65536,
+            "router.head: cosine: dimension of the projection x Wp and of the expert embeddings"),
+        num_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::temperature>(
+            "router.cosine.temperature", {0.0, 100.0, true, false, false},
+            "router.head: cosine: initial temperature tau (learned from there)"),
         choice_key<&C::router, &RouterConfig::topk, &TopkConfig::second_expert>(
             "router.topk.second_expert", kSecondExpert,
             "k = 2: always dispatch the 2nd expert, or random = with probability 2 g2 (GShard)"),
@@ -291,6 +313,10 @@ const std::vector<Key>& table() {
             "router.topk.topk_groups", 1, 4096,
             "groups a token keeps (by the sum of its top-2 s + b in each); its k experts come "
             "from them"),
+        choice_key<&C::router, &RouterConfig::topk, &TopkConfig::noise>(
+            "router.topk.noise", kTopkNoise,
+            "gating noise: fixed = N(0, router.noise^2); learned = softplus(x Wnoise) * N(0, 1), "
+            "Shazeer et al.'s learned noise (the router makes 2N logits)"),
         int_key<&C::router, &RouterConfig::hash, &HashConfig::bits>(
             "router.hash.bits", 1, 62,
             "clusters task: random hyperplanes per hash; the sign pattern of the input's "
@@ -401,6 +427,7 @@ constexpr Section kSections[] = {
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
+    {"router.cosine", "the cosine router head (router.head: cosine; X-MoE)"},
     {"router.topk", "options of the top-k router (router.type: topk)"},
     {"router.hash", "options of the hash router (router.type: hash)"},
     {"router.sinkhorn", "options of the Sinkhorn router (router.type: sinkhorn)"},

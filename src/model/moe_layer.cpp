@@ -30,9 +30,8 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)),
       L_(router_->logit_width(N_)) {
-    // Router weights start small so that early routing is near uniform (Fedus et al. 2021 §2.4).
-    router_w =
-        ps.add(name + ".router.w", size_t(D_) * L_, Init::normal, 0.1f / std::sqrt(float(D_)));
+    head_.declare(cfg.router, ps, name, D_, L_, seed_);
+    router_w = head_.input_tensor();
     w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal,
                 1.0f / std::sqrt(float(D_)));
     b1 = ps.add(name + ".experts.b1", size_t(N_) * H1_, Init::zeros);
@@ -69,8 +68,9 @@ void MoeLayer::reserve(int T_max) {
     dlog_.resize(TL);
     dlog_aux_.resize(TL);
     dlog_direct_.resize(TL);
-    gw_task_.resize(size_t(D_) * L_);
-    gw_aux_.resize(size_t(D_) * L_);
+    head_.reserve(T_max);
+    gw_task_.resize(head_.param_count());
+    gw_aux_.resize(head_.param_count());
     if (shared_) {
         shared_->reserve(T_max);
         shared_y_.resize(size_t(T_max) * D_);
@@ -87,9 +87,9 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
                        const Pass& pass) {
     MOESIM_CHECK(size_t(T) * L_ <= logits_.size(), "more tokens than the layer was reserved for");
     training_ = pass.training;
-    be.gemm(logits_.data(), x, ps.p(router_w), T, L_, D_, false, false, 0.0f);
     Pass p = pass;
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
+    head_.forward(be, ps, logits_.data(), x, T, pass.training, p.noise_key);
     router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
                    state_, plan_);
     if (plan_.kind == PlanKind::dense)
@@ -152,14 +152,13 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
         router_->backward(state_, dslot_task_.data(), nullptr, dlog_.data());
         router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_aux_.data());
         be.add(dlog_aux_.data(), dlog_direct_.data(), TL);
-        be.gemm(gw_task_.data(), x, dlog_.data(), D_, L_, T, true, false, 0.0f);
-        be.gemm(gw_aux_.data(), x, dlog_aux_.data(), D_, L_, T, true, false, 0.0f);
+        head_.param_grad(be, ps, gw_task_.data(), dlog_.data(), x, T);
+        head_.param_grad(be, ps, gw_aux_.data(), dlog_aux_.data(), x, T);
     }
     be.add(dslot_aux_.data(), dslot_task_.data(), R);
     router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.data());
     be.add(dlog_.data(), dlog_direct_.data(), TL);
-    be.gemm(ps.g(router_w), x, dlog_.data(), D_, L_, T, true, false, 1.0f);
-    be.gemm(dx, dlog_.data(), ps.p(router_w), T, D_, L_, false, true, 1.0f);
+    head_.backward(be, ps, dx, dlog_.data(), x, T);
     if (shared_ && shared_gate >= 0) {
         // y[t] += g_t S[t], g_t = sigmoid(a_t), a_t = x[t] . w_g: dS[t] = g_t dy[t],
         // da_t = (dy[t] . S[t]) g_t (1 - g_t); dw_g = x^T da, dx += da w_g^T.

@@ -1,6 +1,7 @@
 // A Mixture-of-Experts FFN layer (Shazeer et al. 2017; Fedus et al. 2021; DeepSeekMoE 2024):
 //
-//   logits = x Wr                          (T, N)    router, no bias
+//   logits = head(x)                       (T, L)    router head (router_head.h): x Wr, no
+//                                                    bias, or X-MoE's cosine; L = logit_width
 //   plan   = route(logits) + capacity      RoutingPlan per assignment (routing_plan.h)
 //   Xd     = x[token[a]]                   (A, D)    tokens grouped by expert
 //   Y_e    = act(Xd_e W1_e + b1_e) W2_e + b2_e       one matrix product per expert segment
@@ -28,6 +29,7 @@
 #include "backend/serialize.h"
 #include "config/config.h"
 #include "model/layers/ffn.h"
+#include "model/layers/router_head.h"
 #include "model/params.h"
 #include "routing/router.h"
 
@@ -69,7 +71,8 @@ public:
     double weighted_z() const { return weighted_z_; }  // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
-    // Router-weight gradients of the last backward with router_grad_parts: (D, L) each.
+    // Router-weight gradients of the last backward with router_grad_parts: the gradient of the
+    // router head's parameters (RouterHead::param_grad; the linear head: Wr, (D, L)) each.
     const std::vector<float>& router_grad_task() const { return gw_task_; }
     const std::vector<float>& router_grad_aux() const { return gw_aux_; }
 
@@ -77,7 +80,8 @@ public:
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 
-    int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;  // parameter tensors
+    // parameter tensors; router_w: the router head's input map (linear: Wr, cosine: Wp)
+    int router_w = -1, w1 = -1, b1 = -1, w2 = -1, b2 = -1;
     int shared_gate = -1;  // the shared experts' gate vector w_g (D) (experts.shared_gate)
 
 private:
@@ -106,6 +110,7 @@ private:
     double max_factor_;  // the largest capacity factor of a pass (training or evaluation)
     std::unique_ptr<Router> router_;
     int L_;  // router logits per token: router_->logit_width(N)
+    RouterHead head_;
     std::unique_ptr<Ffn> shared_;
     RouterState state_;
     RoutingPlan plan_;

@@ -2,7 +2,7 @@
 // its coefficient and ACCUMULATES coef * (its gradient) into the gradient buffers it acts on:
 //   d_probs (T,N)  gradient w.r.t. the router probabilities p (RouterState::probs)
 //   d_slot  (T*K)  gradient w.r.t. the gate weights of the router's slots (RouterState::sel)
-//   d_logits (T,N) gradient w.r.t. the (clean) router logits
+//   d_logits (T,L) gradient w.r.t. the (clean) router logits, L = the router's logit width
 // Gradient buffers may be null to compute the value only (evaluation, statistics).
 // Reductions run serially in token order: results do not depend on the thread count.
 #pragma once
@@ -37,10 +37,13 @@ double gshard_loss(const RoutingPlan& plan, const RouterState& state, const floa
 
 // Shazeer et al. 2017: CV(Importance)^2 + CV(Load)^2, Importance_i = sum_t G[t,i] (gates of the
 // selected slots, kept or dropped: state.sel, state.sel_gate),
-// Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / noise_std), the smooth
-// estimate of the tokens assigned under gating noise (state.noisy, state.noise_std). With
-// noise_std = 0 (evaluation) the Load term uses the hard counts A_i (plan.routed) and has no
-// gradient. CV^2 is var / mean^2 (population). Needs a token-choice router (state.K > 0).
+// Load_i = sum_t Phi((logit[t,i] - kth_excluding(noisy[t], K, i)) / std[t,i]), the smooth
+// estimate of the tokens assigned under gating noise (state.noisy; std = state.noise_std, or with
+// learned noise state.noise_stds[t,i] = softplus(noise logit[t,i])). With no noise (evaluation)
+// the Load term uses the hard counts A_i (plan.routed) and has no gradient. CV^2 is
+// var / mean^2 (population). Needs a token-choice router (state.K > 0). logits and d_logits are
+// (T, state.logit_stride()); with learned noise the Load term's gradient also reaches the noise
+// logits (columns N..2N-1): through std[t,i] and through the noisy competitor kth_excluding.
 double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const float* logits,
                     float coef, float* d_slot, float* d_logits, std::vector<double>& scratch);
 

@@ -46,6 +46,16 @@ struct RouterState {
     std::vector<int> work;        // a router's scratch (sized by its reserve)
     std::vector<float> fwork;     // a router's scratch (sized by its reserve)
     float noise_std = 0.0f;       // the gating noise of this pass (0 in evaluation)
+    // Learned gating noise (top-k, router.topk.noise: learned): in a training pass the noise
+    // std is per token and expert, noise_stds = softplus(noise logit), and noise_eps holds the
+    // N(0, 1) draws (noisy = logit + noise_stds * noise_eps); noise_learned says this pass had it.
+    bool noise_learned = false;
+    std::vector<float> noise_stds;  // (T, N) when the router learns its noise, else empty
+    std::vector<float> noise_eps;   // (T, N) likewise
+    // Router logits per token (the router's logit_width(N)): the row stride of the logits that
+    // route() reads and the losses read; 0 means N (a state built by hand).
+    int L = 0;
+    int logit_stride() const { return L > 0 ? L : N; }
 
     void reserve(int T_max, int N_, int K_, bool keep_scores);
 };

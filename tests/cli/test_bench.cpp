@@ -151,6 +151,15 @@ TEST_SUITE("bench") {
         CHECK(f.dense == doctest::Approx(3600.0));    // same shapes as the shared expert
         CHECK(f.head == doctest::Approx(1680.0));     // 3 * 2*10*4*7
         CHECK(f.total() == doctest::Approx(16200.0));
+        // the router head's products: learned noise doubles the logits; the cosine head is
+        // x Wp (D x d) then the cosines against the L embeddings (d each)
+        cfg.router.topk.noise = moe::TopkNoise::learned;
+        CHECK(moe::bench_flops(cfg, 3, 7, 10, 15.0).router == doctest::Approx(2880.0));
+        cfg.router.topk.noise = moe::TopkNoise::fixed;
+        cfg.router.head = moe::RouterHeadKind::cosine;
+        cfg.router.cosine.dim = 3;
+        // 3 * (2*10*4*3 + 2*10*3*6) = 3 * (240 + 360)
+        CHECK(moe::bench_flops(cfg, 3, 7, 10, 15.0).router == doctest::Approx(1800.0));
     }
 
     TEST_CASE("FLOP count of the dense routers, by hand") {

@@ -86,7 +86,12 @@ inline Config nontrivial_config() {
     c.router.normalize = Normalize::no;
     c.router.noise = 0.3;
     c.router.scale = 2.5;
+    c.router.jitter = 0.25;
+    c.router.head = RouterHeadKind::cosine;
+    c.router.cosine.dim = 8;
+    c.router.cosine.temperature = 0.5;
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
+    // router.topk.noise stays `fixed`: `learned` needs router.noise = 0 and softmax scores
     c.router.topk.groups = 4;
     c.router.topk.topk_groups = 2;
     c.capacity.factor = 0.0;

@@ -155,7 +155,8 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got the "
+              "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, hierarchical, "
+              "soft_slots), got the "
               "block scalar "
               "\"k: 3\\n\"");
         CHECK(load_error("", {"router.k=|\n  3"}) ==
@@ -268,7 +269,8 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got '3'");
+              "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, hierarchical, "
+              "soft_slots), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
               "t.yaml:2:13: data.clusters: is a section: expected a mapping of its keys (dim, "
               "num_clusters, "
@@ -332,8 +334,8 @@ TEST_SUITE("config") {
         CHECK(load_error("train: {min_lr: 0.01}\n") ==
               "t.yaml:1:17: train.min_lr: 0.01 is larger than train.lr (0.001, the default)");
         CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 0}\n") ==
-              "t.yaml:1:17: balance.loss: 'shazeer' needs router.noise > 0 (its load estimator "
-              "divides by the noise std), "
+              "t.yaml:1:17: balance.loss: 'shazeer' needs router.noise > 0 or router.topk.noise: "
+              "learned (its load estimator divides by the noise std), "
               "got router.noise = 0.0");
         CHECK(load("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n").balance.loss ==
               BalanceLoss::shazeer);
@@ -455,12 +457,14 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got "
+                  "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, "
+                  "hierarchical, soft_slots), got "
                   "'topk'");
             CHECK(load_error("", {"router="}) ==
                   "override 'router=': router: is a section: expected a mapping of its keys (type, "
                   "k, score, "
-                  "normalize, noise, scale, topk, hash, sinkhorn, hierarchical, soft_slots), got "
+                  "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, "
+                  "hierarchical, soft_slots), got "
                   "an empty value");
             CHECK(
                 load_error("", {"train.lr=[1"})
@@ -517,8 +521,9 @@ TEST_SUITE("config") {
             // A component's rule goes through the same mechanism.
             CHECK(load_error("balance: {loss: shazeer}\nrouter: {noise: 1.0}\n",
                              {"router.noise=0"}) ==
-                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 (its "
-                  "load estimator divides by the noise std), got router.noise = 0.0; to keep this "
+                  "override 'router.noise=0': balance.loss: 'shazeer' needs router.noise > 0 or "
+                  "router.topk.noise: learned (its load estimator divides by the noise std), got "
+                  "router.noise = 0.0; to keep this "
                   "override, also override balance.loss");
             // Keys of one file need no place: the diagnostic is at one of its lines.
             CHECK(load_error(file + "  warmup_steps: 601\n") ==

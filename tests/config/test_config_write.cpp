@@ -47,11 +47,13 @@ TEST_SUITE("config") {
         CHECK_NOTHROW(config_validate(c));
         // Every key differs from its default, except the ones with a single available choice
         // and router.topk.second_expert (its `random` needs router.k = 2, the default), and the
-        // own keys of the routers other than topk (an error while topk is selected).
+        // own keys of the routers other than topk (an error while topk is selected), and
+        // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
-                key == "router.topk.second_expert" || key.rfind("router.hash.", 0) == 0 ||
-                key.rfind("router.sinkhorn.", 0) == 0 || key.rfind("router.hierarchical.", 0) == 0)
+                key == "router.topk.second_expert" || key == "router.topk.noise" ||
+                key.rfind("router.hash.", 0) == 0 || key.rfind("router.sinkhorn.", 0) == 0 ||
+                key.rfind("router.hierarchical.", 0) == 0)
                 continue;
             if (const ComponentRow* owner = owner_of_key(key);
                 owner && selected_component(c, owner->choice_key) != owner)

@@ -48,6 +48,11 @@ struct MoeCase {
     double scale = 1.0;
     SecondExpert second = SecondExpert::always;
     int groups = 1, topk_groups = 1;
+    double jitter = 0.0;
+    TopkNoise topk_noise = TopkNoise::fixed;
+    RouterHeadKind head = RouterHeadKind::linear;
+    int cosine_dim = 3;
+    double temperature = 0.5;
 };
 
 Config moe_config(const MoeCase& c, int D, int H) {
@@ -67,6 +72,11 @@ Config moe_config(const MoeCase& c, int D, int H) {
     cfg.router.topk.second_expert = c.second;
     cfg.router.topk.groups = c.groups;
     cfg.router.topk.topk_groups = c.topk_groups;
+    cfg.router.jitter = c.jitter;
+    cfg.router.topk.noise = c.topk_noise;
+    cfg.router.head = c.head;
+    cfg.router.cosine.dim = c.cosine_dim;
+    cfg.router.cosine.temperature = c.temperature;
     cfg.capacity.factor = c.factor;
     cfg.capacity.drop_policy = c.policy;
     cfg.balance.loss = c.loss;
@@ -130,7 +140,7 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     ps.finalize(c.seed);
     layer.reserve(T);
     // router weights of std 1 (not the small init) so that logits are well separated
-    fill_normal(ps.p(layer.router_w), size_t(D) * c.N, c.seed + 1, 1.0f);
+    fill_normal(ps.p(layer.router_w), ps.tensors()[size_t(layer.router_w)].size, c.seed + 1, 1.0f);
     for (size_t k = 0; k < ps.tensors().size(); ++k) {
         const ParamTensor& t = ps.tensors()[k];
         if (t.init == Init::zeros) fill_normal(ps.p(int(k)), t.size, c.seed + 10 + k, 0.3f);
@@ -603,4 +613,142 @@ TEST_SUITE("model") {
         check_moe(w, "gated shared=2 swiglu switch");
     }
 
+    TEST_CASE("moe layer: gradient check with router input jitter") {
+        // the jitter is keyed by the pass (step 17, this layer): the same factors at every probe
+        for (double factor : {0.0, 0.75}) {
+            MoeCase c;
+            c.factor = factor;
+            c.jitter = 0.3;
+            check_moe(c, "jitter=0.3 factor=" + std::to_string(factor));
+        }
+        MoeCase c;
+        c.jitter = 0.2;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.5;
+        c.z = 0.1;
+        c.shared = 1;
+        check_moe(c, "jitter=0.2 switch z shared");
+    }
+
+    TEST_CASE("moe layer: the jitter reaches the router only, and only in training") {
+        // k = 1 with normalize: every gate is 1, so y is the chosen expert's output of x. A small
+        // jitter that changes no selection must leave y bit-identical (the experts see x, not
+        // the jittered x) while it changes the logits; evaluation has no jitter at all.
+        MoeCase plain;
+        plain.K = 1;
+        MoeCase jit = plain;
+        jit.jitter = 0.01;
+        LayerOnBatch a(plain), b(jit);
+        a.forward();
+        b.forward();
+        const RouterState &sa = a.layer.router_state(), &sb = b.layer.router_state();
+        REQUIRE(std::equal(sa.sel.begin(), sa.sel.begin() + LayerOnBatch::T, sb.sel.begin()));
+        CHECK(a.y == b.y);
+        const size_t TN = size_t(LayerOnBatch::T) * plain.N;
+        CHECK_FALSE(std::equal(a.layer.logits(), a.layer.logits() + TN, b.layer.logits()));
+        a.info.training = false;
+        b.info.training = false;
+        a.forward();
+        b.forward();
+        CHECK(std::equal(a.layer.logits(), a.layer.logits() + TN, b.layer.logits()));
+    }
+    TEST_CASE("moe layer: gradient check with learned gating noise, alone and with shazeer") {
+        // the router weights are (D, 2N): clean logits, then noise logits; the noise draws are
+        // keyed by the pass (step 17, this layer), the same at every probe
+        for (int K : {1, 2}) {
+            MoeCase c;
+            c.K = K;
+            c.topk_noise = TopkNoise::learned;
+            check_moe(c, "learned noise k=" + std::to_string(K));
+            c.loss = BalanceLoss::shazeer;
+            c.alpha = 0.5;
+            const MoeRun run = check_moe(c, "learned noise shazeer k=" + std::to_string(K));
+            CHECK(run.layer_loss == doctest::Approx(0.5 * run.aux));
+        }
+        MoeCase c;
+        c.topk_noise = TopkNoise::learned;
+        c.loss = BalanceLoss::shazeer;
+        c.alpha = 0.5;
+        c.factor = 0.5;
+        c.jitter = 0.1;
+        check_moe(c, "learned noise shazeer factor=0.5 jitter");
+    }
+    TEST_CASE("moe layer: gradient check with the cosine router head") {
+        // Wp, the expert embeddings and the temperature are the head's parameters; top-k and
+        // expert choice read the same logits
+        for (int K : {1, 2}) {
+            for (double factor : {0.0, 0.75}) {
+                MoeCase c;
+                c.head = RouterHeadKind::cosine;
+                c.K = K;
+                c.normalize = K > 1;
+                c.factor = factor;
+                check_moe(c, "cosine k=" + std::to_string(K) + " factor=" + std::to_string(factor));
+            }
+        }
+        MoeCase c;
+        c.head = RouterHeadKind::cosine;
+        c.cosine_dim = 8;
+        c.temperature = 0.07;  // the default: sharp, logits up to 1/0.07
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.5;
+        c.z = 0.01;
+        c.jitter = 0.1;
+        c.shared = 1;
+        check_moe(c, "cosine dim=8 tau=0.07 switch z jitter shared");
+        MoeCase s;
+        s.head = RouterHeadKind::cosine;
+        s.loss = BalanceLoss::shazeer;
+        s.alpha = 0.5;
+        s.noise = 1.0;
+        check_moe(s, "cosine shazeer noise=1");
+        MoeCase e;
+        e.head = RouterHeadKind::cosine;
+        e.type = RouterType::expert_choice;
+        e.factor = 1.0;
+        e.loss = BalanceLoss::switch_loss;
+        e.alpha = 0.5;
+        check_moe(e, "cosine expert_choice");
+        e.head = RouterHeadKind::linear;
+        e.jitter = 0.2;
+        check_moe(e, "linear expert_choice jitter");
+    }
+
+    TEST_CASE(
+        "moe layer: the cosine head's gradient stats are its parameters' task and aux parts") {
+        MoeCase c;
+        c.head = RouterHeadKind::cosine;
+        c.loss = BalanceLoss::switch_loss;
+        c.alpha = 0.2;
+        c.z = 0.05;
+        LayerOnBatch b(c);
+        b.step(false);
+        const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
+        b.step(true);
+        CHECK(b.ps.grad() == grad_plain);
+        CHECK(b.dx == dx_plain);
+        const std::vector<float>& task = b.layer.router_grad_task();
+        const std::vector<float>& aux = b.layer.router_grad_aux();
+        // Wp (D, d), the embeddings (N, d), the temperature (1), in that order
+        const int D = LayerOnBatch::D, d = c.cosine_dim;
+        REQUIRE(task.size() == size_t(D * d + c.N * d + 1));
+        REQUIRE(aux.size() == task.size());
+        size_t at = 0;
+        double task2 = 0.0, aux2 = 0.0;
+        for (const char* part : {".router.proj", ".router.experts", ".router.log_tau_scale"}) {
+            int tensor = -1;
+            for (size_t k = 0; k < b.ps.tensors().size(); ++k)
+                if (b.ps.tensors()[k].name == std::string("moe") + part) tensor = int(k);
+            REQUIRE(tensor >= 0);
+            const float* g = b.ps.g(tensor);
+            for (size_t i = 0; i < b.ps.tensors()[size_t(tensor)].size; ++i, ++at) {
+                CHECK(g[i] == doctest::Approx(task[at] + aux[at]).epsilon(1e-5));
+                task2 += double(task[at]) * task[at];
+                aux2 += double(aux[at]) * aux[at];
+            }
+        }
+        CHECK(at == task.size());
+        CHECK(task2 > 1e-8);
+        CHECK(aux2 > 1e-8);
+    }
 }  // TEST_SUITE

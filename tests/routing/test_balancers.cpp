@@ -5,10 +5,14 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "routing/capacity.h"
+#include "routing/router.h"
 #include "support/grad_check.h"
 
 using namespace moe;
@@ -341,4 +345,92 @@ TEST_SUITE("routing") {
         CHECK(bias_rate_at(c, 12, 6) == doctest::Approx(0.005));
     }
 
+    TEST_CASE("shazeer loss: learned noise, the smooth load by hand") {
+        // T = 2, N = 2, K = 1 through the top-k router with learned noise (logits (T, 2N)):
+        // Load_i = sum_t Phi((clean[t,i] - noisy[t,j]) / softplus(n[t,i])), j the other expert
+        // (the K-th largest noisy logit without i); Importance_i = sum of the gates on i.
+        RouterConfig rc;
+        rc.k = 1;
+        rc.normalize = Normalize::no;
+        rc.topk.noise = TopkNoise::learned;
+        auto r = router_create(rc);
+        const int T = 2, N = 2;
+        RouterState st;
+        r->reserve(st, T, N, 0.0);
+        RoutingPlan plan;
+        plan.reserve(T, N, size_t(T));
+        const std::vector<float> l = {1.0f, 0.0f, 0.5f, -1.0f, -0.5f, 0.3f, 0.2f, 0.0f};
+        Pass pass;
+        pass.training = true;
+        pass.noise_key = 5;
+        r->route(l.data(), T, nullptr, pass, 11, st, plan);
+        auto cv2 = [](double a, double b) {
+            const double m = (a + b) / 2, v = ((a - m) * (a - m) + (b - m) * (b - m)) / 2;
+            return v / (m * m);
+        };
+        double load[2] = {0, 0}, imp[2] = {0, 0};
+        for (int t = 0; t < T; ++t) {
+            for (int i = 0; i < N; ++i) {
+                const double sd = std::log1p(std::exp(double(l[size_t(t * 4 + 2 + i)])));
+                const double u =
+                    (double(l[size_t(t * 4 + i)]) - st.noisy[size_t(t * 2 + 1 - i)]) / sd;
+                load[i] += 0.5 * std::erfc(-u / std::sqrt(2.0));
+            }
+            imp[st.sel[size_t(t)]] += st.sel_gate[size_t(t)];
+        }
+        std::vector<double> scratch;
+        CHECK(shazeer_loss(plan, st, l.data(), 1.0f, nullptr, nullptr, scratch) ==
+              doctest::Approx(cv2(imp[0], imp[1]) + cv2(load[0], load[1])).epsilon(1e-5));
+    }
+
+    TEST_CASE("shazeer loss: gradient check with learned noise, into clean and noise logits") {
+        // loss(logits) = shazeer through the top-k router with learned noise, the noise draws
+        // fixed: the analytic gradient is the router's backward of the loss's gate gradients
+        // plus the loss's direct logit gradients (both halves). Probes that change the selection
+        // or the order of the top K+1 noisy logits of a token are skipped.
+        const int T = 12, N = 5;
+        for (int K : {1, 2}) {
+            CAPTURE(K);
+            RouterConfig rc;
+            rc.k = K;
+            rc.topk.noise = TopkNoise::learned;
+            auto r = router_create(rc);
+            RouterState st;
+            r->reserve(st, T, N, 0.0);
+            RoutingPlan plan;
+            plan.reserve(T, N, size_t(T) * K);
+            std::vector<float> l = normal_vector(size_t(T) * 2 * N, 31, 1.0f);
+            Pass pass;
+            pass.training = true;
+            pass.noise_key = 3;
+            std::vector<double> scratch;
+            auto f = [&] {
+                r->route(l.data(), T, nullptr, pass, 7, st, plan);
+                return 0.7 * shazeer_loss(plan, st, l.data(), 0.7f, nullptr, nullptr, scratch);
+            };
+            auto sig = [&] {
+                Signature s(st.sel.begin(), st.sel.begin() + T * K);
+                for (int t = 0; t < T; ++t) {
+                    std::vector<int> o(static_cast<size_t>(N));
+                    std::iota(o.begin(), o.end(), 0);
+                    const float* z = st.noisy.data() + size_t(t) * N;
+                    std::stable_sort(o.begin(), o.end(), [z](int a, int b) { return z[a] > z[b]; });
+                    s.insert(s.end(), o.begin(), o.begin() + K + 1);
+                }
+                return s;
+            };
+            (void)f();
+            std::vector<float> dslot(size_t(T) * K, 0.0f), ddirect(l.size(), 0.0f), dl(l.size());
+            shazeer_loss(plan, st, l.data(), 0.7f, dslot.data(), ddirect.data(), scratch);
+            r->backward(st, dslot.data(), nullptr, dl.data());
+            double direct_noise = 0.0;
+            for (size_t j = 0; j < l.size(); ++j) {
+                dl[j] += ddirect[j];
+                if (int(j % (2 * N)) >= N) direct_noise += std::fabs(ddirect[j]);
+            }
+            CHECK(direct_noise > 1e-4);  // the load term reaches the noise logits itself
+            expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig),
+                            "shazeer learned k=" + std::to_string(K), 2e-3);
+        }
+    }
 }  // TEST_SUITE

@@ -455,4 +455,94 @@ TEST_SUITE("routing") {
         }
     }
 
+    TEST_CASE("topk: learned noise, 2N logits, std = softplus of the noise logits, training only") {
+        // T = 2, N = 3, K = 1. Row t: clean logits l[t, 0..2], noise logits l[t, 3..5].
+        const int T = 2, N = 3, K = 1;
+        TopkConfig t;
+        t.noise = TopkNoise::learned;
+        auto r = topk_with(K, t);
+        CHECK(r->logit_width(N) == 2 * N);
+        const std::vector<float> l = {2.0f, 0.0f, -1.0f, 0.0f,  -30.0f, 1.5f,
+                                      0.5f, 1.0f, 0.0f,  -2.0f, 3.0f,   0.25f};
+        RouteContext ctx;
+        ctx.seed = 4;
+        ctx.noise_step = 9;
+        // evaluation: no noise, the noise logits change nothing; token 0 -> expert 0, token 1 ->
+        // expert 1, gate = p (k = 1, raw)
+        const Routed eval = route(*r, l, T, N, K, ctx);
+        CHECK(eval.noisy == std::vector<float>{2.0f, 0.0f, -1.0f, 0.5f, 1.0f, 0.0f});
+        CHECK(eval.sel == std::vector<int>{0, 1});
+        CHECK_FALSE(eval.st.noise_learned);
+        // training: noisy = clean + softplus(n) * eps, eps keyed as router.noise's (seed 4,
+        // kStreamNoise, key 9, t*N + i); softplus(0) = ln 2, softplus(-30) ~ 9.4e-14
+        ctx.training = true;
+        const Routed a = route(*r, l, T, N, K, ctx);
+        CHECK(a.st.noise_learned);
+        const Rng rng{4, kStreamNoise, 9};
+        for (int tt = 0; tt < T; ++tt)
+            for (int i = 0; i < N; ++i) {
+                const double n = l[size_t(tt * 2 * N + N + i)];
+                const double sd = std::log1p(std::exp(n));
+                const double e = rng.normal(uint64_t(tt * N + i));
+                CHECK(a.st.noise_stds[size_t(tt * N + i)] == doctest::Approx(sd).epsilon(1e-6));
+                CHECK(a.noisy[size_t(tt * N + i)] ==
+                      doctest::Approx(l[size_t(tt * 2 * N + i)] + sd * e).epsilon(1e-5));
+            }
+        CHECK(a.noisy[1] == doctest::Approx(0.0).epsilon(1e-9));  // std ~ 1e-13: no noise
+        CHECK(a.st.noise_stds[0] == doctest::Approx(std::log(2.0)));
+        // a very large noise logit: softplus(v) = v without overflow
+        std::vector<float> big = l;
+        big[3] = 200.0f;
+        const Routed b = route(*r, big, T, N, K, ctx);
+        CHECK(b.st.noise_stds[0] == doctest::Approx(200.0));
+    }
+
+    TEST_CASE("topk: gradient check of backward with learned noise, into both logit halves") {
+        // loss(logits) = sum c * gate + sum d * p over the (T, 2N) logits, the noise draws fixed
+        // (same seed and key at every probe), the selection held fixed
+        const int T = 5, N = 6;
+        TopkConfig t;
+        t.noise = TopkNoise::learned;
+        for (bool normalize : {true, false}) {
+            for (int K : {1, 2, 3}) {
+                const std::string what =
+                    std::string(normalize ? "normalize" : "raw") + " k=" + std::to_string(K);
+                CAPTURE(what);
+                auto r = topk_with(K, t, 1.0, normalize);
+                std::vector<float> l = normal_vector(size_t(T) * 2 * N, 7, 1.5f);
+                const std::vector<float> c = normal_vector(size_t(T) * K, 8);
+                const std::vector<float> d = normal_vector(size_t(T) * N, 9);
+                RouteContext ctx;
+                ctx.training = true;
+                ctx.seed = 2;
+                Routed p(*r, T, N, K);
+                p.run(l.data(), ctx);
+                std::vector<float> dl(l.size(), 99.0f);  // overwritten
+                r->backward(p.st, c.data(), d.data(), dl.data());
+                double noise_grad = 0.0;
+                for (int tt = 0; tt < T; ++tt)
+                    for (int i = N; i < 2 * N; ++i)
+                        noise_grad += std::fabs(dl[size_t(tt * 2 * N + i)]);
+                CHECK(noise_grad > 1e-3);  // the noise logits do get a gradient
+                auto f = [&] {
+                    p.run(l.data(), ctx);
+                    return weighted_sum(c.data(), p.gate.data(), c.size()) +
+                           weighted_sum(d.data(), p.probs.data(), d.size());
+                };
+                auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+                expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), what,
+                                1e-3);
+            }
+        }
+        // evaluation state: no noise, so the noise logits get exactly 0
+        auto r = topk_with(2, t);
+        std::vector<float> l = normal_vector(size_t(T) * 2 * N, 7, 1.5f);
+        const std::vector<float> c = normal_vector(size_t(T) * 2, 8);
+        Routed p(*r, T, N, 2);
+        p.run(l.data(), RouteContext{});
+        std::vector<float> dl(l.size(), 99.0f);
+        r->backward(p.st, c.data(), nullptr, dl.data());
+        for (int tt = 0; tt < T; ++tt)
+            for (int i = N; i < 2 * N; ++i) CHECK(dl[size_t(tt * 2 * N + i)] == 0.0f);
+    }
 }  // TEST_SUITE

@@ -29,8 +29,13 @@ double cv2(const double* x, int N, double coef, double* g) {
 
 double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const float* logits,
                     float coef, float* d_slot, float* d_logits, std::vector<double>& scratch) {
-    const int T = plan.T, N = plan.N, K = state.K;
+    const int T = plan.T, N = plan.N, K = state.K, L = state.logit_stride();
     const float noise_std = state.noise_std;
+    const bool learned = state.noise_learned;
+    // the noise std of (t, i): per element when the router learns it, else one number
+    auto std_of = [&](int t, int i) -> double {
+        return learned ? double(state.noise_stds[size_t(t) * N + i]) : double(noise_std);
+    };
     MOESIM_CHECK(K > 0 && K <= 64, "the shazeer loss needs a token-choice router with k <= 64");
     scratch.assign(size_t(4) * N, 0.0);
     double* imp = scratch.data();
@@ -38,7 +43,7 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
     double* g_imp = load + N;
     double* g_load = g_imp + N;
     for (int s = 0; s < T * K; ++s) imp[state.sel[size_t(s)]] += state.sel_gate[size_t(s)];
-    const bool smooth = noise_std > 0.0f && K < N;
+    const bool smooth = (learned || noise_std > 0.0f) && K < N;
     // kth_excluding(noisy[t], K, i): the K-th largest noisy logit among the others; it is the
     // (K+1)-th largest overall when i is among the top K, else the K-th largest.
     auto kth = [&](int t, int& kth_idx, int& k1_idx) {
@@ -67,7 +72,7 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
                 const bool in_top =
                     z[i] > z[ki] || i == ki || (z[i] == z[ki] && i < ki);  // i among the top K
                 const int m = in_top ? k1 : ki;
-                const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
+                const double u = (double(logits[size_t(t) * L + i]) - z[m]) / std_of(t, i);
                 load[i] += 0.5 * std::erfc(-u * kInvSqrt2);
             }
         }
@@ -82,14 +87,25 @@ double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const flo
             int ki, k1;
             kth(t, ki, k1);
             const float* z = state.noisy.data() + size_t(t) * N;
-            float* dl = d_logits + size_t(t) * N;
+            float* dl = d_logits + size_t(t) * L;
             for (int i = 0; i < N; ++i) {
                 const bool in_top = z[i] > z[ki] || i == ki || (z[i] == z[ki] && i < ki);
                 const int m = in_top ? k1 : ki;
-                const double u = (double(logits[size_t(t) * N + i]) - z[m]) / noise_std;
-                const double dphi = kInvSqrt2Pi * std::exp(-0.5 * u * u) / noise_std * g_load[i];
+                const double sd = std_of(t, i);
+                const double u = (double(logits[size_t(t) * L + i]) - z[m]) / sd;
+                // d Phi(u) / d clean_i, with u = (clean_i - noisy_m) / sd_i
+                const double dphi = kInvSqrt2Pi * std::exp(-0.5 * u * u) / sd * g_load[i];
                 dl[i] += float(dphi);  // through the clean logit
                 dl[m] -= float(dphi);  // through the k-th noisy logit (noisy = clean + noise)
+                if (learned) {
+                    // noisy_m = clean_m + softplus(n_m) eps_m, sd_i = softplus(n_i), and
+                    // softplus' = sigmoid = 1 - exp(-softplus)
+                    const size_t tm = size_t(t) * N + m;
+                    const double sig_m = -std::expm1(-double(state.noise_stds[tm]));
+                    const double sig_i = -std::expm1(-sd);
+                    dl[N + m] -= float(dphi * state.noise_eps[tm] * sig_m);
+                    dl[N + i] -= float(dphi * u * sig_i);  // d u / d sd_i = -u / sd_i
+                }
             }
         }
     }

@@ -2,6 +2,9 @@
 // GShard / Mixtral with k = 2; DeepSeek-V3 with sigmoid scores and a balancing bias).
 //
 //   noisy[t,i] = logit[t,i] + noise * eps[t,i]      (training only; eps ~ N(0,1), counter-based)
+//              = logit[t,i] + softplus(nlogit[t,i]) * eps[t,i]     router.topk.noise: learned
+//                (Shazeer et al. 2017 eq. 4: the router asks for 2N logits per token, the
+//                clean logits then the noise logits nlogit; training only, eps keyed as above)
 //   s[t,i]     = softmax_i(noisy[t])                 score = softmax
 //              = sigmoid(noisy[t,i])                 score = sigmoid (raw, as in DeepSeek-V3)
 //   p[t,i]     = s[t,i] / sum_j s[t,j]               (= s for softmax): aux losses, statistics
@@ -26,6 +29,9 @@
 // (the paper's rule has no such distinction). A skipped slot is emitted with expert -1: it is not
 // routed (it counts in neither A[i] nor D[i] and takes no place in a capacity buffer), and the
 // first expert's gate keeps its value (not renormalised to 1).
+//
+// Backward with learned noise: d nlogit[t,i] = d noisy[t,i] * eps[t,i] * sigmoid(nlogit[t,i])
+// (sigmoid = softplus', computed from the std as 1 - exp(-std)); d logit = d noisy.
 //
 // Slots: token t's j-th choice (descending s + b) is slot t*k + j; every slot not skipped is
 // routed, the capacity limit then drops some. Backward differentiates g through s and p into the
@@ -55,6 +61,7 @@ public:
           normalize_(gates_normalized(cfg)),
           sigmoid_(cfg.score == ScoreFn::sigmoid),
           random_second_(cfg.topk.second_expert == SecondExpert::random),
+          learned_noise_(cfg.topk.noise == TopkNoise::learned),
           scale_(float(cfg.scale)) {
         MOESIM_CHECK(K_ >= 1 && K_ <= kMaxK, "router.k outside the schema's range");
         MOESIM_CHECK(!random_second_ || K_ == 2, "a random second expert needs router.k = 2");
@@ -62,12 +69,16 @@ public:
     }
 
     size_t max_assignments(int T, int, double) const override { return size_t(T) * size_t(K_); }
+    int logit_width(int N) const override { return learned_noise_ ? 2 * N : N; }
 
     void reserve(RouterState& state, int T_max, int N, double) const override {
         MOESIM_CHECK(K_ <= N, "router.k larger than experts.count");
         MOESIM_CHECK(N % G_ == 0, "router.topk.groups does not divide experts.count");
         MOESIM_CHECK(K_ <= KG_ * (N / G_), "router.k larger than the experts of the kept groups");
         state.reserve(T_max, N, K_, sigmoid_);
+        state.L = logit_width(N);
+        state.noise_stds.resize(learned_noise_ ? size_t(T_max) * N : 0);
+        state.noise_eps.resize(learned_noise_ ? size_t(T_max) * N : 0);
         state.emitted.resize(random_second_ ? size_t(T_max) * K_ : 0);
         state.fwork.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
         state.work.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
@@ -79,8 +90,11 @@ public:
         MOESIM_CHECK(size_t(T) * N <= st.probs.size(), "more tokens than the state was sized for");
         st.T = T;
         st.R = T * K_;
-        const bool noisy = pass.training && cfg_.noise > 0.0;
-        st.noise_std = pass.training ? float(cfg_.noise) : 0.0f;
+        const int L = logit_width(N);
+        const bool noisy = pass.training && cfg_.noise > 0.0 && !learned_noise_;
+        const bool learned = pass.training && learned_noise_;
+        st.noise_std = pass.training && !learned_noise_ ? float(cfg_.noise) : 0.0f;
+        st.noise_learned = learned;
         const Rng rng{seed, kStreamNoise, pass.noise_key};
         const float noise = float(cfg_.noise);
         const Rng second_rng{seed, kStreamSecondExpert, pass.noise_key};
@@ -93,13 +107,22 @@ public:
             const int t0 = c * rows, t1 = std::min(T, t0 + rows);
             // softmax: p = exp(z - max z), then / sum;  sigmoid: s = 1 / (1 + exp(-z))
             for (int t = t0; t < t1; ++t) {
-                const float* l = logits + size_t(t) * N;
+                const float* l = logits + size_t(t) * L;
                 float* z = st.noisy.data() + size_t(t) * N;
                 float* p = st.probs.data() + size_t(t) * N;
-                if (noisy)
+                if (noisy) {
                     for (int i = 0; i < N; ++i)
                         z[i] = l[i] + noise * rng.normal(uint64_t(t) * N + i);
-                else
+                } else if (learned) {
+                    float* sd = st.noise_stds.data() + size_t(t) * N;
+                    float* e = st.noise_eps.data() + size_t(t) * N;
+                    for (int i = 0; i < N; ++i) {
+                        const float v = l[N + i];  // softplus, without overflow
+                        sd[i] = std::max(v, 0.0f) + std::log1p(std::exp(-std::fabs(v)));
+                        e[i] = rng.normal(uint64_t(t) * N + i);
+                        z[i] = l[i] + sd[i] * e[i];
+                    }
+                } else
                     std::copy_n(l, N, z);
                 if (sigmoid_) {
                     for (int i = 0; i < N; ++i) p[i] = -z[i];
@@ -140,13 +163,13 @@ public:
 
     void backward(const RouterState& st, const float* d_slot, const float* d_probs,
                   float* d_logits) const override {
-        const int T = st.T, N = st.N, K = K_;
+        const int T = st.T, N = st.N, K = K_, L = logit_width(N);
 #pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
         for (int t = 0; t < T; ++t) {
             const float* p = st.probs.data() + size_t(t) * N;
             const int* sel = st.sel.data() + size_t(t) * K;
             const float* dg = d_slot + size_t(t) * K;
-            float* dl = d_logits + size_t(t) * N;
+            float* dl = d_logits + size_t(t) * L;
             for (int i = 0; i < N; ++i) dl[i] = d_probs ? d_probs[size_t(t) * N + i] : 0.0f;
             if (!sigmoid_) {
                 // s = p: dp from d_probs plus the gates' dependence on p, then dz = p (dp - <dp,p>)
@@ -162,6 +185,17 @@ public:
                 for (int i = 0; i < N; ++i) dl[i] = (dl[i] - dot) / ssum;
                 add_gate_grad(dl, s, sel, dg);
                 for (int i = 0; i < N; ++i) dl[i] *= s[i] * (1.0f - s[i]);
+            }
+            if (learned_noise_) {
+                // dl[0, N) is d noisy = d logit; the noise logits get it times eps * softplus'
+                float* dn = dl + N;
+                if (st.noise_learned) {
+                    const float* sd = st.noise_stds.data() + size_t(t) * N;
+                    const float* e = st.noise_eps.data() + size_t(t) * N;
+                    for (int i = 0; i < N; ++i) dn[i] = dl[i] * e[i] * -std::expm1(-sd[i]);
+                } else {
+                    std::fill_n(dn, N, 0.0f);
+                }
             }
         }
     }
@@ -245,7 +279,7 @@ private:
 
     RouterConfig cfg_;
     int K_, G_, KG_;
-    bool normalize_, sigmoid_, random_second_;
+    bool normalize_, sigmoid_, random_second_, learned_noise_;
     float scale_;
 };
 
