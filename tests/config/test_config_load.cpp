@@ -240,9 +240,12 @@ TEST_SUITE("config") {
         for (const char* r : {"soft", "hash", "random", "hierarchical"})
             CHECK(load_error(std::string("router: {type: ") + r + "}\n")
                       .find("is not available yet") != std::string::npos);
-        CHECK(load_error("data: {task: modular}\n") ==
-              "t.yaml:1:14: data.task: 'modular' is not available yet in this version of moe-sim; "
-              "available: clusters");
+        CHECK(load_error("data: {task: markow}\n") ==
+              "t.yaml:1:14: data.task: must be one of: clusters, markov, modular, got 'markow' "
+              "(did you mean 'markov'?)");
+        CHECK(load_error("data: {task: modular, modular: {ops: 'add, sub'}}\n") ==
+              "t.yaml:1:38: data.modular.ops: must be a comma-separated list of distinct add, sub, "
+              "mul, div, got 'add, sub'");
         CHECK(load_error("device: cuda\n") ==
               "t.yaml:1:9: device: 'cuda' is not available: the CUDA backend is not built yet in "
               "this version of "

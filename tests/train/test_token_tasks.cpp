@@ -21,8 +21,8 @@ using moe::test::source_path;
 
 namespace {
 
-Config load(const char* file, std::vector<std::string> overrides) {
-    overrides.push_back("threads=1");
+Config load(const char* file, std::vector<std::string> overrides, int threads = 1) {
+    overrides.push_back("threads=" + std::to_string(threads));
     return config_load_file(source_path(file), overrides);
 }
 
@@ -95,6 +95,25 @@ TEST_SUITE("train") {
             std::getline(in, line);
             if (line.find(",train,") != std::string::npos)
                 CHECK(line.substr(line.size() - 2) == ",,");
+        }
+    }
+
+    TEST_CASE("a markov run writes the same CSV with 1 and 2 threads") {
+        const std::vector<std::string> o = {
+            "data.markov.vocab=8", "data.markov.seq_len=12", "data.markov.context=4",
+            "data.eval_size=1024", "model.d_model=16",       "experts.count=4",
+            "experts.d_ff=16",     "train.steps=20",         "train.eval_every=10",
+            "train.log_every=5",   "train.batch_size=2048"};
+        const auto d1 = scratch_dir("markov_t1"), d2 = scratch_dir("markov_t2");
+        RunOptions o1, o2;
+        o1.out_dir = d1;
+        o2.out_dir = d2;
+        REQUIRE(train_run(load("configs/markov.yaml", o, 1), o1).status == RunStatus::completed);
+        REQUIRE(train_run(load("configs/markov.yaml", o, 2), o2).status == RunStatus::completed);
+        for (const char* f :
+             {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv", "summary.csv"}) {
+            CAPTURE(f);
+            CHECK(read_text(d1 / f) == read_text(d2 / f));
         }
     }
 
