@@ -117,6 +117,29 @@ TEST_SUITE("train") {
         }
     }
 
+    TEST_CASE("resume: a markov run stopped and resumed equals a run that never stopped") {
+        const std::vector<std::string> o = {
+            "data.markov.vocab=8", "data.markov.seq_len=10", "data.markov.context=3",
+            "data.eval_size=512",  "data.train_size=50",     "model.d_model=16",
+            "experts.count=4",     "experts.d_ff=16",        "train.steps=30",
+            "train.eval_every=10", "train.log_every=5",      "train.batch_size=64"};
+        const auto whole = scratch_dir("markov_whole"), part = scratch_dir("markov_part");
+        RunOptions ow, op;
+        ow.out_dir = whole;
+        op.out_dir = part;
+        op.stop_after_step = 13;
+        REQUIRE(train_run(load("configs/markov.yaml", o), ow).status == RunStatus::completed);
+        REQUIRE(train_run(load("configs/markov.yaml", o), op).status == RunStatus::interrupted);
+        op.stop_after_step = 0;
+        op.resume = true;
+        REQUIRE(train_run(load("configs/markov.yaml", o, 2), op).status == RunStatus::completed);
+        for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
+                              "events.csv", "summary.csv"}) {
+            CAPTURE(f);
+            CHECK(read_text(whole / f) == read_text(part / f));
+        }
+    }
+
     TEST_CASE("clusters runs keep metrics.csv and summary.csv without ideal columns") {
         const Config cfg =
             load("configs/quickstart.yaml", {"train.steps=20", "train.eval_every=20",
