@@ -174,6 +174,30 @@ const KeyRule kMarkovRules[] = {
              s.value("data.markov.context"), s.paren("data.markov.seq_len"));
      }},
     {"data.markov.context",
+     {"data.markov.context", "data.markov.order"},
+     "`data.task: markov` needs `data.markov.context` >= `data.markov.order`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.data.markov.context >= c.data.markov.order) return {};
+         return fmt::format(
+             "{} is below data.markov.order {}: the window must hold a whole "
+             "context of the chain",
+             s.value("data.markov.context"), s.paren("data.markov.order"));
+     }},
+    {"data.markov.branching",
+     {"data.markov.branching", "data.markov.order"},
+     "`data.task: markov` needs `data.markov.domains` * `data.markov.vocab`^`data.markov.order` "
+     "* `data.markov.branching` <= 2^24 (the transition tables)",
+     [](const Config& c, const Show& s) -> std::string {
+         const MarkovConfig& m = c.data.markov;
+         double entries = double(m.domains) * m.branching;
+         for (int i = 0; i < m.order; ++i) entries *= m.vocab;
+         if (entries <= double(1 << 24)) return {};
+         return fmt::format(
+             "{} makes transition tables of {:.3g} entries (domains * "
+             "vocab^order * branching), more than 2^24",
+             s.value("data.markov.branching"), entries);
+     }},
+    {"data.markov.context",
      {"data.markov.context", "data.markov.vocab"},
      "`data.task: markov` needs `data.markov.context` * `data.markov.vocab` <= 65536 (the input "
      "width)",

@@ -37,10 +37,11 @@ struct ClustersConfig {
     bool operator==(const ClustersConfig&) const = default;
 };
 
-// The markov task's keys (data.markov.*): random sparse order-1 Markov chains, one per domain.
+// The markov task's keys (data.markov.*): random sparse Markov chains, one per domain.
 struct MarkovConfig {
     int domains = 4;             // chains = ground-truth groups
     int vocab = 32;              // tokens of the shared vocabulary
+    int order = 1;               // tokens a transition depends on (1 or 2)
     int branching = 4;           // successors of each token in a domain's chain
     double concentration = 1.0;  // Dirichlet parameter of each row's successor weights
     double imbalance = 0.0;      // Zipf exponent of domain frequencies (0 = uniform)

@@ -249,6 +249,9 @@ const std::vector<Key>& table() {
             "Markov chains, one per domain (the ground-truth groups)"),
         int_key<&C::data, &DataConfig::markov, &MarkovConfig::vocab>(
             "data.markov.vocab", 2, 4096, "tokens of the vocabulary shared by all domains"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::order>(
+            "data.markov.order", 1, 2,
+            "order of the chains: the next token depends on the last 1 or 2 tokens"),
         int_key<&C::data, &DataConfig::markov, &MarkovConfig::branching>(
             "data.markov.branching", 1, 4096,
             "successors of each token in a domain's chain (the other transitions have probability "

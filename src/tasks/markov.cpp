@@ -1,25 +1,25 @@
-// The `markov` task: a toy language of `domains` random sparse Markov chains (order 1) over a
-// shared vocabulary of V = vocab tokens; each sequence comes from one domain.
+// The `markov` task: a toy language of `domains` random sparse Markov chains of order k = order
+// (1 or 2) over a shared vocabulary of V = vocab tokens; each sequence comes from one domain.
 //
 // Exactly how the data is generated (D = domains, V = vocab, b = branching, L = seq_len,
-// C = context; all draws from the counter-based Rng of backend/rng.h):
+// C = context; all draws from the counter-based Rng of backend/rng.h). A context is the last k
+// tokens, numbered v (k = 1) or u * V + v (k = 2, u the older one).
 //
-// Hidden parameters, once, from stream kStreamTask (step = what is drawn), row r = d * V + v:
+// Hidden parameters, once, from stream kStreamTask (step = what is drawn), row r = d * V^k + context:
 //   * domain frequencies  p(d) = (d + 1)^-imbalance / sum_d' (d' + 1)^-imbalance (domain 0 is the
 //     most frequent);
-//   * successors of token v in domain d: b distinct tokens by Floyd's sampling, draw j of row r is
+//   * successors of a context in domain d: b distinct tokens by Floyd's sampling, draw j of row r is
 //     uniform_int(index = r << 32 | j), step 11; kept in ascending order;
 //   * their weights: Dirichlet(concentration, ..., concentration), as normalised Gamma draws
 //     (Marsaglia and Tsang 2000; for a shape a < 1, Gamma(a + 1) * U^(1/a), in logs), step 12,
 //     index r << 32 | j, attempt m of the rejection loop on lanes 2m (normal) and 2m + 1 (uniform),
 //     the U of a < 1 on lane 2^31.
-// The first token of every sequence is uniform over the vocabulary, in every domain.
+// The first k tokens of every sequence are uniform over the vocabulary, in every domain.
 //
 // Sequence n of a data stream (train: kStreamData, eval: kStreamEval; step 0):
 //   lane 0:       u ~ U(0,1); domain d = the first d with u < cdf(d)
-//   lane 1:       token 0 = uniform_int(V)
-//   lane 1 + t:   token t (t >= 1): u ~ U(0,1) picks among the successors of token t-1 by their
-//                 cumulative weights
+//   lane 1 + t:   token t < k: uniform_int(V); token t >= k: u ~ U(0,1) picks among the successors
+//                 of the context of tokens t-k .. t-1 by their cumulative weights
 // Examples: each sequence gives the L - 1 examples of positions t = 1 .. L-1; example number q of a
 // stream is position t = 1 + q % (L-1) of sequence q / (L-1). Its input is the window of tokens
 // t-C .. t-1 as C one-hot slots of V values (slot j = position t - C + j, oldest first; a slot
@@ -33,13 +33,16 @@
 // is examples 0 .. eval_size-1 of kStreamEval.
 //
 // The ideal loss: the cross-entropy on the eval set of the Bayes-optimal predictor that sees what
-// the model sees, the window. A window with padding reveals its position t (< C) and starts at
-// position 0; a full window may sit at any t in C .. L-1 (all equally likely). So
-//   P(window | d) = A_d(first token) * prod_j T_d(x_j -> x_{j+1})
-// with A_d(v) = 1/V for a padded window and A_d(v) = sum_{s=0}^{L-1-C} P(x_s = v | d) for a full
-// one (the start distribution propagated through T_d), then the posterior w_d ~ p(d) P(window | d)
-// and the prediction P(y | window) = sum_d w_d T_d(last -> y). When C = L - 1 every window is
-// padded but the last, and this is the ideal loss of the full prefix.
+// the model sees, the window (C >= k, a config rule). A window with padding reveals its position
+// t (< C) and starts at position 0; a full window may sit at any t in C .. L-1 (all equally
+// likely). So
+//   P(window | d) = A_d(first k tokens) * prod_{j >= k} T_d(context before x_j -> x_j)
+// with A_d = 1/V^k for a padded window (its first k tokens are uniform; fewer when it holds fewer)
+// and A_d(c) = sum_{s=0}^{L-1-C} P(x_s .. x_{s+k-1} = c | d) for a full one (the uniform start
+// propagated through T_d), then the posterior w_d ~ p(d) P(window | d) and the prediction
+// P(y | window) = sum_d w_d T_d(last context -> y), or 1/V when y is one of the first k tokens.
+// When C = L - 1 every window is padded but the last, and this is the ideal loss of the full
+// prefix.
 #include "tasks/markov.h"
 
 #include <algorithm>
@@ -86,7 +89,9 @@ MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_
                  "markov sizes (config rules)");
     MOESIM_CHECK(train_size >= 0 && eval_size >= 0 && eval_size <= INT_MAX,
                  "data.train_size and data.eval_size within the schema's range");
+    MOESIM_CHECK(mc.order >= 1 && mc.order <= 2 && mc.context >= mc.order, "markov order");
     const int D = mc_.domains, V = mc_.vocab, b = mc_.branching;
+    contexts_ = mc_.order == 1 ? V : V * V;
 
     prob_.resize(size_t(D));
     cdf_.resize(size_t(D));
@@ -100,7 +105,7 @@ MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_
     }
     cdf_.back() = 1.0;
 
-    const size_t rows = size_t(D) * size_t(V);
+    const size_t rows = size_t(D) * size_t(contexts_);
     succ_.resize(rows * size_t(b));
     weight_.resize(rows * size_t(b));
     const Rng succ_rng{seed_, kStreamTask, kParamSuccessors};
@@ -127,19 +132,23 @@ MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_
         for (int i = 0; i < b; ++i) w[i] /= sum;
     }
 
-    // A_d(v) of a full window: the position marginals of positions 0 .. L-1-C, summed.
+    // A_d(c) of a full window: the marginals of the context at positions 0 .. L-1-C, summed.
     start_sum_.assign(rows, 0.0);
-    std::vector<double> marg(static_cast<size_t>(V)), next(static_cast<size_t>(V));
+    const int K = contexts_;
+    std::vector<double> marg(static_cast<size_t>(K)), next(static_cast<size_t>(K));
     for (int d = 0; d < D; ++d) {
         throw_if_setup_stopped();
-        std::fill(marg.begin(), marg.end(), 1.0 / V);
+        std::fill(marg.begin(), marg.end(), 1.0 / K);
         for (int s = 0; s <= mc_.seq_len - 1 - mc_.context; ++s) {
-            for (int v = 0; v < V; ++v) start_sum_[row(d, v)] += marg[size_t(v)];
+            for (int c = 0; c < K; ++c) start_sum_[row(d, c)] += marg[size_t(c)];
             std::fill(next.begin(), next.end(), 0.0);
-            for (int v = 0; v < V; ++v) {
-                const int* sv = successors(d, v);
-                const double* wv = weight_.data() + row(d, v) * size_t(b);
-                for (int i = 0; i < b; ++i) next[size_t(sv[i])] += marg[size_t(v)] * wv[i];
+            for (int c = 0; c < K; ++c) {
+                const int* sc = successors(d, c);
+                const double* wc = weight_.data() + row(d, c) * size_t(b);
+                // the next context: the context's newest order-1 tokens, then the successor
+                const int shifted = (c * V) % K;
+                for (int i = 0; i < b; ++i)
+                    next[size_t(shifted + sc[i])] += marg[size_t(c)] * wc[i];
             }
             marg.swap(next);
         }
@@ -189,11 +198,11 @@ int MarkovTask::sequence(uint64_t stream, uint64_t n, int len, int* tokens) cons
     const double u = r.uniform_double(n, 0);
     int d = int(std::upper_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
     d = std::min(d, mc_.domains - 1);
-    if (len <= 0) return d;
-    tokens[0] = int(r.uniform_int(n, uint64_t(mc_.vocab), 1));
-    const int b = mc_.branching;
-    for (int t = 1; t < len; ++t) {
-        const size_t base = row(d, tokens[t - 1]) * size_t(b);
+    const int b = mc_.branching, k = mc_.order;
+    for (int t = 0; t < std::min(len, k); ++t)
+        tokens[t] = int(r.uniform_int(n, uint64_t(mc_.vocab), uint32_t(1 + t)));
+    for (int t = k; t < len; ++t) {
+        const size_t base = row(d, context_of(tokens + t - k)) * size_t(b);
         const double v = r.uniform_double(n, uint32_t(1 + t));
         double acc = 0.0;
         int pick = b - 1;  // rounding: the last successor takes what is left
@@ -210,16 +219,20 @@ int MarkovTask::sequence(uint64_t stream, uint64_t n, int len, int* tokens) cons
 }
 
 double MarkovTask::ideal_probability(const int* window, int y) const {
-    const int D = mc_.domains, C = mc_.context, V = mc_.vocab;
+    const int D = mc_.domains, C = mc_.context, V = mc_.vocab, k = mc_.order;
     int first = 0;
     while (first < C && window[first] < 0) ++first;
     MOESIM_CHECK(first < C, "a window holds at least one token");
+    // y is one of the first k tokens of its sequence: uniform whatever the domain
+    if (first > 0 && C - first < k) return 1.0 / V;
     double num = 0.0, den = 0.0;
     for (int d = 0; d < D; ++d) {
-        double w = prob_[size_t(d)] * (first > 0 ? 1.0 / V : start_sum_[row(d, window[first])]);
-        for (int j = first; j + 1 < C && w > 0.0; ++j) w *= transition(d, window[j], window[j + 1]);
+        double w = prob_[size_t(d)] *
+                   (first > 0 ? std::pow(1.0 / V, k) : start_sum_[row(d, context_of(window))]);
+        for (int j = first + k; j < C && w > 0.0; ++j)
+            w *= transition(d, context_of(window + j - k), window[j]);
         den += w;
-        num += w * transition(d, window[C - 1], y);
+        num += w * transition(d, context_of(window + C - k), y);
     }
     MOESIM_CHECK(den > 0.0, "the window can occur");
     return num / den;

@@ -31,9 +31,18 @@ public:
     double ideal_loss_stderr() const { return ideal_stderr_; }
     // p(d), the probability of domain d: proportional to 1 / (d + 1)^imbalance.
     const std::vector<double>& domain_probabilities() const { return prob_; }
-    // T_d(from -> to), the transition probability of domain d (0 off the successors).
+    // The chain's contexts: vocab^order of them; context of the last `order` tokens
+    // (oldest first) = sum_i token_i * vocab^(order-1-i).
+    int num_contexts() const { return contexts_; }
+    int context_of(const int* last_tokens) const {
+        int c = 0;
+        for (int i = 0; i < mc_.order; ++i) c = c * mc_.vocab + last_tokens[i];
+        return c;
+    }
+    // T_d(from -> to), the transition probability of domain d from context `from` to token `to`
+    // (0 off the successors).
     double transition(int d, int from, int to) const;
-    // The successors of `from` in domain d (branching distinct tokens, ascending).
+    // The successors of context `from` in domain d (branching distinct tokens, ascending).
     const int* successors(int d, int from) const;
     // Sequence n of data stream `stream` (kStreamData: training, kStreamEval: eval): its domain,
     // and its first `len` tokens (len <= seq_len) into tokens.
@@ -46,20 +55,21 @@ public:
 
 private:
     size_t row(int d, int from) const {
-        return static_cast<size_t>(d) * static_cast<size_t>(mc_.vocab) + static_cast<size_t>(from);
+        return static_cast<size_t>(d) * static_cast<size_t>(contexts_) + static_cast<size_t>(from);
     }
     // Example number q of a stream (sequence q / (seq_len - 1), position 1 + q % (seq_len - 1))
     // into row i of out; n_seq > 0 cycles the sequences through a fixed set of n_seq.
     void generate(uint64_t stream, uint64_t q, uint64_t n_seq, Batch& out, int i) const;
 
     MarkovConfig mc_;
+    int contexts_ = 0;  // vocab^order
     int64_t train_size_;
     uint64_t seed_;
     std::vector<double> prob_, cdf_;
-    std::vector<int> succ_;          // (domains, vocab, branching) successor tokens
-    std::vector<double> weight_;     // (domains, vocab, branching) their probabilities
-    std::vector<double> start_sum_;  // (domains, vocab) sum over s = 0 .. seq_len-1-context of
-                                     // P(token at position s = v | domain)
+    std::vector<int> succ_;          // (domains, contexts, branching) successor tokens
+    std::vector<double> weight_;     // (domains, contexts, branching) their probabilities
+    std::vector<double> start_sum_;  // (domains, contexts) sum over s = 0 .. seq_len-1-context of
+                                     // P(tokens s .. s+order-1 = the context | domain)
     double ideal_loss_ = 0.0, ideal_stderr_ = 0.0;
     Batch eval_;
 };

@@ -63,6 +63,7 @@ TEST_SUITE("config") {
         m.data.markov.domains = 3;
         m.data.markov.vocab = 17;
         m.data.markov.branching = 5;
+        m.data.markov.order = 2;
         m.data.markov.concentration = 0.25;
         m.data.markov.imbalance = 1.5;
         m.data.markov.seq_len = 20;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "backend/rng.h"
@@ -72,9 +73,11 @@ std::map<std::vector<int>, std::vector<double>> brute_force(const MarkovTask& ta
         for (int64_t code = 0; code < total; ++code) {
             int64_t c = code;
             for (int t = 0; t < L; ++t, c /= V) x[size_t(t)] = int(c % V);
-            double p = task.domain_probabilities()[size_t(d)] / V;
-            for (int t = 1; t < L && p > 0; ++t)
-                p *= task.transition(d, x[size_t(t - 1)], x[size_t(t)]);
+            double p = task.domain_probabilities()[size_t(d)];
+            for (int t = 0; t < L && p > 0; ++t)
+                p *= t < mc.order ? 1.0 / V
+                                  : task.transition(d, task.context_of(x.data() + t - mc.order),
+                                                    x[size_t(t)]);
             if (p == 0) continue;
             for (int t = 1; t < L; ++t) {
                 std::vector<int> w(static_cast<size_t>(C));
@@ -120,6 +123,21 @@ TEST_SUITE("tasks") {
             for (int b = 0; b < mc.vocab; ++b)
                 differ += task.transition(0, a, b) != task.transition(1, a, b);
         CHECK(differ > mc.vocab);
+        // order 2: V^2 contexts, each a distribution over its successors
+        MarkovConfig two = mc;
+        two.order = 2;
+        const MarkovTask second(two, 0, 16, 5);
+        REQUIRE(second.num_contexts() == mc.vocab * mc.vocab);
+        for (int a = 0; a < second.num_contexts(); ++a) {
+            double sum = 0.0;
+            int nonzero = 0;
+            for (int b = 0; b < mc.vocab; ++b) {
+                sum += second.transition(1, a, b);
+                nonzero += second.transition(1, a, b) > 0.0;
+            }
+            CHECK(sum == doctest::Approx(1.0).epsilon(1e-12));
+            CHECK(nonzero == mc.branching);
+        }
         // branching = vocab: a dense table
         MarkovConfig dense = mc;
         dense.branching = dense.vocab;
@@ -128,43 +146,55 @@ TEST_SUITE("tasks") {
     }
 
     TEST_CASE("markov sequences follow the transition tables and the domains follow Zipf") {
-        const MarkovConfig mc = small_markov();
-        const MarkovTask task(mc, 0, 16, 11);
-        const int D = mc.domains, V = mc.vocab, L = mc.seq_len, n = 40000;
-        std::vector<double> count(static_cast<size_t>(D) * V * V, 0.0), first(size_t(V), 0.0),
-            domain(size_t(D), 0.0);
-        std::vector<int> x(static_cast<size_t>(L));
-        for (int s = 0; s < n; ++s) {
-            const int d = task.sequence(kStreamData, uint64_t(s), L, x.data());
-            domain[size_t(d)] += 1;
-            first[size_t(x[0])] += 1;
-            for (int t = 1; t < L; ++t)
-                count[(size_t(d) * V + size_t(x[size_t(t - 1)])) * V + size_t(x[size_t(t)])] += 1;
-        }
-        // Each frequency is a binomial proportion: within 5 standard deviations (two-sided
-        // probability 6e-7 per cell; a few hundred cells here), and exactly 0 off the support.
-        for (int d = 0; d < D; ++d) {
-            const double p = task.domain_probabilities()[size_t(d)];
-            CHECK(p == doctest::Approx(1.0 / (d + 1) / (1.0 + 0.5 + 1.0 / 3.0)));  // Zipf(1)
-            CHECK(std::abs(domain[size_t(d)] / n - p) <= 5 * std::sqrt(p * (1 - p) / n));
-            for (int a = 0; a < V; ++a) {
-                double row = 0;
-                for (int b = 0; b < V; ++b)
-                    row += count[(size_t(d) * V + size_t(a)) * V + size_t(b)];
-                REQUIRE(row > 100);
-                for (int b = 0; b < V; ++b) {
-                    const double T = task.transition(d, a, b);
-                    const double f = count[(size_t(d) * V + size_t(a)) * V + size_t(b)] / row;
-                    if (T == 0.0)
-                        CHECK(f == 0.0);
-                    else
-                        CHECK(std::abs(f - T) <= 5 * std::sqrt(T * (1 - T) / row) + 1e-12);
+        for (int order : {1, 2}) {
+            CAPTURE(order);
+            MarkovConfig mc = small_markov();
+            mc.order = order;
+            const MarkovTask task(mc, 0, 16, 11);
+            const int D = mc.domains, V = mc.vocab, L = mc.seq_len, K = task.num_contexts(),
+                      n = 40000;
+            CHECK(K == (order == 1 ? V : V * V));
+            std::vector<double> count(size_t(D) * K * V, 0.0), first(size_t(V), 0.0),
+                domain(size_t(D), 0.0);
+            std::vector<int> x(static_cast<size_t>(L));
+            for (int s = 0; s < n; ++s) {
+                const int d = task.sequence(kStreamData, uint64_t(s), L, x.data());
+                domain[size_t(d)] += 1;
+                first[size_t(x[0])] += 1;
+                for (int t = order; t < L; ++t)
+                    count[(size_t(d) * K + size_t(task.context_of(x.data() + t - order))) * V +
+                          size_t(x[size_t(t)])] += 1;
+            }
+            // Each frequency is a binomial proportion: within 5 standard deviations (two-sided
+            // probability 6e-7 per cell; a few thousand cells here), and exactly 0 off the
+            // support. Rows seen fewer than 50 times are skipped (order 2: rare contexts).
+            int rows_checked = 0;
+            for (int d = 0; d < D; ++d) {
+                const double p = task.domain_probabilities()[size_t(d)];
+                CHECK(p == doctest::Approx(1.0 / (d + 1) / (1.0 + 0.5 + 1.0 / 3.0)));  // Zipf(1)
+                CHECK(std::abs(domain[size_t(d)] / n - p) <= 5 * std::sqrt(p * (1 - p) / n));
+                for (int a = 0; a < K; ++a) {
+                    double row = 0;
+                    for (int b = 0; b < V; ++b)
+                        row += count[(size_t(d) * K + size_t(a)) * V + size_t(b)];
+                    for (int b = 0; b < V; ++b) {
+                        const double T = task.transition(d, a, b);
+                        const double f =
+                            row > 0 ? count[(size_t(d) * K + size_t(a)) * V + size_t(b)] / row
+                                    : 0.0;
+                        if (T == 0.0)
+                            CHECK(f == 0.0);
+                        else if (row >= 50)
+                            CHECK(std::abs(f - T) <= 5 * std::sqrt(T * (1 - T) / row) + 1e-12);
+                    }
+                    rows_checked += row >= 50;
                 }
             }
+            CHECK(rows_checked >= (order == 1 ? D * K : D * K / 2));
+            for (int v = 0; v < V; ++v)
+                CHECK(std::abs(first[size_t(v)] / n - 1.0 / V) <=
+                      5 * std::sqrt((1.0 / V) * (1 - 1.0 / V) / n));
         }
-        for (int v = 0; v < V; ++v)
-            CHECK(std::abs(first[size_t(v)] / n - 1.0 / V) <=
-                  5 * std::sqrt((1.0 / V) * (1 - 1.0 / V) / n));
     }
 
     TEST_CASE("markov examples are the windows of whole sequences with the next token as label") {
@@ -223,7 +253,9 @@ TEST_SUITE("tasks") {
     }
 
     TEST_CASE("the markov ideal predictor equals brute force over every sequence of a tiny chain") {
-        for (int context : {1, 2, 3}) {  // full windows at several positions, and the full prefix
+        for (auto [order, context] : {std::pair{1, 1}, {1, 2}, {1, 3}, {2, 2}, {2, 3}}) {
+            // full windows at several positions, and the full prefix (context 3 = seq_len - 1)
+            CAPTURE(order);
             CAPTURE(context);
             MarkovConfig mc;
             mc.domains = 2;
@@ -231,7 +263,8 @@ TEST_SUITE("tasks") {
             mc.branching = 2;
             mc.concentration = 0.8;
             mc.imbalance = 0.7;
-            mc.seq_len = 4;
+            mc.seq_len = order == 1 ? 4 : 5;
+            mc.order = order;
             mc.context = context;
             const MarkovTask task(mc, 0, 20000, 4);
             const auto joint = brute_force(task, mc);
