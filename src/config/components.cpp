@@ -148,10 +148,10 @@ constexpr std::string_view kClustersKeys[] = {
     "data.clusters.spread",     "data.clusters.imbalance",    "data.clusters.teacher",
     "data.clusters.label_noise"};
 
-constexpr std::string_view kMarkovKeys[] = {"data.markov.domains",   "data.markov.vocab",
-                                            "data.markov.branching", "data.markov.concentration",
-                                            "data.markov.imbalance", "data.markov.seq_len",
-                                            "data.markov.context"};
+constexpr std::string_view kMarkovKeys[] = {"data.markov.domains",       "data.markov.vocab",
+                                            "data.markov.order",         "data.markov.branching",
+                                            "data.markov.concentration", "data.markov.imbalance",
+                                            "data.markov.seq_len",       "data.markov.context"};
 const KeyRule kMarkovRules[] = {
     {"data.markov.branching",
      {"data.markov.branching", "data.markov.vocab"},
