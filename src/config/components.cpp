@@ -675,6 +675,88 @@ constexpr std::string_view kClustersKeys[] = {
     "data.clusters.spread",     "data.clusters.imbalance",    "data.clusters.teacher",
     "data.clusters.label_noise"};
 
+constexpr std::string_view kMarkovKeys[] = {"data.markov.domains",       "data.markov.vocab",
+                                            "data.markov.order",         "data.markov.branching",
+                                            "data.markov.concentration", "data.markov.imbalance",
+                                            "data.markov.seq_len",       "data.markov.context"};
+const KeyRule kMarkovRules[] = {
+    {"data.markov.branching",
+     {"data.markov.branching", "data.markov.vocab"},
+     "`data.task: markov` needs `data.markov.branching` <= `data.markov.vocab`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.data.markov.branching <= c.data.markov.vocab) return {};
+         return fmt::format(
+             "{} is larger than data.markov.vocab {}: a token has at most vocab "
+             "distinct successors",
+             s.value("data.markov.branching"), s.paren("data.markov.vocab"));
+     }},
+    {"data.markov.context",
+     {"data.markov.context", "data.markov.seq_len"},
+     "`data.task: markov` needs `data.markov.context` < `data.markov.seq_len`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.data.markov.context < c.data.markov.seq_len) return {};
+         return fmt::format(
+             "{} must be below data.markov.seq_len {}: the last token predicted "
+             "has seq_len - 1 tokens before it",
+             s.value("data.markov.context"), s.paren("data.markov.seq_len"));
+     }},
+    {"data.markov.context",
+     {"data.markov.context", "data.markov.order"},
+     "`data.task: markov` needs `data.markov.context` >= `data.markov.order`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.data.markov.context >= c.data.markov.order) return {};
+         return fmt::format(
+             "{} is below data.markov.order {}: the window must hold a whole "
+             "context of the chain",
+             s.value("data.markov.context"), s.paren("data.markov.order"));
+     }},
+    {"data.markov.branching",
+     {"data.markov.branching", "data.markov.order"},
+     "`data.task: markov` needs `data.markov.domains` * `data.markov.vocab`^`data.markov.order` "
+     "* `data.markov.branching` <= 2^24 (the transition tables)",
+     [](const Config& c, const Show& s) -> std::string {
+         const MarkovConfig& m = c.data.markov;
+         double entries = double(m.domains) * m.branching;
+         for (int i = 0; i < m.order; ++i) entries *= m.vocab;
+         if (entries <= double(1 << 24)) return {};
+         return fmt::format(
+             "{} makes transition tables of {:.3g} entries (domains * "
+             "vocab^order * branching), more than 2^24",
+             s.value("data.markov.branching"), entries);
+     }},
+    {"data.markov.context",
+     {"data.markov.context", "data.markov.vocab"},
+     "`data.task: markov` needs `data.markov.context` * `data.markov.vocab` <= 65536 (the input "
+     "width)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (int64_t{c.data.markov.context} * c.data.markov.vocab <= 65536) return {};
+         return fmt::format(
+             "{} times data.markov.vocab {} is an input of more than 65536 one-hot "
+             "slots",
+             s.value("data.markov.context"), s.paren("data.markov.vocab"));
+     }},
+};
+
+constexpr std::string_view kModularKeys[] = {"data.modular.p", "data.modular.ops",
+                                             "data.modular.train_fraction"};
+const KeyRule kModularRules[] = {
+    {"data.modular.ops",
+     {"data.modular.ops", "data.modular.p"},
+     "`data.task: modular` with `div` in `data.modular.ops` needs a prime `data.modular.p`",
+     [](const Config& c, const Show& s) -> std::string {
+         const auto ops = modular_ops_parse(c.data.modular.ops);
+         if (!ops || std::find(ops->begin(), ops->end(), ModularOp::div) == ops->end()) return {};
+         const int p = c.data.modular.p;
+         bool prime = p >= 2;
+         for (int d = 2; d * d <= p && prime; ++d) prime = p % d != 0;
+         if (prime) return {};
+         return fmt::format(
+             "'div' needs every b != 0 to be invertible mod p, so a prime "
+             "data.modular.p, got {}",
+             s.value("data.modular.p"));
+     }},
+};
+
 using K = ComponentKind;
 
 // Rows name only the fields they set; the others keep their defaults (components.h). GCC before 14
@@ -835,8 +917,8 @@ const ComponentRow kRows[] = {
      .name = "sequence",
      .choice_key = "balance.loss",
      .built = false,
-     .reason = "'sequence' needs a token task (data.task markov/modular), not built yet: its f "
-               "and P are counted within each sequence",
+     .reason = "'sequence' is not built yet: its f and P are counted within each sequence, and "
+               "the MoE layer does not yet know which sequence a token belongs to",
      .summary = "sequence-wise balance loss: the switch form computed within each sequence and "
                 "averaged over sequences",
      .paper = "DeepSeek-AI 2024 (V2, V3)"},
@@ -885,17 +967,26 @@ const ComponentRow kRows[] = {
     {.kind = K::task,
      .name = "markov",
      .choice_key = "data.task",
-     .built = false,
+     .id = int(TaskKind::markov),
+     .built = true,
      .summary =
-         "a toy language of random sparse Markov chains, one per domain, with its exact ideal "
-         "loss; group = domain",
-     .paper = "—"},
+         "a toy language of random sparse Markov chains, one per domain: predict the next token "
+         "from a window of previous ones, with the exact ideal loss; group = domain",
+     .paper = "—",
+     .devices = kCpu,
+     .keys = kMarkovKeys,
+     .rules = kMarkovRules},
     {.kind = K::task,
      .name = "modular",
      .choice_key = "data.task",
-     .built = false,
-     .summary = "a OP b = c (mod p) with several operations; group = operation",
-     .paper = "—"},
+     .id = int(TaskKind::modular),
+     .built = true,
+     .summary = "a OP b = c (mod p) with several operations, train/eval split over the (op, a, b) "
+                "triples; ideal loss 0; group = operation",
+     .paper = "Power et al. 2022 (grokking)",
+     .devices = kCpu,
+     .keys = kModularKeys,
+     .rules = kModularRules},
 };
 #pragma GCC diagnostic pop
 

@@ -5,12 +5,15 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace moe {
 
 enum class Device { cpu, cuda };
-enum class TaskKind { clusters };
+enum class TaskKind { clusters, markov, modular };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 enum class RouterType {
@@ -50,11 +53,42 @@ struct ClustersConfig {
     bool operator==(const ClustersConfig&) const = default;
 };
 
+// The markov task's keys (data.markov.*): random sparse Markov chains, one per domain.
+struct MarkovConfig {
+    int domains = 4;             // chains = ground-truth groups
+    int vocab = 32;              // tokens of the shared vocabulary
+    int order = 1;               // tokens a transition depends on (1 or 2)
+    int branching = 4;           // successors of each token in a domain's chain
+    double concentration = 1.0;  // Dirichlet parameter of each row's successor weights
+    double imbalance = 0.0;      // Zipf exponent of domain frequencies (0 = uniform)
+    int seq_len = 32;            // tokens per sequence
+    int context = 8;             // window of previous tokens the model sees
+
+    bool operator==(const MarkovConfig&) const = default;
+};
+
+enum class ModularOp { add, sub, mul, div };
+// data.modular.ops parsed: the operations in the order written; nullopt unless it is a
+// comma-separated list (no spaces) of distinct names among add, sub, mul, div (config/schema.cpp).
+std::optional<std::vector<ModularOp>> modular_ops_parse(std::string_view text);
+std::string_view to_string(ModularOp op);
+
+// The modular task's keys (data.modular.*): a OP b = c (mod p).
+struct ModularConfig {
+    int p = 97;                   // the modulus
+    std::string ops = "add";      // comma-separated operations: add, sub, mul, div
+    double train_fraction = 0.5;  // share of the (op, a, b) triples in the training set
+
+    bool operator==(const ModularConfig&) const = default;
+};
+
 struct DataConfig {
     TaskKind task = TaskKind::clusters;
     int64_t train_size = 65536;  // 0 = fresh samples every step
     int64_t eval_size = 4096;
     ClustersConfig clusters;
+    MarkovConfig markov;
+    ModularConfig modular;
 
     bool operator==(const DataConfig&) const = default;
 };

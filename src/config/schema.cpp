@@ -216,6 +216,11 @@ bool run_name_ok(std::string_view s) {
     });
 }
 
+// data.modular.ops: "add,sub", each name at most once.
+bool modular_ops_ok(std::string_view s) {
+    return modular_ops_parse(s).has_value();
+}
+
 using C = Config;
 
 const std::vector<Key>& table() {
@@ -253,6 +258,40 @@ const std::vector<Key>& table() {
         num_key<&C::data, &DataConfig::clusters, &ClustersConfig::label_noise>(
             "data.clusters.label_noise", unit_open(),
             "probability that a label is replaced by a uniformly random class"),
+
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::domains>(
+            "data.markov.domains", 1, 1024,
+            "Markov chains, one per domain (the ground-truth groups)"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::vocab>(
+            "data.markov.vocab", 2, 4096, "tokens of the vocabulary shared by all domains"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::order>(
+            "data.markov.order", 1, 2,
+            "order of the chains: the next token depends on the last 1 or 2 tokens"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::branching>(
+            "data.markov.branching", 1, 4096,
+            "successors of each token in a domain's chain (the other transitions have probability "
+            "0)"),
+        num_key<&C::data, &DataConfig::markov, &MarkovConfig::concentration>(
+            "data.markov.concentration", between(0.01, 1000.0),
+            "Dirichlet parameter of a token's successor weights (small = peaked, large = even)"),
+        num_key<&C::data, &DataConfig::markov, &MarkovConfig::imbalance>(
+            "data.markov.imbalance", between(0.0, 10.0),
+            "Zipf exponent of domain frequencies (0 = uniform)"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::seq_len>(
+            "data.markov.seq_len", 2, 4096,
+            "tokens per sequence; each gives seq_len - 1 examples (positions 1 .. seq_len - 1)"),
+        int_key<&C::data, &DataConfig::markov, &MarkovConfig::context>(
+            "data.markov.context", 1, 4096,
+            "previous tokens the model sees (input_dim = context * vocab one-hot slots)"),
+
+        int_key<&C::data, &DataConfig::modular, &ModularConfig::p>(
+            "data.modular.p", 2, 4096, "the modulus; answers and operands are 0 .. p-1"),
+        string_key<&C::data, &DataConfig::modular, &ModularConfig::ops>(
+            "data.modular.ops", "a comma-separated list of distinct add, sub, mul, div",
+            modular_ops_ok, "the operations (one group each), e.g. add,sub"),
+        num_key<&C::data, &DataConfig::modular, &ModularConfig::train_fraction>(
+            "data.modular.train_fraction", {0.0, 1.0, true, true, false},
+            "share of the (op, a, b) triples in the training set; the rest is held out"),
 
         int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536,
                                                   "width of the residual stream"),
@@ -424,6 +463,9 @@ constexpr Section kSections[] = {
     {"data", "the task and its data set"},
     {"data.clusters",
      "the clusters task: points from a Gaussian mixture, labelled by a random teacher network"},
+    {"data.markov",
+     "the markov task: a toy language of random sparse Markov chains, one per domain"},
+    {"data.modular", "the modular task: a OP b = c (mod p)"},
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},
@@ -960,6 +1002,42 @@ std::string_view to_string(OptimizerKind v) {
 }
 std::string_view to_string(Schedule v) {
     return enum_name(schema::kSchedule, v);
+}
+
+std::optional<std::vector<ModularOp>> modular_ops_parse(std::string_view text) {
+    constexpr ModularOp kAll[] = {ModularOp::add, ModularOp::sub, ModularOp::mul, ModularOp::div};
+    std::vector<ModularOp> out;
+    size_t start = 0;
+    while (true) {
+        const size_t comma = text.find(',', start);
+        const std::string_view word = text.substr(
+            start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+        bool found = false;
+        for (ModularOp op : kAll)
+            if (word == to_string(op)) {
+                if (std::find(out.begin(), out.end(), op) != out.end()) return std::nullopt;
+                out.push_back(op);
+                found = true;
+            }
+        if (!found) return std::nullopt;
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string_view to_string(ModularOp op) {
+    switch (op) {
+        case ModularOp::add:
+            return "add";
+        case ModularOp::sub:
+            return "sub";
+        case ModularOp::mul:
+            return "mul";
+        case ModularOp::div:
+            return "div";
+    }
+    return "?";
 }
 
 std::vector<std::string> config_keys() {

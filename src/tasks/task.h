@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,9 @@ struct Batch {  // B examples
     std::vector<float> x;    // (B, dim) row-major inputs
     std::vector<int> y;      // (B) class labels in [0, num_classes)
     std::vector<int> group;  // (B) ground-truth group (the cluster, domain or operation)
+    // Token tasks only (markov, modular): (B) the current token of each example, the last token
+    // of its input window, which token-id routers read (Pass::token_ids). Empty for clusters.
+    std::vector<int> token;
 
     // Sizes the three arrays for b examples of width d; keeps capacity, so a batch reused with the
     // same (or a smaller) shape never allocates again.
@@ -29,6 +33,14 @@ struct Batch {  // B examples
         x.resize(static_cast<size_t>(b) * static_cast<size_t>(d));
         y.resize(static_cast<size_t>(b));
         group.resize(static_cast<size_t>(b));
+    }
+    // token sized as well, for tasks that have token ids.
+    void resize_tokens(int b, int d) {
+        resize(b, d);
+        token.resize(static_cast<size_t>(b));
+    }
+    const int* token_ids(int start = 0) const {
+        return token.empty() ? nullptr : token.data() + start;
     }
     const float* row(int i) const {
         return x.data() + static_cast<size_t>(i) * static_cast<size_t>(dim);
@@ -51,6 +63,11 @@ public:
     virtual const Batch& eval_set() const = 0;
 
     virtual std::string_view name() const = 0;
+
+    // The loss of the Bayes-optimal predictor on eval_set() (nats per example), for tasks where it
+    // is known exactly (markov, modular); NaN otherwise. metrics.csv and summary.csv carry it and
+    // the model's gap to it only for tasks that have one.
+    virtual double ideal_loss() const { return std::numeric_limits<double>::quiet_NaN(); }
 };
 
 // The task that cfg.data.task names, built from the (validated) config and cfg.seed.

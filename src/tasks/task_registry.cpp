@@ -10,6 +10,8 @@
 #include "config/config_error.h"
 #include "config/config_load.h"
 #include "tasks/clusters.h"
+#include "tasks/markov.h"
+#include "tasks/modular.h"
 #include "tasks/task.h"
 
 namespace moe {
@@ -25,6 +27,10 @@ constexpr TaskFactory kTaskFactories[] = {
      [](const Config& cfg) -> std::unique_ptr<Task> {
          return std::make_unique<ClustersTask>(cfg);
      }},
+    {"markov",
+     [](const Config& cfg) -> std::unique_ptr<Task> { return std::make_unique<MarkovTask>(cfg); }},
+    {"modular",
+     [](const Config& cfg) -> std::unique_ptr<Task> { return std::make_unique<ModularTask>(cfg); }},
 };
 
 }  // namespace

@@ -62,15 +62,18 @@ SummaryBuilder::SummaryBuilder(const Config& cfg, int moe_layers)
       loss_(kNaN),
       accuracy_(kNaN),
       worst_vio_(kNaN),
-      worst_drop_(kNaN) {}
+      worst_drop_(kNaN),
+      task_loss_(kNaN),
+      ideal_(kNaN) {}
 
 void SummaryBuilder::observe_eval(int layer, const LayerStats& st) {
     last_eval_[layer] = st;
     have_eval_ = true;
 }
 
-void SummaryBuilder::set_final_eval(double loss, double accuracy) {
+void SummaryBuilder::set_final_eval(double loss, double accuracy, double task_loss) {
     loss_ = loss;
+    task_loss_ = task_loss;
     accuracy_ = accuracy;
 }
 
@@ -94,7 +97,7 @@ void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const Collapse
 void SummaryBuilder::save(BinaryWriter& w) const {
     w.tag("SUMM");
     w.put<uint8_t>(have_eval_);
-    for (double v : {loss_, accuracy_, worst_vio_, worst_drop_}) w.put(v);
+    for (double v : {loss_, accuracy_, worst_vio_, worst_drop_, task_loss_}) w.put(v);
     w.put<uint64_t>(last_eval_.size());
     for (const LayerStats& s : last_eval_) {
         for (double v : {s.max_vio, s.load_cv, s.effective_experts, s.drop_rate,
@@ -107,7 +110,7 @@ void SummaryBuilder::save(BinaryWriter& w) const {
 void SummaryBuilder::load(BinaryReader& r) {
     r.tag("SUMM");
     have_eval_ = r.get<uint8_t>() != 0;
-    for (double* v : {&loss_, &accuracy_, &worst_vio_, &worst_drop_}) r.get(*v);
+    for (double* v : {&loss_, &accuracy_, &worst_vio_, &worst_drop_, &task_loss_}) r.get(*v);
     if (r.get<uint64_t>() != last_eval_.size())
         throw std::runtime_error("training state: a summary of another number of MoE layers");
     for (LayerStats& s : last_eval_) {
@@ -155,6 +158,10 @@ std::string SummaryBuilder::csv() const {
     add("worst_drop_rate", CsvCell(worst_drop_));
     add("first_dead_step", first_dead_.empty() ? CsvCell() : CsvCell(first_dead_));
     add("dead_final", CsvCell(dead_final_));
+    if (!std::isnan(ideal_)) {
+        add("ideal_loss", CsvCell(ideal_));
+        add("loss_gap", CsvCell(task_loss_ - ideal_));  // NaN (empty) before the first evaluation
+    }
     return header + "\n" + row + "\n";
 }
 

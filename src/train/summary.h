@@ -8,6 +8,8 @@
 //   worst_max_vio, worst_drop_rate
 //                           the largest train-row value (over layers and log rows) in the
 //                           last 10% of steps
+//   ideal_loss, loss_gap    tasks with an exact ideal loss only (markov, modular): the task's
+//                           ideal loss on the eval set, and the final eval task_loss minus it
 //   first_dead_step         first eval step at which an expert was declared dead (empty: never)
 //   dead_final              experts dead at the end (collapse events), summed over layers
 // Timing (wall time, tokens/s) is not here: it is in timing.csv, so that summary.csv is
@@ -30,7 +32,10 @@ class SummaryBuilder {
 public:
     SummaryBuilder(const Config& cfg, int moe_layers);
     void observe_eval(int layer, const LayerStats& st);
-    void set_final_eval(double loss, double accuracy);
+    void set_final_eval(double loss, double accuracy, double task_loss);
+    // The task's ideal loss (Task::ideal_loss): summary.csv gains ideal_loss and loss_gap when it
+    // is not NaN. Not training state: the task recomputes it.
+    void set_ideal_loss(double ideal) { ideal_ = ideal; }
     void observe_late_train(const LayerStats& st);
     void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse);
 
@@ -45,7 +50,8 @@ private:
     Config cfg_;
     std::vector<LayerStats> last_eval_;
     bool have_eval_ = false;
-    double loss_, accuracy_, worst_vio_, worst_drop_;
+    double loss_, accuracy_, worst_vio_, worst_drop_, task_loss_;
+    double ideal_;
     RunStatus status_ = RunStatus::completed;
     int64_t steps_done_ = 0;
     std::string first_dead_;

@@ -61,15 +61,14 @@ struct Recorder {
                                              "experts.csv", "specialization.csv", "events.csv"};
 
     // mode append: a resumed run (the files were cut back to its checkpoint's step).
-    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_,
+    // ideal: the task has an exact ideal loss; metrics.csv then ends with ideal_loss and loss_gap
+    // (so a clusters run's files are what they were before token tasks).
+    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, bool ideal,
              const std::filesystem::path& dir, CsvMode mode)
         : eval_win(NL, LayerWindow(N, G)),
           eval_top1(NL, std::vector<int>(E, 0)),
           blocks(std::move(blocks_)),
-          metrics(dir / "metrics.csv",
-                  {"step", "split", "loss", "task_loss", "aux_loss", "z_loss", "accuracy", "lr",
-                   "grad_norm"},
-                  mode),
+          metrics(dir / "metrics.csv", metrics_header(ideal), mode),
           timing(dir / "timing.csv", {"step", "tokens_per_s", "step_ms", "wall_s"}, mode),
           experts(dir / "experts.csv",
                   {"step", "split", "layer", "expert", "load", "tokens", "processed", "dropped",
@@ -81,6 +80,16 @@ struct Recorder {
         std::vector<std::string> h = {"step", "split", "layer"};
         for (auto c : kLayerStatColumns) h.emplace_back(c);
         layers = CsvWriter(dir / "layers.csv", h, mode);
+    }
+
+    static std::vector<std::string> metrics_header(bool ideal) {
+        std::vector<std::string> h = {"step",   "split",    "loss", "task_loss", "aux_loss",
+                                      "z_loss", "accuracy", "lr",   "grad_norm"};
+        if (ideal) {
+            h.emplace_back("ideal_loss");
+            h.emplace_back("loss_gap");
+        }
+        return h;
     }
 
     void write_layer_rows(int64_t step, std::string_view split, int l, const LayerStats& st,
@@ -167,6 +176,8 @@ public:
     }
 
 private:
+    bool has_ideal() const { return !std::isnan(task_->ideal_loss()); }
+
     // A fresh run creates its files; a resumed one loads the checkpoint first (nothing is touched
     // when that fails), then cuts every file back to its step and appends.
     Recorder open_recorder() {
@@ -180,8 +191,9 @@ private:
             for (const char* f : Recorder::kFiles) csv_cut_after_step(opts_.out_dir / f, st_.step);
             mode = CsvMode::append;
         }
+        st_.stats.summary.set_ideal_loss(task_->ideal_loss());
         return Recorder(int(moe_.size()), cfg_.experts.count, G_, task_->eval_set().B,
-                        st_.model.moe_block_index(), opts_.out_dir, mode);
+                        st_.model.moe_block_index(), has_ideal(), opts_.out_dir, mode);
     }
 
     // The whole training state after step st_.step; every row of that step is on disk first.
@@ -211,8 +223,13 @@ private:
     void record_train_row(int64_t s, const StepOutcome& so) {
         StatsState& ss = st_.stats;
         const MetricWindow& w = ss.metrics;
-        rec_.metrics.write_row({s, "train", w.loss / w.steps, w.task / w.steps, w.aux / w.steps,
-                                w.z / w.steps, double(w.correct) / w.tokens, so.lr, so.grad_norm});
+        const double loss = w.loss / w.steps, task = w.task / w.steps, aux = w.aux / w.steps,
+                     z = w.z / w.steps, acc = double(w.correct) / w.tokens;
+        if (has_ideal())  // ideal_loss, loss_gap: eval rows only
+            rec_.metrics.write_row(
+                {s, "train", loss, task, aux, z, acc, so.lr, so.grad_norm, CsvCell(), CsvCell()});
+        else
+            rec_.metrics.write_row({s, "train", loss, task, aux, z, acc, so.lr, so.grad_norm});
         const double tps = timing_.seconds > 0 ? double(timing_.tokens) / timing_.seconds : 0.0;
         rec_.timing.write_row(
             {s, tps, 1e3 * timing_.seconds / double(timing_.steps), seconds_since(t_start_)});
@@ -255,6 +272,7 @@ private:
         for (auto& w : rec_.eval_win) w.reset();
         for (int start = 0; start < E; start += B) {
             const int T = std::min(B, E - start);
+            pass.token_ids = eval.token_ids(start);
             const LossParts lp = st_.model.forward(*be_, eval.x.data() + size_t(start) * eval.dim,
                                                    eval.y.data() + start, T, pass);
             loss += lp.loss * T;
@@ -280,7 +298,14 @@ private:
                          double acc) {
         StatsState& ss = st_.stats;
         const int N = cfg_.experts.count;
-        rec_.metrics.write_row({step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
+        if (has_ideal()) {
+            const double ideal = task_->ideal_loss();
+            rec_.metrics.write_row({step, "eval", loss, task_loss, aux, z, acc, CsvCell(),
+                                    CsvCell(), ideal, task_loss - ideal});
+        } else {
+            rec_.metrics.write_row(
+                {step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
+        }
         std::vector<CollapseEvent> events;
         for (int l = 0; l < int(moe_.size()); ++l) {
             LayerStats st = rec_.eval_win[l].finish();
@@ -296,7 +321,7 @@ private:
         for (const CollapseEvent& ev : events)
             rec_.events.write_row(
                 {ev.step, rec_.blocks[ev.layer], ev.expert, collapse_kind_name(ev.kind)});
-        ss.summary.set_final_eval(loss, acc);
+        ss.summary.set_final_eval(loss, acc, task_loss);
         result_.final_eval_loss = loss;
         result_.final_eval_accuracy = acc;
         rec_.flush();

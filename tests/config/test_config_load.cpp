@@ -239,11 +239,15 @@ TEST_SUITE("config") {
               "'switch_loss'");
         // a known name that waits for something else, refused with its own reason
         CHECK(load_error("balance:\n  loss: sequence\n") ==
-              "t.yaml:2:9: balance.loss: 'sequence' needs a token task (data.task markov/modular), "
-              "not built yet: its f and P are counted within each sequence");
-        CHECK(load_error("data: {task: modular}\n") ==
-              "t.yaml:1:14: data.task: 'modular' is not available yet in this version of moe-sim; "
-              "available: clusters");
+              "t.yaml:2:9: balance.loss: 'sequence' is not built yet: its f and P are counted "
+              "within each sequence, and the MoE layer does not yet know which sequence a token "
+              "belongs to");
+        CHECK(load_error("data: {task: markow}\n") ==
+              "t.yaml:1:14: data.task: must be one of: clusters, markov, modular, got 'markow' "
+              "(did you mean 'markov'?)");
+        CHECK(load_error("data: {task: modular, modular: {ops: 'add, sub'}}\n") ==
+              "t.yaml:1:38: data.modular.ops: must be a comma-separated list of distinct add, sub, "
+              "mul, div, got 'add, sub'");
         CHECK(load_error("device: cuda\n") ==
               "t.yaml:1:9: device: 'cuda' is not available: the CUDA backend is not built yet in "
               "this version of "

@@ -23,13 +23,16 @@ TEST_SUITE("config") {
         std::string yaml = config_to_yaml(Config{});
         CHECK(yaml.rfind(std::string("# moe-sim ") + MOESIM_VERSION, 0) == 0);
         for (const std::string& key : config_keys()) {
-            // the own keys of a component not selected are left out (given, they are an error)
-            if (const ComponentRow* owner = owner_of_key(key))
-                if (selected_component(Config{}, owner->choice_key) != owner) {
-                    CHECK(yaml.find(" " + key.substr(key.rfind('.') + 1) + ": ") ==
-                          std::string::npos);
-                    continue;
-                }
+            // the own keys of a component not selected are left out (given, they are an error):
+            // not even their section (router.hash:, data.markov:) is written
+            if (const ComponentRow* owner = owner_of_key(key);
+                owner && selected_component(Config{}, owner->choice_key) != owner) {
+                const size_t a = key.find('.'), b = key.rfind('.');
+                CHECK_MESSAGE(
+                    yaml.find("\n  " + key.substr(a + 1, b - a - 1) + ":") == std::string::npos,
+                    key);
+                continue;
+            }
             std::string leaf = key.substr(key.rfind('.') + 1);
             bool listed = yaml.find(" " + leaf + ": ") != std::string::npos ||
                           yaml.find("\n" + leaf + ": ") != std::string::npos;
@@ -58,6 +61,8 @@ TEST_SUITE("config") {
             if (const ComponentRow* owner = owner_of_key(key);
                 owner && selected_component(c, owner->choice_key) != owner)
                 continue;
+            // the own keys of the tasks not selected are not written: their own test below
+            if (key.rfind("data.markov.", 0) == 0 || key.rfind("data.modular.", 0) == 0) continue;
             CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
         }
         Config back = round_trip(c);
@@ -65,6 +70,46 @@ TEST_SUITE("config") {
         for (const std::string& key : config_keys())
             CHECK(config_value_string(back, key) == config_value_string(c, key));
         CHECK(config_to_yaml(back) == config_to_yaml(c));
+    }
+
+    TEST_CASE("config_to_yaml: round trip of the markov and the modular task's own keys") {
+        Config m;
+        m.data.task = TaskKind::markov;
+        m.data.markov.domains = 3;
+        m.data.markov.vocab = 17;
+        m.data.markov.branching = 5;
+        m.data.markov.order = 2;
+        m.data.markov.concentration = 0.25;
+        m.data.markov.imbalance = 1.5;
+        m.data.markov.seq_len = 20;
+        m.data.markov.context = 6;
+        Config q;
+        q.data.task = TaskKind::modular;
+        q.data.modular.p = 13;
+        q.data.modular.ops = "mul,div,add";
+        q.data.modular.train_fraction = 0.3;
+        for (const Config& c : {m, q}) {
+            CHECK_NOTHROW(config_validate(c));
+            CHECK(round_trip(c) == c);
+        }
+        for (const std::string& key : config_keys())
+            if (key.rfind("data.markov.", 0) == 0)
+                CHECK_MESSAGE(config_value_string(m, key) != config_value_string(Config{}, key),
+                              key);
+            else if (key.rfind("data.modular.", 0) == 0)
+                CHECK_MESSAGE(config_value_string(q, key) != config_value_string(Config{}, key),
+                              key);
+        for (const std::string& key : config_keys()) {
+            const std::string leaf = key.substr(key.rfind('.') + 1);
+            if (key.rfind("data.markov.", 0) == 0)
+                CHECK_MESSAGE(config_to_yaml(m).find("\n    " + leaf + ": ") != std::string::npos,
+                              key);
+            if (key.rfind("data.modular.", 0) == 0)
+                CHECK_MESSAGE(config_to_yaml(q).find("\n    " + leaf + ": ") != std::string::npos,
+                              key);
+        }
+        CHECK(config_to_yaml(m).find("modular") == std::string::npos);
+        CHECK(config_to_yaml(q).find("markov") == std::string::npos);
     }
 
     TEST_CASE("config_to_yaml: a router's own keys are written only while it is selected") {
