@@ -53,6 +53,26 @@ const std::map<std::string, std::map<std::string, std::string>> kPaperFacts = {
       {"router.k", "1"},
       {"capacity.factor", "2.0"},
       {"balance.loss", "none"}}},
+    {"gshard",
+     {{"router.k", "2"},
+      {"router.topk.second_expert", "random"},
+      {"capacity.factor", "1.0"},
+      {"balance.loss", "gshard"}}},
+    {"shazeer2017",
+     {{"router.topk.noise", "learned"},
+      {"router.normalize", "true"},
+      {"balance.loss", "shazeer"},
+      {"balance.alpha", "0.1"},
+      {"capacity.factor", "0.0"}}},
+    {"jacobs1991", {{"router.type", "soft"}, {"capacity.factor", "0.0"}, {"balance.loss", "none"}}},
+    {"hme",
+     {{"router.type", "hierarchical"},
+      {"router.hierarchical.branches", "4"},
+      {"router.hierarchical.k_branches", "2"},
+      {"router.k", "2"}}},
+    {"hash", {{"router.type", "hash"}, {"router.k", "1"}, {"balance.loss", "none"}}},
+    {"base", {{"router.type", "base"}, {"router.k", "1"}, {"balance.loss", "none"}}},
+    {"sinkhorn", {{"router.type", "sinkhorn"}, {"router.k", "1"}, {"balance.loss", "none"}}},
     {"st_moe",
      {{"router.k", "2"},
       {"balance.loss", "switch"},
@@ -85,7 +105,7 @@ TEST_SUITE("train") {
         std::set<std::string> bundled;
         for (const Preset& p : bundled_presets()) bundled.insert(std::string(p.name));
         CHECK(bundled == on_disk);
-        CHECK(bundled.size() >= 5);
+        CHECK(bundled.size() >= 12);
     }
 
     TEST_CASE("every preset names its paper's settings and has a one-line summary") {
