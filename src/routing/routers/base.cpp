@@ -16,16 +16,19 @@
 //
 // The assignment is an exact min-cost flow (source -> token -> expert -> sink, capacities 1 and
 // cap[i]) by successive shortest paths, one token at a time (as the Hungarian method takes one row
-// at a time): token t0 enters at expert j with distance -z[t0,j]; a full expert i may hand one of
-// its tokens t' on to expert j at cost z[t',i] - z[t',j]; Bellman-Ford over the experts (relaxing
-// through every assigned token) finds the shortest path to an expert with room, and the tokens
-// along it move. The partial assignment stays optimal for the tokens placed so far, so the final
-// one is optimal: exact up to float rounding (an improvement under 1e-6 (1 + |d|) is not taken).
-// Cost O(T N) per relaxation round, a few rounds per token: O(T^2 N) per pass in practice
-// (the paper uses an auction algorithm on GPUs). Balance is exact by construction.
+// at a time): token t0 enters at expert j with distance -z[t0,j]; an expert i may hand one of its
+// tokens t' on to expert j at cost z[t',i] - z[t',j]; Dijkstra over the experts on costs reduced
+// by potentials (Johnson; the potentials are the previous distances, so every reduced cost is
+// >= 0) finds the shortest path to an expert with room, and the tokens along it move. The partial
+// assignment stays optimal for the tokens placed so far, so the final one is optimal: exact up to
+// rounding (distances in double; a reduced cost that rounding makes negative counts as 0, so the
+// shortest-path tree never has a cycle). Cost O(T N) per token (each assigned token is relaxed
+// once, from its expert): O(T^2 N) per pass (the paper uses an auction algorithm on GPUs).
+// Balance is exact by construction.
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <vector>
 
 #include "backend/check.h"
 #include "backend/vec_math.h"
@@ -44,9 +47,11 @@ public:
 
     // work: assign (T_max), load (N), cap (N), prev_expert (N), prev_token (N); fwork: dist (N).
     void reserve(RouterState& state, int T_max, int N, double) const override {
+        // (dwork_ is this router's own scratch: each MoE layer has its own router)
         state.reserve(T_max, N, 1, false);
         state.work.resize(size_t(T_max) + 4 * size_t(N));
         state.fwork.resize(size_t(N));
+        dwork_.assign(2 * size_t(N) + size_t(N) / sizeof(double) + 1, 0.0);
     }
 
     void route(const float* logits, int T, const float* /*bias*/, const Pass& pass,
@@ -93,60 +98,77 @@ public:
     }
 
 private:
-    // The balanced assignment of the T tokens into st.sel (see the header comment).
-    static void assign_balanced(const float* z, int T, int N, RouterState& st) {
+    // The balanced assignment of the T tokens into st.sel (see the header comment): successive
+    // shortest paths with Dijkstra on reduced costs (Johnson potentials pi over the experts, in
+    // double), so the shortest-path tree has no cycle whatever the rounding: a reduced cost that
+    // rounding made slightly negative is taken as 0.
+    void assign_balanced(const float* z, int T, int N, RouterState& st) const {
         int* assign = st.sel.data();
         int* load = st.work.data() + size_t(st.work.size()) - 4 * size_t(N);
         int* cap = load + N;
         int* prev_expert = cap + N;
         int* prev_token = prev_expert + N;
-        float* dist = st.fwork.data();
+        double* pi = dwork_.data();
+        double* d = pi + N;
+        char* done = reinterpret_cast<char*>(d + N);
         for (int i = 0; i < N; ++i) {
             load[i] = 0;
             cap[i] = T / N + (i < T % N ? 1 : 0);
+            pi[i] = 0.0;
         }
         for (int t0 = 0; t0 < T; ++t0) {
             const float* z0 = z + size_t(t0) * N;
+            // token t0 enters expert j at cost -z0[j]; reduced: -z0[j] - pi[j], shifted to >= 0
+            double lo = INFINITY;
+            for (int j = 0; j < N; ++j) lo = std::min(lo, -double(z0[j]) - pi[j]);
             for (int j = 0; j < N; ++j) {
-                dist[j] = -z0[j];
+                d[j] = -double(z0[j]) - pi[j] - lo;
                 prev_expert[j] = -1;
                 prev_token[j] = -1;
+                done[j] = 0;
             }
-            // Bellman-Ford over the experts: a full expert i passes one of its tokens t to j.
-            for (int round = 0; round <= N; ++round) {
-                bool changed = false;
+            // Dijkstra over the experts: expert i passes one of its tokens t to j at cost
+            // z[t,i] - z[t,j], reduced by pi[i] - pi[j].
+            for (int settled = 0; settled < N; ++settled) {
+                int i = -1;
+                for (int j = 0; j < N; ++j)
+                    if (!done[j] && (i < 0 || d[j] < d[i])) i = j;
+                done[i] = 1;
                 for (int t = 0; t < t0; ++t) {
-                    const int i = assign[t];
+                    if (assign[t] != i) continue;
                     const float* zt = z + size_t(t) * N;
-                    const float base = dist[i] + zt[i];
+                    const double base = d[i] + double(zt[i]) + pi[i];
                     for (int j = 0; j < N; ++j) {
-                        const float d = base - zt[j];
-                        if (j != i && d < dist[j] - 1e-6f * (1.0f + std::fabs(dist[j]))) {
-                            dist[j] = d;
+                        if (done[j]) continue;
+                        const double r = std::max(0.0, base - double(zt[j]) - pi[j] - d[i]);
+                        if (d[i] + r < d[j]) {
+                            d[j] = d[i] + r;
                             prev_expert[j] = i;
                             prev_token[j] = t;
-                            changed = true;
                         }
                     }
                 }
-                if (!changed) break;
             }
+            // the cheapest expert with room: true distance d[j] + pi[j] (up to a constant)
             int best = -1;
             for (int j = 0; j < N; ++j)
-                if (load[j] < cap[j] && (best < 0 || dist[j] < dist[best])) best = j;
+                if (load[j] < cap[j] && (best < 0 || d[j] + pi[j] < d[best] + pi[best])) best = j;
             MOESIM_CHECK(best >= 0, "no expert with room: the capacities do not add up to T");
             ++load[best];
-            // Move the tokens along the path back to the expert token t0 enters.
+            // Move the tokens along the path back to the expert token t0 enters (a Dijkstra tree:
+            // at most N - 1 steps).
             int j = best;
-            for (int steps = 0; prev_expert[j] >= 0 && steps < N; ++steps) {
+            for (int steps = 0; prev_expert[j] >= 0; ++steps) {
+                MOESIM_CHECK(steps < N, "a cycle in the shortest-path tree");
                 assign[prev_token[j]] = j;
                 j = prev_expert[j];
             }
-            MOESIM_CHECK(prev_expert[j] < 0, "a cycle in the shortest-path tree");
             assign[t0] = j;
+            for (int k = 0; k < N; ++k) pi[k] += d[k];
         }
     }
 
+    mutable std::vector<double> dwork_;  // pi (N), d (N), done flags: sized by reserve()
     float scale_;
 };
 
