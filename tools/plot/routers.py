@@ -50,13 +50,17 @@ def main():
     bar = 0.8 / max(len(datas), 1)
     colors = common.layer_colors(len(datas))
     for ax, stat in zip(axes, stats):
+        top = 0.0
         for j, data in enumerate(datas):
             sub = df[df["data"] == data].set_index("preset")[stat]
             vals = [float(sub[pr]) if pr in sub.index else np.nan for pr in presets]
             ax.bar(x + (j - (len(datas) - 1) / 2) * bar, vals, bar, label=f"{data} clusters", color=colors[j])
+            top = max([top] + [v for v in vals if v == v])
+        if top > 0:
+            ax.set_ylim(0, top * 1.25)  # room for the legend above the bars
         ax.set_ylabel(common.stat_label(stat, with_name=False))
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="best", fontsize=8)
+    axes[0].legend(loc="upper right", ncol=len(datas), fontsize=8)
     axes[-1].set_xticks(x)
     axes[-1].set_xticklabels(presets, rotation=30, ha="right")
     common.suptitle(fig, a.title or "Every preset on the same clustered data (final evaluation)")
