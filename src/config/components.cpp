@@ -147,10 +147,11 @@ const KeyRule kExpertChoiceRules[] = {
      }},
     {"balance.loss",
      {"balance.loss", "router.type"},
-     "`router.type: expert_choice` refuses `balance.loss: shazeer` and `gshard`: their importance, "
-     "load and first choices need k slots per token",
+     "`router.type: expert_choice` refuses `balance.loss: shazeer`, `gshard` and `sequence`: "
+     "their importance, load and choices need k slots per token",
      [](const Config& c, const Show&) -> std::string {
-         if (c.balance.loss != BalanceLoss::shazeer && c.balance.loss != BalanceLoss::gshard)
+         if (c.balance.loss != BalanceLoss::shazeer && c.balance.loss != BalanceLoss::gshard &&
+             c.balance.loss != BalanceLoss::sequence)
              return {};
          return fmt::format(
              "'{}' needs a token-choice router (k slots per token); expert_choice has "
@@ -596,6 +597,20 @@ constexpr std::array<KeyRule, 12> kSoftSlotsRules = [] {
 
 constexpr std::string_view kSwitchKeys[] = {"balance.alpha", "balance.losses.switch"};
 constexpr std::string_view kGshardKeys[] = {"balance.alpha", "balance.losses.gshard"};
+constexpr std::string_view kSequenceKeys[] = {"balance.alpha", "data.task"};
+const KeyRule kSequenceRules[] = {
+    {"balance.loss",
+     {"balance.loss", "data.task"},
+     "`balance.loss: sequence` needs `data.task: markov`: the only task whose examples come in "
+     "sequences",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.data.task == TaskKind::markov) return {};
+         return fmt::format(
+             "'sequence' balances within each sequence; only data.task: markov has sequences, "
+             "got data.task = {}",
+             s.value("data.task"));
+     }},
+};
 constexpr std::string_view kShazeerKeys[] = {"balance.alpha", "balance.losses.shazeer",
                                              "router.noise"};
 const KeyRule kShazeerRules[] = {
@@ -916,12 +931,14 @@ const ComponentRow kRows[] = {
     {.kind = K::balancer,
      .name = "sequence",
      .choice_key = "balance.loss",
-     .built = false,
-     .reason = "'sequence' is not built yet: its f and P are counted within each sequence, and "
-               "the MoE layer does not yet know which sequence a token belongs to",
-     .summary = "sequence-wise balance loss: the switch form computed within each sequence and "
-                "averaged over sequences",
-     .paper = "DeepSeek-AI 2024 (V2, V3)"},
+     .id = int(BalanceLoss::sequence),
+     .built = true,
+     .summary = "sequence-wise balance loss: the switch form computed within each sequence of the "
+                "batch and averaged over them (data.task: markov)",
+     .paper = "DeepSeek-AI 2024 (V2, V3)",
+     .devices = kCpu,
+     .keys = kSequenceKeys,
+     .rules = kSequenceRules},
     {.kind = K::balancer,
      .name = "losses",
      .on_when = "any of `balance.losses.switch`, `balance.losses.gshard`, "

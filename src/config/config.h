@@ -34,7 +34,7 @@ enum class TopkNoise { fixed, learned };       // router.topk.noise
 enum class RouterHeadKind { linear, cosine };  // router.head: how the router logits are made
 enum class DropPolicy { position, score, random, priority };
 // config spelling: none | switch | gshard | shazeer
-enum class BalanceLoss { none, switch_loss, shazeer, gshard };
+enum class BalanceLoss { none, switch_loss, shazeer, gshard, sequence };
 enum class BiasRule { sign, proportional, mean_centred };  // balance.bias_rule
 enum class BiasDecay { constant, cosine };                 // balance.bias_decay
 enum class SharedGate { none, sigmoid };                   // experts.shared_gate

@@ -128,7 +128,7 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
         dlog_direct = dlog_direct_.data();
     }
     const AuxLossValues aux = balance_losses(balance_, plan_, state_, logits_.data(), K_, dprobs,
-                                             dslot_aux, dlog_direct, dscratch_);
+                                             dslot_aux, dlog_direct, dscratch_, pass.sequence_ids);
     aux_ = aux.main;
     weighted_aux_ = aux.weighted;
     z_ = z_loss(logits_.data(), T, L_, float(balance_.z_loss),

@@ -47,6 +47,17 @@ double gshard_loss(const RoutingPlan& plan, const RouterState& state, const floa
 double shazeer_loss(const RoutingPlan& plan, const RouterState& state, const float* logits,
                     float coef, float* d_slot, float* d_logits, std::vector<double>& scratch);
 
+// DeepSeek-V2/V3's sequence-wise balance loss: the switch form within each sequence, averaged
+// over the sequences of the batch: mean_q N * sum_i f_i^q * Pbar_i^q, f_i^q = the assignments
+// routed to i (before capacity; GShard's skipped second experts do not count) among the T_q K of
+// sequence q's tokens, Pbar_i^q = mean over those tokens of p[t,i]. sequence (T): each token's
+// sequence; a sequence is a maximal run of equal ids (the tokens of one sequence are adjacent,
+// and one cut by the batch boundary counts with the part in the batch). The gradient goes
+// through p only. Needs a token-choice router (state.K > 0). scratch: 2N doubles.
+double sequence_loss(const RoutingPlan& plan, const RouterState& state, const float* probs,
+                     const int64_t* sequence, float coef, float* d_probs,
+                     std::vector<double>& scratch);
+
 // Router z-loss (Zoph et al. 2022): mean_t (log sum_i exp(logit[t,i]))^2.
 double z_loss(const float* logits, int T, int N, float coef, float* d_logits);
 
@@ -60,7 +71,8 @@ struct AuxLossValues {
 };
 AuxLossValues balance_losses(const BalanceConfig& cfg, const RoutingPlan& plan,
                              const RouterState& state, const float* logits, int K, float* d_probs,
-                             float* d_slot, float* d_logits, std::vector<double>& scratch);
+                             float* d_slot, float* d_logits, std::vector<double>& scratch,
+                             const int64_t* sequence = nullptr);
 
 // Auxiliary-loss-free balancing (Wang et al. 2024), with A counted over one step's batch (the
 // plan's routed counts) and m = mean_j A_j:

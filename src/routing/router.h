@@ -25,6 +25,9 @@ struct Pass {
     const float* input = nullptr;
     int input_dim = 0;
     const int* token_ids = nullptr;
+    // Token tasks: (T) the sequence of each token (tokens of one sequence adjacent), for the
+    // sequence-wise balance loss; null otherwise.
+    const int64_t* sequence_ids = nullptr;
 };
 
 // What a router keeps between its forward and its backward, and what the auxiliary losses and

@@ -255,6 +255,7 @@ void MarkovTask::generate(uint64_t stream, uint64_t q, uint64_t n_seq, Batch& ou
     out.y[size_t(i)] = tokens[size_t(t)];
     out.group[size_t(i)] = d;
     out.token[size_t(i)] = tokens[size_t(t - 1)];
+    out.sequence[size_t(i)] = int64_t(q / uint64_t(L - 1));  // before the train set's wrap
 }
 
 void MarkovTask::train_batch(int64_t step, int batch_size, Batch& out) const {

@@ -80,6 +80,7 @@ void ModularTask::fill(const Triple& t, Batch& out, int i) const {
     out.y[size_t(i)] = answer(t);
     out.group[size_t(i)] = t.op;
     out.token[size_t(i)] = t.b;
+    out.sequence[size_t(i)] = i;  // each example is a sequence of its own (one answer token)
 }
 
 void ModularTask::train_batch(int64_t step, int batch_size, Batch& out) const {

@@ -24,6 +24,9 @@ struct Batch {  // B examples
     // Token tasks only (markov, modular): (B) the current token of each example, the last token
     // of its input window, which token-id routers read (Pass::token_ids). Empty for clusters.
     std::vector<int> token;
+    // Token tasks: (B) the sequence each example's position belongs to (the positions of one
+    // sequence are adjacent), for the sequence-wise balance loss. Empty otherwise.
+    std::vector<int64_t> sequence;
 
     // Sizes the three arrays for b examples of width d; keeps capacity, so a batch reused with the
     // same (or a smaller) shape never allocates again.
@@ -38,6 +41,10 @@ struct Batch {  // B examples
     void resize_tokens(int b, int d) {
         resize(b, d);
         token.resize(static_cast<size_t>(b));
+        sequence.resize(static_cast<size_t>(b));
+    }
+    const int64_t* sequence_ids(int start = 0) const {
+        return sequence.empty() ? nullptr : sequence.data() + start;
     }
     const int* token_ids(int start = 0) const {
         return token.empty() ? nullptr : token.data() + start;

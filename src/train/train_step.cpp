@@ -16,6 +16,7 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
     pass.step = s;
     pass.capacity_factor = cfg.capacity.factor;
     pass.token_ids = batch.token_ids();  // token tasks: the current token of each example
+    pass.sequence_ids = batch.sequence_ids();
     out.loss = model.forward(be, batch.x.data(), batch.y.data(), B, pass);
     if (!std::isfinite(out.loss.loss)) {
         out.finite = false;

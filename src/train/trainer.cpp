@@ -273,6 +273,7 @@ private:
         for (int start = 0; start < E; start += B) {
             const int T = std::min(B, E - start);
             pass.token_ids = eval.token_ids(start);
+            pass.sequence_ids = eval.sequence_ids(start);
             const LossParts lp = st_.model.forward(*be_, eval.x.data() + size_t(start) * eval.dim,
                                                    eval.y.data() + start, T, pass);
             loss += lp.loss * T;

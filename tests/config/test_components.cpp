@@ -184,7 +184,17 @@ TEST_SUITE("config") {
         CHECK(md.find("| `topk` | router | `router.type: topk` |") != std::string::npos);
         CHECK(md.find("| `z_loss` | balancer | `balance.z_loss` > 0 |") != std::string::npos);
         CHECK(md.find("| cpu | built |") != std::string::npos);
-        CHECK(md.find("| — | not built yet |") != std::string::npos);
+        // each row's status cell says what its built flag says
+        long built = 0;
+        for (const ComponentRow& r : components()) built += r.built;
+        size_t at = 0;
+        long built_cells = 0, not_built_cells = 0;
+        while ((at = md.find("| built |\n", at)) != std::string::npos) ++built_cells, ++at;
+        at = 0;
+        while ((at = md.find("| — | not built yet |\n", at)) != std::string::npos)
+            ++not_built_cells, ++at;
+        CHECK(built_cells == built);
+        CHECK(not_built_cells == long(components().size()) - built);
         CHECK(std::count(md.begin(), md.end(), '\n') == long(components().size()) + 2);
     }
 

@@ -235,13 +235,13 @@ TEST_SUITE("config") {
               "t.yaml:1:17: router.score: must be one of: softmax, sigmoid, got 'sofmax' (did you "
               "mean 'softmax'?)");
         CHECK(load_error("balance: {loss: switch_loss}\n") ==
-              "t.yaml:1:17: balance.loss: must be one of: none, switch, gshard, shazeer, got "
+              "t.yaml:1:17: balance.loss: must be one of: none, switch, gshard, shazeer, sequence, "
+              "got "
               "'switch_loss'");
-        // a known name that waits for something else, refused with its own reason
+        // a loss that needs sequences, on a task without them
         CHECK(load_error("balance:\n  loss: sequence\n") ==
-              "t.yaml:2:9: balance.loss: 'sequence' is not built yet: its f and P are counted "
-              "within each sequence, and the MoE layer does not yet know which sequence a token "
-              "belongs to");
+              "t.yaml:2:9: balance.loss: 'sequence' balances within each sequence; only data.task: "
+              "markov has sequences, got data.task = clusters (the default)");
         CHECK(load_error("data: {task: markow}\n") ==
               "t.yaml:1:14: data.task: must be one of: clusters, markov, modular, got 'markow' "
               "(did you mean 'markov'?)");

@@ -145,6 +145,8 @@ TEST_SUITE("config") {
                     cfg = config_load_string("", "t.yaml", {override_text, "router.noise=1"});
                 else if (k.path == "experts.shared_gate")
                     cfg = config_load_string("", "t.yaml", {override_text, "experts.shared=1"});
+                else if (c.name == "sequence")  // needs sequences
+                    cfg = config_load_string("", "t.yaml", {override_text, "data.task=markov"});
                 else if (c.name == "base")  // one expert per token
                     cfg = config_load_string("", "t.yaml", {override_text, "router.k=1"});
                 else if (c.name == "soft" || c.name == "soft_slots")  // dense: no capacity

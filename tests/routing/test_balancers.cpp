@@ -434,3 +434,49 @@ TEST_SUITE("routing") {
         }
     }
 }  // TEST_SUITE
+
+TEST_SUITE("routing") {
+    TEST_CASE("sequence loss: the switch form per sequence, averaged, hand-computed") {
+        // T = 4, N = 2, K = 1; sequences {0, 0} and {1, 1} (ids 7, 7, 9, 9).
+        //   sequence 7: tokens to experts 0, 0; p = {.8 .2; .6 .4}: f = {1, 0}, Pbar = {.7, .3}
+        //     -> 2 * (1 * .7) = 1.4
+        //   sequence 9: experts 0, 1; p = {.5 .5; .1 .9}: f = {.5, .5}, Pbar = {.3, .7}
+        //     -> 2 * (.5 * .3 + .5 * .7) = 1.0
+        //   loss = (1.4 + 1.0) / 2 = 1.2; the batch as one sequence (switch) would give
+        //   2 * (.75 * .5 + .25 * .5) = 1.0
+        //   d/dp[t,i] = coef * N * f_i^q / (T_q * runs): sequence 7: coef * {.5, 0},
+        //   sequence 9: coef * {.25, .25}
+        const Case c =
+            slots_of(4, 2, 1, {0, 0, 0, 1}, {0.8f, 0.2f, 0.6f, 0.4f, 0.5f, 0.5f, 0.1f, 0.9f});
+        const int64_t seq[4] = {7, 7, 9, 9};
+        std::vector<double> scratch;
+        std::vector<float> dp(8, 0.0f);
+        CHECK(sequence_loss(c.plan, c.st, c.st.probs.data(), seq, 0.5f, dp.data(), scratch) ==
+              doctest::Approx(1.2));
+        CHECK(switch_loss(c.plan, c.st.probs.data(), 1, 0.5f, nullptr) == doctest::Approx(1.0));
+        const float want[8] = {0.25f, 0.0f, 0.25f, 0.0f, 0.125f, 0.125f, 0.125f, 0.125f};
+        for (int j = 0; j < 8; ++j) CHECK(dp[size_t(j)] == doctest::Approx(want[j]));
+        // one sequence: exactly the switch loss, values and gradients
+        const int64_t one[4] = {3, 3, 3, 3};
+        std::vector<float> d1(8, 0.0f), d2(8, 0.0f);
+        CHECK(sequence_loss(c.plan, c.st, c.st.probs.data(), one, 0.5f, d1.data(), scratch) ==
+              doctest::Approx(switch_loss(c.plan, c.st.probs.data(), 1, 0.5f, d2.data())));
+        for (int j = 0; j < 8; ++j) CHECK(d1[size_t(j)] == doctest::Approx(d2[size_t(j)]));
+    }
+
+    TEST_CASE("sequence loss: gradient check w.r.t. the probabilities, k = 2") {
+        const int T = 6, N = 4, K = 2;
+        std::vector<float> probs = normal_vector(size_t(T) * N, 11, 0.3f);
+        Case p = slots_of(T, N, K, {0, 1, 2, 0, 2, 3, 1, 0, 0, 3, 2, 1}, probs);
+        const int64_t seq[6] = {0, 0, 0, 1, 1, 2};
+        std::vector<double> scratch;
+        std::vector<float> dp(size_t(T) * N, 0.0f);
+        sequence_loss(p.plan, p.st, p.st.probs.data(), seq, 0.7f, dp.data(), scratch);
+        auto f = [&] {
+            return 0.7 *
+                   sequence_loss(p.plan, p.st, p.st.probs.data(), seq, 0.7f, nullptr, scratch);
+        };
+        expect_gradient(check_gradient(f, p.st.probs.data(), dp.data(), dp.size()),
+                        "sequence d_probs", 1e-3);
+    }
+}
