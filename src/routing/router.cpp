@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "backend/vec_math.h"
+
 namespace moe {
 
 void RouterState::reserve(int T_max, int N_, int K_, bool keep_scores) {
@@ -13,6 +15,25 @@ void RouterState::reserve(int T_max, int N_, int K_, bool keep_scores) {
     scores.resize(keep_scores ? TN : 0);
     sel.resize(size_t(T_max) * size_t(K_));
     sel_gate.resize(size_t(T_max) * size_t(K_));
+}
+
+void softmax_row(float* p, const float* z, int n) {
+    vec_exp_shifted(p, z, vec_max(z, size_t(n)), size_t(n));
+    const float sum = vec_sum(p, size_t(n));
+    for (int i = 0; i < n; ++i) p[i] /= sum;
+}
+
+void softmax_backward_row(float* d, const float* p, int n) {
+    const float dot = vec_dot(d, p, size_t(n));
+    for (int i = 0; i < n; ++i) d[i] = p[i] * (d[i] - dot);
+}
+
+void softmax_probs(const float* logits, int T, RouterState& st) {
+    const int N = st.N;
+    std::copy_n(logits, size_t(T) * N, st.noisy.data());
+#pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
+    for (int t = 0; t < T; ++t)
+        softmax_row(st.probs.data() + size_t(t) * N, logits + size_t(t) * N, N);
 }
 
 void gate_grad_to_slots(const RoutingPlan& plan, const float* d_gate, float* d_slot, size_t R) {

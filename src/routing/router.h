@@ -93,6 +93,16 @@ public:
                           float* d_logits) const = 0;
 };
 
+// The softmax helpers the routers share (one definition, so each router's arithmetic is the same):
+//   softmax_row:          p = softmax(z) over n entries (max-shifted exp, then / sum)
+//   softmax_backward_row: d = p * (d - <d, p>) in place: d holds dL/dp on entry, dL/dz on exit
+//   softmax_probs:        state.probs = softmax of each logits row (T, state.N), and the logits
+//                         copied to state.noisy (routers without gating noise keep them there);
+//                         parallel over tokens when T * N is large
+void softmax_row(float* p, const float* z, int n);
+void softmax_backward_row(float* d, const float* p, int n);
+void softmax_probs(const float* logits, int T, RouterState& state);
+
 // The gradient of each plan assignment's gate (d_gate, (A)) moved to the router's slot space:
 // d_slot[plan.slot[a]] = d_gate[a], zero for every other slot (R of them). No accumulation:
 // each slot has at most one assignment.

@@ -67,9 +67,7 @@ public:
         for (int t = 0; t < T; ++t) {
             const float* z = logits + size_t(t) * N;
             float* p = st.probs.data() + size_t(t) * N;
-            vec_exp_shifted(p, z, vec_max(z, size_t(N)), size_t(N));
-            const float sum = vec_sum(p, size_t(N));
-            for (int i = 0; i < N; ++i) p[i] /= sum;
+            softmax_row(p, z, N);
             st.sel[size_t(t)] = int(std::max_element(z, z + N) - z);  // greedy top-1
         }
         if (pass.training) assign_balanced(logits, T, N, st);
@@ -88,8 +86,7 @@ public:
             const float* p = st.probs.data() + size_t(t) * N;
             float* dl = d_logits + size_t(t) * N;
             for (int i = 0; i < N; ++i) dl[i] = d_probs ? d_probs[size_t(t) * N + i] : 0.0f;
-            const float dot = vec_dot(dl, p, size_t(N));
-            for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+            softmax_backward_row(dl, p, N);
             // g = scale * sigmoid(z[t,e]): dg/dz = g (1 - g / scale)
             const int e = st.sel[size_t(t)];
             const float g = st.sel_gate[size_t(t)];

@@ -66,9 +66,7 @@ public:
             const float* z = logits + size_t(t) * N;
             float* p = st.probs.data() + size_t(t) * N;
             std::copy_n(z, N, st.noisy.data() + size_t(t) * N);
-            vec_exp_shifted(p, z, vec_max(z, size_t(N)), size_t(N));
-            const float sum = vec_sum(p, size_t(N));
-            for (int i = 0; i < N; ++i) p[i] /= sum;
+            softmax_row(p, z, N);
         }
         const float* probs = st.probs.data();
 #pragma omp parallel for schedule(static) if (par)
@@ -102,8 +100,7 @@ public:
         for (int t = 0; t < T; ++t) {
             const float* p = st.probs.data() + size_t(t) * N;
             float* dl = d_logits + size_t(t) * N;
-            const float dot = vec_dot(dl, p, size_t(N));
-            for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+            softmax_backward_row(dl, p, N);
         }
     }
 

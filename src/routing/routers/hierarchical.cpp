@@ -127,20 +127,14 @@ public:
                 dzb[g] = dq;
             }
             // through the softmaxes: dz = s (ds - <ds, s>), per branch group and for the branches
-            const float dotb = vec_dot(dzb, q, size_t(B_));
-            for (int g = 0; g < B_; ++g) dzb[g] = q[g] * (dzb[g] - dotb);
-            for (int g = 0; g < B_; ++g) {
-                const float dot = vec_dot(dze + g * M, r + g * M, size_t(M));
-                for (int i = g * M; i < (g + 1) * M; ++i) dze[i] = r[i] * (dze[i] - dot);
-            }
+            softmax_backward_row(dzb, q, B_);
+            for (int g = 0; g < B_; ++g) softmax_backward_row(dze + g * M, r + g * M, M);
         }
     }
 
 private:
     static void softmax(float* out, const float* z, int n) {
-        vec_exp_shifted(out, z, vec_max(z, size_t(n)), size_t(n));
-        const float sum = vec_sum(out, size_t(n));
-        for (int i = 0; i < n; ++i) out[i] /= sum;
+        softmax_row(out, z, n);
     }
 
     // The c indices in [first, first + n) of the largest s, best first, ties to the lower index.

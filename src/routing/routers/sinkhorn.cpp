@@ -61,15 +61,7 @@ public:
         st.R = T * K_;
         st.noise_std = 0.0f;
         const bool par = size_t(T) * N > 16384;
-        std::copy_n(logits, size_t(T) * N, st.noisy.data());
-#pragma omp parallel for schedule(static) if (par)
-        for (int t = 0; t < T; ++t) {
-            const float* z = logits + size_t(t) * N;
-            float* p = st.probs.data() + size_t(t) * N;
-            vec_exp_shifted(p, z, vec_max(z, size_t(N)), size_t(N));
-            const float sum = vec_sum(p, size_t(N));
-            for (int i = 0; i < N; ++i) p[i] /= sum;
-        }
+        softmax_probs(logits, T, st);
         float* v = st.fwork.data();
         float* u = v + N;
         std::fill_n(v, N, 0.0f);
@@ -101,8 +93,7 @@ public:
             } else {
                 for (int j = 0; j < K; ++j) dl[sel[j]] += scale_ * dg[j];
             }
-            const float dot = vec_dot(dl, p, size_t(N));
-            for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+            softmax_backward_row(dl, p, N);
         }
     }
 

@@ -44,10 +44,8 @@ public:
             const float* z = logits + size_t(t) * N;
             float* p = st.probs.data() + size_t(t) * N;
             std::copy_n(z, N, st.noisy.data() + size_t(t) * N);
-            vec_exp_shifted(p, z, vec_max(z, size_t(N)), size_t(N));
-            const float sum = vec_sum(p, size_t(N));
+            softmax_row(p, z, N);
             for (int i = 0; i < N; ++i) {
-                p[i] /= sum;
                 st.sel[size_t(t) * N + i] = i;
                 st.sel_gate[size_t(t) * N + i] = scale_ * p[i];
             }
@@ -69,8 +67,7 @@ public:
             for (int i = 0; i < N; ++i)
                 dl[i] = scale_ * d_slot[size_t(t) * N + i] +
                         (d_probs ? d_probs[size_t(t) * N + i] : 0.0f);
-            const float dot = vec_dot(dl, p, size_t(N));
-            for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+            softmax_backward_row(dl, p, N);
         }
     }
 

@@ -127,8 +127,7 @@ public:
             float* dl = d_logits + size_t(t) * L;
             for (int j = 0; j < L; ++j)
                 dl[j] = dc[j] + (d_probs ? d_probs[size_t(t) * N + j / S_] : 0.0f);
-            const float dot = vec_dot(dl, c, size_t(L));
-            for (int j = 0; j < L; ++j) dl[j] = c[j] * (dl[j] - dot);
+            softmax_backward_row(dl, c, L);
         }
         // Columns: the dispatch softmax, added.
 #pragma omp parallel for schedule(static) if (par)

@@ -174,8 +174,7 @@ public:
             if (!sigmoid_) {
                 // s = p: dp from d_probs plus the gates' dependence on p, then dz = p (dp - <dp,p>)
                 add_gate_grad(dl, p, sel, dg);
-                const float dot = vec_dot(dl, p, size_t(N));
-                for (int i = 0; i < N; ++i) dl[i] = p[i] * (dl[i] - dot);
+                softmax_backward_row(dl, p, N);
             } else {
                 // p = s / sum s: ds_i = (dp_i - <dp, p>) / sum s, plus the gates' dependence on
                 // s; then dz = ds s (1 - s).
