@@ -45,6 +45,17 @@ bool is_atomic_temp_name(std::string_view filename) {
     return true;
 }
 
+int remove_atomic_temps(const std::filesystem::path& dir) {
+    int removed = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        if (!is_atomic_temp_name(e.path().filename().string())) continue;
+        std::error_code rm;
+        removed += std::filesystem::remove(e.path(), rm) ? 1 : 0;
+    }
+    return removed;
+}
+
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents) {
     const std::filesystem::path tmp = temp_path(path);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

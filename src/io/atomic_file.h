@@ -19,4 +19,9 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
 // of a killed process, which prepare_run_dir(force) removes.
 bool is_atomic_temp_name(std::string_view filename);
 
+// Removes the temporary files of write_file_atomic left in dir (not below it) by a process that
+// was killed mid-write; returns how many. Only for a directory no other process writes (a run
+// directory under its lock). Errors are ignored: a leftover is harmless, only untidy.
+int remove_atomic_temps(const std::filesystem::path& dir);
+
 }  // namespace moe

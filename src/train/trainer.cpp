@@ -189,6 +189,9 @@ private:
             result_.final_eval_loss = st_.stats.summary.final_loss();
             result_.final_eval_accuracy = st_.stats.summary.final_accuracy();
             for (const char* f : Recorder::kFiles) csv_cut_after_step(opts_.out_dir / f, st_.step);
+            // a checkpoint or summary half-written when the run was killed (the run directory
+            // is locked: no other process writes here)
+            remove_atomic_temps(opts_.out_dir);
             mode = CsvMode::append;
         }
         st_.stats.summary.set_ideal_loss(task_->ideal_loss());

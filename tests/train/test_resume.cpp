@@ -133,10 +133,13 @@ TEST_SUITE("train") {
             ck << ckpt20;
             std::ofstream m(d / "metrics.csv", std::ios::app);
             m << "27,train,0.5";  // torn: no line end
+            // and the temporary file of a checkpoint being written when the process died
+            std::ofstream(d / ".checkpoint.bin.tmp-4242-7", std::ios::binary) << "partial";
         }
         CHECK(read_text(d / "metrics.csv").find("\n25,train,") != std::string::npos);
         REQUIRE(run(config_with(o, 1), d, true).status == RunStatus::completed);
         check_same_files(whole, d);
+        CHECK_FALSE(fs::exists(d / ".checkpoint.bin.tmp-4242-7"));  // the leftover is removed
     }
 
     TEST_CASE(
