@@ -772,6 +772,35 @@ const KeyRule kModularRules[] = {
      }},
 };
 
+constexpr std::string_view kPatchClustersKeys[] = {
+    "data.patch_clusters.num_clusters", "data.patch_clusters.patches", "data.patch_clusters.dim",
+    "data.patch_clusters.gamma_max",    "data.patch_clusters.sigma_p", "data.patch_clusters.scale"};
+const KeyRule kPatchClustersRules[] = {
+    {"data.patch_clusters.num_clusters",
+     {"data.patch_clusters.num_clusters", "data.patch_clusters.dim"},
+     "`data.task: patch_clusters` needs 2 * `data.patch_clusters.num_clusters` <= "
+     "`data.patch_clusters.dim` (2K orthonormal vectors in R^d)",
+     [](const Config& c, const Show& s) -> std::string {
+         const PatchClustersConfig& p = c.data.patch_clusters;
+         if (2 * p.num_clusters <= p.dim) return {};
+         return fmt::format(
+             "{}: the 2K features and centres must be orthonormal in R^d, so 2K <= "
+             "data.patch_clusters.dim {}",
+             s.value("data.patch_clusters.num_clusters"), s.paren("data.patch_clusters.dim"));
+     }},
+    {"data.patch_clusters.patches",
+     {"data.patch_clusters.patches", "data.patch_clusters.dim"},
+     "`data.task: patch_clusters` needs `data.patch_clusters.patches` * "
+     "`data.patch_clusters.dim` <= 65536 (the input width)",
+     [](const Config& c, const Show& s) -> std::string {
+         const PatchClustersConfig& p = c.data.patch_clusters;
+         if (int64_t{p.patches} * p.dim <= 65536) return {};
+         return fmt::format("{} times data.patch_clusters.dim {} is an input wider than 65536",
+                            s.value("data.patch_clusters.patches"),
+                            s.paren("data.patch_clusters.dim"));
+     }},
+};
+
 using K = ComponentKind;
 
 // Rows name only the fields they set; the others keep their defaults (components.h). GCC before 14
@@ -1004,6 +1033,18 @@ const ComponentRow kRows[] = {
      .devices = kCpu,
      .keys = kModularKeys,
      .rules = kModularRules},
+    {.kind = K::task,
+     .name = "patch_clusters",
+     .choice_key = "data.task",
+     .id = int(TaskKind::patch_clusters),
+     .built = true,
+     .summary = "binary labels on K clusters of P patches: a feature signal, a cluster centre, "
+                "another cluster's feature as noise and Gaussian patches, in random order; group = "
+                "cluster",
+     .paper = "Chen et al. 2022 (Definition 3.1)",
+     .devices = kCpu,
+     .keys = kPatchClustersKeys,
+     .rules = kPatchClustersRules},
 };
 #pragma GCC diagnostic pop
 

@@ -13,7 +13,7 @@
 namespace moe {
 
 enum class Device { cpu, cuda };
-enum class TaskKind { clusters, markov, modular };
+enum class TaskKind { clusters, markov, modular, patch_clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 enum class RouterType {
@@ -82,6 +82,18 @@ struct ModularConfig {
     bool operator==(const ModularConfig&) const = default;
 };
 
+// The patch_clusters task's keys (data.patch_clusters.*): Chen et al. 2022, Definition 3.1.
+struct PatchClustersConfig {
+    int num_clusters = 4;    // K: clusters (the ground-truth groups)
+    int patches = 4;         // P: patches per example
+    int dim = 50;            // d: dimension of a patch; input = P * d
+    double gamma_max = 3.0;  // feature-noise amplitude gamma ~ U(0.5, gamma_max)
+    double sigma_p = 1.0;    // Gaussian noise patches ~ N(0, sigma_p^2 / d I)
+    double scale = 10.0;     // the whole input is multiplied by this
+
+    bool operator==(const PatchClustersConfig&) const = default;
+};
+
 struct DataConfig {
     TaskKind task = TaskKind::clusters;
     int64_t train_size = 65536;  // 0 = fresh samples every step
@@ -89,6 +101,7 @@ struct DataConfig {
     ClustersConfig clusters;
     MarkovConfig markov;
     ModularConfig modular;
+    PatchClustersConfig patch_clusters;
 
     bool operator==(const DataConfig&) const = default;
 };

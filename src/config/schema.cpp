@@ -293,6 +293,24 @@ const std::vector<Key>& table() {
             "data.modular.train_fraction", {0.0, 1.0, true, true, false},
             "share of the (op, a, b) triples in the training set; the rest is held out"),
 
+        int_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::num_clusters>(
+            "data.patch_clusters.num_clusters", 2, 1024,
+            "K clusters (the ground-truth groups); 2K orthonormal vectors need 2K <= dim"),
+        int_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::patches>(
+            "data.patch_clusters.patches", 3, 1024,
+            "P patches per example: signal, centre, feature noise and P - 3 Gaussian ones"),
+        int_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::dim>(
+            "data.patch_clusters.dim", 4, 4096, "d, the dimension of a patch; input = P * d"),
+        num_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::gamma_max>(
+            "data.patch_clusters.gamma_max", between(0.5, 100.0),
+            "feature-noise amplitude gamma ~ U(0.5, gamma_max)"),
+        num_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::sigma_p>(
+            "data.patch_clusters.sigma_p", between(0.0, 100.0),
+            "Gaussian noise patches ~ N(0, sigma_p^2 / d I)"),
+        num_key<&C::data, &DataConfig::patch_clusters, &PatchClustersConfig::scale>(
+            "data.patch_clusters.scale", {0.0, 1.0e6, true, false, false},
+            "the whole input is multiplied by this"),
+
         int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536,
                                                   "width of the residual stream"),
         int_key<&C::model, &ModelConfig::layers>("model.layers", 1, 1024, "residual blocks"),
@@ -466,6 +484,8 @@ constexpr Section kSections[] = {
     {"data.markov",
      "the markov task: a toy language of random sparse Markov chains, one per domain"},
     {"data.modular", "the modular task: a OP b = c (mod p)"},
+    {"data.patch_clusters",
+     "the patch_clusters task: Chen et al. 2022's patch-clustered binary data (Definition 3.1)"},
     {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
     {"experts", "the experts of each MoE layer"},
     {"router", "how tokens are assigned to experts"},

@@ -200,4 +200,24 @@ double spec_purity(std::span<const int64_t> table, int G, int N) {
     return double(dominant) / double(n);
 }
 
+double dispatch_entropy(std::span<const int64_t> table, int G, int N) {
+    MOESIM_CHECK(G >= 0 && N >= 0 && table.size() == size_t(G) * size_t(N), "statistics invariant");
+    int64_t n = 0;
+    for (int64_t c : table) {
+        MOESIM_CHECK(c >= 0, "statistics invariant");
+        n += c;
+    }
+    if (n == 0) return kNaN;
+    double h = 0.0;
+    for (int i = 0; i < N; ++i) {
+        int64_t col = 0;
+        for (int g = 0; g < G; ++g) col += table[size_t(g) * size_t(N) + size_t(i)];
+        for (int g = 0; g < G; ++g) {
+            const int64_t c = table[size_t(g) * size_t(N) + size_t(i)];
+            if (c > 0) h -= double(c) / double(n) * std::log(double(c) / double(col));
+        }
+    }
+    return std::max(h, 0.0);
+}
+
 }  // namespace moe

@@ -17,6 +17,10 @@
 //   I         = sum_{g,i} n[g,i]/n ln(n n[g,i] / (n_g n_i))
 //   spec_nmi  = 2 I / (H(group) + H(expert))       (arithmetic NMI, as scikit-learn's default)
 //   spec_purity = sum_i max_g n[g,i] / n
+//   dispatch_entropy = H(group | expert) = sum_i n_i/n H(n[.,i] / n_i)
+//                    = -sum_{g,i} n[g,i]/n ln(n[g,i] / n_i)   (natural log; Chen et al. 2022)
+//     in [0, ln G]: 0 when every expert sees one group; ln G when every expert sees the G
+//     groups in equal shares (uniform routing of balanced groups). NaN when n = 0.
 //
 // Conventions for the edge cases (all tested in tests/stats/test_load_stats.cpp):
 //   - 0 ln 0 = 0: an expert with zero load adds nothing to the entropies.
@@ -71,5 +75,6 @@ double normalized_entropy(std::span<const double> p);
 // table: (G, N) row-major, table[g*N + i] = tokens of group g whose top-1 expert is i.
 double spec_nmi(std::span<const int64_t> table, int G, int N);
 double spec_purity(std::span<const int64_t> table, int G, int N);
+double dispatch_entropy(std::span<const int64_t> table, int G, int N);
 
 }  // namespace moe

@@ -25,6 +25,7 @@ std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats&
             s.top1_prob,
             s.flip_rate,
             s.spec_nmi,
+            s.dispatch_entropy,
             s.spec_purity,
             s.aux_loss,
             s.z_loss,
@@ -184,6 +185,7 @@ LayerStats LayerWindow::finish() const {
                           group_expert_.begin() + ptrdiff_t(size_t(num_groups_) * N_));
     if (num_groups_ > 0) {
         s.spec_nmi = spec_nmi(s.group_expert, num_groups_, N_);
+        s.dispatch_entropy = dispatch_entropy(s.group_expert, num_groups_, N_);
         s.spec_purity = spec_purity(s.group_expert, num_groups_, N_);
     }
     return s;

@@ -22,7 +22,8 @@
 //   group table n[g,i] = tokens of group g whose top-1 expert is i; the top-1 expert of token
 //                        t is argmax_i p[t,i] (ties: the lower index), kept or dropped, whatever
 //                        the balancing bias selected (METRICS.md)
-//   spec_nmi, spec_purity from that table (stats/load_stats.h); NaN when no groups were given
+//   spec_nmi, dispatch_entropy, spec_purity from that table (stats/load_stats.h); NaN when no
+//   groups were given
 // Counts are exact integer sums over the window, never averages of per-batch ratios. A column
 // that is undefined (no tokens; no probabilities passed; no groups) is NaN: an empty CSV cell.
 //
@@ -65,7 +66,7 @@ struct LayerStats {
     double drop_rate = kNaN, dropped_token_rate = kNaN;
     double router_entropy = kNaN, top1_prob = kNaN;
     double flip_rate = kNaN;  // FlipTracker (eval rows)
-    double spec_nmi = kNaN, spec_purity = kNaN;
+    double spec_nmi = kNaN, dispatch_entropy = kNaN, spec_purity = kNaN;
     double aux_loss = kNaN, z_loss = kNaN, logit_lse2 = kNaN;
     double router_grad_task = kNaN, router_grad_aux = kNaN, router_grad_cos = kNaN;  // trainer
 
@@ -76,12 +77,12 @@ struct LayerStats {
 
 // layers.csv statistic columns (after step, split, layer), in METRICS.md order, and the values
 // of one LayerStats in that order (dead_experts as a double; NaN = empty cell).
-inline constexpr std::array<std::string_view, 21> kLayerStatColumns = {
-    "max_vio",        "load_cv",   "load_entropy", "effective_experts", "gini",
-    "dead_experts",   "min_load",  "max_load",     "drop_rate",         "dropped_token_rate",
-    "router_entropy", "top1_prob", "flip_rate",    "spec_nmi",          "spec_purity",
-    "aux_loss",       "z_loss",    "logit_lse2",   "router_grad_task",  "router_grad_aux",
-    "router_grad_cos"};
+inline constexpr std::array<std::string_view, 22> kLayerStatColumns = {
+    "max_vio",         "load_cv",        "load_entropy", "effective_experts", "gini",
+    "dead_experts",    "min_load",       "max_load",     "drop_rate",         "dropped_token_rate",
+    "router_entropy",  "top1_prob",      "flip_rate",    "spec_nmi",          "dispatch_entropy",
+    "spec_purity",     "aux_loss",       "z_loss",       "logit_lse2",        "router_grad_task",
+    "router_grad_aux", "router_grad_cos"};
 std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats& s);
 
 class LayerWindow {

@@ -12,6 +12,7 @@
 #include "tasks/clusters.h"
 #include "tasks/markov.h"
 #include "tasks/modular.h"
+#include "tasks/patch_clusters.h"
 #include "tasks/task.h"
 
 namespace moe {
@@ -31,6 +32,10 @@ constexpr TaskFactory kTaskFactories[] = {
      [](const Config& cfg) -> std::unique_ptr<Task> { return std::make_unique<MarkovTask>(cfg); }},
     {"modular",
      [](const Config& cfg) -> std::unique_ptr<Task> { return std::make_unique<ModularTask>(cfg); }},
+    {"patch_clusters",
+     [](const Config& cfg) -> std::unique_ptr<Task> {
+         return std::make_unique<PatchClustersTask>(cfg);
+     }},
 };
 
 }  // namespace

@@ -101,7 +101,7 @@ void SummaryBuilder::save(BinaryWriter& w) const {
     w.put<uint64_t>(last_eval_.size());
     for (const LayerStats& s : last_eval_) {
         for (double v : {s.max_vio, s.load_cv, s.effective_experts, s.drop_rate,
-                         s.dropped_token_rate, s.spec_nmi})
+                         s.dropped_token_rate, s.spec_nmi, s.dispatch_entropy})
             w.put(v);
         w.put<int64_t>(s.dead_experts);
     }
@@ -116,7 +116,7 @@ void SummaryBuilder::load(BinaryReader& r) {
     for (LayerStats& s : last_eval_) {
         s = LayerStats{};
         for (double* v : {&s.max_vio, &s.load_cv, &s.effective_experts, &s.drop_rate,
-                          &s.dropped_token_rate, &s.spec_nmi})
+                          &s.dropped_token_rate, &s.spec_nmi, &s.dispatch_entropy})
             r.get(*v);
         s.dead_experts = int(r.get<int64_t>());
     }
@@ -154,6 +154,7 @@ std::string SummaryBuilder::csv() const {
     add("dropped_token_rate",
         CsvCell(mean([](const LayerStats& s) { return s.dropped_token_rate; })));
     add("spec_nmi", CsvCell(mean([](const LayerStats& s) { return s.spec_nmi; })));
+    add("dispatch_entropy", CsvCell(mean([](const LayerStats& s) { return s.dispatch_entropy; })));
     add("worst_max_vio", CsvCell(worst_vio_));
     add("worst_drop_rate", CsvCell(worst_drop_));
     add("first_dead_step", first_dead_.empty() ? CsvCell() : CsvCell(first_dead_));

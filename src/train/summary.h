@@ -3,7 +3,7 @@
 //
 //   loss, accuracy          final evaluation
 //   max_vio, load_cv, effective_experts, dead_experts, drop_rate, dropped_token_rate,
-//   spec_nmi
+//   spec_nmi, dispatch_entropy
 //                           final evaluation, averaged over MoE layers
 //   worst_max_vio, worst_drop_rate
 //                           the largest train-row value (over layers and log rows) in the

@@ -73,7 +73,7 @@ inline Config nontrivial_config() {
     c.data.clusters.imbalance = 1.3;
     c.data.clusters.teacher = Teacher::linear;
     c.data.clusters.label_noise = 0.05;
-    // data.markov.* and data.modular.* keep their defaults: the own keys of a task that is not
+    // data.markov.*, data.modular.* and data.patch_clusters.* keep their defaults: the own keys of a task that is not
     // selected are not written to config.yaml (test_config_write.cpp has their own round trip)
     c.model.d_model = 48;
     c.model.layers = 6;

@@ -243,7 +243,8 @@ TEST_SUITE("config") {
               "t.yaml:2:9: balance.loss: 'sequence' balances within each sequence; only data.task: "
               "markov has sequences, got data.task = clusters (the default)");
         CHECK(load_error("data: {task: markow}\n") ==
-              "t.yaml:1:14: data.task: must be one of: clusters, markov, modular, got 'markow' "
+              "t.yaml:1:14: data.task: must be one of: clusters, markov, modular, patch_clusters, "
+              "got 'markow' "
               "(did you mean 'markov'?)");
         CHECK(load_error("data: {task: modular, modular: {ops: 'add, sub'}}\n") ==
               "t.yaml:1:38: data.modular.ops: must be a comma-separated list of distinct add, sub, "

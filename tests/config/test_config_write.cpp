@@ -62,7 +62,9 @@ TEST_SUITE("config") {
                 owner && selected_component(c, owner->choice_key) != owner)
                 continue;
             // the own keys of the tasks not selected are not written: their own test below
-            if (key.rfind("data.markov.", 0) == 0 || key.rfind("data.modular.", 0) == 0) continue;
+            if (key.rfind("data.markov.", 0) == 0 || key.rfind("data.modular.", 0) == 0 ||
+                key.rfind("data.patch_clusters.", 0) == 0)
+                continue;
             CHECK_MESSAGE(config_value_string(c, key) != config_value_string(Config{}, key), key);
         }
         Config back = round_trip(c);
@@ -88,7 +90,15 @@ TEST_SUITE("config") {
         q.data.modular.p = 13;
         q.data.modular.ops = "mul,div,add";
         q.data.modular.train_fraction = 0.3;
-        for (const Config& c : {m, q}) {
+        Config pc;
+        pc.data.task = TaskKind::patch_clusters;
+        pc.data.patch_clusters.num_clusters = 3;
+        pc.data.patch_clusters.patches = 5;
+        pc.data.patch_clusters.dim = 20;
+        pc.data.patch_clusters.gamma_max = 2.0;
+        pc.data.patch_clusters.sigma_p = 2.0;
+        pc.data.patch_clusters.scale = 1.5;
+        for (const Config& c : {m, q, pc}) {
             CHECK_NOTHROW(config_validate(c));
             CHECK(round_trip(c) == c);
         }
@@ -99,6 +109,9 @@ TEST_SUITE("config") {
             else if (key.rfind("data.modular.", 0) == 0)
                 CHECK_MESSAGE(config_value_string(q, key) != config_value_string(Config{}, key),
                               key);
+            else if (key.rfind("data.patch_clusters.", 0) == 0)
+                CHECK_MESSAGE(config_value_string(pc, key) != config_value_string(Config{}, key),
+                              key);
         for (const std::string& key : config_keys()) {
             const std::string leaf = key.substr(key.rfind('.') + 1);
             if (key.rfind("data.markov.", 0) == 0)
@@ -106,6 +119,9 @@ TEST_SUITE("config") {
                               key);
             if (key.rfind("data.modular.", 0) == 0)
                 CHECK_MESSAGE(config_to_yaml(q).find("\n    " + leaf + ": ") != std::string::npos,
+                              key);
+            if (key.rfind("data.patch_clusters.", 0) == 0)
+                CHECK_MESSAGE(config_to_yaml(pc).find("\n    " + leaf + ": ") != std::string::npos,
                               key);
         }
         CHECK(config_to_yaml(m).find("modular") == std::string::npos);

@@ -180,4 +180,36 @@ TEST_SUITE("stats") {
         CHECK(std::isnan(moe::spec_purity(empty, 2, 2)));
     }
 
+    TEST_CASE("dispatch_entropy: H of group given the top-1 expert by hand") {
+        // The partial table above:
+        //          e0 e1 e2
+        //   g0      3  1  0
+        //   g1      0  1  3
+        // e0 and e2 each see one group (entropy 0); e1 sees g0 and g1 once each (entropy ln 2)
+        // and holds 2 of the 8 tokens: H(group | expert) = 2/8 ln 2 = 0.1732868.
+        const std::vector<int64_t> table = {3, 1, 0, 0, 1, 3};
+        CHECK(moe::dispatch_entropy(table, 2, 3) == doctest::Approx(0.25 * std::log(2.0)));
+
+        // Three groups, two experts, unequal columns:
+        //          e0 e1
+        //   g0      2  0
+        //   g1      1  3
+        //   g2      1  1
+        // e0 (4 tokens): shares 1/2, 1/4, 1/4 -> 1/2 ln 2 + 2 (1/4 ln 4) = 1.5 ln 2
+        // e1 (4 tokens): shares 0, 3/4, 1/4   -> 3/4 ln(4/3) + 1/4 ln 4
+        // H = 1/2 (1.5 ln 2) + 1/2 (3/4 ln(4/3) + 1/2 ln 2) = ln 2 + 3/8 ln(4/3) = 0.8010280
+        const std::vector<int64_t> three = {2, 0, 1, 3, 1, 1};
+        CHECK(moe::dispatch_entropy(three, 3, 2) == doctest::Approx(0.8010280));
+
+        // Uniform routing of balanced groups: every expert sees the K groups equally: ln K.
+        const std::vector<int64_t> uniform = {5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5};
+        CHECK(moe::dispatch_entropy(uniform, 4, 4) == doctest::Approx(std::log(4.0)));
+        // Every expert sees one group (even with two experts on one group): 0.
+        const std::vector<int64_t> pure = {3, 4, 0, 0, 0, 0, 2, 0, 0, 0, 0, 6};
+        CHECK(moe::dispatch_entropy(pure, 3, 4) == 0.0);
+        // Empty table: undefined.
+        const std::vector<int64_t> empty = {0, 0, 0, 0};
+        CHECK(std::isnan(moe::dispatch_entropy(empty, 2, 2)));
+    }
+
 }  // TEST_SUITE

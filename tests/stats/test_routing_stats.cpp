@@ -158,6 +158,9 @@ TEST_SUITE("stats") {
         CHECK(s.group_expert == std::vector<int64_t>{2, 0, 0, 1, 1, 0});
         CHECK(s.spec_nmi == doctest::Approx(0.3437110));
         CHECK(s.spec_purity == 0.75);
+        // dispatch_entropy: e0 holds 3 of 4 tokens, groups (2, 1): 3/4 (2/3 ln 3/2 + 1/3 ln 3)
+        //   = 3/4 * 0.636514 = 0.477386; e1 one group: 0.
+        CHECK(s.dispatch_entropy == doctest::Approx(0.4773856));
 
         // Filled elsewhere: flip_rate (FlipTracker) and the router gradients (trainer).
         CHECK(std::isnan(s.flip_rate));
@@ -176,6 +179,7 @@ TEST_SUITE("stats") {
         // no logits, no groups: those columns are undefined
         CHECK(std::isnan(s.logit_lse2));
         CHECK(std::isnan(s.spec_nmi));
+        CHECK(std::isnan(s.dispatch_entropy));
         CHECK(std::isnan(s.spec_purity));
         CHECK(s.num_groups == 0);
         CHECK(s.group_expert.empty());

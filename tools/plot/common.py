@@ -66,6 +66,7 @@ STAT_LABELS = {
     "top1_prob": "top-1 router prob.",
     "flip_rate": "routing flip rate",
     "spec_nmi": "specialisation NMI",
+    "dispatch_entropy": "dispatch entropy H(group | expert)",
     "spec_purity": "specialisation purity",
     "logit_lse2": "router logit scale",
     "router_grad_task": "router grad. norm, task",
