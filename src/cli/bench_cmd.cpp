@@ -62,7 +62,7 @@ struct BenchArgs {
 
 // Bytes one optimizer update moves per parameter: Adam/AdamW read p, g, m, v and write p, m, v and
 // the zeroed g (8 floats); SGD reads p, g and writes p, g (4), plus m read and written with
-// momentum.
+// momentum; NGD reads g once more for its norms (5). The main group's optimizer only.
 double optimizer_bytes_per_param(const TrainConfig& t) {
     switch (t.optimizer) {
         case OptimizerKind::adam:
@@ -70,6 +70,8 @@ double optimizer_bytes_per_param(const TrainConfig& t) {
             return 8 * sizeof(float);
         case OptimizerKind::sgd:
             return (t.momentum != 0.0 ? 6 : 4) * sizeof(float);
+        case OptimizerKind::ngd:  // g read for its norms, then p, g read and written
+            return 5 * sizeof(float);
     }
     return 0.0;
 }
@@ -143,7 +145,7 @@ int run_bench(const BenchArgs& a) {
     std::unique_ptr<Task> task = task_create(cfg);
     const int T = cfg.train.batch_size;
     Model model(cfg, task->input_dim(), task->num_classes(), T);
-    Optimizer opt(cfg.train, model.params().size());
+    Optimizer opt(cfg.train, model.params().size(), cfg.experts.count);
     Batch batch;
 
     std::vector<double> ms;

@@ -16,13 +16,22 @@ using detail::Show;
 
 // ---- routers (router.type; factories in routing/router_registry.cpp) ----
 
+// router.init: zero with the cosine head (the rule of every router that lists router.init).
+std::string zero_init_cosine(const Config& c, const Show&) {
+    if (c.router.init != RouterInit::zero || c.router.head == RouterHeadKind::linear) return {};
+    return "a zero projection and zero expert embeddings give cosines of 0 and gradients of 0 "
+           "for ever: use router.head: linear with router.init: zero";
+}
+
 constexpr std::string_view kTopkKeys[] = {"router.k",
                                           "router.score",
                                           "router.normalize",
                                           "router.noise",
+                                          "router.noise_kind",
                                           "router.scale",
                                           "router.jitter",
                                           "router.head",
+                                          "router.init",
                                           "router.cosine.dim",
                                           "router.cosine.temperature",
                                           "router.topk.second_expert",
@@ -30,6 +39,41 @@ constexpr std::string_view kTopkKeys[] = {"router.k",
                                           "router.topk.topk_groups",
                                           "router.topk.noise"};
 const KeyRule kTopkRules[] = {
+    {"router.init",
+     {"router.init", "router.head"},
+     "`router.type: topk` with `router.init: zero` needs `router.head: linear`: a zero cosine head "
+     "is a saddle it never leaves (every cosine and every gradient is 0)",
+     &zero_init_cosine},
+    {"router.noise_kind",
+     {"router.noise_kind", "router.topk.noise"},
+     "`router.type: topk` with `router.noise_kind: uniform` needs `router.topk.noise: fixed`: the "
+     "learned noise is Gaussian",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.noise_kind != NoiseKind::uniform || c.router.topk.noise == TopkNoise::fixed)
+             return {};
+         return "uniform noise is router.noise * U[0, 1); learned noise is softplus(x Wnoise) * "
+                "N(0, 1): use router.topk.noise: fixed with router.noise_kind: uniform";
+     }},
+    {"router.noise_kind",
+     {"router.noise_kind", "balance.loss"},
+     "`router.type: topk` with `router.noise_kind: uniform` refuses `balance.loss: shazeer`: its "
+     "load estimator is the Gaussian noise's CDF",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.noise_kind != NoiseKind::uniform || c.balance.loss != BalanceLoss::shazeer)
+             return {};
+         return "the shazeer loss estimates the load with the normal CDF of Gaussian gating "
+                "noise: use router.noise_kind: gaussian with it";
+     }},
+    {"router.noise_kind",
+     {"router.noise_kind", "balance.losses.shazeer"},
+     "`router.type: topk` with `router.noise_kind: uniform` needs `balance.losses.shazeer` = 0: "
+     "its load estimator is the Gaussian noise's CDF",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.noise_kind != NoiseKind::uniform || c.balance.losses.shazeer == 0.0)
+             return {};
+         return "the shazeer loss estimates the load with the normal CDF of Gaussian gating "
+                "noise: use router.noise_kind: gaussian with it";
+     }},
     {"router.k",
      {"router.k", "experts.count"},
      "`router.type: topk` needs `router.k` <= `experts.count`",
@@ -129,11 +173,21 @@ const KeyRule kTopkRules[] = {
      }},
 };
 
-constexpr std::string_view kExpertChoiceKeys[] = {"router.k",          "router.scale",
-                                                  "router.jitter",     "router.head",
-                                                  "router.cosine.dim", "router.cosine.temperature",
+constexpr std::string_view kExpertChoiceKeys[] = {"router.k",
+                                                  "router.scale",
+                                                  "router.jitter",
+                                                  "router.head",
+                                                  "router.init",
+                                                  "router.cosine.dim",
+                                                  "router.cosine.temperature",
                                                   "capacity.factor"};
 const KeyRule kExpertChoiceRules[] = {
+    {"router.init",
+     {"router.init", "router.head"},
+     "`router.type: expert_choice` with `router.init: zero` needs `router.head: linear`: a zero "
+     "cosine head "
+     "is a saddle it never leaves (every cosine and every gradient is 0)",
+     &zero_init_cosine},
     {"capacity.factor",
      {"capacity.factor", "router.type"},
      "`router.type: expert_choice` needs `capacity.factor` > 0: each expert takes C = "

@@ -32,13 +32,17 @@ enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | f
 enum class ScoreFn { softmax, sigmoid };
 enum class TopkNoise { fixed, learned };       // router.topk.noise
 enum class RouterHeadKind { linear, cosine };  // router.head: how the router logits are made
+enum class RouterInit { normal, zero };        // router.init: the router weights at step 0
+enum class NoiseKind { gaussian, uniform };    // router.noise_kind: the fixed gating noise
 enum class DropPolicy { position, score, random, priority };
 // config spelling: none | switch | gshard | shazeer
 enum class BalanceLoss { none, switch_loss, shazeer, gshard, sequence };
 enum class BiasRule { sign, proportional, mean_centred };  // balance.bias_rule
 enum class BiasDecay { constant, cosine };                 // balance.bias_decay
 enum class SharedGate { none, sigmoid };                   // experts.shared_gate
-enum class OptimizerKind { sgd, adam, adamw };
+enum class OptimizerKind { sgd, adam, adamw, ngd };
+// train.router_optimizer: same = train.optimizer
+enum class RouterOptimizer { same, sgd, adam, adamw, ngd };
 enum class Schedule { constant, cosine };
 
 struct ClustersConfig {
@@ -182,6 +186,8 @@ struct RouterConfig {
     double scale = 1.0;   // multiplies the routed gates (DeepSeek-V3's routed scaling factor)
     double jitter = 0.0;  // training: the router's input is x * u, u ~ U(1 - jitter, 1 + jitter)
     RouterHeadKind head = RouterHeadKind::linear;
+    RouterInit init = RouterInit::normal;
+    NoiseKind noise_kind = NoiseKind::gaussian;  // uniform: router.noise * U[0, 1) (Chen et al.)
     CosineHeadConfig cosine;
     TopkConfig topk;
     HashConfig hash;
@@ -234,6 +240,8 @@ struct TrainConfig {
     int batch_size = 256;
     OptimizerKind optimizer = OptimizerKind::adam;
     double lr = 0.001;
+    double router_lr = 0.0;  // the router group's lr (peak); 0 = train.lr
+    RouterOptimizer router_optimizer = RouterOptimizer::same;
     double weight_decay = 0.01;  // decoupled weight decay, adamw only
     double beta1 = 0.9;
     double beta2 = 0.999;

@@ -64,6 +64,14 @@ constexpr Choice kRouterHead[] = {
     {"linear", int(RouterHeadKind::linear)},
     {"cosine", int(RouterHeadKind::cosine)},
 };
+constexpr Choice kRouterInit[] = {
+    {"normal", int(RouterInit::normal)},
+    {"zero", int(RouterInit::zero)},
+};
+constexpr Choice kNoiseKind[] = {
+    {"gaussian", int(NoiseKind::gaussian)},
+    {"uniform", int(NoiseKind::uniform)},
+};
 constexpr Choice kTopkNoise[] = {
     {"fixed", int(TopkNoise::fixed)},
     {"learned", int(TopkNoise::learned)},
@@ -85,6 +93,12 @@ constexpr Choice kOptimizer[] = {
     {"adam", int(OptimizerKind::adam)},
     {"adamw", int(OptimizerKind::adamw)},
     {"sgd", int(OptimizerKind::sgd)},
+    {"ngd", int(OptimizerKind::ngd)},
+};
+constexpr Choice kRouterOptimizer[] = {
+    {"same", int(RouterOptimizer::same)},   {"adam", int(RouterOptimizer::adam)},
+    {"adamw", int(RouterOptimizer::adamw)}, {"sgd", int(RouterOptimizer::sgd)},
+    {"ngd", int(RouterOptimizer::ngd)},
 };
 constexpr Choice kSchedule[] = {{"constant", int(Schedule::constant)},
                                 {"cosine", int(Schedule::cosine)}};
@@ -340,8 +354,15 @@ const std::vector<Key>& table() {
             "router.normalize", kNormalize,
             "renormalise the k selected gate weights to sum to 1; auto = true for k >= 2, false "
             "for k = 1 (where it would make every gate 1 and leave the router no task gradient)"),
-        num_key<&C::router, &RouterConfig::noise>("router.noise", at_least(0.0),
-                                                  "std of the noisy top-k gating noise; 0 = off"),
+        num_key<&C::router, &RouterConfig::noise>(
+            "router.noise", at_least(0.0),
+            "scale of the top-k gating noise (training only): "
+            "the std for gaussian, u's factor for uniform; "
+            "0 = off"),
+        choice_key<&C::router, &RouterConfig::noise_kind>(
+            "router.noise_kind", kNoiseKind,
+            "the fixed gating noise (training only): gaussian = router.noise * N(0, 1); uniform = "
+            "router.noise * U[0, 1) per token and expert (Chen et al. 2022's r)"),
         num_key<&C::router, &RouterConfig::scale>(
             "router.scale", between(0.01, 1000.0),
             "multiplies every routed gate weight (DeepSeek-V3's routed scaling factor)"),
@@ -353,6 +374,10 @@ const std::vector<Key>& table() {
             "router.head", kRouterHead,
             "how the router logits are made from x: linear = x Wr, cosine = cos(x Wp, e_i) / tau "
             "(X-MoE)"),
+        choice_key<&C::router, &RouterConfig::init>(
+            "router.init", kRouterInit,
+            "the router weights at step 0: normal = N(0, (0.1 / sqrt(d))^2) (near-uniform "
+            "routing), zero = all 0 (Chen et al. 2022; linear head only)"),
         int_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::dim>(
             "router.cosine.dim", 1, 65536,
             "router.head: cosine: dimension of the projection x Wp and of the expert embeddings"),
@@ -445,9 +470,17 @@ const std::vector<Key>& table() {
             "train.batch_size", 1, 1048576,
             "examples per step (tokens per step = batch_size * tokens per example)"),
         choice_key<&C::train, &TrainConfig::optimizer>("train.optimizer", kOptimizer,
-                                                       "the optimizer"),
+                                                       "the optimizer; ngd = normalised gradient "
+                                                       "descent, p -= lr g / |g| per routed expert "
+                                                       "and per other tensor"),
         num_key<&C::train, &TrainConfig::lr>("train.lr", above(0.0),
                                              "learning rate (the peak, after warmup)"),
+        num_key<&C::train, &TrainConfig::router_lr>(
+            "train.router_lr", zero_or_between(1e-12, 1e9),
+            "the router group's learning rate (the peak; the same schedule); 0 = train.lr"),
+        choice_key<&C::train, &TrainConfig::router_optimizer>(
+            "train.router_optimizer", kRouterOptimizer,
+            "the router group's optimizer; same = train.optimizer"),
         num_key<&C::train, &TrainConfig::weight_decay>("train.weight_decay", at_least(0.0),
                                                        "decoupled weight decay (adamw only)"),
         num_key<&C::train, &TrainConfig::beta1>("train.beta1", unit_open(),

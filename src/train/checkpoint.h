@@ -23,7 +23,8 @@
 namespace moe {
 
 // 2: the statistics windows and the collapse tracker keep the dense routers' weight masses.
-inline constexpr uint32_t kCheckpointFormat = 2;
+// 3: the summary keeps the final dropped-token rate, dispatch entropy and task loss.
+inline constexpr uint32_t kCheckpointFormat = 3;
 inline constexpr const char* kCheckpointFile = "checkpoint.bin";
 
 // Writes dir/checkpoint.bin from st (its step is st.step). Throws UserError on an I/O error.

@@ -55,7 +55,7 @@ void StatsState::load(BinaryReader& r) {
 
 TrainState::TrainState(const Config& cfg, int input_dim, int num_classes, int groups)
     : model(cfg, input_dim, num_classes, cfg.train.batch_size),
-      opt(cfg.train, model.params().size()),
+      opt(cfg.train, model.params().size(), cfg.experts.count),
       stats(cfg, int(model.moe_block_index().size()), groups) {}
 
 void TrainState::save(BinaryWriter& w) const {

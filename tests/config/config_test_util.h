@@ -92,6 +92,8 @@ inline Config nontrivial_config() {
     c.router.head = RouterHeadKind::cosine;
     c.router.cosine.dim = 8;
     c.router.cosine.temperature = 0.5;
+    // router.init stays `normal`: `zero` needs router.head: linear (cosine is set above)
+    // router.noise_kind stays `gaussian`: `uniform` refuses the shazeer loss (set below)
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
     // router.topk.noise stays `fixed`: `learned` needs router.noise = 0 and softmax scores
     c.router.topk.groups = 4;
@@ -115,6 +117,8 @@ inline Config nontrivial_config() {
     c.train.batch_size = 1;
     c.train.optimizer = OptimizerKind::sgd;
     c.train.lr = 0.1;
+    c.train.router_lr = 0.5;
+    c.train.router_optimizer = RouterOptimizer::adamw;
     c.train.weight_decay = 0.0;
     c.train.beta1 = 0.5;
     c.train.beta2 = 0.95;

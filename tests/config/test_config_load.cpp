@@ -155,7 +155,8 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, hierarchical, "
+              "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+              "sinkhorn, hierarchical, "
               "soft_slots), got the "
               "block scalar "
               "\"k: 3\\n\"");
@@ -274,7 +275,8 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, hierarchical, "
+              "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+              "sinkhorn, hierarchical, "
               "soft_slots), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
               "t.yaml:2:13: data.clusters: is a section: expected a mapping of its keys (dim, "
@@ -462,13 +464,15 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, "
+                  "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+                  "sinkhorn, "
                   "hierarchical, soft_slots), got "
                   "'topk'");
             CHECK(load_error("", {"router="}) ==
                   "override 'router=': router: is a section: expected a mapping of its keys (type, "
                   "k, score, "
-                  "normalize, noise, scale, jitter, head, cosine, topk, hash, sinkhorn, "
+                  "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+                  "sinkhorn, "
                   "hierarchical, soft_slots), got "
                   "an empty value");
             CHECK(

@@ -51,10 +51,13 @@ TEST_SUITE("config") {
         // Every key differs from its default, except the ones with a single available choice
         // and router.topk.second_expert (its `random` needs router.k = 2, the default), and the
         // own keys of the routers other than topk (an error while topk is selected), and
-        // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss).
+        // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss),
+        // router.init (`zero` needs the linear head, and the cosine head is set) and
+        // router.noise_kind (`uniform` refuses the shazeer loss, which is set).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
                 key == "router.topk.second_expert" || key == "router.topk.noise" ||
+                key == "router.init" || key == "router.noise_kind" ||
                 key.rfind("router.hash.", 0) == 0 || key.rfind("router.sinkhorn.", 0) == 0 ||
                 key.rfind("router.hierarchical.", 0) == 0)
                 continue;

@@ -60,4 +60,39 @@ TEST_SUITE("config") {
         CHECK(has(load_error("router: {cosine: {dim: 0}}\n"), "router.cosine.dim"));
         CHECK(has(load_error("router: {head: cosin}\n"), "router.head"));
     }
+    TEST_CASE("router options: router.init and router.noise_kind") {
+        CHECK(Config{}.router.init == RouterInit::normal);
+        CHECK(Config{}.router.noise_kind == NoiseKind::gaussian);
+        const Config c = load("router: {init: zero, noise: 1.0, noise_kind: uniform, k: 1}\n");
+        CHECK(c.router.init == RouterInit::zero);
+        CHECK(c.router.noise_kind == NoiseKind::uniform);
+        CHECK(load("router: {type: expert_choice, init: zero}\n").router.init == RouterInit::zero);
+        CHECK(has(load_error("router: {init: zero, head: cosine}\n"),
+                  "router.init: a zero projection and zero expert embeddings"));
+        CHECK(has(load_error("router: {init: zero, head: cosine, type: expert_choice}\n"),
+                  "router.init: a zero projection"));
+        CHECK(has(load_error("router: {init: small}\n"), "router.init"));
+        // the shazeer loss needs Gaussian noise, as balance.loss or in balance.losses
+        CHECK(has(load_error("router: {noise: 1.0, noise_kind: uniform}\nbalance: {loss: "
+                             "shazeer}\n"),
+                  "router.noise_kind: the shazeer loss estimates the load"));
+        CHECK(has(load_error("router: {noise: 1.0, noise_kind: uniform}\nbalance: {loss: none, "
+                             "losses: {shazeer: 0.01}}\n"),
+                  "router.noise_kind: the shazeer loss estimates the load"));
+        CHECK(has(load_error("router: {noise_kind: uniform, topk: {noise: learned}}\n"),
+                  "router.noise_kind: uniform noise is router.noise * U[0, 1)"));
+    }
+
+    TEST_CASE("train options: ngd and the router group") {
+        const Config d{};
+        CHECK(d.train.router_lr == 0.0);
+        CHECK(d.train.router_optimizer == RouterOptimizer::same);
+        const Config c =
+            load("train: {optimizer: ngd, router_optimizer: sgd, router_lr: 0.1, lr: 0.001}\n");
+        CHECK(c.train.optimizer == OptimizerKind::ngd);
+        CHECK(c.train.router_optimizer == RouterOptimizer::sgd);
+        CHECK(c.train.router_lr == 0.1);
+        CHECK(has(load_error("train: {router_lr: -1}\n"), "train.router_lr"));
+        CHECK(has(load_error("train: {router_optimizer: lion}\n"), "train.router_optimizer"));
+    }
 }

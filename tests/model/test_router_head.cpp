@@ -215,4 +215,39 @@ TEST_SUITE("model") {
         CHECK(b.ps.tensors()[1].name == "moe.router.experts");
         CHECK(b.ps.tensors()[2].name == "moe.router.log_tau_scale");
     }
+
+    TEST_CASE("router head: router.init zero starts every weight at 0 and still learns") {
+        const int T = 3, D = 4, L = 5;
+        RouterConfig rc;
+        rc.init = RouterInit::zero;
+        ParamStore ps;
+        RouterHead head;
+        head.declare(rc, ps, "moe", D, L, 77);
+        ps.finalize(3);
+        head.reserve(T);
+        REQUIRE(ps.tensors().size() == 1);
+        CHECK(ps.tensors()[0].name == "moe.router.w");
+        const float* W = ps.p(head.input_tensor());
+        for (size_t j = 0; j < size_t(D) * L; ++j) CHECK(W[j] == 0.0f);
+        auto be = backend_create(Device::cpu, 1);
+        const std::vector<float> x = normal_vector(size_t(T) * D, 5);
+        std::vector<float> logits(size_t(T) * L, 1.0f), dx(size_t(T) * D, 0.0f);
+        head.forward(*be, ps, logits.data(), x.data(), T, true, 0);
+        for (float v : logits) CHECK(v == 0.0f);  // uniform routing scores
+        // dW = x^T G is not 0 at W = 0: G = 1 at (token 1, logit 2) gives dW[:, 2] = x[1, :]
+        std::vector<float> G(size_t(T) * L, 0.0f);
+        G[size_t(1) * L + 2] = 1.0f;
+        head.backward(*be, ps, dx.data(), G.data(), x.data(), T);
+        const float* dW = ps.g(head.input_tensor());
+        for (int d = 0; d < D; ++d)
+            for (int l = 0; l < L; ++l)
+                CHECK(dW[size_t(d) * L + l] == (l == 2 ? x[size_t(1) * D + d] : 0.0f));
+        for (float v : dx) CHECK(v == 0.0f);  // dx = G W^T = 0
+        // the default (normal) draws nonzero weights from the same store seed
+        ParamStore ps2;
+        RouterHead normal;
+        normal.declare(RouterConfig{}, ps2, "moe", D, L, 77);
+        ps2.finalize(3);
+        CHECK(std::any_of(ps2.data().begin(), ps2.data().end(), [](float v) { return v != 0.0f; }));
+    }
 }

@@ -545,4 +545,73 @@ TEST_SUITE("routing") {
         for (int tt = 0; tt < T; ++tt)
             for (int i = N; i < 2 * N; ++i) CHECK(dl[size_t(tt * 2 * N + i)] == 0.0f);
     }
+    TEST_CASE("topk: uniform gating noise router.noise * U of 0 to 1 only in training") {
+        // router.noise_kind: uniform (Chen et al. 2022): noisy = l + 0.5 * u, u keyed like the
+        // Gaussian noise (seed 4, kStreamNoise, key 9, t*N + i); none in evaluation.
+        const int T = 3, N = 4, K = 1;
+        RouterConfig rc;
+        rc.k = K;
+        rc.normalize = Normalize::no;
+        rc.noise = 0.5;
+        rc.noise_kind = NoiseKind::uniform;
+        auto r = router_create(rc);
+        // zero logits, as a zero-initialised router makes: the draws alone pick the expert
+        const std::vector<float> l(size_t(T) * N, 0.0f);
+        RouteContext ctx;
+        ctx.seed = 4;
+        ctx.noise_step = 9;
+        const Routed eval = route(*r, l, T, N, K, ctx);
+        CHECK(eval.noisy == l);
+        CHECK(eval.sel == std::vector<int>{0, 0, 0});  // ties: the lower index
+        ctx.training = true;
+        const Routed a = route(*r, l, T, N, K, ctx);
+        CHECK(a.st.noise_std == 0.0f);  // no Gaussian std for the shazeer loss to read
+        const Rng rng{4, kStreamNoise, 9};
+        for (int t = 0; t < T; ++t) {
+            int best = 0;
+            double z = 0.0;
+            for (int i = 0; i < N; ++i) {
+                const double u = rng.uniform(uint64_t(t * N + i));
+                CHECK(u >= 0.0);
+                CHECK(u < 1.0);
+                CHECK(a.noisy[size_t(t * N + i)] == doctest::Approx(0.5 * u).epsilon(1e-6));
+                if (u > rng.uniform(uint64_t(t * N + best))) best = i;
+                z += std::exp(0.5 * u);
+            }
+            // the argmax of the draws, gate = softmax of the noisy logits there (k = 1, raw)
+            CHECK(a.sel[size_t(t)] == best);
+            CHECK(a.gate[size_t(t)] ==
+                  doctest::Approx(std::exp(0.5 * rng.uniform(uint64_t(t * N + best))) / z));
+        }
+        const Routed b = route(*r, l, T, N, K, ctx);
+        CHECK(b.noisy == a.noisy);  // same key: the same draws
+        ctx.noise_step = 10;
+        CHECK(route(*r, l, T, N, K, ctx).noisy != a.noisy);  // resampled every step
+    }
+
+    TEST_CASE("topk: gradient check with uniform gating noise") {
+        const int T = 5, N = 6, K = 2;
+        RouterConfig rc;
+        rc.k = K;
+        rc.noise = 0.8;
+        rc.noise_kind = NoiseKind::uniform;
+        auto r = router_create(rc);
+        std::vector<float> l = normal_vector(size_t(T) * N, 7, 2.0f);
+        const std::vector<float> c = normal_vector(size_t(T) * K, 8);
+        const std::vector<float> d = normal_vector(size_t(T) * N, 9);
+        RouteContext ctx;
+        ctx.training = true;
+        ctx.seed = 2;
+        Routed p(*r, T, N, K);
+        p.run(l.data(), ctx);
+        std::vector<float> dl(size_t(T) * N);
+        r->backward(p.st, c.data(), d.data(), dl.data());
+        auto f = [&] {
+            p.run(l.data(), ctx);
+            return weighted_sum(c.data(), p.gate.data(), c.size()) +
+                   weighted_sum(d.data(), p.probs.data(), d.size());
+        };
+        auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+        expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), "uniform", 1e-3);
+    }
 }  // TEST_SUITE

@@ -77,6 +77,11 @@ TEST_SUITE("train") {
              {"balance.losses.gshard=0.005", "balance.bias_rate=0.01",
               "balance.bias_rule=proportional", "balance.bias_warmup=10",
               "balance.bias_decay=cosine", "experts.shared=1", "experts.shared_gate=sigmoid"}},
+            // Chen et al. 2022's pieces: zero router, uniform noise, ngd with an sgd router group
+            {"chen",
+             {"router.init=zero", "router.k=1", "router.noise=1", "router.noise_kind=uniform",
+              "balance.loss=none", "train.optimizer=ngd", "train.router_optimizer=sgd",
+              "train.router_lr=0.1"}},
         };
         for (const Setup& su : setups) {
             CAPTURE(su.name);

@@ -48,11 +48,16 @@ void RouterHead::declare(const RouterConfig& cfg, ParamStore& ps, const std::str
     cosine_ = cfg.head == RouterHeadKind::cosine;
     if (!cosine_) {
         // Router weights start small so that early routing is near uniform (Fedus et al. 2021
-        // §2.4).
-        w_ = ps.add(name + ".router.w", size_t(D) * L, Init::normal, 0.1f / std::sqrt(float(D)));
+        // §2.4); router.init: zero starts them at 0 (exactly uniform; Chen et al. 2022).
+        if (cfg.init == RouterInit::zero)
+            w_ = ps.add(name + ".router.w", size_t(D) * L, Init::zeros);
+        else
+            w_ =
+                ps.add(name + ".router.w", size_t(D) * L, Init::normal, 0.1f / std::sqrt(float(D)));
         param_count_ = size_t(D) * L;
         return;
     }
+    MOESIM_CHECK(cfg.init == RouterInit::normal, "router.init: zero needs router.head: linear");
     d_ = cfg.cosine.dim;
     tau0_ = float(cfg.cosine.temperature);
     // Wp: LeCun; e: rows of norm about 1 (the scale only sets how fast Adam turns them).

@@ -2,6 +2,9 @@
 // GShard / Mixtral with k = 2; DeepSeek-V3 with sigmoid scores and a balancing bias).
 //
 //   noisy[t,i] = logit[t,i] + noise * eps[t,i]      (training only; eps ~ N(0,1), counter-based)
+//              = logit[t,i] + noise * u[t,i]        router.noise_kind: uniform, u ~ U[0, 1)
+//                (Chen et al. 2022's r ~ U[0,1)^M with router.noise its scale; training only,
+//                u keyed like eps: (seed, kStreamNoise, noise_key, t * N + i))
 //              = logit[t,i] + softplus(nlogit[t,i]) * eps[t,i]     router.topk.noise: learned
 //                (Shazeer et al. 2017 eq. 4: the router asks for 2N logits per token, the
 //                clean logits then the noise logits nlogit; training only, eps keyed as above)
@@ -62,10 +65,13 @@ public:
           sigmoid_(cfg.score == ScoreFn::sigmoid),
           random_second_(cfg.topk.second_expert == SecondExpert::random),
           learned_noise_(cfg.topk.noise == TopkNoise::learned),
+          uniform_noise_(cfg.noise_kind == NoiseKind::uniform),
           scale_(float(cfg.scale)) {
         MOESIM_CHECK(K_ >= 1 && K_ <= kMaxK, "router.k outside the schema's range");
         MOESIM_CHECK(!random_second_ || K_ == 2, "a random second expert needs router.k = 2");
         MOESIM_CHECK(G_ >= 1 && KG_ >= 1 && KG_ <= G_, "router.topk.topk_groups > groups");
+        MOESIM_CHECK(!uniform_noise_ || !learned_noise_,
+                     "router.noise_kind: uniform needs router.topk.noise: fixed");
     }
 
     size_t max_assignments(int T, int, double) const override { return size_t(T) * size_t(K_); }
@@ -93,7 +99,10 @@ public:
         const int L = logit_width(N);
         const bool noisy = pass.training && cfg_.noise > 0.0 && !learned_noise_;
         const bool learned = pass.training && learned_noise_;
-        st.noise_std = pass.training && !learned_noise_ ? float(cfg_.noise) : 0.0f;
+        // the shazeer loss reads noise_std as a Gaussian std: the config refuses it with
+        // uniform noise, and 0 here says "no Gaussian noise" to anything else that reads it
+        st.noise_std =
+            pass.training && !learned_noise_ && !uniform_noise_ ? float(cfg_.noise) : 0.0f;
         st.noise_learned = learned;
         const Rng rng{seed, kStreamNoise, pass.noise_key};
         const float noise = float(cfg_.noise);
@@ -110,7 +119,10 @@ public:
                 const float* l = logits + size_t(t) * L;
                 float* z = st.noisy.data() + size_t(t) * N;
                 float* p = st.probs.data() + size_t(t) * N;
-                if (noisy) {
+                if (noisy && uniform_noise_) {
+                    for (int i = 0; i < N; ++i)
+                        z[i] = l[i] + noise * rng.uniform(uint64_t(t) * N + i);
+                } else if (noisy) {
                     for (int i = 0; i < N; ++i)
                         z[i] = l[i] + noise * rng.normal(uint64_t(t) * N + i);
                 } else if (learned) {
@@ -278,7 +290,7 @@ private:
 
     RouterConfig cfg_;
     int K_, G_, KG_;
-    bool normalize_, sigmoid_, random_second_, learned_noise_;
+    bool normalize_, sigmoid_, random_second_, learned_noise_, uniform_noise_;
     float scale_;
 };
 
