@@ -146,9 +146,7 @@ ClustersTask::ClustersTask(const ClustersConfig& cc, int64_t train_size, int64_t
         if (!setup_stop_requested()) calibrate(c);
     throw_if_setup_stopped();
 
-    while ((uint64_t{1} << (2 * feistel_half_bits_)) < static_cast<uint64_t>(train_size_))
-        ++feistel_half_bits_;
-    if (feistel_half_bits_ == 0) feistel_half_bits_ = 1;
+    order_ = EpochOrder(seed_, train_size_);
 
     if (train_size_ > 0) {
         train_.resize(static_cast<int>(train_size_), D);
@@ -296,27 +294,7 @@ void ClustersTask::generate_range(uint64_t stream, uint64_t first, int n, Batch&
 }
 
 int64_t ClustersTask::train_index(int64_t step, int batch_size, int i) const {
-    // Also called by train_batch inside a parallel loop, only with a fixed train set.
-    MOESIM_CHECK(train_size_ > 0, "train_index needs a fixed train set");
-    const uint64_t N = static_cast<uint64_t>(train_size_);
-    const uint64_t q =
-        static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size) + static_cast<uint64_t>(i);
-    const uint64_t epoch = q / N;
-    uint64_t v = q % N;
-    const int h = feistel_half_bits_;
-    const uint64_t mask = (uint64_t{1} << h) - 1;
-    const Rng r{seed_, kStreamShuffle, epoch};
-    do {  // cycle walking: a permutation of [0, 4^h) restricted to [0, N)
-        uint64_t left = v >> h, right = v & mask;
-        for (uint32_t round = 0; round < 6; ++round) {
-            const uint64_t f = r.bits(right, round) & mask;
-            const uint64_t next = left ^ f;
-            left = right;
-            right = next;
-        }
-        v = (left << h) | right;
-    } while (v >= N);
-    return static_cast<int64_t>(v);
+    return order_.index(step, batch_size, i);
 }
 
 void ClustersTask::train_batch(int64_t step, int batch_size, Batch& out) const {

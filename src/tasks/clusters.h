@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "tasks/epoch_order.h"
 #include "tasks/task.h"
 
 namespace moe {
@@ -64,7 +65,7 @@ private:
     std::vector<double> prob_, cdf_;
     std::vector<double> centres_;       // (num_clusters, dim)
     std::vector<TeacherNet> teachers_;  // one per cluster
-    int feistel_half_bits_ = 0;         // the train-set permutation works on 2 * this many bits
+    EpochOrder order_;                  // the order the fixed train set is read in
     Batch train_, eval_;
 };
 

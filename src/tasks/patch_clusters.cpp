@@ -87,8 +87,7 @@ PatchClustersTask::PatchClustersTask(const PatchClustersConfig& pc, int64_t trai
         for (int j = 0; j < D; ++j) b[j] /= norm;
     }
 
-    while ((uint64_t{1} << (2 * feistel_half_bits_)) < static_cast<uint64_t>(train_size_))
-        ++feistel_half_bits_;
+    order_ = EpochOrder(seed_, train_size_);
 
     if (train_size_ > 0)
         generate_set(kStreamData, static_cast<int>(train_size_), train_cells_, train_);
@@ -187,25 +186,7 @@ PatchClustersTask::Example PatchClustersTask::train_example(int64_t e) const {
 }
 
 int64_t PatchClustersTask::train_index(int64_t step, int batch_size, int i) const {
-    MOESIM_CHECK(train_size_ > 0, "train_index needs a fixed train set");
-    const uint64_t N = static_cast<uint64_t>(train_size_);
-    const uint64_t q =
-        static_cast<uint64_t>(step) * static_cast<uint64_t>(batch_size) + static_cast<uint64_t>(i);
-    const uint64_t epoch = q / N;
-    uint64_t v = q % N;
-    const int h = feistel_half_bits_;
-    const uint64_t mask = (uint64_t{1} << h) - 1;
-    const Rng r{seed_, kStreamShuffle, epoch};
-    do {  // cycle walking: a permutation of [0, 4^h) restricted to [0, N)
-        uint64_t left = v >> h, right = v & mask;
-        for (uint32_t round = 0; round < 6; ++round) {
-            const uint64_t next = left ^ (r.bits(right, round) & mask);
-            left = right;
-            right = next;
-        }
-        v = (left << h) | right;
-    } while (v >= N);
-    return static_cast<int64_t>(v);
+    return order_.index(step, batch_size, i);
 }
 
 void PatchClustersTask::train_batch(int64_t step, int batch_size, Batch& out) const {

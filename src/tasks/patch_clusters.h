@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "tasks/epoch_order.h"
 #include "tasks/task.h"
 
 namespace moe {
@@ -68,7 +69,7 @@ private:
     uint64_t seed_;
     std::vector<double> basis_;                       // (2K, d): v_1..v_K, then c_1..c_K
     std::vector<uint16_t> train_cells_, eval_cells_;  // cell = 2 k + label of each example
-    int feistel_half_bits_ = 1;
+    EpochOrder order_;                                // the order the fixed train set is read in
     Batch train_, eval_;
 };
 
