@@ -16,9 +16,23 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/check.h"
 #include "routing/router.h"
 
 namespace moe::fixed_assignment {
+
+// The start of a pass of either router: the checks, the state's sizes (K slots per token, no
+// noise), and the logits kept as the "noisy" logits the statistics read. `name` names the router
+// missing_input_message is the check's message for a pass without the model's input.
+inline void begin_pass(RouterState& st, const float* logits, int T, int K, const Pass& pass,
+                       const char* missing_input_message) {
+    MOESIM_CHECK(size_t(T) * st.N <= st.probs.size(), "more tokens than the state was sized for");
+    MOESIM_CHECK(pass.token_ids || (pass.input && pass.input_dim > 0), missing_input_message);
+    st.T = T;
+    st.R = T * K;
+    st.noise_std = 0.0f;
+    std::copy_n(logits, size_t(T) * st.N, st.noisy.data());
+}
 
 // Token t's K experts from its K draws e[j] in [0, N): duplicates move to the next free index.
 inline void distinct_experts(int* sel, const uint64_t* draws, int K, int N) {

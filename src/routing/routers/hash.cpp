@@ -55,13 +55,9 @@ public:
     void route(const float* logits, int T, const float* /*bias*/, const Pass& pass, uint64_t seed,
                RouterState& st, RoutingPlan& plan) const override {
         const int N = st.N;
-        MOESIM_CHECK(size_t(T) * N <= st.probs.size(), "more tokens than the state was sized for");
-        MOESIM_CHECK(pass.token_ids || (pass.input && pass.input_dim > 0),
-                     "hash routing needs the model's input (token ids or raw features)");
-        st.T = T;
-        st.R = T * K_;
-        st.noise_std = 0.0f;
-        std::copy_n(logits, size_t(T) * N, st.noisy.data());
+        fixed_assignment::begin_pass(st, logits, T, K_, pass,
+                                     "hash routing needs the model's input (token ids or raw "
+                                     "features)");
         const int Din = pass.input_dim;
         if (!pass.token_ids) draw_projection(st, Din, seed);
         const float* P = st.fwork.data();

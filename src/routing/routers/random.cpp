@@ -45,13 +45,9 @@ public:
     void route(const float* logits, int T, const float* /*bias*/, const Pass& pass, uint64_t seed,
                RouterState& st, RoutingPlan& plan) const override {
         const int N = st.N;
-        MOESIM_CHECK(size_t(T) * N <= st.probs.size(), "more tokens than the state was sized for");
-        MOESIM_CHECK(pass.token_ids || (pass.input && pass.input_dim > 0),
-                     "random routing needs the model's input (token ids or raw features)");
-        st.T = T;
-        st.R = T * K_;
-        st.noise_std = 0.0f;
-        std::copy_n(logits, size_t(T) * N, st.noisy.data());
+        fixed_assignment::begin_pass(st, logits, T, K_, pass,
+                                     "random routing needs the model's input (token ids or raw "
+                                     "features)");
         const int Din = pass.input_dim;
         const Rng rng{seed, kStreamRouting, pass.token_ids ? 4u : 5u};
 #pragma omp parallel for schedule(static) if (size_t(T) * Din > 65536)
