@@ -22,8 +22,8 @@
 namespace moe::fixed_assignment {
 
 // The start of a pass of either router: the checks, the state's sizes (K slots per token, no
-// noise), and the logits kept as the "noisy" logits the statistics read. `name` names the router
-// missing_input_message is the check's message for a pass without the model's input.
+// noise), and the logits kept as the "noisy" logits the statistics read. missing_input_message is
+// the check's message for a pass without the model's input.
 inline void begin_pass(RouterState& st, const float* logits, int T, int K, const Pass& pass,
                        const char* missing_input_message) {
     MOESIM_CHECK(size_t(T) * st.N <= st.probs.size(), "more tokens than the state was sized for");
