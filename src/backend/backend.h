@@ -23,6 +23,23 @@ public:
     virtual Device device() const = 0;
     virtual int threads() const = 0;
 
+    // Memory. Every pointer an op takes is this backend's memory (host memory on the CPU, device
+    // memory on CUDA), except the segment offsets `off` of the grouped ops, which are host memory
+    // (a launch needs the segment sizes), and the scalars that ops return. Model code allocates
+    // through buffer.h's Buf, and moves data between the host and the backend only through
+    // to_device / to_host, which are no-ops on the CPU when both pointers are the same.
+    //
+    // host_memory(): whether this backend's memory is host memory (the CPU).
+    virtual bool host_memory() const = 0;
+    // bytes of zeroed memory; release(nullptr) is a no-op.
+    virtual void* alloc(size_t bytes) = 0;
+    virtual void release(void* p) = 0;
+    virtual void to_device(void* dst, const void* host_src, size_t bytes) = 0;
+    virtual void to_host(void* host_dst, const void* src, size_t bytes) = 0;
+    // dst = src within this backend's memory (the ranges do not overlap); and p = 0.
+    virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+    virtual void fill_zero(void* p, size_t bytes) = 0;
+
     // C (M,N) = op(A) · op(B) + beta · C, with op(A) (M,K) and op(B) (K,N).
     // A is stored (M,K), or (K,M) when ta; B is stored (K,N), or (N,K) when tb.
     virtual void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta,
@@ -80,6 +97,14 @@ public:
     virtual void combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
                                            const int* tok_off, const int* tok_assign,
                                            const float* w, int T, int D) = 0;
+
+    // Sigmoid-gated rows (Qwen-MoE's gated shared expert): with g[t] = sigmoid(a[t]),
+    //   y[t] (D) += g[t] * S[t];  a is overwritten with g.
+    virtual void gate_rows_forward(float* y, float* a, const float* S, int T, int D) = 0;
+    // Its backward, from dy (T,D), S (T,D) and the gates g (T) of forward:
+    //   dS[t] = g[t] * dy[t];  da[t] = <dy[t], S[t]> * g[t] * (1 - g[t])  (the dot in double).
+    virtual void gate_rows_backward(float* dS, float* da, const float* dy, const float* S,
+                                    const float* g, int T, int D) = 0;
 
     // y (n) += x (n) (elementwise add), and x (n) *= s.
     virtual void add(float* y, const float* x, size_t n) = 0;

@@ -101,13 +101,7 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
         if (shared_gate >= 0) {
             // y[t] += sigmoid(x[t] . w_g) * shared(x)[t]   (Qwen-MoE's gated shared expert)
             be.gemm(sgate_.data(), x, ps.p(shared_gate), T, 1, D_, false, false, 0.0f);
-            for (int t = 0; t < T; ++t) {
-                const float g = 1.0f / (1.0f + std::exp(-sgate_[size_t(t)]));
-                sgate_[size_t(t)] = g;
-                const float* sy = shared_y_.data() + size_t(t) * D_;
-                float* yt = y + size_t(t) * D_;
-                for (int d = 0; d < D_; ++d) yt[d] += g * sy[d];
-            }
+            be.gate_rows_forward(y, sgate_.data(), shared_y_.data(), T, D_);
         } else {
             be.add(y, shared_y_.data(), size_t(T) * D_);
         }
@@ -162,18 +156,8 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     if (shared_ && shared_gate >= 0) {
         // y[t] += g_t S[t], g_t = sigmoid(a_t), a_t = x[t] . w_g: dS[t] = g_t dy[t],
         // da_t = (dy[t] . S[t]) g_t (1 - g_t); dw_g = x^T da, dx += da w_g^T.
-        for (int t = 0; t < T; ++t) {
-            const float g = sgate_[size_t(t)];
-            const float* sy = shared_y_.data() + size_t(t) * D_;
-            const float* dyt = dy + size_t(t) * D_;
-            float* ds = shared_dy_.data() + size_t(t) * D_;
-            double dot = 0.0;
-            for (int d = 0; d < D_; ++d) {
-                dot += double(dyt[d]) * sy[d];
-                ds[d] = g * dyt[d];
-            }
-            dsgate_[size_t(t)] = float(dot * g * (1.0f - g));
-        }
+        be.gate_rows_backward(shared_dy_.data(), dsgate_.data(), dy, shared_y_.data(),
+                              sgate_.data(), T, D_);
         be.gemm(ps.g(shared_gate), x, dsgate_.data(), D_, 1, T, true, false, 1.0f);
         be.gemm(dx, dsgate_.data(), ps.p(shared_gate), T, D_, 1, false, true, 1.0f);
         shared_->backward(be, ps, dx, shared_dy_.data(), x, T, true);

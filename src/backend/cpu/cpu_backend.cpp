@@ -158,6 +158,36 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const f
     }
 }
 
+void CpuBackend::gate_rows_forward(float* y, float* a, const float* S, int T, int D) {
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        const float g = sigmoidf(a[t]);
+        a[t] = g;
+        const float* s = S + size_t(t) * D;
+        float* yt = y + size_t(t) * D;
+        for (int d = 0; d < D; ++d) yt[d] += g * s[d];
+    }
+}
+
+void CpuBackend::gate_rows_backward(float* dS, float* da, const float* dy, const float* S,
+                                    const float* g, int T, int D) {
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
+    for (int t = 0; t < T; ++t) {
+        const float gt = g[t];
+        const float* s = S + size_t(t) * D;
+        const float* dyt = dy + size_t(t) * D;
+        float* ds = dS + size_t(t) * D;
+        double dot = 0.0;
+        for (int d = 0; d < D; ++d) {
+            dot += double(dyt[d]) * s[d];
+            ds[d] = gt * dyt[d];
+        }
+        da[t] = float(dot * gt * (1.0f - gt));
+    }
+}
+
 void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
 #pragma omp parallel for num_threads(threads_) \
     schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)

@@ -13,6 +13,14 @@ public:
     Device device() const override { return Device::cpu; }
     int threads() const override { return threads_; }
 
+    bool host_memory() const override { return true; }
+    void* alloc(size_t bytes) override;
+    void release(void* p) override;
+    void to_device(void* dst, const void* host_src, size_t bytes) override;
+    void to_host(void* host_dst, const void* src, size_t bytes) override;
+    void copy(void* dst, const void* src, size_t bytes) override;
+    void fill_zero(void* p, size_t bytes) override;
+
     void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
               float beta) override;
     void gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
@@ -37,6 +45,9 @@ public:
     void combine_by_token_backward(float* dY, float* dw, const float* dout, const float* Y,
                                    const int* tok_off, const int* tok_assign, const float* w, int T,
                                    int D) override;
+    void gate_rows_forward(float* y, float* a, const float* S, int T, int D) override;
+    void gate_rows_backward(float* dS, float* da, const float* dy, const float* S, const float* g,
+                            int T, int D) override;
     void add(float* y, const float* x, size_t n) override;
     void scale(float* x, size_t n, float s) override;
     double sum_squares(const float* x, size_t n) override;
