@@ -39,6 +39,8 @@ public:
     // dst = src within this backend's memory (the ranges do not overlap); and p = 0.
     virtual void copy(void* dst, const void* src, size_t bytes) = 0;
     virtual void fill_zero(void* p, size_t bytes) = 0;
+    // Waits for the work queued so far (a device runs ops asynchronously; the CPU does not).
+    virtual void synchronize() {}
 
     // C (M,N) = op(A) · op(B) + beta · C, with op(A) (M,K) and op(B) (K,N).
     // A is stored (M,K), or (K,M) when ta; B is stored (K,N), or (N,K) when tb.

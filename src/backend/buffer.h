@@ -57,6 +57,10 @@ public:
     // Host access, for host-memory buffers only.
     T& operator[](size_t i) { return host_[i]; }
     const T& operator[](size_t i) const { return host_[i]; }
+    T* begin() { return host().data(); }
+    T* end() { return host().data() + n_; }
+    const T* begin() const { return host().data(); }
+    const T* end() const { return host().data() + n_; }
     std::vector<T>& host() {
         MOESIM_CHECK(on_host(), "host access to a device buffer");
         return host_;

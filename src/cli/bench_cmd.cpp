@@ -144,8 +144,12 @@ int run_bench(const BenchArgs& a) {
     std::unique_ptr<Backend> be = backend_create(cfg.device, cfg.threads);
     std::unique_ptr<Task> task = task_create(cfg);
     const int T = cfg.train.batch_size;
-    Model model(cfg, task->input_dim(), task->num_classes(), T);
-    Optimizer opt(cfg.train, model.params().size(), cfg.experts.count);
+    if (a.ceiling && cfg.device != Device::cpu)
+        throw UserError(
+            "bench --ceiling measures the CPU's limits; it is not built for device: cuda yet "
+            "(run it without --ceiling)");
+    Model model(cfg, task->input_dim(), task->num_classes(), T, be.get());
+    Optimizer opt(cfg.train, model.params().size(), cfg.experts.count, be.get());
     Batch batch;
 
     std::vector<double> ms;
@@ -155,6 +159,7 @@ int run_bench(const BenchArgs& a) {
     for (int64_t s = 1; s <= total; ++s) {
         const auto t0 = std::chrono::steady_clock::now();
         const StepOutcome out = train_step(*be, cfg, *task, model, opt, batch, s, false);
+        be->synchronize();  // a device's queued work belongs to this step
         const auto t1 = std::chrono::steady_clock::now();
         if (!out.finite) {
             std::fprintf(stderr, "moe-sim: bench: the run diverged: %s\n", out.message.c_str());
@@ -170,10 +175,13 @@ int run_bench(const BenchArgs& a) {
     std::vector<double> opt_ms;
     {
         ParamStore& ps = model.params();
+        const std::vector<float> fill(ps.grad().size(), 1e-3f);
         for (int r = 0; r < std::max(5, std::min(a.steps, 20)); ++r) {
-            std::fill(ps.grad().begin(), ps.grad().end(), 1e-3f);
+            ps.grad().assign_from(fill.data());
+            be->synchronize();
             const auto t0 = std::chrono::steady_clock::now();
             opt.step(*be, ps, 0.0f, total + 1 + r);
+            be->synchronize();
             const auto t1 = std::chrono::steady_clock::now();
             opt_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
         }

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <string>
 
+#include "backend/check.h"
+
 namespace moe {
 
-Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
+Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backend* be)
     : cfg_(cfg),
       T_max_(T_max),
       Din_(input_dim),
@@ -27,23 +29,32 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max)
     }
     final_g_ = ps_.add("final.norm.g", D_, Init::ones);
     head_.declare(ps_, "head", D_, C_);
-    ps_.finalize(cfg.seed);
+    ps_.finalize(cfg.seed, be);
 
     for (int l = 0; l < L_; ++l) {
         if (moe_[l])
-            moe_[l]->reserve(T_max);
+            moe_[l]->reserve(T_max, be);
         else
-            dense_[l]->reserve(T_max);
+            dense_[l]->reserve(T_max, be);
     }
     const size_t TD = size_t(T_max) * D_;
-    h_.assign(L_ + 1, std::vector<float>(TD));
-    n_.assign(L_ + 1, std::vector<float>(TD));
-    rrms_.assign(L_ + 1, std::vector<float>(T_max));
-    f_.resize(TD);
-    dh_.resize(TD);
-    dn_.resize(TD);
-    logits_.resize(size_t(T_max) * C_);
-    dlogits_.resize(size_t(T_max) * C_);
+    h_.resize(L_ + 1);
+    n_.resize(L_ + 1);
+    rrms_.resize(L_ + 1);
+    for (int l = 0; l <= L_; ++l) {
+        h_[l].allocate(be, TD);
+        n_[l].allocate(be, TD);
+        rrms_[l].allocate(be, T_max);
+    }
+    f_.allocate(be, TD);
+    dh_.allocate(be, TD);
+    dn_.allocate(be, TD);
+    logits_.allocate(be, size_t(T_max) * C_);
+    dlogits_.allocate(be, size_t(T_max) * C_);
+    if (be && !be->host_memory()) {
+        x_dev_.allocate(be, size_t(T_max) * Din_);
+        y_dev_.allocate(be, size_t(T_max));
+    }
 }
 
 std::vector<MoeLayer*> Model::moe_layers() {
@@ -62,10 +73,16 @@ std::vector<int> Model::moe_block_index() const {
 
 LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const Pass& pass) {
     LossParts lp;
-    x_ = x;
-    Pass layer_pass = pass;  // the MoE layers see the raw input (routers that hash it)
+    MOESIM_CHECK(T <= T_max_, "more tokens than the model was reserved for");
+    MOESIM_CHECK(be.host_memory() || !ps_.data().on_host(),
+                 "a device backend for a model in host memory");
+    Pass layer_pass = pass;  // the MoE layers see the raw input (routers that hash it), on the host
     layer_pass.input = x;
     layer_pass.input_dim = Din_;
+    // the input and labels in the backend's memory (the same pointers on the CPU)
+    x = upload(be, x_dev_, x, size_t(T) * Din_);
+    y = upload(be, y_dev_, y, size_t(T));
+    x_ = x;
     embed_.forward(be, ps_, h_[0].data(), x, T);
     const size_t TD = size_t(T) * D_;
     for (int l = 0; l < L_; ++l) {
@@ -77,7 +94,7 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
         } else {
             dense_[l]->forward(be, ps_, f_.data(), n_[l].data(), T);
         }
-        std::copy_n(h_[l].data(), TD, h_[l + 1].data());
+        be.copy(h_[l + 1].data(), h_[l].data(), TD * sizeof(float));
         be.add(h_[l + 1].data(), f_.data(), TD);
     }
     be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);

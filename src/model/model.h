@@ -30,10 +30,13 @@ struct LossParts {
 
 class Model {
 public:
-    Model(const Config& cfg, int input_dim, int num_classes, int T_max);
+    // be: the backend whose memory holds the parameters and activations (null: host memory, for
+    // the CPU backend); forward and backward must then be given that backend.
+    Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backend* be = nullptr);
 
-    // Forward pass and loss on x (T, Din), labels y (T). In training the gradients of the
-    // auxiliary losses are prepared for backward.
+    // Forward pass and loss on x (T, Din), labels y (T), both host memory (uploaded to the
+    // backend's memory when that is not host memory). In training the gradients of the auxiliary
+    // losses are prepared for backward.
     LossParts forward(Backend& be, const float* x, const int* y, int T, const Pass& pass);
     // Backward of the last forward (training): accumulates into the parameter gradients. With
     // router_grad_parts, each MoE layer also keeps its router gradient's task and auxiliary parts
@@ -50,6 +53,7 @@ public:
     std::vector<MoeLayer*> moe_layers();       // in block order
     std::vector<int> moe_block_index() const;  // block index of each MoE layer
     int T_max() const { return T_max_; }
+    // The classifier logits of the last forward (T, C), in the backend's memory.
     const float* logits() const { return logits_.data(); }
 
 private:
@@ -62,9 +66,12 @@ private:
     std::vector<std::unique_ptr<MoeLayer>> moe_;  // per block, null when dense
     std::vector<std::unique_ptr<Ffn>> dense_;     // per block, null when MoE
     // activations
-    const float* x_ = nullptr;
-    std::vector<std::vector<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
-    std::vector<float> f_, logits_, dlogits_, dh_, dn_;
+    // activations, in the backend's memory
+    const float* x_ = nullptr;                 // the input of the last forward (backend memory)
+    Buf<float> x_dev_;                         // (T_max, Din) the input's copy on a device
+    Buf<int> y_dev_;                           // (T_max) the labels' copy on a device
+    std::vector<Buf<float>> h_, n_, rrms_;     // (L+1) residual stream, (L+1) normed, rrms
+    Buf<float> f_, logits_, dlogits_, dh_, dn_;
 };
 
 }  // namespace moe

@@ -20,19 +20,27 @@
 
 namespace moe {
 
-void MoeLayer::reserve_dense(int T_max) {
-    const size_t A = router_->max_assignments(T_max, N_, max_factor_);
+void MoeLayer::reserve_dense(int T_max, Backend* be) {
+    const size_t A = router_->max_assignments(T_max, N_, max_factor_), TA = size_t(T_max) * A;
     plan_.reserve_dense(T_max, A);
-    dslot_task_.resize(std::max(dslot_task_.size(), 2 * size_t(T_max) * A));
-    dslot_aux_.resize(std::max(dslot_aux_.size(), 2 * size_t(T_max) * A));
+    dslot_task_.resize(std::max(dslot_task_.size(), 2 * TA));
+    dslot_aux_.resize(std::max(dslot_aux_.size(), 2 * TA));
+    if (be && !be->host_memory()) {
+        pd_.dispatch.allocate(be, TA);
+        pd_.combine.allocate(be, TA);
+        dslot_dense_.allocate(be, 2 * TA);
+    }
 }
 
 void MoeLayer::forward_dense(Backend& be, ParamStore& ps, float* y, const float* x, int T) {
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
     MOESIM_CHECK(size_t(A) * D_ <= xd_.size(), "more slots than the layer was reserved for");
+    const size_t TA = size_t(T) * A;
+    pd_.d_dispatch = upload(be, pd_.dispatch, plan_.dispatch.data(), TA);
+    pd_.d_combine = upload(be, pd_.combine, plan_.combine.data(), TA);
     // Dispatch: Xs = Dwᵀ x.
-    be.gemm(xd_.data(), plan_.dispatch.data(), x, A, D_, T, true, false, 0.0f);
+    be.gemm(xd_.data(), pd_.d_dispatch, x, A, D_, T, true, false, 0.0f);
     // Experts, one product per expert's slot rows.
     be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
                               off, N_, H1_, D_);
@@ -40,7 +48,7 @@ void MoeLayer::forward_dense(Backend& be, ParamStore& ps, float* y, const float*
     be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
                               N_, D_, H_);
     // Combine: y = Cw Ys.
-    be.gemm(y, plan_.combine.data(), yd_.data(), T, D_, A, false, false, 0.0f);
+    be.gemm(y, pd_.d_combine, yd_.data(), T, D_, A, false, false, 0.0f);
 }
 
 void MoeLayer::backward_dense(Backend& be, ParamStore& ps, float* dx, const float* dy,
@@ -48,12 +56,14 @@ void MoeLayer::backward_dense(Backend& be, ParamStore& ps, float* dx, const floa
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
     const size_t TA = size_t(T) * A;
-    float* dDw = dslot_task_.data();
+    // [dDw | dCw] in the backend's memory: dslot_task_ itself on a host backend
+    const bool host = be.host_memory();
+    float* dDw = host ? dslot_task_.data() : dslot_dense_.data();
     float* dCw = dDw + TA;
     // Combine backward: dCw = dy Ysᵀ reads Ys, then dYs = Cwᵀ dy is written over it.
     be.gemm(dCw, dy, yd_.data(), T, A, D_, false, true, 0.0f);
     float* dys = yd_.data();
-    be.gemm(dys, plan_.combine.data(), dy, A, D_, T, true, false, 0.0f);
+    be.gemm(dys, pd_.d_combine, dy, A, D_, T, true, false, 0.0f);
     // Experts backward over the slot rows (as the sparse path; workspaces reused as they die).
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dys, off, N_, H_, D_);
     be.bias_grad_grouped(ps.g(b2), D_, dys, off, N_, D_);
@@ -66,8 +76,9 @@ void MoeLayer::backward_dense(Backend& be, ParamStore& ps, float* dx, const floa
     float* dxs = xd_.data();
     be.gemm_grouped_rows(dxs, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
     // Dispatch backward: dx = Dw dXs, dDw = x dXsᵀ.
-    be.gemm(dx, plan_.dispatch.data(), dxs, T, D_, A, false, false, 0.0f);
+    be.gemm(dx, pd_.d_dispatch, dxs, T, D_, A, false, false, 0.0f);
     be.gemm(dDw, x, dxs, T, A, D_, false, true, 0.0f);
+    if (!host) be.to_host(dslot_task_.data(), dDw, 2 * TA * sizeof(float));  // to the router
 }
 
 }  // namespace moe

@@ -48,7 +48,7 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
     bias_.assign(N_, 0.0f);
 }
 
-void MoeLayer::reserve(int T_max) {
+void MoeLayer::reserve(int T_max, Backend* be) {
     const size_t A = router_->max_assignments(T_max, N_, max_factor_), TN = size_t(T_max) * N_,
                  TL = size_t(T_max) * L_;
     router_->reserve(state_, T_max, N_, max_factor_);
@@ -56,32 +56,44 @@ void MoeLayer::reserve(int T_max) {
     scratch_.reserve(std::max(2 * A, size_t(T_max)) + N_ + 1);
     if (drop_policy_ == DropPolicy::priority) priority_.resize(size_t(T_max));
     dscratch_.reserve(4 * size_t(N_));
-    logits_.resize(TL);
-    xd_.resize(A * D_);
-    pre_.resize(A * H1_);
-    h_.resize(A * H_);
-    yd_.resize(A * D_);
-    dgate_.resize(A);
+    logits_.allocate(be, TL);
+    xd_.allocate(be, A * D_);
+    pre_.allocate(be, A * H1_);
+    h_.allocate(be, A * H_);
+    yd_.allocate(be, A * D_);
+    dgate_.allocate(be, A);
+    if (be && !be->host_memory()) {
+        pd_.token.allocate(be, A);
+        pd_.gate.allocate(be, A);
+        pd_.tok_offsets.allocate(be, size_t(T_max) + 1);
+        pd_.tok_assign.allocate(be, A);
+    }
     dslot_task_.resize(A);
     dslot_aux_.resize(A);
     dprobs_.resize(TN);
-    dlog_.resize(TL);
-    dlog_aux_.resize(TL);
+    dlog_.allocate(be, TL);
+    dlog_aux_.allocate(be, TL);
     dlog_direct_.resize(TL);
     head_.reserve(T_max);
-    gw_task_.resize(head_.param_count());
-    gw_aux_.resize(head_.param_count());
+    gw_task_.allocate(be, head_.param_count());
+    gw_aux_.allocate(be, head_.param_count());
     if (shared_) {
-        shared_->reserve(T_max);
-        shared_y_.resize(size_t(T_max) * D_);
+        shared_->reserve(T_max, be);
+        shared_y_.allocate(be, size_t(T_max) * D_);
         if (shared_gate >= 0) {
-            shared_dy_.resize(size_t(T_max) * D_);
-            sgate_.resize(size_t(T_max));
-            dsgate_.resize(size_t(T_max));
+            shared_dy_.allocate(be, size_t(T_max) * D_);
+            sgate_.allocate(be, size_t(T_max));
+            dsgate_.allocate(be, size_t(T_max));
         }
     }
-    if (router_->plan_kind() == PlanKind::dense) reserve_dense(T_max);
+    if (router_->plan_kind() == PlanKind::dense) reserve_dense(T_max, be);
 }
+
+namespace {
+void host_add(float* y, const float* x, size_t n) {
+    for (size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+}  // namespace
 
 void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T,
                        const Pass& pass) {
@@ -89,8 +101,9 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     training_ = pass.training;
     Pass p = pass;
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
-    head_.forward(be, ps, logits_.data(), x, T, pass.training, p.noise_key);
-    router_->route(logits_.data(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
+    head_.forward(be, ps, logits_.dev(), x, T, pass.training, p.noise_key);
+    logits_.down(be, size_t(T) * L_);  // the routers run on the host
+    router_->route(logits_.host(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
                    state_, plan_);
     if (plan_.kind == PlanKind::dense)
         forward_dense(be, ps, y, x, T);
@@ -121,11 +134,11 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
         dslot_aux = dslot_aux_.data();
         dlog_direct = dlog_direct_.data();
     }
-    const AuxLossValues aux = balance_losses(balance_, plan_, state_, logits_.data(), K_, dprobs,
+    const AuxLossValues aux = balance_losses(balance_, plan_, state_, logits_.host(), K_, dprobs,
                                              dslot_aux, dlog_direct, dscratch_, pass.sequence_ids);
     aux_ = aux.main;
     weighted_aux_ = aux.weighted;
-    z_ = z_loss(logits_.data(), T, L_, float(balance_.z_loss),
+    z_ = z_loss(logits_.host(), T, L_, float(balance_.z_loss),
                 balance_.z_loss > 0.0 ? dlog_direct : nullptr);
     weighted_z_ = balance_.z_loss * z_;
 }
@@ -139,20 +152,25 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
 
     // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
     // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
-    // gradients.
+    // gradients. It runs on the host; the logit gradients then go to the backend for the head.
     const size_t TL = size_t(T) * L_, R = size_t(state_.R);
     if (router_grad_parts) {
         // Statistics (gradient interference): the two parts apart, before they are summed.
-        router_->backward(state_, dslot_task_.data(), nullptr, dlog_.data());
-        router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_aux_.data());
-        be.add(dlog_aux_.data(), dlog_direct_.data(), TL);
-        head_.param_grad(be, ps, gw_task_.data(), dlog_.data(), x, T);
-        head_.param_grad(be, ps, gw_aux_.data(), dlog_aux_.data(), x, T);
+        router_->backward(state_, dslot_task_.data(), nullptr, dlog_.host());
+        router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_aux_.host());
+        host_add(dlog_aux_.host(), dlog_direct_.data(), TL);
+        dlog_.up(be, TL);
+        dlog_aux_.up(be, TL);
+        head_.param_grad(be, ps, gw_task_.dev(), dlog_.dev(), x, T);
+        head_.param_grad(be, ps, gw_aux_.dev(), dlog_aux_.dev(), x, T);
+        gw_task_.down(be, gw_task_.size());
+        gw_aux_.down(be, gw_aux_.size());
     }
-    be.add(dslot_aux_.data(), dslot_task_.data(), R);
-    router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.data());
-    be.add(dlog_.data(), dlog_direct_.data(), TL);
-    head_.backward(be, ps, dx, dlog_.data(), x, T);
+    host_add(dslot_aux_.data(), dslot_task_.data(), R);
+    router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.host());
+    host_add(dlog_.host(), dlog_direct_.data(), TL);
+    dlog_.up(be, TL);
+    head_.backward(be, ps, dx, dlog_.dev(), x, T);
     if (shared_ && shared_gate >= 0) {
         // y[t] += g_t S[t], g_t = sigmoid(a_t), a_t = x[t] . w_g: dS[t] = g_t dy[t],
         // da_t = (dy[t] . S[t]) g_t (1 - g_t); dw_g = x^T da, dx += da w_g^T.

@@ -22,10 +22,12 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/buffer.h"
 #include "backend/serialize.h"
 #include "config/config.h"
 #include "model/layers/ffn.h"
@@ -39,7 +41,8 @@ class MoeLayer {
 public:
     // block: this layer's block index of `blocks` (keys the gating noise per step and layer).
     MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block, int blocks);
-    void reserve(int T_max);
+    // Workspaces for up to T_max tokens in be's memory (null: host memory).
+    void reserve(int T_max, Backend* be = nullptr);
 
     // y (T, D) from x (T, D). The losses are in aux_loss(), z_loss_value() (before their
     // coefficients) and weighted_loss() (with them).
@@ -61,8 +64,9 @@ public:
     const RouterState& router_state() const { return state_; }
     // The router logits (T, logit_width()); the statistics read them as (T, N) expert logits
     // only when the widths agree (expert_logits(): null otherwise).
-    const float* logits() const { return logits_.data(); }
-    const float* expert_logits() const { return L_ == N_ ? logits_.data() : nullptr; }
+    // (Host memory: the routers and the statistics read them on the host.)
+    const float* logits() const { return logits_.host(); }
+    const float* expert_logits() const { return L_ == N_ ? logits_.host() : nullptr; }
     int logit_width() const { return L_; }
     double aux_loss() const { return aux_; }  // balance.loss before balance.alpha (0 with none)
     double z_loss_value() const { return z_; }
@@ -73,8 +77,9 @@ public:
     int experts() const { return N_; }
     // Router-weight gradients of the last backward with router_grad_parts: the gradient of the
     // router head's parameters (RouterHead::param_grad; the linear head: Wr, (D, L)) each.
-    const std::vector<float>& router_grad_task() const { return gw_task_; }
-    const std::vector<float>& router_grad_aux() const { return gw_aux_; }
+    // (Host memory.)
+    std::span<const float> router_grad_task() const { return {gw_task_.host(), gw_task_.size()}; }
+    std::span<const float> router_grad_aux() const { return {gw_aux_.host(), gw_aux_.size()}; }
 
     // The layer's own training state besides its parameters: the balancing bias.
     void save(BinaryWriter& w) const;
@@ -93,7 +98,7 @@ private:
     // The slot path of a dense plan (Soft MoE; model/moe_dense.cpp): dispatch and combine as
     // matrix products with the plan's weights, the experts over their slot rows; backward writes
     // dx and the router's weight gradients [dD | dC] into dslot_task_.
-    void reserve_dense(int T_max);
+    void reserve_dense(int T_max, Backend* be);
     void forward_dense(Backend& be, ParamStore& ps, float* y, const float* x, int T);
     void backward_dense(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
                         int T);
@@ -118,15 +123,28 @@ private:
     std::vector<int> scratch_;
     std::vector<float> priority_;  // (T_max) the token priorities of the priority drop policy
     std::vector<double> dscratch_;
+    // Memory: the layer's workspaces are the backend's (buffer.h); the routers, the balancing
+    // losses and the router backward run on the host, so the router logits, the gate gradients
+    // and the logit gradients are Mirrors (a host copy on a device backend), and the routing
+    // plan's arrays are uploaded after routing (plan_dev_: the plan itself on a host backend).
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
     // max_factor_).
     // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
-    std::vector<float> logits_, xd_, pre_, h_, yd_, shared_y_;  // forward
+    Mirror<float> logits_;                    // (T_max, L)
+    Buf<float> xd_, pre_, h_, yd_, shared_y_;  // forward
     // The shared experts' gate: sgate_ (T_max) the gates g_t of the last forward, dsgate_ their
     // logit gradients, shared_dy_ (T_max, D) the gradient of the ungated shared output.
-    std::vector<float> sgate_, dsgate_, shared_dy_;
-    std::vector<float> dgate_, dslot_task_, dslot_aux_, dprobs_, dlog_, dlog_aux_, dlog_direct_,
-        gw_task_, gw_aux_;  // backward
+    Buf<float> sgate_, dsgate_, shared_dy_;
+    // The plan's arrays in the backend's memory (filled by upload(): unused on a host backend).
+    struct PlanOnDevice {
+        Buf<int> token, tok_offsets, tok_assign;
+        Buf<float> gate, dispatch, combine;
+        const int *d_token = nullptr, *d_tok_offsets = nullptr, *d_tok_assign = nullptr;
+        const float *d_gate = nullptr, *d_dispatch = nullptr, *d_combine = nullptr;
+    } pd_;
+    Mirror<float> dgate_, dlog_, dlog_aux_, gw_task_, gw_aux_;
+    Buf<float> dslot_dense_;  // (2 T_max A) the dense path's [dDw | dCw] (backward_dense)
+    std::vector<float> dslot_task_, dslot_aux_, dprobs_, dlog_direct_;  // backward, host
     double aux_ = 0.0, z_ = 0.0, weighted_aux_ = 0.0, weighted_z_ = 0.0;
     bool training_ = false;
 };

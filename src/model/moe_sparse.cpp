@@ -25,23 +25,27 @@ void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float
 
     // Dispatch: tokens grouped by expert, then one product per expert segment.
     const int A = plan_.assignments();
-    const int* off = plan_.offsets.data();
-    be.gather_rows(xd_.data(), x, plan_.token.data(), A, D_);
+    const int* off = plan_.offsets.data();  // host memory (backend.h)
+    pd_.d_token = upload(be, pd_.token, plan_.token.data(), size_t(A));
+    pd_.d_gate = upload(be, pd_.gate, plan_.gate.data(), size_t(A));
+    pd_.d_tok_offsets = upload(be, pd_.tok_offsets, plan_.tok_offsets.data(), size_t(T) + 1);
+    pd_.d_tok_assign = upload(be, pd_.tok_assign, plan_.tok_assign.data(), size_t(A));
+    be.gather_rows(xd_.data(), x, pd_.d_token, A, D_);
     be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
                               off, N_, H1_, D_);
     be.act_forward(h_.data(), pre_.data(), A, H_, act_);
     be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
                               N_, D_, H_);
     // Combine: gate-weighted sum of each token's assignments, by token.
-    be.combine_by_token(y, yd_.data(), plan_.tok_offsets.data(), plan_.tok_assign.data(),
-                        plan_.gate.data(), T, D_, false);
+    be.combine_by_token(y, yd_.data(), pd_.d_tok_offsets, pd_.d_tok_assign, pd_.d_gate, T, D_,
+                        false);
 }
 
 void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const float* dy, int T) {
     const int A = plan_.assignments();
     const int* off = plan_.offsets.data();
-    const int* tok_off = plan_.tok_offsets.data();
-    const int* tok_assign = plan_.tok_assign.data();
+    const int* tok_off = pd_.d_tok_offsets;
+    const int* tok_assign = pd_.d_tok_assign;
     // The activation gradients are written over the forward workspaces as these die, so that
     // backward allocates nothing of its own (the ops' aliasing rules are in backend.h):
     //   yd_   read by combine_by_token_backward for the gate gradients, which writes dY over it
@@ -50,8 +54,9 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     //   xd_   read by the W1 weight gradient, then holds dXd
     // Combine backward: dY and d gate of each assignment.
     float* dyd = yd_.data();
-    be.combine_by_token_backward(dyd, dgate_.data(), dy, yd_.data(), tok_off, tok_assign,
-                                 plan_.gate.data(), T, D_);
+    be.combine_by_token_backward(dyd, dgate_.dev(), dy, yd_.data(), tok_off, tok_assign,
+                                 pd_.d_gate, T, D_);
+    dgate_.down(be, size_t(A));  // the gate gradients go to the router, on the host
     // Experts backward, per segment.
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
     be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
@@ -65,7 +70,7 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
     // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
     be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);
-    gate_grad_to_slots(plan_, dgate_.data(), dslot_task_.data(), size_t(state_.R));
+    gate_grad_to_slots(plan_, dgate_.host(), dslot_task_.data(), size_t(state_.R));
 }
 
 }  // namespace moe

@@ -15,12 +15,11 @@ int ParamStore::add(std::string name, size_t size, Init init, float std) {
     return int(tensors_.size()) - 1;
 }
 
-void ParamStore::finalize(uint64_t seed) {
-    data_.assign(total_, 0.0f);
-    grad_.assign(total_, 0.0f);
+void ParamStore::finalize(uint64_t seed, Backend* be) {
+    std::vector<float> init(total_, 0.0f);
     for (size_t k = 0; k < tensors_.size(); ++k) {
         const ParamTensor& t = tensors_[k];
-        float* d = data_.data() + t.offset;
+        float* d = init.data() + t.offset;
         const Rng rng{seed, kStreamInit, uint64_t(k)};
         switch (t.init) {
             case Init::zeros:
@@ -34,6 +33,9 @@ void ParamStore::finalize(uint64_t seed) {
                 break;
         }
     }
+    data_.allocate(be, total_);
+    grad_.allocate(be, total_);
+    data_.assign_from(init.data());
 }
 
 void ParamStore::save(BinaryWriter& w) const {
@@ -43,8 +45,8 @@ void ParamStore::save(BinaryWriter& w) const {
         w.str(t.name);
         w.put<uint64_t>(t.size);
     }
-    w.vec(data_);
-    w.vec(grad_);
+    w.vec(data_.to_vector());
+    w.vec(grad_.to_vector());
 }
 
 void ParamStore::load(BinaryReader& r) {
@@ -58,8 +60,11 @@ void ParamStore::load(BinaryReader& r) {
             throw std::runtime_error("training state: tensor '" + name + "' does not match '" +
                                      t.name + "'");
     }
-    r.vec(data_, int64_t(total_));
-    r.vec(grad_, int64_t(total_));
+    std::vector<float> v;
+    r.vec(v, int64_t(total_));
+    data_.assign_from(v.data());
+    r.vec(v, int64_t(total_));
+    grad_.assign_from(v.data());
 }
 
 }  // namespace moe

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/buffer.h"
 #include "backend/serialize.h"
 
 namespace moe {
@@ -25,27 +26,29 @@ class ParamStore {
 public:
     // Declares a tensor; returns its index. Only before finalize().
     int add(std::string name, size_t size, Init init, float std = 0.0f);
-    // Allocates the buffers and initialises every tensor from the counter-based RNG keyed by
-    // (seed, kStreamInit, tensor index, element), so adding a tensor never changes the others.
-    void finalize(uint64_t seed);
+    // Allocates the buffers in be's memory (null: host memory) and initialises every tensor from
+    // the counter-based RNG keyed by (seed, kStreamInit, tensor index, element), so adding a
+    // tensor never changes the others.
+    void finalize(uint64_t seed, Backend* be = nullptr);
 
     float* p(int tensor) { return data_.data() + tensors_[tensor].offset; }
     float* g(int tensor) { return grad_.data() + tensors_[tensor].offset; }
     const float* p(int tensor) const { return data_.data() + tensors_[tensor].offset; }
-    std::vector<float>& data() { return data_; }
-    std::vector<float>& grad() { return grad_; }
+    Buf<float>& data() { return data_; }
+    Buf<float>& grad() { return grad_; }
     const std::vector<ParamTensor>& tensors() const { return tensors_; }
     size_t size() const { return total_; }
-    const std::vector<float>& data() const { return data_; }
-    const std::vector<float>& grad() const { return grad_; }
+    const Buf<float>& data() const { return data_; }
+    const Buf<float>& grad() const { return grad_; }
 
-    // Values and gradients (a state of the same layout: names and sizes must match).
+    // Values and gradients (a state of the same layout: names and sizes must match), copied
+    // through the host when the buffers are device memory.
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 
 private:
     std::vector<ParamTensor> tensors_;
-    std::vector<float> data_, grad_;
+    Buf<float> data_, grad_;
     size_t total_ = 0;
 };
 

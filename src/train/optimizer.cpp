@@ -32,14 +32,14 @@ OptimizerKind resolve(RouterOptimizer r, OptimizerKind main) {
 
 }  // namespace
 
-Optimizer::Optimizer(const TrainConfig& cfg, size_t n, int experts)
+Optimizer::Optimizer(const TrainConfig& cfg, size_t n, int experts, Backend* be)
     : cfg_(cfg),
       experts_(std::max(experts, 1)),
       router_kind_(resolve(cfg.router_optimizer, cfg.optimizer)) {
     grouped_ = cfg.optimizer == OptimizerKind::ngd || router_kind_ != cfg.optimizer ||
                (cfg.router_lr > 0.0 && cfg.router_lr != cfg.lr);
-    m_.assign(n, 0.0f);
-    if (uses_moments2(cfg.optimizer) || uses_moments2(router_kind_)) v_.assign(n, 0.0f);
+    m_.allocate(be, n);
+    if (uses_moments2(cfg.optimizer) || uses_moments2(router_kind_)) v_.allocate(be, n);
 }
 
 bool Optimizer::in_router_group(const std::string& name) {
@@ -120,17 +120,29 @@ void Optimizer::step(Backend& be, ParamStore& ps, float lr, int64_t t, float gra
         total += part;
     }
     // ngd: p -= lr * g / |g| per group (grad_scale cancels); sequential double sums
+    const bool host = ps.data().on_host();
     for (const NgdGroup& grp : ngd_groups_) {
         double ss = 0.0;
-        for (const auto& [b, e] : grp.ranges)
-            for (size_t i = b; i < e; ++i) ss += double(g[i]) * g[i];
+        for (const auto& [b, e] : grp.ranges) {
+            if (host)
+                for (size_t i = b; i < e; ++i) ss += double(g[i]) * g[i];
+            else
+                ss += be.sum_squares(g + b, e - b);
+        }
         total += ss;
         const float step = ss > 0.0 ? float(double(lr * grp.lr_factor) / std::sqrt(ss)) : 0.0f;
-        for (const auto& [b, e] : grp.ranges)
-            for (size_t i = b; i < e; ++i) {
-                p[i] -= step * g[i];
-                g[i] = 0.0f;
+        for (const auto& [b, e] : grp.ranges) {
+            if (host) {
+                for (size_t i = b; i < e; ++i) {
+                    p[i] -= step * g[i];
+                    g[i] = 0.0f;
+                }
+            } else {
+                // p -= step * g and g = 0, through momentum-free SGD (the moments of ngd ranges
+                // are unused: they serve as its velocity)
+                be.sgd_step(p + b, g + b, m_.data() + b, e - b, step, 0.0f, 1.0f, nullptr);
             }
+        }
     }
     if (grad_sumsq) *grad_sumsq = total;
 }
@@ -152,14 +164,17 @@ float clip_scale(double norm, double max_norm) {
 
 void Optimizer::save(BinaryWriter& w) const {
     w.tag("OPTM");
-    w.vec(m_);
-    w.vec(v_);
+    w.vec(m_.to_vector());
+    w.vec(v_.to_vector());
 }
 
 void Optimizer::load(BinaryReader& r) {
     r.tag("OPTM");
-    r.vec(m_, int64_t(m_.size()));
-    r.vec(v_, int64_t(v_.size()));
+    std::vector<float> v;
+    r.vec(v, int64_t(m_.size()));
+    m_.assign_from(v.data());
+    r.vec(v, int64_t(v_.size()));
+    v_.assign_from(v.data());
 }
 
 }  // namespace moe

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/buffer.h"
 #include "backend/serialize.h"
 #include "config/config.h"
 #include "model/params.h"
@@ -38,8 +39,9 @@ namespace moe {
 class Optimizer {
 public:
     // n: the parameter count; experts: experts.count (the slices of "*.experts.*" tensors for
-    // ngd's per-expert normalisation).
-    Optimizer(const TrainConfig& cfg, size_t n, int experts = 1);
+    // ngd's per-expert normalisation); be: the backend whose memory holds the moments (null:
+    // host memory).
+    Optimizer(const TrainConfig& cfg, size_t n, int experts = 1, Backend* be = nullptr);
     // One update with learning rate lr (train.lr scheduled; the router group's is lr times
     // router_lr / train.lr); t is the 1-based update count (Adam bias correction).
     // The gradients used are ps.grad() * grad_scale; they are zero on return. grad_sumsq (may be
@@ -80,7 +82,7 @@ private:
     bool planned_ = false;
     std::vector<Run> runs_;
     std::vector<NgdGroup> ngd_groups_;
-    std::vector<float> m_, v_;
+    Buf<float> m_, v_;  // in the backend's memory
 };
 
 // Learning rate at 1-based step s of `steps`.

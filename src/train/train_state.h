@@ -53,7 +53,9 @@ struct TrainState {
     StatsState stats;
     int64_t step = 0;
 
-    TrainState(const Config& cfg, int input_dim, int num_classes, int groups);
+    // be: the backend whose memory holds the model and the optimizer state (null: host memory).
+    TrainState(const Config& cfg, int input_dim, int num_classes, int groups,
+               Backend* be = nullptr);
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 };

@@ -133,7 +133,7 @@ public:
           be_(backend_create(cfg.device, cfg.threads)),
           task_(task_create(cfg)),
           G_(task_->num_groups()),
-          st_(cfg, task_->input_dim(), task_->num_classes(), G_),
+          st_(cfg, task_->input_dim(), task_->num_classes(), G_, be_.get()),
           moe_(st_.model.moe_layers()),
           rec_(open_recorder()) {}
 

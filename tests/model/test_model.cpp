@@ -40,11 +40,11 @@ void check_model(Config cfg, double factor, const std::string& what) {
     info.step = 5;
     info.capacity_factor = factor;
 
-    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+    std::fill(ps.grad().host().begin(), ps.grad().host().end(), 0.0f);
     const LossParts lp = model.forward(*be, x.data(), labels.data(), T, info);
     CHECK(lp.loss == doctest::Approx(lp.task + lp.aux + lp.z));
     model.backward(*be, T);
-    const std::vector<float> grad = ps.grad();
+    const std::vector<float> grad = ps.grad().host();
 
     auto f = [&] { return model.forward(*be, x.data(), labels.data(), T, info).loss; };
     auto sig = [&] {

@@ -201,7 +201,7 @@ TEST_SUITE("model") {
                 " z=" + std::to_string(c.z);
             CAPTURE(what);
             DenseLayer L(c);
-            std::fill(L.ps.grad().begin(), L.ps.grad().end(), 0.0f);
+            std::fill(L.ps.grad().host().begin(), L.ps.grad().host().end(), 0.0f);
             L.forward();
             L.layer.backward(*L.be, L.ps, L.dx.data(), L.w.data(), L.x.data(), L.T);
             auto f = [&] { return L.loss(); };
@@ -224,12 +224,12 @@ TEST_SUITE("model") {
         c.z = 0.1;
         DenseLayer a(c), b(c);
         for (DenseLayer* L : {&a, &b}) {
-            std::fill(L->ps.grad().begin(), L->ps.grad().end(), 0.0f);
+            std::fill(L->ps.grad().host().begin(), L->ps.grad().host().end(), 0.0f);
             L->forward();
         }
         a.layer.backward(*a.be, a.ps, a.dx.data(), a.w.data(), a.x.data(), a.T, false);
         b.layer.backward(*b.be, b.ps, b.dx.data(), b.w.data(), b.x.data(), b.T, true);
-        CHECK(bit_equal(a.ps.grad(), b.ps.grad()));
+        CHECK(bit_equal(a.ps.grad().host(), b.ps.grad().host()));
         CHECK(bit_equal(a.dx, b.dx));
         // the task part is not zero, the auxiliary part is the z-loss's
         double task = 0.0, aux = 0.0;

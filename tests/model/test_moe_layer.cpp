@@ -159,7 +159,7 @@ MoeRun check_moe(const MoeCase& c, const std::string& what, double tol = 2e-3) {
     info.step = 17;
     info.capacity_factor = c.factor;
 
-    std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+    std::fill(ps.grad().host().begin(), ps.grad().host().end(), 0.0f);
     MoeRun run;
     layer.forward(*be, ps, y.data(), x.data(), T, info);
     run.layer_loss = layer_loss(layer);
@@ -206,7 +206,7 @@ struct LayerOnBatch {
     void forward() { layer.forward(*be, ps, y.data(), x.data(), T, info); }
     // zeroed gradients, forward, backward
     void step(bool router_grad_parts) {
-        std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+        std::fill(ps.grad().host().begin(), ps.grad().host().end(), 0.0f);
         forward();
         layer.backward(*be, ps, dx.data(), w.data(), x.data(), T, router_grad_parts);
     }
@@ -290,10 +290,10 @@ TEST_SUITE("model") {
                 Pass info;
                 info.training = true;
                 info.capacity_factor = c.factor;
-                std::fill(ps.grad().begin(), ps.grad().end(), 0.0f);
+                std::fill(ps.grad().host().begin(), ps.grad().host().end(), 0.0f);
                 layer.forward(*be, ps, y.data(), x.data(), t, info);
                 layer.backward(*be, ps, dx.data(), w.data(), x.data(), t);
-                std::vector<float> out(ps.grad().begin(), ps.grad().end());
+                std::vector<float> out(ps.grad().host().begin(), ps.grad().host().end());
                 out.insert(out.end(), dx.begin(), dx.end());
                 return out;
             };
@@ -429,13 +429,13 @@ TEST_SUITE("model") {
         LayerOnBatch b(c);
         // without the parts (a step between log rows), then with them (a log row)
         b.step(false);
-        const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
+        const std::vector<float> grad_plain = b.ps.grad().host(), dx_plain = b.dx;
         b.step(true);
-        CHECK(b.ps.grad() == grad_plain);
+        CHECK(b.ps.grad().host() == grad_plain);
         CHECK(b.dx == dx_plain);
         const float* g = b.ps.g(b.layer.router_w);
-        const std::vector<float>& task = b.layer.router_grad_task();
-        const std::vector<float>& aux = b.layer.router_grad_aux();
+        const std::span<const float> task = b.layer.router_grad_task();
+        const std::span<const float> aux = b.layer.router_grad_aux();
         double task2 = 0.0, aux2 = 0.0;
         for (int i = 0; i < LayerOnBatch::D * c.N; ++i) {
             CHECK(g[i] == doctest::Approx(task[size_t(i)] + aux[size_t(i)]));
@@ -723,12 +723,12 @@ TEST_SUITE("model") {
         c.z = 0.05;
         LayerOnBatch b(c);
         b.step(false);
-        const std::vector<float> grad_plain = b.ps.grad(), dx_plain = b.dx;
+        const std::vector<float> grad_plain = b.ps.grad().host(), dx_plain = b.dx;
         b.step(true);
-        CHECK(b.ps.grad() == grad_plain);
+        CHECK(b.ps.grad().host() == grad_plain);
         CHECK(b.dx == dx_plain);
-        const std::vector<float>& task = b.layer.router_grad_task();
-        const std::vector<float>& aux = b.layer.router_grad_aux();
+        const std::span<const float> task = b.layer.router_grad_task();
+        const std::span<const float> aux = b.layer.router_grad_aux();
         // Wp (D, d), the embeddings (N, d), the temperature (1), in that order
         const int D = LayerOnBatch::D, d = c.cosine_dim;
         REQUIRE(task.size() == size_t(D * d + c.N * d + 1));

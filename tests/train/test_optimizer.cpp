@@ -23,7 +23,7 @@ ParamStore store_with(const std::vector<float>& values) {
     ParamStore ps;
     ps.add("w", values.size(), Init::zeros);
     ps.finalize(1);
-    ps.data() = values;
+    ps.data().host() = values;
     return ps;
 }
 
@@ -47,22 +47,22 @@ TEST_SUITE("train") {
         Optimizer opt(train_cfg(OptimizerKind::adam), 2);
         // Step 1, g = (0.5, -4): m = 0.1 g, v = 0.01 g^2; m^ = m / 0.1 = g, v^ = v / 0.01 = g^2,
         // so the update is lr * g / (|g| + eps) = lr * sign(g) (eps 1e-8 is below float resolution here).
-        ps.grad() = {0.5f, -4.0f};
+        ps.grad().host() = {0.5f, -4.0f};
         double sumsq = -1.0;
         opt.step(be, ps, 0.1f, 1, 1.0f, &sumsq);
         CHECK(sumsq == 0.25 + 16.0);
-        CHECK(ps.data()[0] == doctest::Approx(0.9).epsilon(1e-6));
-        CHECK(ps.data()[1] == doctest::Approx(-1.9).epsilon(1e-6));
-        CHECK(ps.grad() == std::vector<float>{0.0f, 0.0f});
+        CHECK(ps.data().host()[0] == doctest::Approx(0.9).epsilon(1e-6));
+        CHECK(ps.data().host()[1] == doctest::Approx(-1.9).epsilon(1e-6));
+        CHECK(ps.grad().host() == std::vector<float>{0.0f, 0.0f});
         // Step 2, g = (0.5, 0) for the first, a zero gradient for the second:
         //   m1 = 0.9*0.05 + 0.1*0.5 = 0.095, v1 = 0.99*0.0025 + 0.01*0.25 = 0.004975
         //   m^ = 0.095 / (1 - 0.81) = 0.5, v^ = 0.004975 / (1 - 0.9801) = 0.25 -> step lr * 1
         //   m2 = 0.9*(-0.4) = -0.36, v2 = 0.99*0.16 = 0.1584; m^ = -0.36/0.19, v^ = 0.1584/0.0199
-        ps.grad() = {0.5f, 0.0f};
+        ps.grad().host() = {0.5f, 0.0f};
         opt.step(be, ps, 0.1f, 2);
-        CHECK(ps.data()[0] == doctest::Approx(0.8).epsilon(1e-5));
+        CHECK(ps.data().host()[0] == doctest::Approx(0.8).epsilon(1e-5));
         const double m_hat = -0.36 / 0.19, v_hat = 0.1584 / 0.0199;
-        CHECK(ps.data()[1] == doctest::Approx(-1.9 - 0.1 * m_hat / std::sqrt(v_hat)).epsilon(1e-5));
+        CHECK(ps.data().host()[1] == doctest::Approx(-1.9 - 0.1 * m_hat / std::sqrt(v_hat)).epsilon(1e-5));
     }
 
     TEST_CASE("adamw: decoupled weight decay by hand") {
@@ -72,7 +72,7 @@ TEST_SUITE("train") {
         ParamStore ps = store_with({2.0f});
         Optimizer opt(train_cfg(OptimizerKind::adamw), 1);
         opt.step(be, ps, 0.1f, 1);
-        CHECK(ps.data()[0] == doctest::Approx(1.9).epsilon(1e-6));
+        CHECK(ps.data().host()[0] == doctest::Approx(1.9).epsilon(1e-6));
         ParamStore plain = store_with({2.0f});
         Optimizer adam(train_cfg(OptimizerKind::adam), 1);
         adam.step(be, plain, 0.1f, 1);
@@ -84,15 +84,15 @@ TEST_SUITE("train") {
         ParamStore ps = store_with({1.0f});
         Optimizer opt(train_cfg(OptimizerKind::sgd), 1);
         // g scaled by 0.5: v = 1, p = 1 - 0.1 = 0.9; then v = 0.5*1 + 2 = 2.5, p = 0.9 - 0.25 = 0.65
-        ps.grad() = {2.0f};
+        ps.grad().host() = {2.0f};
         double sumsq = 0.0;
         opt.step(be, ps, 0.1f, 1, 0.5f, &sumsq);
         CHECK(sumsq == 4.0);  // of the gradient as it was, before the scale
-        CHECK(ps.data()[0] == doctest::Approx(0.9).epsilon(1e-6));
-        CHECK(ps.grad()[0] == 0.0f);
-        ps.grad() = {4.0f};
+        CHECK(ps.data().host()[0] == doctest::Approx(0.9).epsilon(1e-6));
+        CHECK(ps.grad().host()[0] == 0.0f);
+        ps.grad().host() = {4.0f};
         opt.step(be, ps, 0.1f, 2, 0.5f);
-        CHECK(ps.data()[0] == doctest::Approx(0.65).epsilon(1e-6));
+        CHECK(ps.data().host()[0] == doctest::Approx(0.65).epsilon(1e-6));
     }
 
     TEST_CASE(
@@ -116,18 +116,18 @@ TEST_SUITE("train") {
                     ParamStore ps = store_with(p0);
                     Optimizer opt(train_cfg(kind), n);
                     for (int64_t t = 1; t <= 2; ++t) {
-                        ps.grad() = g0;
+                        ps.grad().host() = g0;
                         if (r < 2) {
                             opt.step(be, ps, 1e-2f, t, scale, &sums[r]);
                         } else {  // the unfused reference: norm, then scale, then step
-                            sums[r] = be.sum_squares(ps.grad().data(), n);
-                            be.scale(ps.grad().data(), n, scale);
+                            sums[r] = be.sum_squares(ps.grad().host().data(), n);
+                            be.scale(ps.grad().host().data(), n, scale);
                             opt.step(be, ps, 1e-2f, t);
                         }
-                        CHECK(std::all_of(ps.grad().begin(), ps.grad().end(),
+                        CHECK(std::all_of(ps.grad().host().begin(), ps.grad().host().end(),
                                           [](float x) { return x == 0.0f; }));
                     }
-                    results[r] = ps.data();
+                    results[r] = ps.data().host();
                 }
                 CHECK(bit_equal(results[0], results[1]));
                 CHECK(bit_equal(results[0], results[2]));

@@ -9,11 +9,11 @@ void Ffn::declare(ParamStore& ps, const std::string& name, int D, int H_, Activa
     down.declare(ps, name + ".down", H, D);
 }
 
-void Ffn::reserve(int T_max) {
-    pre.resize(size_t(T_max) * up.out);
-    dpre.resize(size_t(T_max) * up.out);
-    h.resize(size_t(T_max) * H);
-    dh.resize(size_t(T_max) * H);
+void Ffn::reserve(int T_max, Backend* be) {
+    pre.allocate(be, size_t(T_max) * up.out);
+    dpre.allocate(be, size_t(T_max) * up.out);
+    h.allocate(be, size_t(T_max) * H);
+    dh.allocate(be, size_t(T_max) * H);
 }
 
 void Ffn::forward(Backend& be, ParamStore& ps, float* y, const float* x, int T) {

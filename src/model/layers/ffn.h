@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/buffer.h"
 #include "model/layers/linear.h"
 
 namespace moe {
@@ -16,10 +17,10 @@ struct Ffn {
     Linear up, down;
     int H = 0;
     Activation act = Activation::gelu;
-    std::vector<float> pre, h, dh, dpre;  // workspace, sized by reserve()
+    Buf<float> pre, h, dh, dpre;  // workspace in the backend's memory, sized by reserve()
 
     void declare(ParamStore& ps, const std::string& name, int D, int H_, Activation act_);
-    void reserve(int T_max);
+    void reserve(int T_max, Backend* be = nullptr);
     void forward(Backend& be, ParamStore& ps, float* y, const float* x, int T);
     // dx overwritten, or accumulated into when accumulate_dx.
     void backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x, int T,
