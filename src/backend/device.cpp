@@ -24,4 +24,15 @@ int cuda_device_count() {
 #endif
 }
 
+std::string device_unavailable(Device device) {
+    if (device != Device::cuda) return {};
+    if (!cuda_compiled())
+        return "device 'cuda' is not available: this moe-sim was built without CUDA (configure it "
+               "where the CUDA toolkit is installed), use device: cpu";
+    if (cuda_device_count() == 0)
+        return "device 'cuda' is not available: no CUDA GPU is visible to this process (no GPU, "
+               "no driver, or CUDA_VISIBLE_DEVICES hides it); use device: cpu";
+    return {};
+}
+
 }  // namespace moe

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/device.h"
 #include "backend/memory.h"
 #include "cli/bench_flops.h"
 #include "config/config_error.h"
@@ -80,6 +81,7 @@ ResourceEstimate estimate_resources(const Config& cfg) {
 }
 
 void check_resources(const Config& cfg) {
+    if (const std::string why = device_unavailable(cfg.device); !why.empty()) throw UserError(why);
     const ResourceEstimate e = estimate_resources(cfg);
     if (e.setup_ops > kMaxSetupOps) {
         throw UserError(fmt::format(

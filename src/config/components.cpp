@@ -874,7 +874,7 @@ const ComponentRow kRows[] = {
          "(k=1), GShard/Mixtral (k=2), DeepSeek (sigmoid + bias) are presets of it",
      .paper = "Shazeer et al. 2017; Fedus et al. 2021; Lepikhin et al. 2020; DeepSeek-AI 2024 "
               "(V3); Wang et al. 2024; Chi et al. 2022",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kTopkKeys,
      .rules = kTopkRules},
     {.kind = K::router,
@@ -886,7 +886,7 @@ const ComponentRow kRows[] = {
                 "highest softmax score, gate = that score; a token gets 0..N experts, one chosen "
                 "by none is dropped",
      .paper = "Zhou et al. 2022",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kExpertChoiceKeys,
      .rules = kExpertChoiceRules},
     {.kind = K::router,
@@ -897,7 +897,7 @@ const ComponentRow kRows[] = {
      .summary = "dense mixture: every expert runs on every token, y = sum_i p_i(x) E_i(x) with p "
                 "the softmax of the router logits (times router.scale); nothing is dropped",
      .paper = "Jacobs et al. 1991",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kSoftKeys,
      .rules = kSoftRules},
     {.kind = K::router,
@@ -909,7 +909,7 @@ const ComponentRow kRows[] = {
                 "average of the batch's tokens; each token's output a softmax-over-slots weighted "
                 "average of the slot outputs; nothing is dropped",
      .paper = "Puigcerver et al. 2023",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kSoftSlotsKeys,
      .rules = kSoftSlotsRules},
     {.kind = K::router,
@@ -921,7 +921,7 @@ const ComponentRow kRows[] = {
                 "Token ids: a random hash of the id; clusters: a locality-sensitive hash (the "
                 "sign pattern of router.hash.bits random projections of the raw input)",
      .paper = "Roller et al. 2021",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kHashKeys,
      .rules = kHashRules},
     {.kind = K::router,
@@ -933,7 +933,7 @@ const ComponentRow kRows[] = {
                 "experts, the same at every step, gates 1/k: the baseline a learned router must "
                 "beat",
      .paper = "Roller et al. 2021 (random hash)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kRandomKeys,
      .rules = kRandomRules},
     {.kind = K::router,
@@ -945,7 +945,7 @@ const ComponentRow kRows[] = {
                 "mass, top-k of the balanced matrix, gate = the softmax probability; evaluation: "
                 "plain top-k",
      .paper = "Clark et al. 2022 (S-BASE)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kSinkhornKeys,
      .rules = kSinkhornRules},
     {.kind = K::router,
@@ -957,7 +957,7 @@ const ComponentRow kRows[] = {
                 "maximising the summed logits, gate = sigmoid of the logit; evaluation: greedy "
                 "top-1",
      .paper = "Lewis et al. 2021",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kBaseKeys,
      .rules = kBaseRules},
     {.kind = K::router,
@@ -969,7 +969,7 @@ const ComponentRow kRows[] = {
                 "logits), then its k best experts in each (softmax within the group); gate = the "
                 "product of the two probabilities",
      .paper = "Jordan & Jacobs 1994; Shazeer et al. 2017",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kHierarchicalKeys,
      .rules = kHierarchicalRules},
 
@@ -980,7 +980,7 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary = "no auxiliary load-balancing loss",
      .paper = "—",
-     .devices = kCpu},
+     .devices = kCpu | kCuda},
     {.kind = K::balancer,
      .name = "switch",
      .choice_key = "balance.loss",
@@ -989,7 +989,7 @@ const ComponentRow kRows[] = {
      .summary = "`N * sum_i f_i * Pbar_i`: fraction of tokens routed to expert i times its mean "
                 "probability; 1 at perfect balance",
      .paper = "Fedus et al. 2021",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kSwitchKeys},
     {.kind = K::balancer,
      .name = "gshard",
@@ -999,7 +999,7 @@ const ComponentRow kRows[] = {
      .summary = "switch with f_i counting only each token's first choice (top-1 of its k): `N * "
                 "sum_i f1_i * Pbar_i`; equals switch for k = 1",
      .paper = "Lepikhin et al. 2020",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kGshardKeys},
     {.kind = K::balancer,
      .name = "shazeer",
@@ -1008,7 +1008,7 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary = "CV^2 of the importance plus CV^2 of the smooth load estimate under gating noise",
      .paper = "Shazeer et al. 2017",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kShazeerKeys,
      .rules = kShazeerRules},
     {.kind = K::balancer,
@@ -1019,7 +1019,7 @@ const ComponentRow kRows[] = {
      .summary = "sequence-wise balance loss: the switch form computed within each sequence of the "
                 "batch and averaged over them (data.task: markov)",
      .paper = "DeepSeek-AI 2024 (V2, V3)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kSequenceKeys,
      .rules = kSequenceRules},
     {.kind = K::balancer,
@@ -1030,7 +1030,7 @@ const ComponentRow kRows[] = {
      .summary = "several auxiliary losses at once: each key of `balance.losses` adds its loss, "
                 "with its own coefficient, to `balance.loss`",
      .paper = "—",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kLossesKeys,
      .rules = kLossesRules},
     {.kind = K::balancer,
@@ -1039,7 +1039,7 @@ const ComponentRow kRows[] = {
      .built = true,
      .summary = "router z-loss: mean squared log-sum-exp of the router logits, keeps them small",
      .paper = "Zoph et al. 2022 (ST-MoE)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kZLossKeys},
     {.kind = K::balancer,
      .name = "bias",
@@ -1050,7 +1050,7 @@ const ComponentRow kRows[] = {
          "step towards balance by a rule (sign, proportional, mean_centred) at a rate with "
          "optional warmup and cosine decay",
      .paper = "Wang et al. 2024; proportional after Han & Zhong 2025",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kBiasKeys,
      .rules = kBiasRules},
 
@@ -1062,7 +1062,7 @@ const ComponentRow kRows[] = {
      .summary =
          "points from a Gaussian mixture, labelled by a random teacher network; group = cluster",
      .paper = "—",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kClustersKeys},
     {.kind = K::task,
      .name = "markov",
@@ -1073,7 +1073,7 @@ const ComponentRow kRows[] = {
          "a toy language of random sparse Markov chains, one per domain: predict the next token "
          "from a window of previous ones, with the exact ideal loss; group = domain",
      .paper = "—",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kMarkovKeys,
      .rules = kMarkovRules},
     {.kind = K::task,
@@ -1084,7 +1084,7 @@ const ComponentRow kRows[] = {
      .summary = "a OP b = c (mod p) with several operations, train/eval split over the (op, a, b) "
                 "triples; ideal loss 0; group = operation",
      .paper = "Power et al. 2022 (grokking)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kModularKeys,
      .rules = kModularRules},
     {.kind = K::task,
@@ -1096,7 +1096,7 @@ const ComponentRow kRows[] = {
                 "another cluster's feature as noise and Gaussian patches, in random order; group = "
                 "cluster",
      .paper = "Chen et al. 2022 (Definition 3.1)",
-     .devices = kCpu,
+     .devices = kCpu | kCuda,
      .keys = kPatchClustersKeys,
      .rules = kPatchClustersRules},
 };

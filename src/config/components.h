@@ -48,6 +48,7 @@ constexpr DeviceSet device_bit(Device d) {
     return 1u << unsigned(d);
 }
 inline constexpr DeviceSet kCpu = device_bit(Device::cpu);
+inline constexpr DeviceSet kCuda = device_bit(Device::cuda);
 
 struct ComponentRow {
     ComponentKind kind = ComponentKind::router;

@@ -46,9 +46,7 @@ const std::vector<Choice>& balance_choices() {
 
 constexpr Choice kDevice[] = {
     {"cpu", int(Device::cpu)},
-    {"cuda", int(Device::cuda), false,
-     "'cuda' is not available: the CUDA backend is not built yet in this version of moe-sim; "
-     "use device: cpu"},
+    {"cuda", int(Device::cuda)},
 };
 constexpr Choice kTeacher[] = {{"linear", int(Teacher::linear)}, {"mlp", int(Teacher::mlp)}};
 constexpr Choice kActivation[] = {

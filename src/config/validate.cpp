@@ -44,6 +44,24 @@ const KeyRule kRules[] = {
          return fmt::format("'sigmoid' gates the shared experts, but experts.shared = {}",
                             s.value("experts.shared"));
      }},
+    {"router.head",
+     {"router.head", "device"},
+     "`router.head: cosine` runs on `device: cpu` only (not built for cuda yet)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.device == Device::cpu || c.router.head == RouterHeadKind::linear) return {};
+         return "'cosine' is not built for device: cuda yet (its normalisation runs on the "
+                "host); use router.head: linear or device: cpu";
+     }},
+    {"router.jitter",
+     {"router.jitter", "device"},
+     "`router.jitter` > 0 runs on `device: cpu` only (not built for cuda yet)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.device == Device::cpu || c.router.jitter == 0.0) return {};
+         return fmt::format(
+             "input jitter ({}) is not built for device: cuda yet (it runs on the host); use "
+             "router.jitter: 0 or device: cpu",
+             s.value("router.jitter"));
+     }},
     {"train.log_every",
      {"train.log_every", "train.steps"},
      "`train.log_every` <= `train.steps`",

@@ -67,10 +67,10 @@ private:
     std::vector<std::unique_ptr<Ffn>> dense_;     // per block, null when MoE
     // activations
     // activations, in the backend's memory
-    const float* x_ = nullptr;                 // the input of the last forward (backend memory)
-    Buf<float> x_dev_;                         // (T_max, Din) the input's copy on a device
-    Buf<int> y_dev_;                           // (T_max) the labels' copy on a device
-    std::vector<Buf<float>> h_, n_, rrms_;     // (L+1) residual stream, (L+1) normed, rrms
+    const float* x_ = nullptr;              // the input of the last forward (backend memory)
+    Buf<float> x_dev_;                      // (T_max, Din) the input's copy on a device
+    Buf<int> y_dev_;                        // (T_max) the labels' copy on a device
+    std::vector<Buf<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
     Buf<float> f_, logits_, dlogits_, dh_, dn_;
 };
 

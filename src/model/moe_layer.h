@@ -130,7 +130,7 @@ private:
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
     // max_factor_).
     // Backward reuses them once dead: yd_ then holds dY, h_ dh, pre_ dpre and xd_ dXd.
-    Mirror<float> logits_;                    // (T_max, L)
+    Mirror<float> logits_;                     // (T_max, L)
     Buf<float> xd_, pre_, h_, yd_, shared_y_;  // forward
     // The shared experts' gate: sgate_ (T_max) the gates g_t of the last forward, dsgate_ their
     // logit gradients, shared_dy_ (T_max, D) the gradient of the ungated shared output.

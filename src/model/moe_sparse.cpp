@@ -54,8 +54,8 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     //   xd_   read by the W1 weight gradient, then holds dXd
     // Combine backward: dY and d gate of each assignment.
     float* dyd = yd_.data();
-    be.combine_by_token_backward(dyd, dgate_.dev(), dy, yd_.data(), tok_off, tok_assign,
-                                 pd_.d_gate, T, D_);
+    be.combine_by_token_backward(dyd, dgate_.dev(), dy, yd_.data(), tok_off, tok_assign, pd_.d_gate,
+                                 T, D_);
     dgate_.down(be, size_t(A));  // the gate gradients go to the router, on the host
     // Experts backward, per segment.
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);

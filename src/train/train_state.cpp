@@ -53,8 +53,7 @@ void StatsState::load(BinaryReader& r) {
     metrics.load(r);
 }
 
-TrainState::TrainState(const Config& cfg, int input_dim, int num_classes, int groups,
-                       Backend* be)
+TrainState::TrainState(const Config& cfg, int input_dim, int num_classes, int groups, Backend* be)
     : model(cfg, input_dim, num_classes, cfg.train.batch_size, be),
       opt(cfg.train, model.params().size(), cfg.experts.count, be),
       stats(cfg, int(model.moe_block_index().size()), groups) {}

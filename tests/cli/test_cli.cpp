@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 
+#include "backend/device.h"
 #include "support/process.h"
 
 using moe::test::read_text;
@@ -96,11 +97,19 @@ TEST_SUITE("cli") {
         CHECK(b.output.find("alpha: 0.003") != std::string::npos);
     }
 
-    TEST_CASE("device cuda is a clear error, never a silent CPU run") {
-        auto r = run_moesim("run " + kQuick + " --device cuda --out '" +
-                            scratch_dir("cli_cuda").string() + "/x'" + kTiny);
+    TEST_CASE("device cuda without a GPU is a clear error before the run directory exists") {
+        if (moe::cuda_device_count() > 0) {
+            MESSAGE("a CUDA GPU is visible: device cuda runs here (the CUDA tests cover it)");
+            return;
+        }
+        const auto dir = scratch_dir("cli_cuda") / "x";
+        auto r =
+            run_moesim("run " + kQuick + " --device cuda --out '" + dir.string() + "'" + kTiny);
         CHECK(r.code == 2);
-        CHECK(r.output.find("cuda") != std::string::npos);
+        CHECK(r.output.find("device 'cuda' is not available: ") != std::string::npos);
+        CHECK(r.output.find(moe::cuda_compiled() ? "no CUDA GPU is visible"
+                                                 : "built without CUDA") != std::string::npos);
+        CHECK_FALSE(std::filesystem::exists(dir));
     }
 
     TEST_CASE("run writes its files, refuses to reuse a run directory, and --force overwrites") {

@@ -75,8 +75,9 @@ TEST_SUITE("config") {
                 if (r.built) CHECK(find_component(r.choice_key, r.id) == &r);
             }
             if (r.built) {
-                // No CUDA backend is built yet: every component runs on the CPU only.
-                CHECK(r.devices == kCpu);
+                // The routers, balancers and tasks run on the host for both backends: every built
+                // component runs on both devices.
+                CHECK(r.devices == (kCpu | kCuda));
             } else {
                 CHECK(r.devices == 0);
                 CHECK(r.keys.empty());
@@ -183,7 +184,7 @@ TEST_SUITE("config") {
               0);
         CHECK(md.find("| `topk` | router | `router.type: topk` |") != std::string::npos);
         CHECK(md.find("| `z_loss` | balancer | `balance.z_loss` > 0 |") != std::string::npos);
-        CHECK(md.find("| cpu | built |") != std::string::npos);
+        CHECK(md.find("| cpu, cuda | built |") != std::string::npos);
         // each row's status cell says what its built flag says
         long built = 0;
         for (const ComponentRow& r : components()) built += r.built;

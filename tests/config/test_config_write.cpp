@@ -183,7 +183,7 @@ TEST_SUITE("config") {
               std::string::npos);
         CHECK(md.find("topk, expert_choice, soft, soft_slots, hash, random, sinkhorn, base, "
                       "hierarchical") != std::string::npos);
-        CHECK(md.find("cpu (not available yet: cuda)") != std::string::npos);
+        CHECK(md.find("| `device` | choice | `cpu` | cpu, cuda |") != std::string::npos);
         CHECK(md.find("| `router.k` | integer | `2` | between 1 and 64 |") != std::string::npos);
         CHECK(md.find("`router.k` <= `experts.count`") != std::string::npos);
         CHECK(md.find("`balance.loss: shazeer` needs `router.noise` > 0") != std::string::npos);

@@ -226,7 +226,7 @@ TEST_SUITE("config") {
         CHECK(schema::allowed_text(*schema::find_key("capacity.factor")) ==
               "0 or between 0.01 and 1024");
         CHECK(schema::allowed_text(*schema::find_key("data.clusters.spread")) == "> 0 and <= 100");
-        CHECK(schema::allowed_text(*schema::find_key("device")) == "cpu");
+        CHECK(schema::allowed_text(*schema::find_key("device")) == "cpu, cuda");
     }
 
     TEST_CASE("schema: a boolean is lower-case true or false, as docs/config.md says") {

@@ -62,7 +62,8 @@ TEST_SUITE("train") {
         opt.step(be, ps, 0.1f, 2);
         CHECK(ps.data().host()[0] == doctest::Approx(0.8).epsilon(1e-5));
         const double m_hat = -0.36 / 0.19, v_hat = 0.1584 / 0.0199;
-        CHECK(ps.data().host()[1] == doctest::Approx(-1.9 - 0.1 * m_hat / std::sqrt(v_hat)).epsilon(1e-5));
+        CHECK(ps.data().host()[1] ==
+              doctest::Approx(-1.9 - 0.1 * m_hat / std::sqrt(v_hat)).epsilon(1e-5));
     }
 
     TEST_CASE("adamw: decoupled weight decay by hand") {
