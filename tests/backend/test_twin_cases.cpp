@@ -1,0 +1,601 @@
+// The twin cases (tests/support/twin.h): every op of backend.h registers here, on random inputs
+// of several shapes, with empty experts, all-dropped tokens and one expert or one row among them.
+// The drivers are in test_backend_twins.cpp (the CPU at 1 against 2 threads, bit for bit; the
+// CPU against CUDA, within the bounds below).
+//
+// Bounds: ||cuda - cpu|| / ||cpu|| over a whole output, in double. float32 has unit roundoff
+// u = 2^-24 = 6e-8; an output whose index is wrong is off by O(1), and one wrong element among n
+// still by ~1/sqrt(n) >= 1e-3 here, far above every bound.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "support/twin.h"
+
+using namespace moe;
+using namespace moe::test;
+
+namespace {
+
+// A copy, a select (relu), or one IEEE operation (+, * of the same operands): correctly rounded
+// on every device, so equal bits.
+constexpr double kExact = 0.0;
+// A few float operations per value: the GPU may contract a * b + c into one FMA, so the last bit
+// of each may differ: ~u per operation.
+constexpr double kArith = 1e-6;
+// exp, erf, log, sqrt or a division per value: the devices' implementations differ by a few ulp
+// (CUDA's expf/erff are within 2 ulp, Eigen's vectorised erf/exp within a few).
+constexpr double kTranscendental = 1e-5;
+// Sums of K products in another order (tiles, cuBLAS's split of K): the error of a random-sign
+// sum grows like u sqrt(K); 2e-6 sqrt(K) leaves a wide margin (serial float sums in reverse
+// order measure ~1/80 of it) and still fails TF32 tensor-core products (10-bit mantissa: ~4e-4
+// relative) at every K used here (at most 1030).
+double product_bound(int K) {
+    return 2e-6 * std::sqrt(double(std::max(K, 1)));
+}
+
+// 0.37 as "0.37", not std::to_string's "0.370000"
+std::string num(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
+
+std::string dims(int a, int b) {
+    return std::to_string(a) + "x" + std::to_string(b);
+}
+std::string dims(int a, int b, int c) {
+    return dims(a, b) + "x" + std::to_string(c);
+}
+
+// ---- segment layouts of the grouped ops ----------------------------------------------------
+
+// Expert segments: off (G+1) over the rows, plus `pad` rows after off[G] that no segment covers
+// (an op must leave them alone).
+struct Layout {
+    std::string name;
+    std::vector<int> sizes;  // rows per segment
+    int N, K;                // output columns, inner dimension
+    int pad = 3;
+    int G() const { return int(sizes.size()); }
+    std::vector<int> off() const {
+        std::vector<int> o(sizes.size() + 1, 0);
+        for (size_t g = 0; g < sizes.size(); ++g) o[g + 1] = o[g] + sizes[g];
+        return o;
+    }
+    int rows() const { return off().back() + pad; }
+};
+
+std::vector<Layout> layouts() {
+    std::vector<int> many(64);  // 64 small segments of 0..6 rows (a fixed pattern, some empty)
+    for (int g = 0; g < 64; ++g) many[size_t(g)] = (g * 5 + g / 7) % 7;
+    return {
+        {"empty experts", {5, 0, 37, 0, 0, 1, 64, 3}, 45, 37},
+        {"all empty", {0, 0, 0, 0, 0}, 29, 13},
+        {"one expert", {50}, 31, 23},
+        {"one expert one row", {1}, 17, 19},
+        {"64 small experts", many, 20, 11},
+        // segments across the CPU's 1024-row segment tile, columns across its 256-column tile:
+        // the 2-thread run splits them
+        {"large", {1030, 0, 60, 300}, 260, 24},
+    };
+}
+
+// Rows [off[0], off[G]) are the segments' (NaN when the op overwrites them), the pad rows random.
+std::vector<float> segment_output(Draw& d, const Layout& L, int width, bool overwrite) {
+    std::vector<float> c = d.normal(size_t(L.rows()) * width, 0.5f);
+    if (overwrite)
+        std::fill(c.begin(), c.begin() + size_t(L.off().back()) * width,
+                  std::numeric_limits<float>::quiet_NaN());
+    return c;
+}
+
+void register_grouped() {
+    for (const Layout& L : layouts()) {
+        const int G = L.G(), N = L.N, K = L.K, rows = L.rows();
+        const std::vector<int> off = L.off();
+        // weights of segment g at g * stride, with unused values between them: a stride taken as
+        // K * N reads them
+        const size_t b_stride = size_t(K) * N + 7;
+        for (bool tb : {false, true})
+            for (float beta : {0.0f, 1.0f}) {
+                add_twin_case("gemm_grouped_rows " + L.name + " tb=" + std::to_string(tb) +
+                                  " beta=" + num(beta),
+                              "gemm_grouped_rows", product_bound(K), [=](TwinRun& r) {
+                                  auto A = r.up(r.draw.normal(size_t(rows) * K));
+                                  auto B = r.up(r.draw.normal(b_stride * G));
+                                  auto C = r.up(segment_output(r.draw, L, N, beta == 0.0f));
+                                  r.be.gemm_grouped_rows(C.get(), A.get(), B.get(), b_stride,
+                                                         off.data(), G, N, K, tb, beta);
+                                  r.keep("C", C);
+                              });
+            }
+        // wgrad: C_g (M, N) += A[rows]ᵀ B[rows]; C_g at g * c_stride, the gaps random. M = the
+        // layout's K (up to 37), except the large layout's 520 rows across the 512-row tile.
+        const int M = L.name == "large" ? 520 : K;
+        const int Nw = L.name == "large" ? 24 : N;
+        const size_t c_stride = size_t(M) * Nw + 5;
+        const int max_rows = *std::max_element(L.sizes.begin(), L.sizes.end());
+        add_twin_case("gemm_grouped_wgrad " + L.name, "gemm_grouped_wgrad", product_bound(max_rows),
+                      [=](TwinRun& r) {
+                          auto A = r.up(r.draw.normal(size_t(rows) * M));
+                          auto B = r.up(r.draw.normal(size_t(rows) * Nw));
+                          auto C = r.up(r.draw.normal(c_stride * G));
+                          r.be.gemm_grouped_wgrad(C.get(), c_stride, A.get(), B.get(), off.data(),
+                                                  G, M, Nw);
+                          r.keep("C", C);
+                      });
+        const size_t bias_stride = size_t(N) + 2;
+        add_twin_case("gemm_grouped_rows_bias " + L.name, "gemm_grouped_rows_bias",
+                      product_bound(K), [=](TwinRun& r) {
+                          auto A = r.up(r.draw.normal(size_t(rows) * K));
+                          auto B = r.up(r.draw.normal(b_stride * G));
+                          auto bias = r.up(r.draw.normal(bias_stride * G));
+                          auto C = r.up(segment_output(r.draw, L, N, true));
+                          r.be.gemm_grouped_rows_bias(C.get(), A.get(), B.get(), b_stride,
+                                                      bias.get(), bias_stride, off.data(), G, N, K);
+                          r.keep("C", C);
+                      });
+        // column sums of up to max_rows rows, in another order
+        add_twin_case("bias_grad_grouped " + L.name, "bias_grad_grouped", product_bound(max_rows),
+                      [=](TwinRun& r) {
+                          auto dC = r.up(r.draw.normal(size_t(rows) * N));
+                          auto db = r.up(r.draw.normal(bias_stride * G));
+                          r.be.bias_grad_grouped(db.get(), bias_stride, dC.get(), off.data(), G, N);
+                          r.keep("dbias", db);
+                      });
+    }
+}
+
+void register_gemm() {
+    struct Shape {
+        int M, N, K;
+    };
+    // odd sizes, single rows and columns, and two that cross the CPU's tiles (1024 rows of a
+    // plain product, 512 rows of a transposed one, 256 columns)
+    for (Shape s : {Shape{37, 53, 29}, Shape{1, 64, 1}, Shape{1, 1, 1}, Shape{64, 1, 45},
+                    Shape{1100, 40, 16}, Shape{600, 300, 20}})
+        for (bool ta : {false, true})
+            for (bool tb : {false, true})
+                for (float beta : {0.0f, 1.0f, 0.5f}) {
+                    if (beta == 0.5f && s.M != 37) continue;
+                    add_twin_case(
+                        "gemm " + dims(s.M, s.N, s.K) + " ta=" + std::to_string(ta) +
+                            " tb=" + std::to_string(tb) + " beta=" + num(beta),
+                        "gemm", product_bound(s.K), [=](TwinRun& r) {
+                            auto A = r.up(r.draw.normal(size_t(s.M) * s.K));
+                            auto B = r.up(r.draw.normal(size_t(s.K) * s.N));
+                            // beta 0 overwrites C, NaN included
+                            auto C = beta == 0.0f ? r.poison(size_t(s.M) * s.N)
+                                                  : r.up(r.draw.normal(size_t(s.M) * s.N));
+                            r.be.gemm(C.get(), A.get(), B.get(), s.M, s.N, s.K, ta, tb, beta);
+                            r.keep("C", C);
+                        });
+                }
+}
+
+const char* act_name(Activation a) {
+    switch (a) {
+        case Activation::relu:
+            return "relu";
+        case Activation::gelu:
+            return "gelu";
+        case Activation::swiglu:
+            return "swiglu";
+    }
+    return "?";
+}
+
+void register_elementwise() {
+    // rows x H: none, one value, odd, and more than the CPU's parallel thresholds (32768 values,
+    // 16384-value pieces of GELU)
+    const std::vector<std::pair<int, int>> shapes = {{0, 8}, {1, 1}, {7, 33}, {130, 300}};
+    for (Activation act : {Activation::relu, Activation::gelu, Activation::swiglu}) {
+        // relu selects (equal bits); gelu (erf, exp) and swiglu (sigmoid's exp, a division) are
+        // transcendental
+        const double bound = act == Activation::relu ? kExact : kTranscendental;
+        const int mult = act == Activation::swiglu ? 2 : 1;
+        for (const auto& shape : shapes) {
+            const int rows = shape.first, H = shape.second;
+            const std::string tag = std::string(act_name(act)) + " " + dims(rows, H);
+            const size_t n_pre = size_t(rows) * H * mult, n_h = size_t(rows) * H;
+            add_twin_case("act_forward " + tag, "act_forward", bound, [=](TwinRun& r) {
+                auto pre = r.up(r.draw.normal(n_pre, 2.0f));
+                auto h = r.poison(n_h);
+                r.be.act_forward(h.get(), pre.get(), rows, H, act);
+                r.keep("h", h);
+            });
+            add_twin_case("act_backward " + tag, "act_backward", bound, [=](TwinRun& r) {
+                auto pre = r.up(r.draw.normal(n_pre, 2.0f));
+                auto dh = r.up(r.draw.normal(n_h));
+                auto dpre = r.poison(n_pre);
+                r.be.act_backward(dpre.get(), dh.get(), pre.get(), rows, H, act);
+                r.keep("dpre", dpre);
+            });
+            // in place: dpre == pre (backend.h allows it)
+            add_twin_case("act_backward in place " + tag, "act_backward", bound, [=](TwinRun& r) {
+                auto pre = r.up(r.draw.normal(n_pre, 2.0f));
+                auto dh = r.up(r.draw.normal(n_h));
+                r.be.act_backward(pre.get(), dh.get(), pre.get(), rows, H, act);
+                r.keep("dpre", pre);
+            });
+        }
+    }
+
+    // y += x and x *= s: one rounding per value, equal bits. 70000 crosses the CPU's parallel
+    // threshold (65536).
+    for (size_t n : {size_t(0), size_t(1), size_t(1000), size_t(70000)}) {
+        add_twin_case("add n=" + std::to_string(n), "add", kExact, [=](TwinRun& r) {
+            auto y = r.up(r.draw.normal(n));
+            auto x = r.up(r.draw.normal(n));
+            r.be.add(y.get(), x.get(), n);
+            r.keep("y", y);
+        });
+        add_twin_case("scale n=" + std::to_string(n), "scale", kExact, [=](TwinRun& r) {
+            auto x = r.up(r.draw.normal(n));
+            r.be.scale(x.get(), n, 0.3721f);
+            r.keep("x", x);
+        });
+    }
+    // a sum of positive squares (no cancellation): the CPU's float lanes of 16 terms added in
+    // double against any other order: ~u relative; 1e-6
+    for (size_t n : {size_t(0), size_t(1), size_t(1000), (size_t(1) << 20) + 7})
+        add_twin_case("sum_squares n=" + std::to_string(n), "sum_squares", 1e-6, [=](TwinRun& r) {
+            auto x = r.up(r.draw.signed_uniform(n, 2.0f));
+            r.keep("sum", {r.be.sum_squares(x.get(), n)});
+        });
+}
+
+void register_rmsnorm() {
+    // a D-term float sum of squares, a sqrt and a division per row: transcendental. Not D = 1:
+    // there dx = r g dy (1 - x^2 r^2) cancels to ~eps / x^2, and its relative error is that of
+    // the cancellation, not of the op.
+    for (const auto& shape :
+         std::vector<std::pair<int, int>>{{0, 5}, {1, 3}, {5, 37}, {200, 256}}) {
+        const int T = shape.first, D = shape.second;
+        const std::string tag = dims(T, D);
+        add_twin_case("rmsnorm_forward " + tag, "rmsnorm_forward", kTranscendental,
+                      [=](TwinRun& r) {
+                          auto x = r.up(r.draw.normal(size_t(T) * D));
+                          auto g = r.up(r.draw.normal(size_t(D)));
+                          auto y = r.poison(size_t(T) * D);
+                          auto rrms = r.poison(size_t(T));
+                          r.be.rmsnorm_forward(y.get(), rrms.get(), x.get(), g.get(), T, D);
+                          r.keep("y", y);
+                          r.keep("rrms", rrms);
+                      });
+        add_twin_case("rmsnorm_backward " + tag, "rmsnorm_backward", kTranscendental,
+                      [=](TwinRun& r) {
+                          const std::vector<float> xh = r.draw.normal(size_t(T) * D);
+                          // rrms as forward would save it, computed here in double
+                          std::vector<float> rh(static_cast<size_t>(T));
+                          for (int t = 0; t < T; ++t) {
+                              double ss = 0.0;
+                              for (int j = 0; j < D; ++j)
+                                  ss += double(xh[size_t(t) * D + j]) * xh[size_t(t) * D + j];
+                              rh[size_t(t)] = float(1.0 / std::sqrt(ss / D + 1e-5));
+                          }
+                          auto x = r.up(xh);
+                          auto rrms = r.up(rh);
+                          auto g = r.up(r.draw.normal(size_t(D)));
+                          auto dy = r.up(r.draw.normal(size_t(T) * D));
+                          auto dx = r.poison(size_t(T) * D);
+                          auto dg = r.up(r.draw.normal(size_t(D)));  // accumulates
+                          r.be.rmsnorm_backward(dx.get(), dg.get(), dy.get(), x.get(), g.get(),
+                                                rrms.get(), T, D);
+                          r.keep("dx", dx);
+                          r.keep("dg", dg);
+                      });
+    }
+}
+
+// ---- the by-token index of combine (routing_plan.h's tok_offsets / tok_assign) ---------------
+
+// T tokens with 0..k assignments each; the assignments are the rows of Y in a random order,
+// with `dropped` more rows of Y that no token uses (dropped slots).
+struct TokenIndex {
+    int T = 0, rows = 0;
+    std::vector<int> tok_off, tok_assign;
+    std::vector<char> used;  // per row of Y
+};
+
+TokenIndex token_index(Draw& d, int T, int max_k, int dropped) {
+    TokenIndex ix;
+    ix.T = T;
+    const std::vector<int> k = d.ints(size_t(T), max_k + 1);
+    ix.tok_off.assign(size_t(T) + 1, 0);
+    for (int t = 0; t < T; ++t) ix.tok_off[size_t(t) + 1] = ix.tok_off[size_t(t)] + k[size_t(t)];
+    const int A = ix.tok_off.back();
+    ix.rows = A + dropped;
+    const std::vector<int> perm = d.permutation(ix.rows);
+    ix.tok_assign.assign(perm.begin(), perm.begin() + A);
+    ix.used.assign(size_t(ix.rows), 0);
+    for (int a : ix.tok_assign) ix.used[size_t(a)] = 1;
+    return ix;
+}
+
+struct TokenLayout {
+    std::string name;
+    int T, max_k, dropped, D;
+};
+std::vector<TokenLayout> token_layouts() {
+    return {
+        {"mixed", 40, 2, 9, 37},         // tokens with 0, 1 or 2 assignments, dropped slots
+        {"all dropped", 12, 0, 15, 21},  // no token has an assignment
+        {"one token", 1, 1, 0, 8},       // one token, one assignment
+        {"large", 1200, 3, 100, 40},     // across the CPU's parallel threshold
+        {"no assignments at all", 0, 0, 0, 6},
+    };
+}
+
+void register_combine() {
+    for (const TokenLayout& L : token_layouts())
+        for (bool weighted : {false, true}) {
+            const std::string tag = L.name + (weighted ? " weighted" : " w=null");
+            // out (+)= sum of w * Y over at most max_k rows in a fixed order: a few roundings
+            for (bool accumulate : {false, true})
+                add_twin_case(
+                    "combine_by_token " + tag + " accumulate=" + std::to_string(accumulate),
+                    "combine_by_token", kArith, [=](TwinRun& r) {
+                        const TokenIndex ix = token_index(r.draw, L.T, L.max_k, L.dropped);
+                        const int D = L.D;
+                        auto Y = r.up(r.draw.normal(size_t(ix.rows) * D));
+                        auto w = r.up(r.draw.uniform(size_t(ix.rows), 0.1f, 1.0f));
+                        auto to = r.up(ix.tok_off);
+                        auto ta = r.up(ix.tok_assign);
+                        // overwritten: a token with no assignment must get 0, not NaN
+                        auto out = accumulate ? r.up(r.draw.normal(size_t(L.T) * D))
+                                              : r.poison(size_t(L.T) * D);
+                        r.be.combine_by_token(out.get(), Y.get(), to.get(), ta.get(),
+                                              weighted ? w.get() : nullptr, L.T, D, accumulate);
+                        r.keep("out", out);
+                    });
+            // dY = w * dout: one rounding (equal bits); dw a D-term float dot: sums in another
+            // order
+            for (bool in_place : {false, true})
+                add_twin_case("combine_by_token_backward " + tag + (in_place ? " in place" : ""),
+                              "combine_by_token_backward", product_bound(L.D), [=](TwinRun& r) {
+                                  const TokenIndex ix =
+                                      token_index(r.draw, L.T, L.max_k, L.dropped);
+                                  const int D = L.D;
+                                  const std::vector<float> yh = r.draw.normal(size_t(ix.rows) * D);
+                                  // the rows no token uses stay as they were; the others are overwritten
+                                  std::vector<float> dyh = in_place ? yh : r.draw.normal(yh.size());
+                                  std::vector<float> dwh = r.draw.normal(size_t(ix.rows));
+                                  if (!in_place)
+                                      for (int a = 0; a < ix.rows; ++a)
+                                          if (ix.used[size_t(a)])
+                                              std::fill_n(dyh.begin() + size_t(a) * D, D,
+                                                          std::numeric_limits<float>::quiet_NaN());
+                                  for (int a = 0; a < ix.rows; ++a)
+                                      if (ix.used[size_t(a)])
+                                          dwh[size_t(a)] = std::numeric_limits<float>::quiet_NaN();
+                                  auto Y = r.up(yh);
+                                  auto dY = r.up(dyh);
+                                  auto dw = r.up(dwh);
+                                  auto w = r.up(r.draw.uniform(size_t(ix.rows), 0.1f, 1.0f));
+                                  auto dout = r.up(r.draw.normal(size_t(L.T) * D));
+                                  auto to = r.up(ix.tok_off);
+                                  auto ta = r.up(ix.tok_assign);
+                                  float* dYp = in_place ? Y.get() : dY.get();
+                                  r.be.combine_by_token_backward(
+                                      dYp, dw.get(), dout.get(), Y.get(), to.get(), ta.get(),
+                                      weighted ? w.get() : nullptr, L.T, D);
+                                  r.keep("dY", in_place ? Y : dY, kExact);
+                                  r.keep("dw", dw);
+                              });
+        }
+
+    // dst[a] = src[idx[a]]: a copy. idx with repeats; 3000 x 32 crosses the parallel threshold.
+    for (const auto& shape :
+         std::vector<std::pair<int, int>>{{0, 4}, {1, 1}, {77, 13}, {3000, 32}}) {
+        const int n = shape.first, D = shape.second;
+        add_twin_case("gather_rows " + dims(n, D), "gather_rows", kExact, [=](TwinRun& r) {
+            const int src_rows = 50;
+            auto src = r.up(r.draw.normal(size_t(src_rows) * D));
+            auto idx = r.up(r.draw.ints(size_t(n), src_rows));
+            auto dst = r.poison(size_t(n) * D);
+            r.be.gather_rows(dst.get(), src.get(), idx.get(), n, D);
+            r.keep("dst", dst);
+        });
+    }
+}
+
+void register_gate_rows() {
+    for (const auto& shape :
+         std::vector<std::pair<int, int>>{{0, 3}, {1, 1}, {9, 37}, {1000, 40}}) {
+        const int T = shape.first, D = shape.second;
+        const std::string tag = dims(T, D);
+        // g = sigmoid(a): an exp and a division; y += g * S
+        add_twin_case("gate_rows_forward " + tag, "gate_rows_forward", kTranscendental,
+                      [=](TwinRun& r) {
+                          auto y = r.up(r.draw.normal(size_t(T) * D));  // accumulates
+                          auto a = r.up(r.draw.normal(size_t(T), 2.0f));
+                          auto S = r.up(r.draw.normal(size_t(T) * D));
+                          r.be.gate_rows_forward(y.get(), a.get(), S.get(), T, D);
+                          r.keep("y", y);
+                          r.keep("g", a);
+                      });
+        // dS = g * dy: one rounding (equal bits); da: a double dot rounded to float, then a few
+        // float operations
+        add_twin_case("gate_rows_backward " + tag, "gate_rows_backward", kArith, [=](TwinRun& r) {
+            auto dy = r.up(r.draw.normal(size_t(T) * D));
+            auto S = r.up(r.draw.normal(size_t(T) * D));
+            auto g = r.up(r.draw.uniform(size_t(T), 0.02f, 0.98f));
+            auto dS = r.poison(size_t(T) * D);
+            auto da = r.poison(size_t(T));
+            r.be.gate_rows_backward(dS.get(), da.get(), dy.get(), S.get(), g.get(), T, D);
+            r.keep("dS", dS, kExact);
+            r.keep("da", da);
+        });
+    }
+}
+
+void register_cross_entropy() {
+    struct Shape {
+        int T, C;
+        float scale;
+    };
+    for (Shape s :
+         {Shape{1, 1, 1.0f}, Shape{1, 10, 1.0f}, Shape{37, 11, 0.7f}, Shape{300, 100, 1.0f}})
+        for (bool with_grad : {true, false}) {
+            // the loss and the gradient through exp and log; the count of correct rows is an
+            // integer: equal
+            add_twin_case("cross_entropy " + dims(s.T, s.C) + (with_grad ? "" : " no dlogits"),
+                          "cross_entropy", kTranscendental, [=](TwinRun& r) {
+                              const size_t n = size_t(s.T) * s.C;
+                              const std::vector<float> z = r.draw.normal(n, 3.0f);
+                              // half the labels are the row's argmax, so the count is not 0
+                              std::vector<int> y = r.draw.ints(size_t(s.T), s.C);
+                              int64_t expected = 0;
+                              for (int t = 0; t < s.T; ++t) {
+                                  int arg = 0;
+                                  for (int c = 1; c < s.C; ++c)
+                                      if (z[size_t(t) * s.C + c] > z[size_t(t) * s.C + arg])
+                                          arg = c;
+                                  if (t % 2 == 0) y[size_t(t)] = arg;
+                                  expected += (y[size_t(t)] == arg);
+                              }
+                              auto logits = r.up(z);
+                              auto labels = r.up(y);
+                              auto dz = r.poison(with_grad ? n : 0);
+                              int64_t correct = -1;
+                              const double loss =
+                                  r.be.cross_entropy(with_grad ? dz.get() : nullptr, logits.get(),
+                                                     labels.get(), s.T, s.C, s.scale, &correct);
+                              r.keep("loss", {loss});
+                              r.keep("correct", {double(correct)}, kExact);
+                              if (correct != expected)
+                                  r.fail("correct = " + std::to_string(correct) + ", " +
+                                         std::to_string(expected) + " rows have argmax = label");
+                              if (with_grad) r.keep("dlogits", dz);
+                          });
+        }
+}
+
+// After an optimizer step: the gradient is all zero, and grad_sumsq has the bits of this
+// backend's sum_squares of the gradient as it was.
+void check_after_step(TwinRun& r, const TwinArray<float>& g, double sumsq_before, bool with_sumsq,
+                      double grad_sumsq) {
+    for (float v : g.download())
+        if (v != 0.0f) {
+            r.fail("the gradient is not zero after the step");
+            break;
+        }
+    if (with_sumsq) {
+        if (std::memcmp(&grad_sumsq, &sumsq_before, sizeof(double)) != 0)
+            r.fail("grad_sumsq " + std::to_string(grad_sumsq) + " differs from sum_squares " +
+                   std::to_string(sumsq_before));
+        r.keep("grad_sumsq", {grad_sumsq}, 1e-6);  // as sum_squares
+    }
+}
+
+void register_optimizers() {
+    // every combination at n = 1000; with grad_sumsq, grad_scale 0.37, weight decay and
+    // momentum at 0, 1 and 40000 values (three of the CPU's 16384-value pieces)
+    for (size_t n : {size_t(0), size_t(1), size_t(1000), size_t(40000)})
+        for (bool with_sumsq : {false, true})
+            for (float grad_scale : {1.0f, 0.37f}) {
+                if (n != 1000 && (!with_sumsq || grad_scale == 1.0f)) continue;
+                const std::string tag = "n=" + std::to_string(n) + (with_sumsq ? " sumsq" : "") +
+                                        " grad_scale=" + num(grad_scale);
+                for (float wd : {0.0f, 0.01f}) {
+                    if (n != 1000 && wd == 0.0f) continue;
+                    // a sqrt, a division, and bias corrections through pow (double on the CPU):
+                    // transcendental
+                    add_twin_case("adam_step " + tag + " wd=" + num(wd), "adam_step",
+                                  kTranscendental, [=](TwinRun& r) {
+                                      auto p = r.up(r.draw.normal(n, 0.1f));
+                                      const std::vector<float> gh = r.draw.normal(n);
+                                      auto g = r.up(gh);
+                                      auto m = r.up(r.draw.normal(n, 0.1f));
+                                      auto v = r.up(r.draw.uniform(n, 0.01f, 1.0f));
+                                      const double before = r.be.sum_squares(g.get(), n);
+                                      const Backend::AdamHyper h{0.05f, 0.9f, 0.999f, 1e-8f, wd, 7};
+                                      double sumsq = -1.0;
+                                      r.be.adam_step(p.get(), g.get(), m.get(), v.get(), n, h,
+                                                     grad_scale, with_sumsq ? &sumsq : nullptr);
+                                      r.keep("p", p);
+                                      r.keep("m", m);
+                                      r.keep("v", v);
+                                      check_after_step(r, g, before, with_sumsq, sumsq);
+                                  });
+                }
+                for (float momentum : {0.0f, 0.9f}) {
+                    if (n != 1000 && momentum == 0.0f) continue;
+                    // v = mu v + g s; p -= lr v: a few roundings (FMA)
+                    add_twin_case("sgd_step " + tag + " momentum=" + num(momentum), "sgd_step",
+                                  kArith, [=](TwinRun& r) {
+                                      auto p = r.up(r.draw.normal(n, 0.1f));
+                                      auto g = r.up(r.draw.normal(n));
+                                      auto v = r.up(r.draw.normal(n, 0.5f));
+                                      const double before = r.be.sum_squares(g.get(), n);
+                                      double sumsq = -1.0;
+                                      r.be.sgd_step(p.get(), g.get(), v.get(), n, 0.05f, momentum,
+                                                    grad_scale, with_sumsq ? &sumsq : nullptr);
+                                      r.keep("p", p);
+                                      r.keep("v", v);
+                                      check_after_step(r, g, before, with_sumsq, sumsq);
+                                  });
+                }
+            }
+}
+
+// The memory ops: alloc gives zeros; copy and fill_zero on ranges inside larger buffers (the
+// bytes around them stay); to_device / to_host at an offset.
+void register_memory() {
+    for (size_t n : {size_t(1), size_t(1000), size_t(70001)}) {
+        const std::string tag = "n=" + std::to_string(n);
+        add_twin_case("alloc " + tag, "alloc", kExact, [=](TwinRun& r) {
+            TwinArray<float> a(r.be, n);
+            const std::vector<float> h = a.download();
+            for (float v : h)
+                if (v != 0.0f) {
+                    r.fail("alloc did not give zeroed memory");
+                    break;
+                }
+            r.keep("a", a);
+        });
+        add_twin_case("copy " + tag, "copy", kExact, [=](TwinRun& r) {
+            auto src = r.up(r.draw.normal(n + 5));
+            auto dst = r.up(r.draw.normal(n + 9));
+            r.be.copy(dst.get() + 4, src.get() + 1, n * sizeof(float));
+            r.keep("dst", dst);
+        });
+        add_twin_case("fill_zero " + tag, "fill_zero", kExact, [=](TwinRun& r) {
+            auto a = r.up(r.draw.normal(n + 6));
+            r.be.fill_zero(a.get() + 3, n * sizeof(float));
+            r.keep("a", a);
+        });
+        add_twin_case("to_device to_host " + tag, "to_device", kExact, [=](TwinRun& r) {
+            auto a = r.up(r.draw.normal(n + 8));
+            const std::vector<float> h = r.draw.normal(n);
+            r.be.to_device(a.get() + 2, h.data(), n * sizeof(float));
+            std::vector<float> back(n + 2, 7.0f);
+            r.be.to_host(back.data() + 1, a.get() + 3, (n - 1) * sizeof(float));
+            r.keep("a", a);
+            r.keep("back", std::vector<double>(back.begin(), back.end()));
+        });
+    }
+}
+
+[[maybe_unused]] const bool registered = [] {
+    register_gemm();
+    register_grouped();
+    register_elementwise();
+    register_rmsnorm();
+    register_combine();
+    register_gate_rows();
+    register_cross_entropy();
+    register_optimizers();
+    register_memory();
+    return true;
+}();
+
+}  // namespace
