@@ -43,6 +43,7 @@ CudaBackend::CudaBackend(int threads) : threads_(threads) {
 // No error is checked here: a destructor must not throw, and the process is ending or the
 // backend is no longer used.
 CudaBackend::~CudaBackend() {
+    cudaFree(cols_);
     cudaFree(row_hit_);
     cudaFree(row_loss_);
     cudaFree(result_);
@@ -138,16 +139,14 @@ __global__ void rmsnorm_backward_dx_kernel(float* dx, const float* dy, const flo
     for (int j = threadIdx.x; j < D; j += kThreads) dxr[j] = r * (g[j] * dyr[j] - xr[j] * c);
 }
 
-// dg (D) += sum over rows t of dy[t] x[t] rrms[t]: one thread per column, the rows in order
-// (the CPU's order).
-__global__ void rmsnorm_backward_dg_kernel(float* dg, const float* dy, const float* x,
-                                           const float* rrms, int T, int D) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= D) return;
-    float acc = dg[j];
-    for (int t = 0; t < T; ++t) acc += dy[size_t(t) * D + j] * x[size_t(t) * D + j] * rrms[t];
-    dg[j] = acc;
-}
+// dy[t][j] x[t][j] rrms[t], summed over t into dg[j] (the column sums' value).
+struct RmsGainValue {
+    const float *dy, *x, *rrms;
+    int D;
+    __device__ float operator()(int t, int j) const {
+        return dy[size_t(t) * D + j] * x[size_t(t) * D + j] * rrms[t];
+    }
+};
 
 __global__ void gather_rows_kernel(float* dst, const float* src, const int* idx, int n, int D) {
     const size_t total = size_t(n) * D;
@@ -354,9 +353,8 @@ void CudaBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const 
     if (T <= 0 || D <= 0) return;
     rmsnorm_backward_dx_kernel<<<unsigned(T), kThreads>>>(dx, dy, x, g, rrms, D);
     MOESIM_CUDA_LAUNCHED(rmsnorm_backward_dx_kernel);
-    rmsnorm_backward_dg_kernel<<<unsigned((D + kThreads - 1) / kThreads), kThreads>>>(dg, dy, x,
-                                                                                      rrms, T, D);
-    MOESIM_CUDA_LAUNCHED(rmsnorm_backward_dg_kernel);
+    add_column_sums(dg, column_scratch(size_t(column_chunks(T)) * D), T, D,
+                    RmsGainValue{dy, x, rrms, D});
 }
 
 void CudaBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
@@ -406,6 +404,17 @@ void CudaBackend::reserve_rows(int rows) {
     row_loss_ = static_cast<double*>(alloc(size_t(rows) * sizeof(double)));
     row_hit_ = static_cast<int*>(alloc(size_t(rows) * sizeof(int)));
     rows_cap_ = rows;
+}
+
+float* CudaBackend::column_scratch(size_t n) {
+    if (n > cols_cap_) {
+        release(cols_);
+        cols_ = nullptr;
+        cols_cap_ = 0;
+        cols_ = static_cast<float*>(alloc(n * sizeof(float)));
+        cols_cap_ = n;
+    }
+    return cols_;
 }
 
 double CudaBackend::cross_entropy(float* dlogits, const float* logits, const int* labels, int T,

@@ -3,8 +3,9 @@
 // rest of the project reaches it through make_backend.h.
 //
 // Determinism: no float atomics. Every reduction has a fixed shape that depends only on the
-// problem size (a block of kThreads threads per row with a shared-memory tree, or the two passes
-// of sum_squares), so results are bit-identical run to run on one GPU. cuBLAS is deterministic
+// problem size (a block of kThreads threads per row with a shared-memory tree, the column sums'
+// chunks of kColumnChunk rows, the two passes of sum_squares), so results are bit-identical run
+// to run on one GPU. cuBLAS is deterministic
 // on one GPU model with one stream and atomics not allowed (its default).
 #pragma once
 
@@ -19,6 +20,8 @@ namespace moe::cuda {
 
 // Threads per block of every kernel (a power of two: the trees halve it).
 constexpr int kThreads = 256;
+// Rows per partial sum of the column sums (bias and norm-gain gradients, cuda_reduce.cuh).
+constexpr int kColumnChunk = 64;
 // Blocks of an elementwise kernel over n values (each thread strides over the grid): enough to fill
 // any GPU, few enough that the grid never reaches CUDA's limits. n > 0.
 inline unsigned elementwise_blocks(size_t n) {
@@ -93,6 +96,8 @@ private:
     double finish_sum();
     // Device scratch for cross_entropy's per-row results, grown to `rows` rows when needed.
     void reserve_rows(int rows);
+    // Device scratch of at least n floats for the column sums' partial sums.
+    float* column_scratch(size_t n);
 
     int threads_;
     cublasHandle_t cublas_ = nullptr;
@@ -101,6 +106,8 @@ private:
     double* row_loss_ = nullptr;  // cross_entropy: loss per row (device)
     int* row_hit_ = nullptr;      // cross_entropy: 1 where the argmax is the label (device)
     int rows_cap_ = 0;
+    float* cols_ = nullptr;  // column sums: partial sums (device)
+    size_t cols_cap_ = 0;
 };
 
 }  // namespace moe::cuda

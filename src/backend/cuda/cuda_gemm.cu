@@ -1,13 +1,17 @@
 // The CUDA backend's matrix products through cuBLAS (plain FP32: the handle's math mode is the
-// default, which never uses TF32 for cublasSgemm), and the per-segment bias kernels.
+// default, which never uses TF32 for cublasSgemm), and the per-segment bias kernels (the bias
+// gradient's column sums in cuda_reduce.cuh's two passes of fixed shape).
 //
 // Matrices are row-major and cuBLAS is column-major: a row-major (R,C) matrix is the
 // column-major (C,R) matrix of its transpose, so C = op(A) op(B) is computed as
 // Cᵀ = op(B)ᵀ op(A)ᵀ, with the operands swapped and the same transpose flags.
 //
 // The grouped products run one cublasSgemm per non-empty segment, in segment order.
+#include <algorithm>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_reduce.cuh"
 
 namespace moe::cuda {
 
@@ -20,15 +24,12 @@ __global__ void bias_rows_kernel(float* C, const float* bias, size_t n, int N) {
         C[i] = bias[i % size_t(N)];
 }
 
-// dbias (N) += column sums of dC (rows, N): one thread per column, adding the rows in order into
-// the column's running value (the CPU's order, so the sums are the same).
-__global__ void column_sums_kernel(float* dbias, const float* dC, int rows, int N) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= N) return;
-    float acc = dbias[j];
-    for (int r = 0; r < rows; ++r) acc += dC[size_t(r) * N + j];
-    dbias[j] = acc;
-}
+// dC[r][j] of a segment's rows (the column sums' value).
+struct RowValue {
+    const float* dC;
+    int N;
+    __device__ float operator()(int r, int j) const { return dC[size_t(r) * N + j]; }
+};
 
 }  // namespace
 
@@ -103,13 +104,15 @@ void CudaBackend::gemm_grouped_rows_bias(float* C, const float* A, const float* 
 void CudaBackend::bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,
                                     int G, int N) {
     if (N <= 0) return;
-    const unsigned blocks = unsigned((N + kThreads - 1) / kThreads);
-    for (int g = 0; g < G; ++g) {
+    int most = 0;  // the longest segment: the scratch is grown once, before any launch
+    for (int g = 0; g < G; ++g) most = std::max(most, off[g + 1] - off[g]);
+    if (most <= 0) return;
+    float* scratch = column_scratch(size_t(column_chunks(most)) * N);
+    for (int g = 0; g < G; ++g) {  // in segment order on one stream: each reuses the scratch
         const int rows = off[g + 1] - off[g];
         if (rows <= 0) continue;
-        column_sums_kernel<<<blocks, kThreads>>>(dbias + size_t(g) * b_stride,
-                                                 dC + size_t(off[g]) * N, rows, N);
-        MOESIM_CUDA_LAUNCHED(column_sums_kernel);
+        add_column_sums(dbias + size_t(g) * b_stride, scratch, rows, N,
+                        RowValue{dC + size_t(off[g]) * N, N});
     }
 }
 
