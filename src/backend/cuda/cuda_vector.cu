@@ -74,7 +74,9 @@ __global__ void sumsq_pass_kernel(double* partials, const float* x, size_t n, Up
     for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n;
          i += size_t(gridDim.x) * blockDim.x) {
         const float xi = x[i];
-        acc += double(xi) * double(xi);
+        // An explicit fma, not a*b + c left to the compiler's contraction: the same arithmetic
+        // in every instantiation (sum_squares and the optimizer steps).
+        acc = fma(double(xi), double(xi), acc);
         update(i, xi);
     }
     if (partials) {
