@@ -281,16 +281,20 @@ __global__ void cross_entropy_rows_kernel(double* row_loss, int* row_hit, float*
         }
         __syncthreads();
     }
+    // Every read of z before the dlogits loop is followed by a barrier (this one, or block_sum's
+    // below), and in that loop each thread reads a value before writing it: dlogits may equal
+    // logits, as on the CPU.
     const int arg = isnan(z[0]) ? 0 : si[0];
+    const int label = labels[t];
+    const float z_label = z[label];
     __syncthreads();
 
     double sum = 0.0;
     for (int c = threadIdx.x; c < C; c += kThreads) sum += double(exp_shifted(z[c], mx));
     sum = block_sum(sum, sd);
     const double lse = double(mx) + log(sum);
-    const int label = labels[t];
     if (threadIdx.x == 0) {
-        row_loss[t] = lse - double(z[label]);
+        row_loss[t] = lse - double(z_label);
         row_hit[t] = arg == label ? 1 : 0;
     }
     if (dlogits) {
