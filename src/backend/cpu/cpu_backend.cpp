@@ -11,6 +11,9 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "backend/cpu/cpu_internal.h"
+#ifdef MOESIM_WITH_CUDA
+#include "backend/cuda/make_backend.h"
+#endif
 #include "backend/device.h"
 #include "backend/threads.h"
 #include "backend/vec_math.h"
@@ -18,11 +21,21 @@
 
 namespace moe {
 
+// Both devices are made here, so the CUDA backend is reached only through its factory
+// (backend/cuda/make_backend.h, which includes no CUDA header).
 std::unique_ptr<Backend> backend_create(Device device, int threads) {
     if (device == Device::cuda) {
+#ifdef MOESIM_WITH_CUDA
+        if (cuda_device_count() == 0)
+            throw UserError(
+                "device 'cuda' is not available: no CUDA GPU is visible to this process (no GPU, "
+                "no driver, or CUDA_VISIBLE_DEVICES hides them); use device: cpu");
+        return cuda::make_backend(threads > 0 ? threads : default_threads());
+#else
         throw UserError(
-            "device 'cuda' is not available: the CUDA backend is not built yet in this version "
-            "of moe-sim; use device: cpu");
+            "device 'cuda' is not available: this moe-sim was built without CUDA (configure with "
+            "the CUDA toolkit installed, or use device: cpu)");
+#endif
     }
     return std::make_unique<cpu::CpuBackend>(threads);
 }
