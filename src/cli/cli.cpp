@@ -75,8 +75,7 @@ void print_error(const std::string& line) {
 
 std::string version_text() {
     return fmt::format("moe-sim {} (CPU: Eigen + OpenMP, {}; CUDA parts {})", MOESIM_VERSION,
-                       MOESIM_CPU_TARGET,
-                       cuda_compiled() ? "compiled, backend not built yet" : "not compiled");
+                       MOESIM_CPU_TARGET, cuda_compiled() ? "compiled" : "not compiled");
 }
 
 struct CommonArgs {

@@ -24,6 +24,7 @@
 
 #include "backend/backend.h"
 #include "config/config_error.h"
+#include "support/gpu.h"
 #include "support/twin.h"
 
 using namespace moe;
@@ -34,21 +35,6 @@ namespace {
 bool env_is_1(const char* name) {
     const char* v = std::getenv(name);
     return v && std::strcmp(v, "1") == 0;
-}
-
-// The CUDA backend, or null after the skip line (or, with MOESIM_REQUIRE_GPU=1, a failure).
-std::unique_ptr<Backend> cuda_backend_or_skip() {
-    try {
-        return backend_create(Device::cuda, 1);
-    } catch (const UserError& e) {
-        const std::string line = std::string("SKIPPED: CUDA twin tests: ") + e.what();
-        std::cerr << line << "\n";
-        if (env_is_1("MOESIM_REQUIRE_GPU"))
-            FAIL_CHECK("MOESIM_REQUIRE_GPU=1, and no CUDA backend: " << line);
-        else
-            MESSAGE(line);
-        return nullptr;
-    }
 }
 
 // Runs every case on `got` and on `ref` (the same backend: run to run) and reports each
@@ -562,14 +548,14 @@ TEST_SUITE("backend") {
     }
 
     TEST_CASE("twin cuda: every case against the cpu within its bound") {
-        std::unique_ptr<Backend> cuda = cuda_backend_or_skip();
+        std::unique_ptr<Backend> cuda = cuda_backend_or_skip("CUDA twin tests");
         if (!cuda) return;
         std::unique_ptr<Backend> cpu = backend_create(Device::cpu, 2);
         CHECK(drive(*cuda, *cpu, TwinCompare::bounded, "twin cuda vs cpu") == 0);
     }
 
     TEST_CASE("twin cuda: two runs of every case give equal bits") {
-        std::unique_ptr<Backend> cuda = cuda_backend_or_skip();
+        std::unique_ptr<Backend> cuda = cuda_backend_or_skip("CUDA twin tests");
         if (!cuda) return;
         CHECK(drive(*cuda, *cuda, TwinCompare::bitwise, "twin cuda run to run") == 0);
     }

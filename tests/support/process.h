@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -33,14 +34,24 @@ inline ProcResult run_shell(const std::string& cmd) {
     return r;
 }
 
+// The moe-sim binary, the source tree and the scratch folder are the build's, unless the
+// environment names others (MOESIM_TEST_BINARY, MOESIM_TEST_SOURCE_DIR, MOESIM_TEST_TMP): a
+// test binary built on one machine can then run on another (tools/gpu_check.sh).
+inline std::string test_binary() {
+    const char* bin = std::getenv("MOESIM_TEST_BINARY");
+    return bin && *bin ? bin : MOESIM_BINARY;
+}
+
 // Runs the moe-sim binary with the given argument string.
 inline ProcResult run_moesim(const std::string& args) {
-    return run_shell(std::string("'") + MOESIM_BINARY + "' " + args);
+    return run_shell(std::string("'") + test_binary() + "' " + args);
 }
 
 // A fresh, empty scratch directory for one test.
 inline std::filesystem::path scratch_dir(const std::string& name) {
-    const std::filesystem::path d = std::filesystem::path(MOESIM_TEST_TMP) / name;
+    const char* tmp = std::getenv("MOESIM_TEST_TMP");
+    const std::filesystem::path d =
+        std::filesystem::path(tmp && *tmp ? tmp : MOESIM_TEST_TMP) / name;
     std::filesystem::remove_all(d);
     std::filesystem::create_directories(d);
     return d;
@@ -54,7 +65,8 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 inline std::string source_path(const std::string& rel) {
-    return std::string(MOESIM_SOURCE_DIR) + "/" + rel;
+    const char* dir = std::getenv("MOESIM_TEST_SOURCE_DIR");
+    return std::string(dir && *dir ? dir : MOESIM_SOURCE_DIR) + "/" + rel;
 }
 
 }  // namespace moe::test

@@ -25,16 +25,9 @@ namespace moe {
 // (backend/cuda/make_backend.h, which includes no CUDA header).
 std::unique_ptr<Backend> backend_create(Device device, int threads) {
     if (device == Device::cuda) {
+        if (const std::string why = device_unavailable(device); !why.empty()) throw UserError(why);
 #ifdef MOESIM_WITH_CUDA
-        if (cuda_device_count() == 0)
-            throw UserError(
-                "device 'cuda' is not available: no CUDA GPU is visible to this process (no GPU, "
-                "no driver, or CUDA_VISIBLE_DEVICES hides them); use device: cpu");
         return cuda::make_backend(threads > 0 ? threads : default_threads());
-#else
-        throw UserError(
-            "device 'cuda' is not available: this moe-sim was built without CUDA (configure with "
-            "the CUDA toolkit installed, or use device: cpu)");
 #endif
     }
     return std::make_unique<cpu::CpuBackend>(threads);

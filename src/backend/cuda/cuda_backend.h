@@ -49,6 +49,7 @@ public:
     void to_host(void* host_dst, const void* src, size_t bytes) override;
     void copy(void* dst, const void* src, size_t bytes) override;
     void fill_zero(void* p, size_t bytes) override;
+    void synchronize() override;
 
     void gemm(float* C, const float* A, const float* B, int M, int N, int K, bool ta, bool tb,
               float beta) override;

@@ -46,4 +46,8 @@ void CudaBackend::fill_zero(void* p, size_t bytes) {
     if (bytes) MOESIM_CUDA_CHECK(cudaMemset(p, 0, bytes));
 }
 
+void CudaBackend::synchronize() {
+    MOESIM_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 }  // namespace moe::cuda
