@@ -69,12 +69,12 @@ fi
     echo
     echo "## bench (median ms per step; 20 timed steps after 3 warm-up)"
     echo
-    echo "| config | cpu ms ($(nproc) threads) | cuda ms | cuda speedup | cuda GFLOP/s |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| config | cpu ms ($(nproc) threads) | cuda ms | cuda speedup | cpu GFLOP/s | cuda GFLOP/s |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 } >> "$REPORT"
 for cfg in configs/bench/*.yaml; do
     name=$(basename "$cfg" .yaml)
-    cpu=$(timeout 120 "$BIN" bench "$cfg" --csv device=cpu 2>&1 | tail -n 1)
+    cpu=$(timeout 120 "$BIN" bench "$cfg" --csv --threads 0 device=cpu 2>&1 | tail -n 1)
     gpu=$(timeout 120 "$BIN" bench "$cfg" --csv device=cuda 2>&1 | tail -n 1)
     echo "$name cpu: $cpu"
     echo "$name cuda: $gpu"
@@ -84,11 +84,11 @@ name, cpu, gpu = sys.argv[1:4]
 def cell(row, i):
     try: return float(row.split(",")[i])
     except (ValueError, IndexError): return None
-c, g, gf = cell(cpu, 6), cell(gpu, 6), cell(gpu, 11)
+c, g, cf, gf = cell(cpu, 6), cell(gpu, 6), cell(cpu, 11), cell(gpu, 11)
 if c is None or g is None:
-    print(f"| {name} | {cpu[:60]} | {gpu[:60]} | | |")
+    print(f"| {name} | {cpu[:60]} | {gpu[:60]} | | | |")
 else:
-    print(f"| {name} | {c:.3f} | {g:.3f} | {c / g:.2f}x | {gf:.1f} |")
+    print(f"| {name} | {c:.3f} | {g:.3f} | {c / g:.2f}x | {cf:.1f} | {gf:.1f} |")
 PY
 done
 echo
