@@ -10,6 +10,7 @@ scaling in N (n8 -> n512), and writes every raw row to --raw (CSV).
         [--threads 2] [--moesim build/release/moe-sim]
         [--peer experiments/torch_reference.py] [--python python3] [--impl sparse]
         [--set KEY=VALUE ...] [--raw bench_vs_torch.csv] [--no-rss] [--no-torch]
+        [--device cpu|cuda]
 
 Figure of the raw CSV (ms per step against N experts, speedup): tools/plot/bench.py RAW.csv.
 
@@ -28,6 +29,8 @@ GFLOP/s: each program's counted FLOPs (docs/performance.md) with its own process
 for the reference they are A = T*k*(1 - drop_fraction) from its CSV, for moe-sim the count it
 prints. The two programs do not route identically (different init and data), so their drop
 fractions, hence their counted FLOPs, differ a little; both are shown.
+--device cuda runs both on the GPU (moe-sim with device=cuda, the reference with --device cuda;
+both wait for the GPU at the end of each timed step); --threads then only sets the host threads.
 Peak RSS (KiB -> MiB) is measured with /usr/bin/time when it exists (off with --no-rss).
 The environment passes through to both programs: on a machine shared with other work, OpenMP's
 spinning barriers make both collapse at 2 threads; OMP_WAIT_POLICY=passive before the script
@@ -74,7 +77,7 @@ def peer_args(cfg, a):
             "--capacity-factor", cfg["capacity.factor"], "--batch", cfg["train.batch_size"],
             "--classes", cfg["data.clusters.num_classes"], "--threads", str(a.threads),
             "--lr", cfg["train.lr"], "--alpha", cfg["balance.alpha"],
-            "--steps", str(a.steps), "--warmup", str(a.warmup), "--header"]
+            "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", a.device, "--header"]
 
 
 def counted_flops(cfg, assignments):
@@ -136,7 +139,10 @@ def main():
     ap.add_argument("--raw", default="", help="also write every raw row to this CSV file")
     ap.add_argument("--no-rss", action="store_true", help="do not measure peak RSS")
     ap.add_argument("--no-torch", action="store_true", help="run moe-sim only")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where both programs run (moe-sim's device key, the reference's --device)")
     a = ap.parse_args()
+    a.set = a.set + [f"device={a.device}"]
 
     if not os.access(a.moesim, os.X_OK):
         sys.exit(f"bench_vs_torch: no moe-sim binary at {a.moesim} (build it, or pass --moesim / MOESIM)")
@@ -194,7 +200,7 @@ def main():
         v = [x[key] for x in raw if x["config"] == label and x["program"] == prog]
         return fn(v) if v else float("nan")
 
-    print(f"\nmoe-sim: {a.moesim}; threads {a.threads}; {a.rounds} rounds x {a.steps} timed steps "
+    print(f"\nmoe-sim: {a.moesim}; device {a.device}; threads {a.threads}; {a.rounds} rounds x {a.steps} timed steps "
           f"(+{a.warmup} warm-up), alternating; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
     if with_torch:
         blas = {x["blas"] for x in raw if x["program"] == "torch"}
