@@ -1,7 +1,8 @@
 // The whole model and the training loop on CUDA against the CPU (issue: the CUDA backend):
 //   - one training step of a model with every op in use (dense and MoE blocks, shared experts
 //     with the sigmoid gate, capacity drops): the same loss, the same routing plans, the same
-//     parameter gradients within float32 rounding;
+//     parameter gradients within float32 rounding; the same for Soft MoE's dense path and for
+//     an ngd update with a router group of its own;
 //   - 200 quickstart steps: the loss curve follows the CPU's within a stated tolerance;
 //   - two CUDA runs of one config: byte-identical CSV.
 // Skipped with a "SKIPPED: ..." line where no CUDA backend can be made, and a failure then under
@@ -14,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/cpu_backend.h"
 #include "config/config_load.h"
 #include "model/model.h"
 #include "support/gpu.h"
 #include "support/process.h"
 #include "tasks/task.h"
+#include "train/optimizer.h"
 #include "train/trainer.h"
 
 using namespace moe;
@@ -66,58 +69,138 @@ Config small_config(std::vector<std::string> extra = {}) {
     return config_load_file(source_path("configs/quickstart.yaml"), o);
 }
 
+struct StepComparison {
+    int dropped = 0;           // assignments dropped by capacity, over the MoE layers
+    double grad_diff = -1.0;   // relative difference of the whole parameter gradient
+    double param_diff = -1.0;  // and of the parameters after the update (with_optimizer)
+};
+
+// One training step (forward, backward; with_optimizer: and the optimizer's update) of cfg's model
+// on the CPU and on gpu from the same initial parameters and batch: the losses, the routing plans,
+// the parameter gradients and (with_optimizer) the updated parameters must agree.
+StepComparison compare_one_step(Backend& gpu, const Config& cfg, bool with_optimizer = false) {
+    StepComparison out;
+    std::unique_ptr<Backend> cpu = backend_create(Device::cpu, 2);
+    std::unique_ptr<Task> task = task_create(cfg);
+    Batch batch;
+    const int B = cfg.train.batch_size;
+    task->train_batch(1, B, batch);
+    Model mc(cfg, task->input_dim(), task->num_classes(), B);
+    Model mg(cfg, task->input_dim(), task->num_classes(), B, &gpu);
+    REQUIRE(mc.params().data().to_vector() == mg.params().data().to_vector());
+    REQUIRE_FALSE(mg.params().data().on_host());  // the parameters are the backend's memory
+    Pass pass;
+    pass.training = true;
+    pass.step = 1;
+    pass.capacity_factor = cfg.capacity.factor;
+    const LossParts lc = mc.forward(*cpu, batch.x.data(), batch.y.data(), B, pass);
+    const LossParts lg = mg.forward(gpu, batch.x.data(), batch.y.data(), B, pass);
+    CHECK(std::abs(lg.loss - lc.loss) <= 1e-5 * std::abs(lc.loss));
+    CHECK(std::abs(lg.aux - lc.aux) <= 1e-4 * std::abs(lc.aux) + 1e-9);
+    CHECK(lg.correct == lc.correct);
+    const auto layers_c = mc.moe_layers(), layers_g = mg.moe_layers();
+    REQUIRE(layers_c.size() == layers_g.size());
+    for (size_t l = 0; l < layers_c.size(); ++l) {
+        const RoutingPlan& pc = layers_c[l]->plan();
+        const RoutingPlan& pg = layers_g[l]->plan();
+        CHECK(pg.offsets == pc.offsets);
+        CHECK(pg.token == pc.token);
+        CHECK(pg.tok_assign == pc.tok_assign);
+        CHECK(rel_diff(pg.gate, pc.gate) < 1e-5);
+        CHECK(rel_diff(pg.dispatch, pc.dispatch) < 1e-5);
+        CHECK(rel_diff(pg.combine, pc.combine) < 1e-5);
+        for (int d : pc.dropped) out.dropped += d;
+    }
+    mc.backward(*cpu, B);
+    mg.backward(gpu, B);
+    const std::vector<float> gc = mc.params().grad().to_vector();
+    const std::vector<float> gg = mg.params().grad().to_vector();
+    const double whole = rel_diff(gg, gc);
+    MESSAGE("cuda vs cpu: loss ", lg.loss, " vs ", lc.loss, "; gradient relative difference ",
+            whole);
+    CHECK(whole < 1e-4);
+    out.grad_diff = whole;
+    // every tensor on its own (a wrong op in one layer can hide in the whole norm)
+    for (const ParamTensor& t : mc.params().tensors()) {
+        const std::vector<float> a(gg.begin() + t.offset, gg.begin() + t.offset + t.size);
+        const std::vector<float> b(gc.begin() + t.offset, gc.begin() + t.offset + t.size);
+        CAPTURE(t.name);
+        CHECK(rel_diff(a, b) < 1e-3);
+    }
+    if (with_optimizer) {
+        Optimizer oc(cfg.train, mc.params().size(), cfg.experts.count);
+        Optimizer og(cfg.train, mg.params().size(), cfg.experts.count, &gpu);
+        double sc = 0.0, sg = 0.0;
+        oc.step(*cpu, mc.params(), float(cfg.train.lr), 1, 1.0f, &sc);
+        og.step(gpu, mg.params(), float(cfg.train.lr), 1, 1.0f, &sg);
+        CHECK(std::abs(sg - sc) <= 1e-5 * sc);
+        const std::vector<float> pc = mc.params().data().to_vector();
+        const std::vector<float> pg = mg.params().data().to_vector();
+        out.param_diff = rel_diff(pg, pc);
+        CHECK(out.param_diff < 1e-5);
+        const std::vector<float> zero(pc.size(), 0.0f);
+        CHECK(mg.params().grad().to_vector() == zero);  // the update zeroes the gradients
+    }
+    return out;
+}
+
 }  // namespace
 
+// The CPU backend with its memory declared not host memory: every Buf then allocates through the
+// backend, every Mirror and upload copies, and the optimizer and the dense path take their device
+// branches, all on host pointers. So the device code paths of the model run, and are checked,
+// on machines without a GPU.
+struct DeviceLikeCpu final : cpu::CpuBackend {
+    DeviceLikeCpu() : CpuBackend(2) {}
+    bool host_memory() const override { return false; }
+};
+
 TEST_SUITE("cuda") {
+    TEST_CASE("device paths on a cpu backend with separate memory: the cpu's steps") {
+        // The same arithmetic on the same CPU: equal bits, except ngd's group norms, which the
+        // device branch sums with the backend's sum_squares (another order) instead of a serial
+        // loop.
+        DeviceLikeCpu be;
+        const StepComparison a = compare_one_step(be, small_config(), true);
+        CHECK(a.dropped > 0);
+        CHECK(a.grad_diff == 0.0);
+        CHECK(a.param_diff == 0.0);
+        const StepComparison b = compare_one_step(
+            be, small_config({"router.type=soft_slots", "router.soft_slots.slots=4",
+                              "capacity.factor=0", "balance.loss=none"}));
+        CHECK(b.grad_diff == 0.0);
+        const StepComparison c =
+            compare_one_step(be,
+                             small_config({"train.optimizer=ngd", "train.router_optimizer=sgd",
+                                           "train.router_lr=0.1", "train.lr=0.001"}),
+                             true);
+        CHECK(c.grad_diff == 0.0);
+        CHECK(c.param_diff < 1e-6);
+        const StepComparison d = compare_one_step(be, small_config({"router.type=expert_choice"}));
+        CHECK(d.grad_diff == 0.0);
+    }
+
     TEST_CASE("cuda model: one step gives the cpu's loss and routing plans and gradients") {
         std::unique_ptr<Backend> gpu = moe::test::cuda_backend_or_skip("CUDA model tests");
         if (!gpu) return;
-        std::unique_ptr<Backend> cpu = backend_create(Device::cpu, 2);
-        const Config cfg = small_config();
-        std::unique_ptr<Task> task = task_create(cfg);
-        Batch batch;
-        const int B = cfg.train.batch_size;
-        task->train_batch(1, B, batch);
-        Model mc(cfg, task->input_dim(), task->num_classes(), B);
-        Model mg(cfg, task->input_dim(), task->num_classes(), B, gpu.get());
-        REQUIRE(mc.params().data().to_vector() == mg.params().data().to_vector());
-        Pass pass;
-        pass.training = true;
-        pass.step = 1;
-        pass.capacity_factor = cfg.capacity.factor;
-        const LossParts lc = mc.forward(*cpu, batch.x.data(), batch.y.data(), B, pass);
-        const LossParts lg = mg.forward(*gpu, batch.x.data(), batch.y.data(), B, pass);
-        CHECK(std::abs(lg.loss - lc.loss) <= 1e-5 * std::abs(lc.loss));
-        CHECK(std::abs(lg.aux - lc.aux) <= 1e-4 * std::abs(lc.aux) + 1e-9);
-        CHECK(lg.correct == lc.correct);
-        const auto layers_c = mc.moe_layers(), layers_g = mg.moe_layers();
-        REQUIRE(layers_c.size() == layers_g.size());
-        int dropped = 0;
-        for (size_t l = 0; l < layers_c.size(); ++l) {
-            const RoutingPlan& pc = layers_c[l]->plan();
-            const RoutingPlan& pg = layers_g[l]->plan();
-            CHECK(pg.offsets == pc.offsets);
-            CHECK(pg.token == pc.token);
-            CHECK(pg.tok_assign == pc.tok_assign);
-            CHECK(rel_diff(pg.gate, pc.gate) < 1e-5);
-            for (int d : pc.dropped) dropped += d;
-        }
-        CHECK(dropped > 0);  // the capacity limit is exercised
-        mc.backward(*cpu, B);
-        mg.backward(*gpu, B);
-        const std::vector<float> gc = mc.params().grad().to_vector();
-        const std::vector<float> gg = mg.params().grad().to_vector();
-        const double whole = rel_diff(gg, gc);
-        MESSAGE("cuda vs cpu: loss ", lg.loss, " vs ", lc.loss, "; gradient relative difference ",
-                whole);
-        CHECK(whole < 1e-4);
-        // every tensor on its own (a wrong op in one layer can hide in the whole norm)
-        for (const ParamTensor& t : mc.params().tensors()) {
-            const std::vector<float> a(gg.begin() + t.offset, gg.begin() + t.offset + t.size);
-            const std::vector<float> b(gc.begin() + t.offset, gc.begin() + t.offset + t.size);
-            CAPTURE(t.name);
-            CHECK(rel_diff(a, b) < 1e-3);
-        }
+        const StepComparison c = compare_one_step(*gpu, small_config());
+        CHECK(c.dropped > 0);  // the capacity limit is exercised
+    }
+
+    TEST_CASE("cuda model: the soft_slots dense path gives the cpu's step") {
+        std::unique_ptr<Backend> gpu = moe::test::cuda_backend_or_skip("CUDA model tests");
+        if (!gpu) return;
+        compare_one_step(*gpu, small_config({"router.type=soft_slots", "router.soft_slots.slots=4",
+                                             "capacity.factor=0", "balance.loss=none"}));
+    }
+
+    TEST_CASE("cuda optimizer: an ngd step with its own router group gives the cpu's parameters") {
+        std::unique_ptr<Backend> gpu = moe::test::cuda_backend_or_skip("CUDA model tests");
+        if (!gpu) return;
+        compare_one_step(*gpu,
+                         small_config({"train.optimizer=ngd", "train.router_optimizer=sgd",
+                                       "train.router_lr=0.1", "train.lr=0.001"}),
+                         true);
     }
 
     TEST_CASE("cuda training: 200 quickstart steps follow the cpu's loss curve") {

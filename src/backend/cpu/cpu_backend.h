@@ -7,7 +7,7 @@
 
 namespace moe::cpu {
 
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
 public:
     explicit CpuBackend(int threads);
     Device device() const override { return Device::cpu; }
