@@ -24,7 +24,7 @@
 // stream is position t = 1 + q % (L-1) of sequence q / (L-1). Its input is the window of tokens
 // t-C .. t-1 as C one-hot slots of V values (slot j = position t - C + j, oldest first; a slot
 // before position 0 is all zeros), its label token t, its group the domain, its token (for
-// token-id routers) token t-1. So input_dim = C * V, and the model's input projection is a learned
+// token-id routers) token t-1, its position t. So input_dim = C * V, and the model's input projection is a learned
 // token-and-position embedding sum.
 // Training batches: the batch of step s is examples s*B .. s*B + B-1 of kStreamData (B =
 // train.batch_size examples = tokens per step, whole sequences' positions in order, a sequence may
@@ -256,6 +256,7 @@ void MarkovTask::generate(uint64_t stream, uint64_t q, uint64_t n_seq, Batch& ou
     out.group[size_t(i)] = d;
     out.token[size_t(i)] = tokens[size_t(t - 1)];
     out.sequence[size_t(i)] = int64_t(q / uint64_t(L - 1));  // before the train set's wrap
+    out.position[size_t(i)] = t;
 }
 
 void MarkovTask::train_batch(int64_t step, int batch_size, Batch& out) const {

@@ -9,8 +9,9 @@
 // An example is "a OP b =" -> c: its input the one-hots of a (p slots), of the operation
 // (number of ops slots) and of b (p slots), in that order (input_dim = 2p + ops); its label
 // c = a OP b mod p (num_classes = p); its group the operation's index in data.modular.ops; its
-// token (for token-id routers) b, the last operand. Only the answer is predicted: there are no
-// other positions. The ideal loss is 0 (c is a function of the input).
+// token (for token-id routers) b, the last operand; its position 4, that of c in "a OP b = c".
+// Only the answer is predicted: there are no other positions. The ideal loss is 0 (c is a
+// function of the input).
 // Training batches: example i of step s is train triple uniform_int(q, train triples) of
 // Rng{seed, kStreamData, 0}, q = s * B + i (drawn with replacement; data.train_size is not used).
 // The eval set is the first min(eval_size, held-out) held-out triples (in the permuted order).
@@ -23,6 +24,10 @@
 #include "backend/rng.h"
 
 namespace moe {
+
+namespace {
+constexpr int kAnswerPosition = 4;  // c in "a OP b = c"
+}  // namespace
 
 ModularTask::ModularTask(const ModularConfig& mc, int64_t eval_size, uint64_t seed)
     : mc_(mc), seed_(seed) {
@@ -81,6 +86,7 @@ void ModularTask::fill(const Triple& t, Batch& out, int i) const {
     out.group[size_t(i)] = t.op;
     out.token[size_t(i)] = t.b;
     out.sequence[size_t(i)] = i;  // each example is a sequence of its own (one answer token)
+    out.position[size_t(i)] = kAnswerPosition;
 }
 
 void ModularTask::train_batch(int64_t step, int batch_size, Batch& out) const {

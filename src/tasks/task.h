@@ -27,6 +27,10 @@ struct Batch {  // B examples
     // Token tasks: (B) the sequence each example's position belongs to (the positions of one
     // sequence are adjacent), for the sequence-wise balance loss. Empty otherwise.
     std::vector<int64_t> sequence;
+    // Token tasks: (B) the position in its sequence of the token each example predicts (its
+    // label; markov: t in 1 .. seq_len-1, modular: 4, the c of "a OP b = c"), for the drop rate
+    // by position (positions.csv). Empty otherwise.
+    std::vector<int> position;
 
     // Sizes the three arrays for b examples of width d; keeps capacity, so a batch reused with the
     // same (or a smaller) shape never allocates again.
@@ -37,11 +41,12 @@ struct Batch {  // B examples
         y.resize(static_cast<size_t>(b));
         group.resize(static_cast<size_t>(b));
     }
-    // token sized as well, for tasks that have token ids.
+    // token, sequence and position sized as well, for tasks that have token ids.
     void resize_tokens(int b, int d) {
         resize(b, d);
         token.resize(static_cast<size_t>(b));
         sequence.resize(static_cast<size_t>(b));
+        position.resize(static_cast<size_t>(b));
     }
     const int64_t* sequence_ids(int start = 0) const {
         return sequence.empty() ? nullptr : sequence.data() + start;

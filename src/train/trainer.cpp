@@ -17,6 +17,7 @@
 #include "io/csv_writer.h"
 #include "model/model.h"
 #include "stats/routing_stats.h"
+#include "stats/token_stats.h"
 #include "tasks/task.h"
 #include "train/checkpoint.h"
 #include "train/optimizer.h"
@@ -53,21 +54,30 @@ struct Recorder {
     std::vector<LayerWindow> eval_win;
     std::vector<std::vector<int>> eval_top1;  // (layers, eval tokens)
     std::vector<int> blocks;                  // block index of each MoE layer
-    CsvWriter metrics, timing, layers, experts, specialization, events;
+    // Token tasks (the eval set has token ids and positions): the token-level statistics.
+    bool token_stats = false;
+    std::vector<TokenWindow> tok_win;  // (layers)
+    std::vector<int> report_ids;       // the token ids of tokens.csv, ascending
+    CsvWriter metrics, timing, layers, experts, specialization, events, tokens, positions;
     std::vector<CsvCell> row;
 
-    // The files of a run, in order, with their headers.
+    // The files of a run, in order (tokens.csv and positions.csv: token tasks only).
     static constexpr const char* kFiles[] = {"metrics.csv", "timing.csv",         "layers.csv",
-                                             "experts.csv", "specialization.csv", "events.csv"};
+                                             "experts.csv", "specialization.csv", "events.csv",
+                                             "tokens.csv",  "positions.csv"};
+    static constexpr int kMaxReportedTokens = 256;  // tokens.csv: the most frequent ids
 
     // mode append: a resumed run (the files were cut back to its checkpoint's step).
-    // ideal: the task has an exact ideal loss; metrics.csv then ends with ideal_loss and loss_gap
-    // (so a clusters run's files are what they were before token tasks).
-    Recorder(int NL, int N, int G, int E, std::vector<int> blocks_, bool ideal,
+    // ideal: the task has an exact ideal loss; metrics.csv then ends with ideal_loss and loss_gap.
+    // A token task (eval set with token ids and positions) adds spec_nmi_token to layers.csv and
+    // writes tokens.csv and positions.csv. So a clusters run's files are what they were before
+    // token tasks.
+    Recorder(int NL, int N, int G, const Batch& eval, std::vector<int> blocks_, bool ideal,
              const std::filesystem::path& dir, CsvMode mode)
         : eval_win(NL, LayerWindow(N, G)),
-          eval_top1(NL, std::vector<int>(E, 0)),
+          eval_top1(NL, std::vector<int>(eval.B, 0)),
           blocks(std::move(blocks_)),
+          token_stats(!eval.token.empty() && !eval.position.empty()),
           metrics(dir / "metrics.csv", metrics_header(ideal), mode),
           timing(dir / "timing.csv", {"step", "tokens_per_s", "step_ms", "wall_s"}, mode),
           experts(dir / "experts.csv",
@@ -78,8 +88,22 @@ struct Recorder {
                          mode),
           events(dir / "events.csv", {"step", "layer", "expert", "event"}, mode) {
         std::vector<std::string> h = {"step", "split", "layer"};
-        for (auto c : kLayerStatColumns) h.emplace_back(c);
+        for (auto c : kLayerStatColumns) {
+            h.emplace_back(c);
+            if (token_stats && c == "spec_nmi") h.emplace_back("spec_nmi_token");
+        }
         layers = CsvWriter(dir / "layers.csv", h, mode);
+        if (!token_stats) return;
+        const int V = 1 + *std::max_element(eval.token.begin(), eval.token.end());
+        const int P = 1 + *std::max_element(eval.position.begin(), eval.position.end());
+        tok_win.assign(size_t(NL), TokenWindow(N, V, P));
+        report_ids = reported_tokens(eval.token, V, kMaxReportedTokens);
+        tokens =
+            CsvWriter(dir / "tokens.csv", {"step", "layer", "token", "expert", "tokens"}, mode);
+        positions = CsvWriter(dir / "positions.csv",
+                              {"step", "layer", "position", "tokens", "processed", "dropped_tokens",
+                               "drop_rate", "dropped_token_rate"},
+                              mode);
     }
 
     static std::vector<std::string> metrics_header(bool ideal) {
@@ -92,13 +116,18 @@ struct Recorder {
         return h;
     }
 
+    // spec_nmi_token: the layer's value on eval rows of a token task, NaN otherwise.
     void write_layer_rows(int64_t step, std::string_view split, int l, const LayerStats& st,
-                          const float* bias) {
+                          const float* bias, double spec_nmi_token = kNaN) {
         row.clear();
         row.emplace_back(step);
         row.emplace_back(split);
         row.emplace_back(blocks[l]);
-        for (double v : layer_stat_values(st)) row.emplace_back(v);
+        const auto values = layer_stat_values(st);
+        for (size_t c = 0; c < values.size(); ++c) {
+            row.emplace_back(values[c]);
+            if (token_stats && kLayerStatColumns[c] == "spec_nmi") row.emplace_back(spec_nmi_token);
+        }
         layers.write_row(row);
         for (int i = 0; i < int(st.experts.size()); ++i) {
             const ExpertStats& e = st.experts[i];
@@ -107,6 +136,23 @@ struct Recorder {
                                st.num_tokens > 0 ? e.importance : kNaN, bias[i]});
         }
     }
+    // tokens.csv and positions.csv rows of MoE layer l at eval `step` (token tasks): the
+    // non-zero cells of the token x top-1 expert table for the reported ids, every position that
+    // had tokens.
+    void write_token_rows(int64_t step, int l) {
+        const TokenWindow& w = tok_win[size_t(l)];
+        const int N = w.experts();
+        const auto table = w.token_expert();
+        for (int v : report_ids)
+            for (int i = 0; i < N; ++i) {
+                const int64_t n = table[size_t(v) * size_t(N) + size_t(i)];
+                if (n > 0) tokens.write_row({step, blocks[l], v, i, n});
+            }
+        for (const PositionStats& p : w.positions())
+            positions.write_row({step, blocks[l], p.position, p.tokens,
+                                 p.has_processed ? CsvCell(p.processed) : CsvCell(),
+                                 p.dropped_tokens, p.drop_rate, p.dropped_token_rate});
+    }
     void flush() {
         metrics.flush();
         timing.flush();
@@ -114,6 +160,10 @@ struct Recorder {
         experts.flush();
         specialization.flush();
         events.flush();
+        if (token_stats) {
+            tokens.flush();
+            positions.flush();
+        }
     }
 };
 
@@ -195,7 +245,7 @@ private:
             mode = CsvMode::append;
         }
         st_.stats.summary.set_ideal_loss(task_->ideal_loss());
-        return Recorder(int(moe_.size()), cfg_.experts.count, G_, task_->eval_set().B,
+        return Recorder(int(moe_.size()), cfg_.experts.count, G_, task_->eval_set(),
                         st_.model.moe_block_index(), has_ideal(), opts_.out_dir, mode);
     }
 
@@ -273,6 +323,7 @@ private:
         double loss = 0, task_loss = 0, aux = 0, z = 0;
         int64_t correct = 0;
         for (auto& w : rec_.eval_win) w.reset();
+        for (auto& w : rec_.tok_win) w.reset();
         for (int start = 0; start < E; start += B) {
             const int T = std::min(B, E - start);
             pass.token_ids = eval.token_ids(start);
@@ -291,13 +342,17 @@ private:
                                          eval.group.data() + start, G_, m.aux_loss(),
                                          m.z_loss_value());
                 for (int t = 0; t < T; ++t) rec_.eval_top1[l][start + t] = top1_expert(probs, N, t);
+                if (rec_.token_stats)
+                    rec_.tok_win[l].observe(m.plan(), rec_.eval_top1[l].data() + start,
+                                            eval.token.data() + start,
+                                            eval.position.data() + start);
             }
         }
         record_eval_row(step, loss / E, task_loss / E, aux / E, z / E, double(correct) / E);
     }
 
-    // metrics.csv, layers.csv, experts.csv and specialization.csv rows of the eval split; the
-    // collapse events of the eval interval that ends here.
+    // metrics.csv, layers.csv, experts.csv and specialization.csv rows of the eval split (token
+    // tasks: tokens.csv and positions.csv too); the collapse events of the eval interval that ends here.
     void record_eval_row(int64_t step, double loss, double task_loss, double aux, double z,
                          double acc) {
         StatsState& ss = st_.stats;
@@ -314,7 +369,9 @@ private:
         for (int l = 0; l < int(moe_.size()); ++l) {
             LayerStats st = rec_.eval_win[l].finish();
             st.flip_rate = ss.flips[l].update(rec_.eval_top1[l]);
-            rec_.write_layer_rows(step, "eval", l, st, moe_[l]->bias());
+            rec_.write_layer_rows(step, "eval", l, st, moe_[l]->bias(),
+                                  rec_.token_stats ? rec_.tok_win[l].spec_nmi_token() : kNaN);
+            if (rec_.token_stats) rec_.write_token_rows(step, l);
             ss.summary.observe_eval(l, st);
             for (int g = 0; g < st.num_groups; ++g)
                 for (int i = 0; i < N; ++i)

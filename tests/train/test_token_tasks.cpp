@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -110,8 +111,8 @@ TEST_SUITE("train") {
         o2.out_dir = d2;
         REQUIRE(train_run(load("configs/markov.yaml", o, 1), o1).status == RunStatus::completed);
         REQUIRE(train_run(load("configs/markov.yaml", o, 2), o2).status == RunStatus::completed);
-        for (const char* f :
-             {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv", "summary.csv"}) {
+        for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
+                              "tokens.csv", "positions.csv", "summary.csv"}) {
             CAPTURE(f);
             CHECK(read_text(d1 / f) == read_text(d2 / f));
         }
@@ -134,7 +135,37 @@ TEST_SUITE("train") {
         op.resume = true;
         REQUIRE(train_run(load("configs/markov.yaml", o, 2), op).status == RunStatus::completed);
         for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
-                              "events.csv", "summary.csv"}) {
+                              "events.csv", "tokens.csv", "positions.csv", "summary.csv"}) {
+            CAPTURE(f);
+            CHECK(read_text(whole / f) == read_text(part / f));
+        }
+    }
+
+    TEST_CASE("resume: a markov run cuts tokens.csv and positions.csv back to its checkpoint") {
+        // rows after the checkpoint's step (as a run killed after writing them leaves) are cut
+        // off on resume: the files then equal those of the run that never stopped
+        const std::vector<std::string> o = {
+            "data.markov.vocab=8", "data.markov.seq_len=10", "data.markov.context=3",
+            "data.eval_size=256",  "model.d_model=16",       "experts.count=4",
+            "experts.d_ff=16",     "train.steps=20",         "train.eval_every=10",
+            "train.log_every=5",   "train.batch_size=64"};
+        const auto whole = scratch_dir("markov_cut_whole"), part = scratch_dir("markov_cut_part");
+        RunOptions ow, op;
+        ow.out_dir = whole;
+        op.out_dir = part;
+        op.stop_after_step = 12;
+        REQUIRE(train_run(load("configs/markov.yaml", o), ow).status == RunStatus::completed);
+        REQUIRE(train_run(load("configs/markov.yaml", o), op).status == RunStatus::interrupted);
+        {
+            std::ofstream t(part / "tokens.csv", std::ios::app);
+            t << "15,0,0,0,1\n";
+            std::ofstream p(part / "positions.csv", std::ios::app);
+            p << "15,0,1,1,2,0,0,0\n";
+        }
+        op.stop_after_step = 0;
+        op.resume = true;
+        REQUIRE(train_run(load("configs/markov.yaml", o), op).status == RunStatus::completed);
+        for (const char* f : {"tokens.csv", "positions.csv", "layers.csv"}) {
             CAPTURE(f);
             CHECK(read_text(whole / f) == read_text(part / f));
         }
