@@ -77,7 +77,8 @@ def peer_args(cfg, a):
             "--capacity-factor", cfg["capacity.factor"], "--batch", cfg["train.batch_size"],
             "--classes", cfg["data.clusters.num_classes"], "--threads", str(a.threads),
             "--lr", cfg["train.lr"], "--alpha", cfg["balance.alpha"],
-            "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", a.device, "--header"]
+            "--steps", str(a.steps), "--warmup", str(a.warmup), "--device", getattr(a, "device", "cpu"),
+            "--header"]
 
 
 def counted_flops(cfg, assignments):
