@@ -123,9 +123,12 @@ TEST_SUITE("train") {
             }
             return "";
         };
-        CHECK(message({"data.task=clusters"}).find("model.kind") != std::string::npos);
-        CHECK(message({"data.task=modular"}).find("model.kind") != std::string::npos);
-        CHECK(message({"device=cuda"}).find("model.kind") != std::string::npos);
+        CHECK(message({"data.task=clusters"}).find("model.kind: 'transformer' reads token") !=
+              std::string::npos);
+        CHECK(message({"data.task=modular"}).find("model.kind: 'transformer' reads token") !=
+              std::string::npos);
+        CHECK(message({"device=cuda"}).find("model.kind: 'transformer' is not built for") !=
+              std::string::npos);
         CHECK(message({"model.heads=3"}).find("model.heads") != std::string::npos);
         CHECK(message({"train.batch_size=100"}).find("train.batch_size") != std::string::npos);
         CHECK(message({"data.eval_size=100"}).find("data.eval_size") != std::string::npos);

@@ -46,10 +46,8 @@ void CpuBackend::embedding_backward(float* dtable, const float* dout, const int*
         ++emb_off_[size_t(ids[t]) + 1];
     }
     for (int v = 0; v < V; ++v) emb_off_[size_t(v) + 1] += emb_off_[size_t(v)];
-    {
-        std::vector<int> next(emb_off_.begin(), emb_off_.end() - 1);
-        for (int t = 0; t < T; ++t) emb_tok_[size_t(next[size_t(ids[t])]++)] = t;
-    }
+    emb_next_.assign(emb_off_.begin(), emb_off_.end() - 1);
+    for (int t = 0; t < T; ++t) emb_tok_[size_t(emb_next_[size_t(ids[t])]++)] = t;
     const int* off = emb_off_.data();
     const int* tok = emb_tok_.data();
 #pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && T > 256)

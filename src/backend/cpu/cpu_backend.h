@@ -76,9 +76,9 @@ private:
     void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off, int N,
                    int K, bool tb, float beta, const float* bias, size_t bias_stride);
     int threads_;
-    std::vector<Tile> tiles_;             // reused: no allocation once grown
-    std::vector<double> partials_;        // reused by the reductions
-    std::vector<int> emb_off_, emb_tok_;  // embedding_backward's by-row index, reused
+    std::vector<Tile> tiles_;                        // reused: no allocation once grown
+    std::vector<double> partials_;                   // reused by the reductions
+    std::vector<int> emb_off_, emb_tok_, emb_next_;  // embedding_backward's by-row index
 };
 
 }  // namespace moe::cpu
