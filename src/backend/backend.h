@@ -108,6 +108,32 @@ public:
     virtual void gate_rows_backward(float* dS, float* da, const float* dy, const float* S,
                                     const float* g, int T, int D) = 0;
 
+    // Embedding lookup: out[t] (D) = table[ids[t]] (overwritten), or += when accumulate. ids (T)
+    // are rows of table, in the backend's memory.
+    virtual void embedding_forward(float* out, const float* table, const int* ids, int T, int D,
+                                   bool accumulate) = 0;
+    // Its backward: dtable[v] (D) += sum over the tokens t with ids[t] = v of dout[t], each row's
+    // sum taken in ascending t (no atomics). dtable (V, D); ids in [0, V).
+    virtual void embedding_backward(float* dtable, const float* dout, const int* ids, int T, int V,
+                                    int D) = 0;
+
+    // Causal multi-head self-attention over nseq sequences of S tokens each (token t = s * S + i,
+    // i the position), H heads of width hd, D = H * hd. qkv (T, 3D): row t is [q | k | v], head h
+    // at columns h*hd .. h*hd+hd-1 of each third. For each sequence s, head h, query position i:
+    //   P[s,h,i,j] = softmax over j <= i of scale * <q_i, k_j>   (max-subtracted; 0 for j > i)
+    //   out[t, h] (hd) = sum_{j <= i} P[s,h,i,j] v_j              (in ascending j)
+    // out (T, D) overwritten; probs (nseq, H, S, S) receives P, saved for backward.
+    virtual void attention_forward(float* out, float* probs, const float* qkv, int nseq, int S,
+                                   int H, int hd, float scale) = 0;
+    // Its backward, from dout (T, D), qkv and probs of forward: dqkv (T, 3D) overwritten;
+    // dscores (nseq, H, S, S) is workspace (overwritten with d loss / d scores).
+    //   dP_ij = <dout_i, v_j>;  dS_ij = P_ij (dP_ij - sum_j' P_ij' dP_ij')
+    //   dq_i = scale sum_j dS_ij k_j;  dk_j = scale sum_{i >= j} dS_ij q_i;  dv_j = sum_{i >= j} P_ij dout_i
+    // every sum in ascending index order.
+    virtual void attention_backward(float* dqkv, float* dscores, const float* dout,
+                                    const float* qkv, const float* probs, int nseq, int S, int H,
+                                    int hd, float scale) = 0;
+
     // y (n) += x (n) (elementwise add), and x (n) *= s.
     virtual void add(float* y, const float* x, size_t n) = 0;
     virtual void scale(float* x, size_t n, float s) = 0;

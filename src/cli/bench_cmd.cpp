@@ -251,6 +251,10 @@ int run_bench(const BenchArgs& a) {
         "{:.4f}, shared {:.4f}, dense {:.4f}, head {:.4f})\n",
         gflop, fl.embed * 1e-9, fl.router * 1e-9, fl.experts * 1e-9, fl.shared * 1e-9,
         fl.dense * 1e-9, fl.head * 1e-9);
+    if (cfg.model.kind == ModelKind::transformer)
+        out += fmt::format(
+            "                  and attention {:.4f} (Q, K, V, O projections, causal scores)\n",
+            fl.attention * 1e-9);
     if (n_moe > 0)
         out += fmt::format(
             "  dispatched:     {:.1f} of {:.0f} assignments per step processed "

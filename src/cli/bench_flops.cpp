@@ -54,6 +54,13 @@ BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
     }
     f.dense = 3.0 * (2.0 * t * d * h1 + 2.0 * t * h * d) * dense;
     f.head = 3.0 * (2.0 * t * d * c);
+    if (cfg.model.kind == ModelKind::transformer) {
+        const double S = cfg.data.markov.seq_len - 1;
+        f.embed = 0.0;
+        f.attention =
+            (3.0 * (2.0 * t * d * 3.0 * d + 2.0 * t * d * d) + 3.0 * 2.0 * t * d * (S + 1)) *
+            cfg.model.layers;
+    }
     return f;
 }
 
@@ -75,7 +82,11 @@ BenchMemory bench_memory(const Config& cfg, int input_dim, int num_classes, int 
     act += assignments * (d + h1 + h + d + 1.0);  // dispatched x, pre, act, y, token
     if (cfg.experts.shared > 0) act += moe * t * cfg.experts.shared * (h1 + h);
     act += dense * t * (h1 + h);
-    act += 2.0 * t * d + t + t * c;  // h_L, RMSNorm(h_L), 1/rms, logits
+    act += 2.0 * t * d + t + t * c;                // h_L, RMSNorm(h_L), 1/rms, logits
+    if (cfg.model.kind == ModelKind::transformer)  // per block: m_l, normed, 1/rms, qkv, P, att
+        act += layers * (2.0 * t * d + t + 3.0 * t * d +
+                         t * cfg.model.heads * (cfg.data.markov.seq_len - 1) + t * d) +
+               t;  // and the token ids
     m.activations = kF * act;
     return m;
 }

@@ -21,6 +21,14 @@
 //   dense   = 3 * (2 T D H1 + 2 T H D)                      per dense (non-MoE) block
 //   head    = 3 * (2 T D C)
 //
+// model.kind: transformer (S positions per sequence, T/S sequences): embed = 0 (the token and
+// position lookups are no products), the head has no bias (and costs the same tied), and per
+// block
+//   attention = 3 * (2 T D 3D + 2 T D D)                    the Q, K, V and O projections
+//             + 3 * 2 * (T D (S + 1))                       scores q kᵀ and P v, causal: per
+//                                                           sequence and head S(S+1)/2 dots of
+//                                                           D/H each; backward: dP, dq, dk, dv
+//
 // Elementwise work (norms, activations, softmax, gathers, Adam) is not counted: it is O(T D) or
 // O(params), not a matrix product. moe-sim computes the router-weight gradient as two products
 // (task part and auxiliary part, for the gradient-interference statistics); the count has one.
@@ -33,8 +41,8 @@
 namespace moe {
 
 struct BenchFlops {
-    double embed = 0, router = 0, experts = 0, shared = 0, dense = 0, head = 0;
-    double total() const { return embed + router + experts + shared + dense + head; }
+    double embed = 0, router = 0, experts = 0, shared = 0, dense = 0, head = 0, attention = 0;
+    double total() const { return embed + router + experts + shared + dense + head + attention; }
 };
 
 // FLOPs of one training step with T tokens; `assignments` = processed assignments summed over the
@@ -44,7 +52,9 @@ BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
 
 // The memory one step needs, in bytes of float32 (int32 for indices), as counted from the model:
 // parameters, their gradients, optimizer state, and the activations that backward reads
-// (input batch; per block the residual stream, normed input and 1/rms; per MoE layer the router
+// (input batch; per block the residual stream, normed input and 1/rms; with model.kind:
+// transformer also the attention sublayer's stream, normed input, 1/rms, q k v, P (H S per token)
+// and output, and the token ids; per MoE layer the router
 // logits and probabilities, the routing plan, the dispatched rows, the expert pre-activations,
 // activations and outputs for the processed assignments; per dense FFN and shared expert its
 // pre-activations and activations; final stream, normed stream and logits).

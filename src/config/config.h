@@ -16,6 +16,9 @@ enum class Device { cpu, cuda };
 enum class TaskKind { clusters, markov, modular, patch_clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
+// model.kind: the residual MLP over one example per token (every task), or the causal transformer
+// over whole sequences (token tasks: markov).
+enum class ModelKind { residual, transformer };
 enum class RouterType {
     topk,
     expert_choice,
@@ -111,9 +114,12 @@ struct DataConfig {
 };
 
 struct ModelConfig {
+    ModelKind kind = ModelKind::residual;
     int d_model = 64;
     int layers = 2;
     int moe_every = 1;
+    int heads = 4;                // transformer: attention heads (d_model % heads == 0)
+    bool tie_embeddings = false;  // transformer: the LM head is the token embedding's transpose
 
     bool operator==(const ModelConfig&) const = default;
 };

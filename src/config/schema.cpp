@@ -80,6 +80,8 @@ constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"score", int(DropPolicy::score)},
                             {"random", int(DropPolicy::random)},
                             {"priority", int(DropPolicy::priority)}};
+constexpr Choice kModelKind[] = {{"residual", int(ModelKind::residual)},
+                                 {"transformer", int(ModelKind::transformer)}};
 constexpr Choice kSharedGate[] = {{"none", int(SharedGate::none)},
                                   {"sigmoid", int(SharedGate::sigmoid)}};
 constexpr Choice kBiasRule[] = {{"sign", int(BiasRule::sign)},
@@ -323,12 +325,23 @@ const std::vector<Key>& table() {
             "data.patch_clusters.scale", {0.0, 1.0e6, true, false, false},
             "the whole input is multiplied by this"),
 
+        choice_key<&C::model, &ModelConfig::kind>(
+            "model.kind", kModelKind,
+            "residual: the MLP of residual blocks over one example per token (every task); "
+            "transformer: a causal transformer over whole token sequences (docs/model.md)"),
         int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536,
                                                   "width of the residual stream"),
         int_key<&C::model, &ModelConfig::layers>("model.layers", 1, 1024, "residual blocks"),
         int_key<&C::model, &ModelConfig::moe_every>(
             "model.moe_every", 1, 1024,
             "every n-th block's FFN is an MoE layer, the others a dense FFN"),
+        int_key<&C::model, &ModelConfig::heads>(
+            "model.heads", 1, 1024,
+            "model.kind: transformer: attention heads; each has d_model / heads dimensions"),
+        bool_key<&C::model, &ModelConfig::tie_embeddings>(
+            "model.tie_embeddings",
+            "model.kind: transformer: the LM head is the transposed token embedding (no head "
+            "matrix of its own)"),
 
         int_key<&C::experts, &ExpertsConfig::count>("experts.count", 1, 4096,
                                                     "routed experts per MoE layer (N)"),

@@ -44,6 +44,62 @@ const KeyRule kRules[] = {
          return fmt::format("'sigmoid' gates the shared experts, but experts.shared = {}",
                             s.value("experts.shared"));
      }},
+    {"model.kind",
+     {"model.kind", "data.task"},
+     "`model.kind: transformer` needs a task with token sequences (`data.task: markov`)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.model.kind != ModelKind::transformer || c.data.task == TaskKind::markov) return {};
+         return fmt::format(
+             "'transformer' reads token sequences; data.task = {} has none (use data.task: "
+             "markov, or model.kind: residual)",
+             s.value("data.task"));
+     }},
+    {"model.kind",
+     {"model.kind", "device"},
+     "`model.kind: transformer` runs on `device: cpu` only (not built for cuda yet)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.device == Device::cpu || c.model.kind != ModelKind::transformer) return {};
+         return "'transformer' is not built for device: cuda yet; use device: cpu";
+     }},
+    {"model.heads",
+     {"model.heads", "model.d_model"},
+     "`model.kind: transformer` needs `model.d_model` divisible by `model.heads`",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.model.kind != ModelKind::transformer || c.model.d_model % c.model.heads == 0)
+             return {};
+         return fmt::format(
+             "{} does not divide model.d_model {}: each head has d_model / heads "
+             "dimensions",
+             s.value("model.heads"), s.paren("model.d_model"));
+     }},
+    {"train.batch_size",
+     {"train.batch_size", "data.markov.seq_len"},
+     "`model.kind: transformer` needs `train.batch_size` (tokens per step) to be a multiple of "
+     "`data.markov.seq_len` - 1 (whole sequences)",
+     [](const Config& c, const Show& s) -> std::string {
+         const int S = c.data.markov.seq_len - 1;
+         if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
+             c.train.batch_size % S == 0)
+             return {};
+         return fmt::format(
+             "{} is not a multiple of data.markov.seq_len - 1 = {}: the transformer takes whole "
+             "sequences, and each gives seq_len - 1 tokens",
+             s.value("train.batch_size"), S);
+     }},
+    {"data.eval_size",
+     {"data.eval_size", "data.markov.seq_len"},
+     "`model.kind: transformer` needs `data.eval_size` (tokens) to be a multiple of "
+     "`data.markov.seq_len` - 1 (whole sequences)",
+     [](const Config& c, const Show& s) -> std::string {
+         const int S = c.data.markov.seq_len - 1;
+         if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
+             c.data.eval_size % S == 0)
+             return {};
+         return fmt::format(
+             "{} is not a multiple of data.markov.seq_len - 1 = {}: the transformer takes whole "
+             "sequences, and each gives seq_len - 1 tokens",
+             s.value("data.eval_size"), S);
+     }},
     {"router.head",
      {"router.head", "device"},
      "`router.head: cosine` runs on `device: cpu` only (not built for cuda yet)",

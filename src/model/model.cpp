@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "backend/check.h"
@@ -14,11 +15,28 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
       D_(cfg.model.d_model),
       C_(num_classes),
       L_(cfg.model.layers) {
-    embed_.declare(ps_, "embed", input_dim, D_);
+    tf_ = cfg.model.kind == ModelKind::transformer;
+    if (tf_) {
+        // embeddings N(0, 1/D): a tied head's logits start with unit variance
+        tied_ = cfg.model.tie_embeddings;
+        S_ = cfg.data.markov.seq_len - 1;
+        MOESIM_CHECK(S_ > 0 && T_max % S_ == 0, "whole sequences (config rules)");
+        const float std = 1.0f / std::sqrt(float(D_));
+        tok_emb_ = ps_.add("embed.token", size_t(C_) * D_, Init::normal, std);
+        pos_emb_ = ps_.add("embed.position", size_t(S_) * D_, Init::normal, std);
+        attn_.resize(L_);
+    } else {
+        embed_.declare(ps_, "embed", input_dim, D_);
+    }
     moe_.resize(L_);
     dense_.resize(L_);
     for (int l = 0; l < L_; ++l) {
         const std::string name = "block" + std::to_string(l);
+        if (tf_) {
+            attn_g_.push_back(ps_.add(name + ".attn.norm.g", D_, Init::ones));
+            attn_[l] = std::make_unique<Attention>();
+            attn_[l]->declare(ps_, name + ".attn", D_, cfg.model.heads, S_);
+        }
         norm_g_.push_back(ps_.add(name + ".norm.g", D_, Init::ones));
         if ((l + 1) % cfg.model.moe_every == 0) {
             moe_[l] = std::make_unique<MoeLayer>(cfg, ps_, name + ".moe", l, L_);
@@ -28,7 +46,10 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
         }
     }
     final_g_ = ps_.add("final.norm.g", D_, Init::ones);
-    head_.declare(ps_, "head", D_, C_);
+    if (!tf_)
+        head_.declare(ps_, "head", D_, C_);
+    else if (!tied_)
+        head_.declare(ps_, "head", D_, C_, false);
     ps_.finalize(cfg.seed, be);
 
     for (int l = 0; l < L_; ++l) {
@@ -52,8 +73,41 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
     logits_.allocate(be, size_t(T_max) * C_);
     dlogits_.allocate(be, size_t(T_max) * C_);
     if (be && !be->host_memory()) {
-        x_dev_.allocate(be, size_t(T_max) * Din_);
+        if (!tf_) x_dev_.allocate(be, size_t(T_max) * Din_);
         y_dev_.allocate(be, size_t(T_max));
+    }
+    if (tf_) {
+        mid_.resize(L_);
+        na_.resize(L_);
+        rrms_a_.resize(L_);
+        for (int l = 0; l < L_; ++l) {
+            attn_[l]->reserve(T_max, be);
+            mid_[l].allocate(be, TD);
+            na_[l].allocate(be, TD);
+            rrms_a_[l].allocate(be, T_max);
+        }
+        std::vector<int> pos(static_cast<size_t>(T_max));
+        for (int t = 0; t < T_max; ++t) pos[size_t(t)] = t % S_;
+        pos_ids_.allocate(be, size_t(T_max));
+        pos_ids_.assign_from(pos.data());
+        if (be && !be->host_memory()) tok_dev_.allocate(be, size_t(T_max));
+    }
+}
+
+void Model::head_forward(Backend& be, int T) {
+    if (tied_)  // logits (T, V) = n (T, D) E^T
+        be.gemm(logits_.data(), n_[L_].data(), ps_.p(tok_emb_), T, C_, D_, false, true, 0.0f);
+    else
+        head_.forward(be, ps_, logits_.data(), n_[L_].data(), T);
+}
+
+void Model::head_backward(Backend& be, int T) {
+    if (tied_) {
+        // dE (V, D) += dlogits^T n; dn (T, D) = dlogits E
+        be.gemm(ps_.g(tok_emb_), dlogits_.data(), n_[L_].data(), C_, D_, T, true, false, 1.0f);
+        be.gemm(dn_.data(), dlogits_.data(), ps_.p(tok_emb_), T, D_, C_, false, false, 0.0f);
+    } else {
+        head_.backward(be, ps_, dn_.data(), dlogits_.data(), n_[L_].data(), T);
     }
 }
 
@@ -80,13 +134,29 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     layer_pass.input = x;
     layer_pass.input_dim = Din_;
     // the input and labels in the backend's memory (the same pointers on the CPU)
-    x = upload(be, x_dev_, x, size_t(T) * Din_);
     y = upload(be, y_dev_, y, size_t(T));
-    x_ = x;
-    embed_.forward(be, ps_, h_[0].data(), x, T);
     const size_t TD = size_t(T) * D_;
+    if (tf_) {
+        MOESIM_CHECK(pass.token_ids && T % S_ == 0, "the transformer takes whole token sequences");
+        tok_ = upload(be, tok_dev_, pass.token_ids, size_t(T));
+        be.embedding_forward(h_[0].data(), ps_.p(tok_emb_), tok_, T, D_, false);
+        be.embedding_forward(h_[0].data(), ps_.p(pos_emb_), pos_ids_.data(), T, D_, true);
+    } else {
+        x = upload(be, x_dev_, x, size_t(T) * Din_);
+        x_ = x;
+        embed_.forward(be, ps_, h_[0].data(), x, T);
+    }
     for (int l = 0; l < L_; ++l) {
-        be.rmsnorm_forward(n_[l].data(), rrms_[l].data(), h_[l].data(), ps_.p(norm_g_[l]), T, D_);
+        const float* in = h_[l].data();  // the FFN sublayer's input stream
+        if (tf_) {
+            be.rmsnorm_forward(na_[l].data(), rrms_a_[l].data(), h_[l].data(), ps_.p(attn_g_[l]), T,
+                               D_);
+            attn_[l]->forward(be, ps_, f_.data(), na_[l].data(), T);
+            be.copy(mid_[l].data(), h_[l].data(), TD * sizeof(float));
+            be.add(mid_[l].data(), f_.data(), TD);
+            in = mid_[l].data();
+        }
+        be.rmsnorm_forward(n_[l].data(), rrms_[l].data(), in, ps_.p(norm_g_[l]), T, D_);
         if (moe_[l]) {
             moe_[l]->forward(be, ps_, f_.data(), n_[l].data(), T, layer_pass);
             lp.aux += moe_[l]->weighted_aux();
@@ -94,11 +164,11 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
         } else {
             dense_[l]->forward(be, ps_, f_.data(), n_[l].data(), T);
         }
-        be.copy(h_[l + 1].data(), h_[l].data(), TD * sizeof(float));
+        be.copy(h_[l + 1].data(), in, TD * sizeof(float));
         be.add(h_[l + 1].data(), f_.data(), TD);
     }
     be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);
-    head_.forward(be, ps_, logits_.data(), n_[L_].data(), T);
+    head_forward(be, T);
     lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, T, C_,
                                1.0f, &lp.correct);
     lp.loss = lp.task + lp.aux + lp.z;
@@ -108,21 +178,33 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
 void Model::backward(Backend& be, int T, bool router_grad_parts) {
     const size_t TD = size_t(T) * D_;
     // head and final norm
-    head_.backward(be, ps_, dn_.data(), dlogits_.data(), n_[L_].data(), T);
+    head_backward(be, T);
     be.rmsnorm_backward(dh_.data(), ps_.g(final_g_), dn_.data(), h_[L_].data(), ps_.p(final_g_),
                         rrms_[L_].data(), T, D_);
     // blocks in reverse: dh stays the gradient of the residual stream h_{l+1}
     for (int l = L_ - 1; l >= 0; --l) {
-        // dF = dh; dn = dFFN/dn; dh_l = dh + dnorm(dn)
+        const float* in = tf_ ? mid_[l].data() : h_[l].data();
+        // dF = dh; dn = dFFN/dn; d in = dh + dnorm(dn)
         if (moe_[l])
             moe_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, router_grad_parts);
         else
             dense_[l]->backward(be, ps_, dn_.data(), dh_.data(), n_[l].data(), T, false);
-        be.rmsnorm_backward(f_.data(), ps_.g(norm_g_[l]), dn_.data(), h_[l].data(),
-                            ps_.p(norm_g_[l]), rrms_[l].data(), T, D_);
+        be.rmsnorm_backward(f_.data(), ps_.g(norm_g_[l]), dn_.data(), in, ps_.p(norm_g_[l]),
+                            rrms_[l].data(), T, D_);
         be.add(dh_.data(), f_.data(), TD);
+        if (tf_) {  // dA = dm; dna = dAttn/dna; dh_l = dm + dnorm_a(dna)
+            attn_[l]->backward(be, ps_, dn_.data(), dh_.data(), na_[l].data(), T);
+            be.rmsnorm_backward(f_.data(), ps_.g(attn_g_[l]), dn_.data(), h_[l].data(),
+                                ps_.p(attn_g_[l]), rrms_a_[l].data(), T, D_);
+            be.add(dh_.data(), f_.data(), TD);
+        }
     }
-    embed_.backward(be, ps_, nullptr, dh_.data(), x_, T);
+    if (tf_) {
+        be.embedding_backward(ps_.g(tok_emb_), dh_.data(), tok_, T, C_, D_);
+        be.embedding_backward(ps_.g(pos_emb_), dh_.data(), pos_ids_.data(), T, S_, D_);
+    } else {
+        embed_.backward(be, ps_, nullptr, dh_.data(), x_, T);
+    }
 }
 
 void Model::after_optimizer_step() {

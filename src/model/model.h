@@ -7,6 +7,14 @@
 //   loss    = cross_entropy(logits, y) + sum over MoE layers (alpha * aux + z_coef * z)
 //
 // Shapes: T tokens (examples), Din input dim, D = model.d_model, C classes.
+//
+// model.kind: transformer (token tasks; docs/model.md "The transformer"): the input is the token
+// ids (Pass::token_ids), T = nseq whole sequences of S = data.markov.seq_len - 1 positions, and
+//
+//   h_0     = E[token] + P[position]                      token (V, D) and position (S, D) tables
+//   m_l     = h_l + Attn_l(RMSNorm_a,l(h_l))              causal multi-head self-attention
+//   h_{l+1} = m_l + FFN_l(RMSNorm_l(m_l))                 FFN_l as above (MoE or dense)
+//   logits  = RMSNorm_f(h_L) Wh                           Wh (D, V), or E^T when tied; no bias
 #pragma once
 
 #include <memory>
@@ -14,6 +22,7 @@
 
 #include "backend/backend.h"
 #include "config/config.h"
+#include "model/layers/attention.h"
 #include "model/layers/ffn.h"
 #include "model/moe_layer.h"
 #include "model/params.h"
@@ -72,6 +81,19 @@ private:
     Buf<int> y_dev_;                        // (T_max) the labels' copy on a device
     std::vector<Buf<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
     Buf<float> f_, logits_, dlogits_, dh_, dn_;
+    // model.kind: transformer
+    bool tf_ = false;
+    bool tied_ = false;
+    int S_ = 0;
+    int tok_emb_ = -1, pos_emb_ = -1;               // (V, D) and (S, D) tables
+    std::vector<int> attn_g_;                       // (L) attention norm gains
+    std::vector<std::unique_ptr<Attention>> attn_;  // per block
+    std::vector<Buf<float>> mid_, na_, rrms_a_;     // (L) after attention, normed input, rrms
+    Buf<int> pos_ids_;                              // (T_max) position of each row: t % S
+    Buf<int> tok_dev_;                              // (T_max) the token ids' copy on a device
+    const int* tok_ = nullptr;                      // the token ids of the last forward
+    void head_forward(Backend& be, int T);
+    void head_backward(Backend& be, int T);
 };
 
 }  // namespace moe

@@ -43,6 +43,11 @@
 // P(y | window) = sum_d w_d T_d(last context -> y), or 1/V when y is one of the first k tokens.
 // When C = L - 1 every window is padded but the last, and this is the ideal loss of the full
 // prefix.
+// With model.kind: transformer the model sees the whole prefix, and the ideal loss is that of
+// the prefix (prefix_probability): w_d ~ p(d) prod_{k <= j < t} T_d(context before x_j -> x_j),
+// in logs, and P(y | prefix) = sum_d w_d T_d(last context -> y), or 1/V for t < k. The
+// transformer reads the same examples in sequence form: example q is position t - 1 = q % (L-1)
+// of sequence q / (L-1), its token (the model's input) x_{t-1}, its label x_t.
 #include "tasks/markov.h"
 
 #include <algorithm>
@@ -82,7 +87,8 @@ double log_gamma_draw(const Rng& r, uint64_t index, double a) {
 
 }  // namespace
 
-MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_size, uint64_t seed)
+MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_size, uint64_t seed,
+                       bool prefix)
     : mc_(mc), train_size_(train_size), seed_(seed) {
     MOESIM_CHECK(mc.domains > 0 && mc.vocab > 1 && mc.branching > 0 && mc.branching <= mc.vocab &&
                      mc.seq_len > 1 && mc.context > 0 && mc.context < mc.seq_len,
@@ -164,6 +170,14 @@ MarkovTask::MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_
 #pragma omp parallel for schedule(static)
         for (int i = first; i < first + n; ++i) {
             generate(kStreamEval, uint64_t(i), 0, eval_, i);
+            if (prefix) {
+                static thread_local std::vector<int> seq;
+                const int L = mc_.seq_len, t = 1 + i % (L - 1);
+                seq.resize(size_t(L));
+                sequence(kStreamEval, uint64_t(i / (L - 1)), t, seq.data());
+                nll[size_t(i)] = -std::log(prefix_probability(seq.data(), t, eval_.y[size_t(i)]));
+                continue;
+            }
             static thread_local std::vector<int> window;
             window.resize(size_t(C));
             const float* x = eval_.row(i);
@@ -235,6 +249,31 @@ double MarkovTask::ideal_probability(const int* window, int y) const {
         num += w * transition(d, context_of(window + C - k), y);
     }
     MOESIM_CHECK(den > 0.0, "the window can occur");
+    return num / den;
+}
+
+double MarkovTask::prefix_probability(const int* prefix, int t, int y) const {
+    const int D = mc_.domains, k = mc_.order;
+    MOESIM_CHECK(t >= 1 && t < mc_.seq_len, "a position after the first");
+    if (t < k) return 1.0 / mc_.vocab;  // one of the first k tokens: uniform in every domain
+    // log p(d) + log P(tokens k .. t-1 | the first k, d); the uniform start is common to all d
+    static thread_local std::vector<double> lw;
+    lw.assign(size_t(D), 0.0);
+    double top = -HUGE_VAL;
+    for (int d = 0; d < D; ++d) {
+        double w = std::log(prob_[size_t(d)]);
+        for (int j = k; j < t && w > -HUGE_VAL; ++j)
+            w += std::log(transition(d, context_of(prefix + j - k), prefix[j]));
+        lw[size_t(d)] = w;
+        top = std::max(top, w);
+    }
+    MOESIM_CHECK(top > -HUGE_VAL, "the prefix can occur");
+    double num = 0.0, den = 0.0;
+    for (int d = 0; d < D; ++d) {
+        const double w = std::exp(lw[size_t(d)] - top);
+        den += w;
+        num += w * transition(d, context_of(prefix + t - k), y);
+    }
     return num / den;
 }
 

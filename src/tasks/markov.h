@@ -13,9 +13,13 @@ namespace moe {
 
 class MarkovTask final : public Task {
 public:
-    MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_size, uint64_t seed);
+    // prefix: the ideal loss is that of the predictor that sees the whole prefix (the transformer
+    // of model.kind: transformer), not the window of data.markov.context tokens.
+    MarkovTask(const MarkovConfig& mc, int64_t train_size, int64_t eval_size, uint64_t seed,
+               bool prefix = false);
     explicit MarkovTask(const Config& cfg)
-        : MarkovTask(cfg.data.markov, cfg.data.train_size, cfg.data.eval_size, cfg.seed) {}
+        : MarkovTask(cfg.data.markov, cfg.data.train_size, cfg.data.eval_size, cfg.seed,
+                     cfg.model.kind == ModelKind::transformer) {}
 
     int input_dim() const override { return mc_.context * mc_.vocab; }
     int num_classes() const override { return mc_.vocab; }
@@ -52,6 +56,10 @@ public:
     // position t holds positions t - context .. t - 1). The posterior over the domain and, for a
     // full window, over the position is exact; the window must be one that can occur.
     double ideal_probability(const int* window, int y) const;
+    // The Bayes-optimal probability that token t of a sequence is y given its whole prefix
+    // (tokens 0 .. t-1, t >= 1): the exact posterior over the domain. The prefix must be one that
+    // can occur.
+    double prefix_probability(const int* prefix, int t, int y) const;
 
 private:
     size_t row(int d, int from) const {

@@ -84,6 +84,10 @@ const char* const kOps[] = {"gemm",
                             "rmsnorm_forward",
                             "rmsnorm_backward",
                             "gather_rows",
+                            "embedding_forward",
+                            "embedding_backward",
+                            "attention_forward",
+                            "attention_backward",
                             "combine_by_token",
                             "combine_by_token_backward",
                             "gate_rows_forward",
@@ -157,6 +161,23 @@ public:
     }
     void gather_rows(float* dst, const float* src, const int* idx, int n, int D) override {
         in_.gather_rows(dst, src, idx, n, D);
+    }
+    void embedding_forward(float* out, const float* table, const int* ids, int T, int D,
+                           bool acc) override {
+        in_.embedding_forward(out, table, ids, T, D, acc);
+    }
+    void embedding_backward(float* dt, const float* dout, const int* ids, int T, int V,
+                            int D) override {
+        in_.embedding_backward(dt, dout, ids, T, V, D);
+    }
+    void attention_forward(float* out, float* probs, const float* qkv, int nseq, int S, int H,
+                           int hd, float scale) override {
+        in_.attention_forward(out, probs, qkv, nseq, S, H, hd, scale);
+    }
+    void attention_backward(float* dqkv, float* ds, const float* dout, const float* qkv,
+                            const float* probs, int nseq, int S, int H, int hd,
+                            float scale) override {
+        in_.attention_backward(dqkv, ds, dout, qkv, probs, nseq, S, H, hd, scale);
     }
     void combine_by_token(float* out, const float* Y, const int* to, const int* ta, const float* w,
                           int T, int D, bool acc) override {

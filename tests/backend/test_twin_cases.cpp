@@ -437,6 +437,68 @@ void register_gate_rows() {
     }
 }
 
+void register_token_ops() {
+    // embeddings: copies and float sums in ascending t; ids with repeats
+    for (const auto& shape :
+         std::vector<std::pair<int, int>>{{0, 4}, {1, 1}, {77, 13}, {1000, 32}}) {
+        const int T = shape.first, D = shape.second, V = 23;
+        for (bool acc : {false, true})
+            add_twin_case("embedding_forward " + dims(T, D) + (acc ? " accumulate" : ""),
+                          "embedding_forward", kExact, [=](TwinRun& r) {
+                              auto table = r.up(r.draw.normal(size_t(V) * D));
+                              auto ids = r.up(r.draw.ints(size_t(T), V));
+                              auto out = acc ? r.up(r.draw.normal(size_t(T) * D))
+                                             : r.poison(size_t(T) * D);
+                              r.be.embedding_forward(out.get(), table.get(), ids.get(), T, D, acc);
+                              r.keep("out", out);
+                          });
+        add_twin_case("embedding_backward " + dims(T, D), "embedding_backward", kArith,
+                      [=](TwinRun& r) {
+                          auto dt = r.up(r.draw.normal(size_t(V) * D));  // accumulates
+                          auto dout = r.up(r.draw.normal(size_t(T) * D));
+                          auto ids = r.up(r.draw.ints(size_t(T), V));
+                          r.be.embedding_backward(dt.get(), dout.get(), ids.get(), T, V, D);
+                          r.keep("dtable", dt);
+                      });
+    }
+    // attention: dots, an exp per score, a division; (nseq, S, H, hd)
+    struct Shape {
+        int nseq, S, H, hd;
+    };
+    for (Shape s : {Shape{1, 1, 1, 1}, Shape{2, 5, 3, 4}, Shape{4, 31, 4, 16}}) {
+        const int D = s.H * s.hd, T = s.nseq * s.S;
+        const size_t np = size_t(s.nseq) * s.H * s.S * s.S;
+        const float scale = 1.0f / std::sqrt(float(s.hd));
+        const std::string tag =
+            std::to_string(s.nseq) + "x" + std::to_string(s.S) + " " + dims(s.H, s.hd);
+        add_twin_case("attention_forward " + tag, "attention_forward", kTranscendental,
+                      [=](TwinRun& r) {
+                          auto qkv = r.up(r.draw.normal(size_t(T) * 3 * D));
+                          auto out = r.poison(size_t(T) * D);
+                          auto probs = r.poison(np);
+                          r.be.attention_forward(out.get(), probs.get(), qkv.get(), s.nseq, s.S,
+                                                 s.H, s.hd, scale);
+                          r.keep("out", out);
+                          r.keep("probs", probs);
+                      });
+        add_twin_case("attention_backward " + tag, "attention_backward", kTranscendental,
+                      [=](TwinRun& r) {
+                          auto qkv = r.up(r.draw.normal(size_t(T) * 3 * D));
+                          auto out = r.poison(size_t(T) * D);
+                          auto probs = r.poison(np);
+                          r.be.attention_forward(out.get(), probs.get(), qkv.get(), s.nseq, s.S,
+                                                 s.H, s.hd, scale);
+                          auto dout = r.up(r.draw.normal(size_t(T) * D));
+                          auto dqkv = r.poison(size_t(T) * 3 * D);
+                          auto ds = r.poison(np);
+                          r.be.attention_backward(dqkv.get(), ds.get(), dout.get(), qkv.get(),
+                                                  probs.get(), s.nseq, s.S, s.H, s.hd, scale);
+                          r.keep("dqkv", dqkv);
+                          r.keep("dscores", ds);
+                      });
+    }
+}
+
 void register_cross_entropy() {
     struct Shape {
         int T, C;
@@ -593,6 +655,7 @@ void register_memory() {
     register_combine();
     register_gate_rows();
     register_cross_entropy();
+    register_token_ops();
     register_optimizers();
     register_memory();
     return true;

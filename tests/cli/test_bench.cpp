@@ -162,6 +162,32 @@ TEST_SUITE("bench") {
         CHECK(moe::bench_flops(cfg, 3, 7, 10, 15.0).router == doctest::Approx(1800.0));
     }
 
+    TEST_CASE("FLOP count of the transformer, by hand") {
+        moe::Config cfg;
+        cfg.data.task = moe::TaskKind::markov;
+        cfg.data.markov.seq_len = 5;  // S = 4 positions
+        cfg.model.kind = moe::ModelKind::transformer;
+        cfg.model.d_model = 4;
+        cfg.model.heads = 2;
+        cfg.model.layers = 2;
+        cfg.experts.count = 6;
+        cfg.experts.d_ff = 5;
+        // T = 8 tokens (2 sequences), Din = 3 (unused), C = 7, A = 16
+        const moe::BenchFlops f = moe::bench_flops(cfg, 3, 7, 8, 16.0);
+        CHECK(f.embed == 0.0);                     // lookups, no products
+        CHECK(f.head == doctest::Approx(1344.0));  // 3 * 2*8*4*7
+        // per block: projections 3 * (2*8*4*12 + 2*8*4*4) = 3072; scores and P v: per sequence
+        // and head 1+2+3+4 = 10 dots of 2 values, 2 products, 3 passes: 3 * 2 * (2*2*10*2*2)
+        // = 960; two blocks
+        CHECK(f.attention == doctest::Approx(2.0 * (3072.0 + 960.0)));
+        CHECK(f.total() == doctest::Approx(f.router + f.experts + f.head + 8064.0));
+        // and the bench runs a transformer config, reporting the attention part
+        auto r = run_moesim("bench '" + source_path("configs/markov_transformer.yaml") +
+                            "' --steps 1 --warmup 0 --threads 1");
+        REQUIRE(r.code == 0);
+        CHECK(r.output.find("and attention") != std::string::npos);
+    }
+
     TEST_CASE("FLOP count of the dense routers, by hand") {
         moe::Config cfg;
         cfg.model.d_model = 4;

@@ -78,6 +78,9 @@ inline Config nontrivial_config() {
     c.model.d_model = 48;
     c.model.layers = 6;
     c.model.moe_every = 2;
+    c.model.heads = 6;
+    c.model.tie_embeddings = true;
+    // model.kind stays `residual`: `transformer` needs data.task: markov (clusters here)
     c.experts.count = 8;
     c.experts.d_ff = 96;
     c.experts.activation = Activation::swiglu;

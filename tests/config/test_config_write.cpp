@@ -53,11 +53,12 @@ TEST_SUITE("config") {
         // own keys of the routers other than topk (an error while topk is selected), and
         // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss),
         // router.init (`zero` needs the linear head, and the cosine head is set) and
-        // router.noise_kind (`uniform` refuses the shazeer loss, which is set).
+        // router.noise_kind (`uniform` refuses the shazeer loss, which is set), and model.kind
+        // (`transformer` needs token sequences, and the task is clusters).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
-                key == "router.topk.second_expert" || key == "router.topk.noise" ||
-                key == "router.init" || key == "router.noise_kind" ||
+                key == "model.kind" || key == "router.topk.second_expert" ||
+                key == "router.topk.noise" || key == "router.init" || key == "router.noise_kind" ||
                 key.rfind("router.hash.", 0) == 0 || key.rfind("router.sinkhorn.", 0) == 0 ||
                 key.rfind("router.hierarchical.", 0) == 0)
                 continue;

@@ -94,6 +94,48 @@ std::map<std::vector<int>, std::vector<double>> brute_force(const MarkovTask& ta
 }  // namespace
 
 TEST_SUITE("tasks") {
+    TEST_CASE(
+        "the markov prefix predictor equals brute force over every sequence of a tiny chain") {
+        for (int order : {1, 2}) {
+            CAPTURE(order);
+            MarkovConfig mc;
+            mc.domains = 3;
+            mc.vocab = 3;
+            mc.branching = 2;
+            mc.concentration = 0.8;
+            mc.imbalance = 0.7;
+            mc.seq_len = order == 1 ? 5 : 6;
+            mc.order = order;
+            mc.context = order;  // the window is irrelevant to the prefix predictor
+            const MarkovTask task(mc, 0, 20000, 6, true);
+            const MarkovTask window_task(mc, 0, 20000, 6, false);
+            // brute force keyed by the whole padded prefix (a window of seq_len - 1 tokens)
+            MarkovConfig full = mc;
+            full.context = mc.seq_len - 1;
+            const auto joint = brute_force(task, full);
+            double expected = 0.0;
+            for (const auto& [w, row] : joint) {
+                double pw = 0;
+                for (double p : row) pw += p;
+                int first = 0;
+                while (w[size_t(first)] < 0) ++first;
+                const std::vector<int> prefix(w.begin() + first, w.end());
+                const int t = int(prefix.size());
+                for (int y = 0; y < mc.vocab; ++y) {
+                    const double exact = row[size_t(y)] / pw;
+                    if (row[size_t(y)] > 0) expected -= row[size_t(y)] * std::log(exact);
+                    CHECK(task.prefix_probability(prefix.data(), t, y) ==
+                          doctest::Approx(exact).epsilon(1e-12));
+                }
+            }
+            CHECK(task.ideal_loss_stderr() > 0.0);
+            CHECK(std::abs(task.ideal_loss() - expected) <= 4 * task.ideal_loss_stderr());
+            // the same examples as the window task, whose predictor sees less: a higher loss
+            CHECK(same(task.eval_set(), window_task.eval_set()));
+            CHECK(task.ideal_loss() < window_task.ideal_loss());
+        }
+    }
+
     TEST_CASE("markov transition tables are sparse probability distributions") {
         const MarkovConfig mc = small_markov();
         const MarkovTask task(mc, 0, 16, 5);

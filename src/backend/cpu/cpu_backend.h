@@ -48,6 +48,15 @@ public:
     void gate_rows_forward(float* y, float* a, const float* S, int T, int D) override;
     void gate_rows_backward(float* dS, float* da, const float* dy, const float* S, const float* g,
                             int T, int D) override;
+    void embedding_forward(float* out, const float* table, const int* ids, int T, int D,
+                           bool accumulate) override;
+    void embedding_backward(float* dtable, const float* dout, const int* ids, int T, int V,
+                            int D) override;
+    void attention_forward(float* out, float* probs, const float* qkv, int nseq, int S, int H,
+                           int hd, float scale) override;
+    void attention_backward(float* dqkv, float* dscores, const float* dout, const float* qkv,
+                            const float* probs, int nseq, int S, int H, int hd,
+                            float scale) override;
     void add(float* y, const float* x, size_t n) override;
     void scale(float* x, size_t n, float s) override;
     double sum_squares(const float* x, size_t n) override;
@@ -67,8 +76,9 @@ private:
     void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off, int N,
                    int K, bool tb, float beta, const float* bias, size_t bias_stride);
     int threads_;
-    std::vector<Tile> tiles_;       // reused: no allocation once grown
-    std::vector<double> partials_;  // reused by the reductions
+    std::vector<Tile> tiles_;                        // reused: no allocation once grown
+    std::vector<double> partials_;                   // reused by the reductions
+    std::vector<int> emb_off_, emb_tok_, emb_next_;  // embedding_backward's by-row index
 };
 
 }  // namespace moe::cpu
