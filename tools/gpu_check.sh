@@ -3,9 +3,10 @@
 #
 #   tools/gpu_check.sh [BUILD_DIR] [REPORT]
 #
-# BUILD_DIR (default build/release) holds moe-sim and tests/moesim_tests built with the CUDA
-# parts (for sm_80 and sm_90), here or on another machine: the tests find the source tree and
-# the binary through MOESIM_TEST_SOURCE_DIR / MOESIM_TEST_BINARY, set below. Shared libraries
+# BUILD_DIR (default build/release) holds moe-sim, its CUDA module libmoesim_cuda.so and
+# tests/moesim_tests, built with the CUDA parts (for sm_80 and sm_90), here or on another
+# machine: the tests find the source tree and the binary through MOESIM_TEST_SOURCE_DIR /
+# MOESIM_TEST_BINARY, and the module through MOESIM_CUDA_MODULE, set below. Shared libraries
 # the GPU machine lacks (yaml-cpp, fmt) can be put on LD_LIBRARY_PATH by the caller.
 #
 # Steps, each with its own time limit, so one hang cannot eat the whole slot:
@@ -23,13 +24,15 @@ BUILD=${1:-build/release}
 REPORT=${2:-gpu_report.md}
 BIN="$BUILD/moe-sim"
 TESTS="$BUILD/tests/moesim_tests"
-for f in "$BIN" "$TESTS"; do
+for f in "$BIN" "$TESTS" "$BUILD/libmoesim_cuda.so"; do
     [[ -x $f ]] || { echo "gpu_check: $f not found: build first (cmake --preset release)" >&2; exit 2; }
 done
 for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
     [[ -d $d ]] && export LD_LIBRARY_PATH="${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$d"
 done
 export MOESIM_REQUIRE_GPU=1 MOESIM_TEST_SOURCE_DIR="$PWD" MOESIM_TEST_BINARY="$PWD/$BIN"
+# the CUDA module beside moe-sim, for the test binary too (it runs from BUILD/tests)
+export MOESIM_CUDA_MODULE="$PWD/$BUILD/libmoesim_cuda.so"
 export MOESIM_TEST_TMP="${TMPDIR:-/tmp}/moesim_gpu_check"
 mkdir -p "$MOESIM_TEST_TMP"
 status=0

@@ -1,10 +1,6 @@
 #include "backend/device.h"
 
-#ifdef MOESIM_WITH_CUDA
-namespace moe::cuda {
-int device_count();
-}
-#endif
+#include "backend/cuda_module.h"
 
 namespace moe {
 
@@ -17,11 +13,9 @@ bool cuda_compiled() {
 }
 
 int cuda_device_count() {
-#ifdef MOESIM_WITH_CUDA
-    return cuda::device_count();
-#else
-    return 0;
-#endif
+    if (!cuda_compiled()) return 0;
+    const CudaModule& m = cuda_module();
+    return m.loaded ? m.device_count() : 0;
 }
 
 std::string device_unavailable(Device device) {
@@ -29,6 +23,8 @@ std::string device_unavailable(Device device) {
     if (!cuda_compiled())
         return "device 'cuda' is not available: this moe-sim was built without CUDA (configure it "
                "where the CUDA toolkit is installed), use device: cpu";
+    if (const CudaModule& m = cuda_module(); !m.loaded)
+        return "device 'cuda' is not available: " + m.error + "; use device: cpu";
     if (cuda_device_count() == 0)
         return "device 'cuda' is not available: no CUDA GPU is visible to this process (no GPU, "
                "no driver, or CUDA_VISIBLE_DEVICES hides it); use device: cpu";

@@ -11,9 +11,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "backend/cpu/cpu_internal.h"
-#ifdef MOESIM_WITH_CUDA
-#include "backend/cuda/make_backend.h"
-#endif
+#include "backend/cuda_module.h"
 #include "backend/device.h"
 #include "backend/threads.h"
 #include "backend/vec_math.h"
@@ -21,14 +19,18 @@
 
 namespace moe {
 
-// Both devices are made here, so the CUDA backend is reached only through its factory
-// (backend/cuda/make_backend.h, which includes no CUDA header).
+// Both devices are made here; the CUDA backend comes from the CUDA module, loaded on first use
+// (backend/cuda_module.h), so a CPU run never loads the CUDA libraries.
 std::unique_ptr<Backend> backend_create(Device device, int threads) {
     if (device == Device::cuda) {
         if (const std::string why = device_unavailable(device); !why.empty()) throw UserError(why);
-#ifdef MOESIM_WITH_CUDA
-        return cuda::make_backend(threads > 0 ? threads : default_threads());
-#endif
+        char error[512] = {0};
+        Backend* be = cuda_module().create(threads > 0 ? threads : default_threads(), error,
+                                           int(sizeof error));
+        if (!be)
+            throw UserError(std::string("device 'cuda': the CUDA backend could not start: ") +
+                            error);
+        return std::unique_ptr<Backend>(be);
     }
     return std::make_unique<cpu::CpuBackend>(threads);
 }

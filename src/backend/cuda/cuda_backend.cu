@@ -7,6 +7,7 @@
 // cuda_reduce.cuh). A row's serial sum on the CPU is a strided sum plus a tree here, so such
 // results agree with the CPU's to rounding, not bit for bit; they are bit-identical run to run.
 #include <cfloat>
+#include <cstdio>
 #include <cstring>
 
 #include "backend/cuda/cuda_backend.h"
@@ -14,11 +15,16 @@
 #include "backend/cuda/cuda_reduce.cuh"
 #include "backend/cuda/make_backend.h"
 
-namespace moe::cuda {
-
-std::unique_ptr<Backend> make_backend(int threads) {
-    return std::make_unique<CudaBackend>(threads);
+extern "C" moe::Backend* moesim_cuda_create(int threads, char* error, int error_size) {
+    try {
+        return new moe::cuda::CudaBackend(threads);
+    } catch (const std::exception& e) {
+        if (error && error_size > 0) std::snprintf(error, size_t(error_size), "%s", e.what());
+        return nullptr;
+    }
 }
+
+namespace moe::cuda {
 
 CudaBackend::CudaBackend(int threads) : threads_(threads) {
     MOESIM_CUDA_CHECK(cudaSetDevice(0));

@@ -1,15 +1,17 @@
-// The CUDA backend's factory: the one name of backend/cuda/ that the rest of backend/ calls. It
-// includes no CUDA header, so the CPU backend's backend_create can call it.
+// The CUDA module's entry points. The CUDA backend is built as a module (libmoesim_cuda.so) that
+// moe-sim loads only when device: cuda is asked for (backend/cuda_module.cpp), so a CPU run never
+// maps the CUDA and cuBLAS libraries (about 200 MB and a tenth of a second at every start). These
+// are the module's only exported names, with C linkage so that they are found by name.
 #pragma once
-
-#include <memory>
 
 #include "backend/backend.h"
 
-namespace moe::cuda {
-
-// The backend on CUDA device 0, with `threads` host threads for the host-side code. Throws
-// std::runtime_error when the CUDA runtime or cuBLAS cannot start.
-std::unique_ptr<Backend> make_backend(int threads);
-
-}  // namespace moe::cuda
+extern "C" {
+// The number of CUDA devices this process can use (0 when the driver or a GPU is missing).
+__attribute__((visibility("default"))) int moesim_cuda_device_count();
+// A new backend on CUDA device 0 with `threads` host threads, owned by the caller (delete it
+// through Backend's virtual destructor); null after writing the reason into error (its size
+// error_size) when the CUDA runtime or cuBLAS cannot start.
+__attribute__((visibility("default"))) moe::Backend* moesim_cuda_create(int threads, char* error,
+                                                                        int error_size);
+}
