@@ -44,6 +44,9 @@ enum class OptimizerKind { sgd, adam, adamw, ngd };
 // train.router_optimizer: same = train.optimizer
 enum class RouterOptimizer { same, sgd, adam, adamw, ngd };
 enum class Schedule { constant, cosine };
+enum class ModelKind { residual, moe_only };   // model.kind
+enum class ExpertKind { ffn, patch };          // experts.kind
+enum class PatchActivation { cubic, linear };  // experts.patch.activation
 
 struct ClustersConfig {
     int dim = 32;            // input dimension
@@ -111,6 +114,9 @@ struct DataConfig {
 };
 
 struct ModelConfig {
+    // residual: embedding, residual blocks, norm and head; moe_only: logits = one MoE layer on the
+    // raw input (Chen et al. 2022; needs experts.kind: patch)
+    ModelKind kind = ModelKind::residual;
     int d_model = 64;
     int layers = 2;
     int moe_every = 1;
@@ -118,12 +124,23 @@ struct ModelConfig {
     bool operator==(const ModelConfig&) const = default;
 };
 
+// The patch experts' keys (experts.patch.*; Chen et al. 2022's two-layer CNN).
+struct PatchExpertConfig {
+    PatchActivation activation = PatchActivation::cubic;  // sigma(z) = z^3 or z
+    int channels = 8;                                     // J: channels per class (2J in all)
+    double init_scale = 0.001;  // the default init's std is multiplied by this
+
+    bool operator==(const PatchExpertConfig&) const = default;
+};
+
 struct ExpertsConfig {
+    ExpertKind kind = ExpertKind::ffn;  // ffn: act(x W1 + b1) W2 + b2; patch: the patch CNN
     int count = 16;
     int d_ff = 128;
     Activation activation = Activation::gelu;
     int shared = 0;
     SharedGate shared_gate = SharedGate::none;  // sigmoid: the shared output times sigmoid(x.w_g)
+    PatchExpertConfig patch;
 
     bool operator==(const ExpertsConfig&) const = default;
 };
@@ -188,6 +205,9 @@ struct RouterConfig {
     RouterHeadKind head = RouterHeadKind::linear;
     RouterInit init = RouterInit::normal;
     NoiseKind noise_kind = NoiseKind::gaussian;  // uniform: router.noise * U[0, 1) (Chen et al.)
+    // the linear head's weight is one (d, L) map shared by the P patches of the input:
+    // logits = sum_p x_p Wr (Chen et al. 2022's h_m(x) = sum_p <theta_m, x_p>)
+    bool patch_tied = false;
     CosineHeadConfig cosine;
     TopkConfig topk;
     HashConfig hash;

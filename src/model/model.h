@@ -6,6 +6,10 @@
 //   logits  = RMSNorm_f(h_L) Wh + bh                      (T, C) classifier head
 //   loss    = cross_entropy(logits, y) + sum over MoE layers (alpha * aux + z_coef * z)
 //
+// model.kind: moe_only (Chen et al. 2022): logits = MoE(x), one MoE layer on the raw input
+// (width Din) whose experts (experts.kind: patch) output the C = 2 class scores; no embedding,
+// norm, head or residual. loss = cross_entropy(logits, y) + that layer's auxiliary terms.
+//
 // Shapes: T tokens (examples), Din input dim, D = model.d_model, C classes.
 #pragma once
 
@@ -59,6 +63,7 @@ public:
 private:
     Config cfg_;
     int T_max_, Din_, D_, C_, L_;
+    bool moe_only_ = false;  // model.kind: moe_only: moe_[0] alone, on the raw input
     ParamStore ps_;
     Linear embed_, head_;
     std::vector<int> norm_g_;  // (L) norm gains, + final
@@ -72,6 +77,7 @@ private:
     Buf<int> y_dev_;                        // (T_max) the labels' copy on a device
     std::vector<Buf<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
     Buf<float> f_, logits_, dlogits_, dh_, dn_;
+    Buf<float> dx_;  // moe_only: (T_max, Din) the input gradient the layer writes (not used)
 };
 
 }  // namespace moe
