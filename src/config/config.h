@@ -18,7 +18,7 @@ enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 // model.kind: the residual MLP over one example per token (every task), or the causal transformer
 // over whole sequences (token tasks: markov).
-enum class ModelKind { residual, transformer };
+enum class ModelKind { residual, transformer, moe_only };  // model.kind
 enum class RouterType {
     topk,
     expert_choice,
@@ -47,6 +47,8 @@ enum class OptimizerKind { sgd, adam, adamw, ngd };
 // train.router_optimizer: same = train.optimizer
 enum class RouterOptimizer { same, sgd, adam, adamw, ngd };
 enum class Schedule { constant, cosine };
+enum class ExpertKind { ffn, patch };          // experts.kind
+enum class PatchActivation { cubic, linear };  // experts.patch.activation
 
 struct ClustersConfig {
     int dim = 32;            // input dimension
@@ -114,6 +116,9 @@ struct DataConfig {
 };
 
 struct ModelConfig {
+    // residual: embedding, residual blocks, norm and head; transformer: token and position
+    // embeddings, attention and FFN/MoE blocks (markov); moe_only: logits = one MoE layer on the
+    // raw input (Chen et al. 2022; needs experts.kind: patch)
     ModelKind kind = ModelKind::residual;
     int d_model = 64;
     int layers = 2;
@@ -124,12 +129,23 @@ struct ModelConfig {
     bool operator==(const ModelConfig&) const = default;
 };
 
+// The patch experts' keys (experts.patch.*; Chen et al. 2022's two-layer CNN).
+struct PatchExpertConfig {
+    PatchActivation activation = PatchActivation::cubic;  // sigma(z) = z^3 or z
+    int channels = 8;                                     // J: channels per class (2J in all)
+    double init_scale = 0.001;  // the default init's std is multiplied by this
+
+    bool operator==(const PatchExpertConfig&) const = default;
+};
+
 struct ExpertsConfig {
+    ExpertKind kind = ExpertKind::ffn;  // ffn: act(x W1 + b1) W2 + b2; patch: the patch CNN
     int count = 16;
     int d_ff = 128;
     Activation activation = Activation::gelu;
     int shared = 0;
     SharedGate shared_gate = SharedGate::none;  // sigmoid: the shared output times sigmoid(x.w_g)
+    PatchExpertConfig patch;
 
     bool operator==(const ExpertsConfig&) const = default;
 };
@@ -194,6 +210,9 @@ struct RouterConfig {
     RouterHeadKind head = RouterHeadKind::linear;
     RouterInit init = RouterInit::normal;
     NoiseKind noise_kind = NoiseKind::gaussian;  // uniform: router.noise * U[0, 1) (Chen et al.)
+    // the linear head's weight is one (d, L) map shared by the P patches of the input:
+    // logits = sum_p x_p Wr (Chen et al. 2022's h_m(x) = sum_p <theta_m, x_p>)
+    bool patch_tied = false;
     CosineHeadConfig cosine;
     TopkConfig topk;
     HashConfig hash;

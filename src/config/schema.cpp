@@ -81,7 +81,8 @@ constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
                             {"random", int(DropPolicy::random)},
                             {"priority", int(DropPolicy::priority)}};
 constexpr Choice kModelKind[] = {{"residual", int(ModelKind::residual)},
-                                 {"transformer", int(ModelKind::transformer)}};
+                                 {"transformer", int(ModelKind::transformer)},
+                                 {"moe_only", int(ModelKind::moe_only)}};
 constexpr Choice kSharedGate[] = {{"none", int(SharedGate::none)},
                                   {"sigmoid", int(SharedGate::sigmoid)}};
 constexpr Choice kBiasRule[] = {{"sign", int(BiasRule::sign)},
@@ -100,6 +101,9 @@ constexpr Choice kRouterOptimizer[] = {
     {"adamw", int(RouterOptimizer::adamw)}, {"sgd", int(RouterOptimizer::sgd)},
     {"ngd", int(RouterOptimizer::ngd)},
 };
+constexpr Choice kExpertKind[] = {{"ffn", int(ExpertKind::ffn)}, {"patch", int(ExpertKind::patch)}};
+constexpr Choice kPatchActivation[] = {{"cubic", int(PatchActivation::cubic)},
+                                       {"linear", int(PatchActivation::linear)}};
 constexpr Choice kSchedule[] = {{"constant", int(Schedule::constant)},
                                 {"cosine", int(Schedule::cosine)}};
 
@@ -328,7 +332,9 @@ const std::vector<Key>& table() {
         choice_key<&C::model, &ModelConfig::kind>(
             "model.kind", kModelKind,
             "residual: the MLP of residual blocks over one example per token (every task); "
-            "transformer: a causal transformer over whole token sequences (docs/model.md)"),
+            "transformer: a causal transformer over whole token sequences (docs/model.md); "
+            "moe_only: the logits are one MoE layer's output on the raw input (Chen et al. 2022; "
+            "needs experts.kind: patch; model.d_model, layers and moe_every are then not used)"),
         int_key<&C::model, &ModelConfig::d_model>("model.d_model", 1, 65536,
                                                   "width of the residual stream"),
         int_key<&C::model, &ModelConfig::layers>("model.layers", 1, 1024, "residual blocks"),
@@ -343,6 +349,10 @@ const std::vector<Key>& table() {
             "model.kind: transformer: the LM head is the transposed token embedding (no head "
             "matrix of its own)"),
 
+        choice_key<&C::experts, &ExpertsConfig::kind>(
+            "experts.kind", kExpertKind,
+            "ffn = act(x W1 + b1) W2 + b2; patch = Chen et al. 2022's two-layer CNN over the "
+            "input's patches (output: the 2 class scores; needs model.kind: moe_only)"),
         int_key<&C::experts, &ExpertsConfig::count>("experts.count", 1, 4096,
                                                     "routed experts per MoE layer (N)"),
         int_key<&C::experts, &ExpertsConfig::d_ff>("experts.d_ff", 1, 1048576,
@@ -355,6 +365,17 @@ const std::vector<Key>& table() {
             "experts.shared_gate", kSharedGate,
             "none = the shared experts' output is added as is (DeepSeekMoE); sigmoid = times "
             "sigmoid(x . w_g), a learned gate per token (Qwen-MoE)"),
+        choice_key<&C::experts, &ExpertsConfig::patch, &PatchExpertConfig::activation>(
+            "experts.patch.activation", kPatchActivation,
+            "experts.kind: patch: sigma of each channel, cubic = z^3 or linear = z"),
+        int_key<&C::experts, &ExpertsConfig::patch, &PatchExpertConfig::channels>(
+            "experts.patch.channels", 1, 65536,
+            "experts.kind: patch: J, the channels per class (2J filters of dimension d, with "
+            "bias)"),
+        num_key<&C::experts, &ExpertsConfig::patch, &PatchExpertConfig::init_scale>(
+            "experts.patch.init_scale", {0.0, 1000.0, true, false, false},
+            "experts.kind: patch: the filters and biases are N(0, (init_scale / sqrt(3 d))^2), "
+            "the variance of PyTorch's default Conv1d init times init_scale^2"),
 
         choice_key<&C::router, &RouterConfig::type>("router.type", router_choices(),
                                                     "the routing algorithm"),
@@ -389,6 +410,11 @@ const std::vector<Key>& table() {
             "router.init", kRouterInit,
             "the router weights at step 0: normal = N(0, (0.1 / sqrt(d))^2) (near-uniform "
             "routing), zero = all 0 (Chen et al. 2022; linear head only)"),
+        bool_key<&C::router, &RouterConfig::patch_tied>(
+            "router.patch_tied",
+            "the linear head is one (d, N) map shared by the input's P patches of dimension d: "
+            "logits = sum_p x_p Wr (Chen et al. 2022); needs data.task: patch_clusters and "
+            "model.kind: moe_only"),
         int_key<&C::router, &RouterConfig::cosine, &CosineHeadConfig::dim>(
             "router.cosine.dim", 1, 65536,
             "router.head: cosine: dimension of the projection x Wp and of the expert embeddings"),
@@ -530,8 +556,11 @@ constexpr Section kSections[] = {
     {"data.modular", "the modular task: a OP b = c (mod p)"},
     {"data.patch_clusters",
      "the patch_clusters task: Chen et al. 2022's patch-clustered binary data (Definition 3.1)"},
-    {"model", "the network: residual blocks whose FFN is a dense FFN or an MoE layer"},
+    {"model",
+     "the network: residual blocks whose FFN is a dense FFN or an MoE layer, or one MoE layer "
+     "alone (model.kind: moe_only)"},
     {"experts", "the experts of each MoE layer"},
+    {"experts.patch", "the patch experts (experts.kind: patch; Chen et al. 2022's two-layer CNN)"},
     {"router", "how tokens are assigned to experts"},
     {"router.cosine", "the cosine router head (router.head: cosine; X-MoE)"},
     {"router.topk", "options of the top-k router (router.type: topk)"},

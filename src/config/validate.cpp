@@ -100,6 +100,83 @@ const KeyRule kRules[] = {
              "sequences, and each gives seq_len - 1 tokens",
              s.value("data.eval_size"), S);
      }},
+    {"model.kind",
+     {"model.kind", "experts.kind"},
+     "`model.kind: moe_only` needs `experts.kind: patch` (its MoE layer's output is the logits)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.model.kind != ModelKind::moe_only || c.experts.kind == ExpertKind::patch) return {};
+         return fmt::format(
+             "'moe_only' makes the logits from the MoE layer's output, which only patch experts "
+             "give (experts.kind = {})",
+             s.value("experts.kind"));
+     }},
+    {"experts.kind",
+     {"experts.kind", "model.kind"},
+     "`experts.kind: patch` needs `model.kind: moe_only` (a patch expert's output is the 2 class "
+     "scores)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.kind == ExpertKind::ffn || c.model.kind == ModelKind::moe_only) return {};
+         return fmt::format(
+             "'patch' experts output the 2 class scores, not the residual stream; they need "
+             "model.kind: moe_only (model.kind = {})",
+             s.value("model.kind"));
+     }},
+    {"experts.kind",
+     {"experts.kind", "data.task"},
+     "`experts.kind: patch` needs `data.task: patch_clusters` (its P patches of dimension d, 2 "
+     "classes)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.kind == ExpertKind::ffn || c.data.task == TaskKind::patch_clusters)
+             return {};
+         return fmt::format(
+             "'patch' experts read data.patch_clusters' patches and its 2 classes; data.task = {}",
+             s.value("data.task"));
+     }},
+    {"experts.kind",
+     {"experts.kind", "device"},
+     "`experts.kind: patch` runs on `device: cpu` only (not built for cuda yet)",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.device == Device::cpu || c.experts.kind == ExpertKind::ffn) return {};
+         return "'patch' experts are not built for device: cuda yet (their activation runs on the "
+                "host); use device: cpu";
+     }},
+    {"experts.kind",
+     {"experts.kind", "experts.shared"},
+     "`experts.kind: patch` needs `experts.shared` = 0",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.kind == ExpertKind::ffn || c.experts.shared == 0) return {};
+         return fmt::format("'patch' experts have no shared experts; experts.shared = {}",
+                            s.value("experts.shared"));
+     }},
+    {"experts.kind",
+     {"experts.kind", "router.type"},
+     "`experts.kind: patch` needs a router with a sparse plan (not soft or soft_slots)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (c.experts.kind == ExpertKind::ffn ||
+             (c.router.type != RouterType::soft && c.router.type != RouterType::soft_slots))
+             return {};
+         return fmt::format(
+             "'patch' experts run on the token-expert path; router.type = {} mixes tokens into "
+             "slots",
+             s.value("router.type"));
+     }},
+    {"router.patch_tied",
+     {"router.patch_tied", "model.kind"},
+     "`router.patch_tied: true` needs `model.kind: moe_only` (the router reads the raw patches)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!c.router.patch_tied || c.model.kind == ModelKind::moe_only) return {};
+         return fmt::format(
+             "a tied router reads the input's raw patches, which only moe_only gives it; "
+             "model.kind = {}",
+             s.value("model.kind"));
+     }},
+    {"router.patch_tied",
+     {"router.patch_tied", "router.head"},
+     "`router.patch_tied: true` needs `router.head: linear`",
+     [](const Config& c, const Show&) -> std::string {
+         if (!c.router.patch_tied || c.router.head == RouterHeadKind::linear) return {};
+         return "only the linear head can tie its weight across patches; use router.head: linear";
+     }},
     {"router.head",
      {"router.head", "device"},
      "`router.head: cosine` runs on `device: cpu` only (not built for cuda yet)",

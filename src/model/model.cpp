@@ -14,7 +14,25 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
       Din_(input_dim),
       D_(cfg.model.d_model),
       C_(num_classes),
-      L_(cfg.model.layers) {
+      L_(cfg.model.layers),
+      moe_only_(cfg.model.kind == ModelKind::moe_only) {
+    if (moe_only_) {
+        L_ = 1;
+        moe_.resize(1);
+        dense_.resize(1);
+        moe_[0] = std::make_unique<MoeLayer>(cfg, ps_, "block0.moe", 0, 1, input_dim);
+        MOESIM_CHECK(moe_[0]->out_dim() == C_, "moe_only: the experts' output is not the classes");
+        ps_.finalize(cfg.seed, be);
+        moe_[0]->reserve(T_max, be);
+        logits_.allocate(be, size_t(T_max) * C_);
+        dlogits_.allocate(be, size_t(T_max) * C_);
+        dx_.allocate(be, size_t(T_max) * Din_);
+        if (be && !be->host_memory()) {
+            x_dev_.allocate(be, size_t(T_max) * Din_);
+            y_dev_.allocate(be, size_t(T_max));
+        }
+        return;
+    }
     tf_ = cfg.model.kind == ModelKind::transformer;
     if (tf_) {
         // embeddings N(0, 1/D): a tied head's logits start with unit variance
@@ -135,6 +153,17 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     layer_pass.input_dim = Din_;
     // the input and labels in the backend's memory (the same pointers on the CPU)
     y = upload(be, y_dev_, y, size_t(T));
+    if (moe_only_) {
+        x = upload(be, x_dev_, x, size_t(T) * Din_);
+        x_ = x;
+        moe_[0]->forward(be, ps_, logits_.data(), x, T, layer_pass);
+        lp.aux = moe_[0]->weighted_aux();
+        lp.z = moe_[0]->weighted_z();
+        lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, T,
+                                   C_, 1.0f, &lp.correct);
+        lp.loss = lp.task + lp.aux + lp.z;
+        return lp;
+    }
     const size_t TD = size_t(T) * D_;
     if (tf_) {
         MOESIM_CHECK(pass.token_ids && T % S_ == 0, "the transformer takes whole token sequences");
@@ -176,6 +205,10 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
 }
 
 void Model::backward(Backend& be, int T, bool router_grad_parts) {
+    if (moe_only_) {
+        moe_[0]->backward(be, ps_, dx_.data(), dlogits_.data(), x_, T, router_grad_parts);
+        return;
+    }
     const size_t TD = size_t(T) * D_;
     // head and final norm
     head_backward(be, T);

@@ -6,6 +6,10 @@
 //   logits  = RMSNorm_f(h_L) Wh + bh                      (T, C) classifier head
 //   loss    = cross_entropy(logits, y) + sum over MoE layers (alpha * aux + z_coef * z)
 //
+// model.kind: moe_only (Chen et al. 2022): logits = MoE(x), one MoE layer on the raw input
+// (width Din) whose experts (experts.kind: patch) output the C = 2 class scores; no embedding,
+// norm, head or residual. loss = cross_entropy(logits, y) + that layer's auxiliary terms.
+//
 // Shapes: T tokens (examples), Din input dim, D = model.d_model, C classes.
 //
 // model.kind: transformer (token tasks; docs/model.md "The transformer"): the input is the token
@@ -68,6 +72,7 @@ public:
 private:
     Config cfg_;
     int T_max_, Din_, D_, C_, L_;
+    bool moe_only_ = false;  // model.kind: moe_only: moe_[0] alone, on the raw input
     ParamStore ps_;
     Linear embed_, head_;
     std::vector<int> norm_g_;  // (L) norm gains, + final
@@ -94,6 +99,7 @@ private:
     const int* tok_ = nullptr;                      // the token ids of the last forward
     void head_forward(Backend& be, int T);
     void head_backward(Backend& be, int T);
+    Buf<float> dx_;  // moe_only: (T_max, Din) the input gradient the layer writes (not used)
 };
 
 }  // namespace moe

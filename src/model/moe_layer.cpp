@@ -10,8 +10,9 @@
 namespace moe {
 
 MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block,
-                   int blocks)
-    : D_(cfg.model.d_model),
+                   int blocks, int in_dim)
+    : D_(in_dim > 0 ? in_dim : cfg.model.d_model),
+      Dout_(cfg.experts.kind == ExpertKind::patch ? 2 : D_),
       N_(cfg.experts.count),
       // assignments per token that the capacity and the Switch loss are sized for: router.k,
       // times the branches a token picks for the hierarchical router
@@ -30,8 +31,27 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)),
       L_(router_->logit_width(N_)) {
-    head_.declare(cfg.router, ps, name, D_, L_, seed_);
+    head_.declare(cfg.router, ps, name, D_, L_, seed_,
+                  cfg.router.patch_tied ? cfg.data.patch_clusters.patches : 1);
     router_w = head_.input_tensor();
+    if (cfg.experts.kind == ExpertKind::patch) {
+        // Chen et al. 2022's two-layer CNN per expert: 2J filters (d) with bias, shared by the P
+        // patches; their init is PyTorch's Conv1d default (U(+-1/sqrt(d)), std 1/sqrt(3d)) in
+        // variance, as a normal, times experts.patch.init_scale.
+        patch_ = true;
+        P_ = cfg.data.patch_clusters.patches;
+        pdim_ = cfg.data.patch_clusters.dim;
+        pJ_ = cfg.experts.patch.channels;
+        pact_ = cfg.experts.patch.activation;
+        MOESIM_CHECK(P_ * pdim_ == D_, "patch experts need an input of P * d");
+        H_ = H1_ = P_ * 2 * pJ_;  // pre-activations per row: (P, 2J)
+        const float sd = float(cfg.experts.patch.init_scale / std::sqrt(3.0 * pdim_));
+        w1 = ps.add(name + ".experts.w1", size_t(N_) * pdim_ * 2 * pJ_, Init::normal, sd);
+        b1 = ps.add(name + ".experts.b1", size_t(N_) * 2 * pJ_, Init::normal, sd);
+        poff_.resize(size_t(N_) + 1);
+        bias_.assign(N_, 0.0f);
+        return;
+    }
     w1 = ps.add(name + ".experts.w1", size_t(N_) * D_ * H1_, Init::normal,
                 1.0f / std::sqrt(float(D_)));
     b1 = ps.add(name + ".experts.b1", size_t(N_) * H1_, Init::zeros);
@@ -59,8 +79,8 @@ void MoeLayer::reserve(int T_max, Backend* be) {
     logits_.allocate(be, TL);
     xd_.allocate(be, A * D_);
     pre_.allocate(be, A * H1_);
-    h_.allocate(be, A * H_);
-    yd_.allocate(be, A * D_);
+    if (!patch_) h_.allocate(be, A * H_);
+    yd_.allocate(be, A * Dout_);
     dgate_.allocate(be, A);
     if (be && !be->host_memory()) {
         pd_.token.allocate(be, A);
@@ -74,7 +94,7 @@ void MoeLayer::reserve(int T_max, Backend* be) {
     dlog_.allocate(be, TL);
     dlog_aux_.allocate(be, TL);
     dlog_direct_.resize(TL);
-    head_.reserve(T_max);
+    head_.reserve(T_max, be);
     gw_task_.allocate(be, head_.param_count());
     gw_aux_.allocate(be, head_.param_count());
     if (shared_) {

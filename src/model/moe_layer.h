@@ -40,14 +40,17 @@ namespace moe {
 class MoeLayer {
 public:
     // block: this layer's block index of `blocks` (keys the gating noise per step and layer).
-    MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block, int blocks);
+    // in_dim: the width of x (0: model.d_model); the output y has the same width with ffn experts
+    // and 2 (the class scores) with patch experts (patch_expert.h).
+    MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, int block, int blocks,
+             int in_dim = 0);
     // Workspaces for up to T_max tokens in be's memory (null: host memory).
     void reserve(int T_max, Backend* be = nullptr);
 
-    // y (T, D) from x (T, D). The losses are in aux_loss(), z_loss_value() (before their
+    // y (T, out_dim()) from x (T, D). The losses are in aux_loss(), z_loss_value() (before their
     // coefficients) and weighted_loss() (with them).
     void forward(Backend& be, ParamStore& ps, float* y, const float* x, int T, const Pass& pass);
-    // dx (T, D) overwritten from dy (T, D) and the x of forward. With router_grad_parts, the
+    // dx (T, D) overwritten from dy (T, out_dim()) and the x of forward. With router_grad_parts, the
     // router-weight gradients of the task loss and of the auxiliary losses are also computed
     // apart, for the statistics (router_grad_task / _aux); the parameter gradient is the same
     // single product of the summed logit gradients either way, so statistics never change the
@@ -75,6 +78,8 @@ public:
     double weighted_z() const { return weighted_z_; }  // z_coef * z
     const float* bias() const { return bias_.data(); }
     int experts() const { return N_; }
+    int in_dim() const { return D_; }
+    int out_dim() const { return Dout_; }
     // Router-weight gradients of the last backward with router_grad_parts: the gradient of the
     // router head's parameters (RouterHead::param_grad; the linear head: Wr, (D, L)) each.
     // (Host memory.)
@@ -103,7 +108,16 @@ private:
     void backward_dense(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
                         int T);
 
-    int D_, N_, K_, H_, H1_;
+    // The patch experts' forward and backward over the dispatched rows (patch_expert.cpp).
+    void patch_forward(Backend& be, ParamStore& ps, int A, const int* off);
+    void patch_backward(Backend& be, ParamStore& ps, int A);
+
+    int D_, Dout_, N_, K_, H_, H1_;
+    // experts.kind: patch: P patches of dimension pdim_, 2 pJ_ channels, the activation
+    bool patch_ = false;
+    int P_ = 1, pdim_ = 0, pJ_ = 0;
+    PatchActivation pact_ = PatchActivation::cubic;
+    std::vector<int> poff_;  // (N + 1) the segment offsets times P: the rows of (A P, d)
     int block_, blocks_;
     uint64_t seed_;
     Activation act_;

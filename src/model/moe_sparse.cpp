@@ -31,6 +31,12 @@ void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float
     pd_.d_tok_offsets = upload(be, pd_.tok_offsets, plan_.tok_offsets.data(), size_t(T) + 1);
     pd_.d_tok_assign = upload(be, pd_.tok_assign, plan_.tok_assign.data(), size_t(A));
     be.gather_rows(xd_.data(), x, pd_.d_token, A, D_);
+    if (patch_) {
+        patch_forward(be, ps, A, off);
+        be.combine_by_token(y, yd_.data(), pd_.d_tok_offsets, pd_.d_tok_assign, pd_.d_gate, T,
+                            Dout_, false);
+        return;
+    }
     be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
                               off, N_, H1_, D_);
     be.act_forward(h_.data(), pre_.data(), A, H_, act_);
@@ -55,8 +61,14 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     // Combine backward: dY and d gate of each assignment.
     float* dyd = yd_.data();
     be.combine_by_token_backward(dyd, dgate_.dev(), dy, yd_.data(), tok_off, tok_assign, pd_.d_gate,
-                                 T, D_);
+                                 T, Dout_);
     dgate_.down(be, size_t(A));  // the gate gradients go to the router, on the host
+    if (patch_) {
+        patch_backward(be, ps, A);  // dXd into xd_
+        be.combine_by_token(dx, xd_.data(), tok_off, tok_assign, nullptr, T, D_, false);
+        gate_grad_to_slots(plan_, dgate_.host(), dslot_task_.data(), size_t(state_.R));
+        return;
+    }
     // Experts backward, per segment.
     be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
     be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);

@@ -86,6 +86,11 @@ inline Config nontrivial_config() {
     c.experts.activation = Activation::swiglu;
     c.experts.shared = 1;
     c.experts.shared_gate = SharedGate::sigmoid;
+    // model.kind and experts.kind stay `residual` and `ffn`: moe_only and patch experts need each
+    // other and data.task: patch_clusters; router.patch_tied stays false (it needs moe_only)
+    c.experts.patch.activation = PatchActivation::linear;
+    c.experts.patch.channels = 40;
+    c.experts.patch.init_scale = 0.25;
     c.router.k = 1;
     c.router.score = ScoreFn::sigmoid;
     c.router.normalize = Normalize::no;

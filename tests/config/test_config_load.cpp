@@ -155,7 +155,8 @@ TEST_SUITE("config") {
               "\"3\\n\"");
         CHECK(load_error("router: |\n  k: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+              "normalize, noise, noise_kind, scale, jitter, head, init, patch_tied, cosine, topk, "
+              "hash, "
               "sinkhorn, hierarchical, "
               "soft_slots), got the "
               "block scalar "
@@ -275,7 +276,8 @@ TEST_SUITE("config") {
               "t.yaml:1:13: router.k: expected an integer between 1 and 64, got a mapping");
         CHECK(load_error("router: 3\n") ==
               "t.yaml:1:9: router: is a section: expected a mapping of its keys (type, k, score, "
-              "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+              "normalize, noise, noise_kind, scale, jitter, head, init, patch_tied, cosine, topk, "
+              "hash, "
               "sinkhorn, hierarchical, "
               "soft_slots), got '3'");
         CHECK(load_error("data:\n  clusters: none\n") ==
@@ -464,14 +466,16 @@ TEST_SUITE("config") {
             CHECK(load_error("", {"router=topk"}) ==
                   "override 'router=topk': router: is a section: expected a mapping of its keys "
                   "(type, k, score, "
-                  "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+                  "normalize, noise, noise_kind, scale, jitter, head, init, patch_tied, cosine, "
+                  "topk, hash, "
                   "sinkhorn, "
                   "hierarchical, soft_slots), got "
                   "'topk'");
             CHECK(load_error("", {"router="}) ==
                   "override 'router=': router: is a section: expected a mapping of its keys (type, "
                   "k, score, "
-                  "normalize, noise, noise_kind, scale, jitter, head, init, cosine, topk, hash, "
+                  "normalize, noise, noise_kind, scale, jitter, head, init, patch_tied, cosine, "
+                  "topk, hash, "
                   "sinkhorn, "
                   "hierarchical, soft_slots), got "
                   "an empty value");

@@ -53,12 +53,14 @@ TEST_SUITE("config") {
         // own keys of the routers other than topk (an error while topk is selected), and
         // router.topk.noise (`learned` needs router.noise = 0, softmax scores and no z-loss),
         // router.init (`zero` needs the linear head, and the cosine head is set) and
-        // router.noise_kind (`uniform` refuses the shazeer loss, which is set), and model.kind
-        // (`transformer` needs token sequences, and the task is clusters).
+        // router.noise_kind (`uniform` refuses the shazeer loss, which is set), model.kind,
+        // experts.kind and router.patch_tied (moe_only, patch experts and the tied router need
+        // each other and data.task: patch_clusters; their round trip is the test below).
         for (const std::string& key : config_keys()) {
             if (key == "device" || key == "data.task" || key == "router.type" ||
-                key == "model.kind" || key == "router.topk.second_expert" ||
-                key == "router.topk.noise" || key == "router.init" || key == "router.noise_kind" ||
+                key == "router.topk.second_expert" || key == "router.topk.noise" ||
+                key == "router.init" || key == "router.noise_kind" || key == "model.kind" ||
+                key == "experts.kind" || key == "router.patch_tied" ||
                 key.rfind("router.hash.", 0) == 0 || key.rfind("router.sinkhorn.", 0) == 0 ||
                 key.rfind("router.hierarchical.", 0) == 0)
                 continue;
@@ -102,6 +104,9 @@ TEST_SUITE("config") {
         pc.data.patch_clusters.gamma_max = 2.0;
         pc.data.patch_clusters.sigma_p = 2.0;
         pc.data.patch_clusters.scale = 1.5;
+        pc.model.kind = ModelKind::moe_only;  // Chen et al.'s model, which needs this task
+        pc.experts.kind = ExpertKind::patch;
+        pc.router.patch_tied = true;
         for (const Config& c : {m, q, pc}) {
             CHECK_NOTHROW(config_validate(c));
             CHECK(round_trip(c) == c);
@@ -113,7 +118,8 @@ TEST_SUITE("config") {
             else if (key.rfind("data.modular.", 0) == 0)
                 CHECK_MESSAGE(config_value_string(q, key) != config_value_string(Config{}, key),
                               key);
-            else if (key.rfind("data.patch_clusters.", 0) == 0)
+            else if (key.rfind("data.patch_clusters.", 0) == 0 || key == "model.kind" ||
+                     key == "experts.kind" || key == "router.patch_tied")
                 CHECK_MESSAGE(config_value_string(pc, key) != config_value_string(Config{}, key),
                               key);
         for (const std::string& key : config_keys()) {

@@ -38,7 +38,7 @@ TEST_SUITE("config") {
         CHECK(keys.back() == "train.checkpoint_every");
         CHECK(std::find(keys.begin(), keys.end(), "router.k") != keys.end());
         CHECK(std::find(keys.begin(), keys.end(), "data.clusters.label_noise") != keys.end());
-        CHECK(keys.size() == 94);
+        CHECK(keys.size() == 99);
     }
 
     TEST_CASE("schema: the defaults in config.h are legal") {
@@ -103,7 +103,7 @@ TEST_SUITE("config") {
     TEST_CASE("schema: Config has not grown a field the schema does not know") {
         // Tripwire: when a field is added to config.h, add its key to schema.cpp, set it in
         // nontrivial_config() (tests/config/config_test_util.h), then update this size.
-        CHECK_MESSAGE(sizeof(Config) == 640, "sizeof(Config) is " << sizeof(Config));
+        CHECK_MESSAGE(sizeof(Config) == 656, "sizeof(Config) is " << sizeof(Config));
     }
 
     TEST_CASE("schema: to_string spells every enum value as the config does") {
@@ -153,6 +153,10 @@ TEST_SUITE("config") {
                                               "data.markov.seq_len=33", "train.batch_size=256"});
                 else if (c.name == "base")  // one expert per token
                     cfg = config_load_string("", "t.yaml", {override_text, "router.k=1"});
+                else if (c.name == "moe_only" || (k.path == "experts.kind" && c.name == "patch"))
+                    cfg = config_load_string("", "t.yaml",
+                                             {override_text, "data.task=patch_clusters",
+                                              "model.kind=moe_only", "experts.kind=patch"});
                 else if (c.name == "soft" || c.name == "soft_slots")  // dense: no capacity
                     cfg = config_load_string(
                         "", "t.yaml", {override_text, "capacity.factor=0", "balance.loss=none"});
@@ -211,7 +215,7 @@ TEST_SUITE("config") {
         CHECK(
             schema::unknown_key_message("router.bogus") ==
             "unknown key (router has: type, k, score, normalize, noise, noise_kind, scale, jitter, "
-            "head, init, "
+            "head, init, patch_tied, "
             "cosine, topk, hash, sinkhorn, hierarchical, soft_slots)");
         CHECK(schema::unknown_key_message("nope.nope") == "unknown key");
     }

@@ -40,21 +40,25 @@ void normalize_rows_backward(float* g, const float* vn, const float* norm, int n
 }  // namespace
 
 void RouterHead::declare(const RouterConfig& cfg, ParamStore& ps, const std::string& name, int D,
-                         int L, uint64_t seed) {
+                         int L, uint64_t seed, int patches) {
     D_ = D;
     L_ = L;
+    P_ = patches;
+    MOESIM_CHECK(P_ >= 1 && D % P_ == 0, "a tied router head needs D divisible by the patches");
+    MOESIM_CHECK(P_ == 1 || cfg.head == RouterHeadKind::linear, "only the linear head is tied");
     jitter_ = float(cfg.jitter);
     seed_ = seed;
     cosine_ = cfg.head == RouterHeadKind::cosine;
     if (!cosine_) {
         // Router weights start small so that early routing is near uniform (Fedus et al. 2021
         // §2.4); router.init: zero starts them at 0 (exactly uniform; Chen et al. 2022).
+        // (tied: the weight of one patch, (D / P, L), at the std of the untied head)
+        const size_t rows = size_t(D / P_);
         if (cfg.init == RouterInit::zero)
-            w_ = ps.add(name + ".router.w", size_t(D) * L, Init::zeros);
+            w_ = ps.add(name + ".router.w", rows * L, Init::zeros);
         else
-            w_ =
-                ps.add(name + ".router.w", size_t(D) * L, Init::normal, 0.1f / std::sqrt(float(D)));
-        param_count_ = size_t(D) * L;
+            w_ = ps.add(name + ".router.w", rows * L, Init::normal, 0.1f / std::sqrt(float(D)));
+        param_count_ = rows * L;
         return;
     }
     MOESIM_CHECK(cfg.init == RouterInit::normal, "router.init: zero needs router.head: linear");
@@ -68,7 +72,11 @@ void RouterHead::declare(const RouterConfig& cfg, ParamStore& ps, const std::str
     param_count_ = size_t(D) * d_ + size_t(L) * d_ + 1;
 }
 
-void RouterHead::reserve(int T_max) {
+void RouterHead::reserve(int T_max, Backend* be) {
+    if (P_ > 1) {
+        wt_.allocate(be, size_t(D_) * L_);
+        gt_.allocate(be, size_t(D_) * L_);
+    }
     if (jitter_ > 0.0f) {
         xr_.resize(size_t(T_max) * D_);
         u_.resize(size_t(T_max) * D_);
@@ -84,6 +92,21 @@ void RouterHead::reserve(int T_max) {
         dh_.resize(size_t(T_max) * d_);
         de_.resize(size_t(L_) * d_);
     }
+}
+
+const float* RouterHead::weight(Backend& be, ParamStore& ps) {
+    if (P_ == 1) return ps.p(w_);
+    const size_t block = size_t(D_ / P_) * L_;
+    for (int p = 0; p < P_; ++p)
+        be.copy(wt_.data() + size_t(p) * block, ps.p(w_), block * sizeof(float));
+    return wt_.data();
+}
+
+void RouterHead::fold_tied_grad(Backend& be, float* out, float beta) {
+    const size_t block = size_t(D_ / P_) * L_;
+    if (beta == 0.0f) be.copy(out, gt_.data(), block * sizeof(float));
+    for (int p = beta == 0.0f ? 1 : 0; p < P_; ++p)
+        be.add(out, gt_.data() + size_t(p) * block, block);
 }
 
 float RouterHead::inv_tau(const ParamStore& ps) const {
@@ -104,7 +127,7 @@ void RouterHead::forward(Backend& be, ParamStore& ps, float* logits, const float
         }
     }
     if (!cosine_) {
-        be.gemm(logits, router_input(x), ps.p(w_), T, L_, D_, false, false, 0.0f);
+        be.gemm(logits, router_input(x), weight(be, ps), T, L_, D_, false, false, 0.0f);
         return;
     }
     MOESIM_CHECK(size_t(T) * L_ <= cos_.size(), "more tokens than the head was reserved for");
@@ -162,12 +185,19 @@ void RouterHead::backward(Backend& be, ParamStore& ps, float* dx, const float* d
         cosine_backward(be, ps, d_logits, x, T, ps.g(w_), ps.g(emb_), ps.g(tau_), 1.0f, dx);
         return;
     }
-    be.gemm(ps.g(w_), router_input(x), d_logits, D_, L_, T, true, false, 1.0f);
+    // (tied: wt_ still holds the stacked weight of forward, whose parameters have not moved)
+    const float* w = P_ > 1 ? wt_.data() : ps.p(w_);
+    if (P_ > 1) {
+        be.gemm(gt_.data(), router_input(x), d_logits, D_, L_, T, true, false, 0.0f);
+        fold_tied_grad(be, ps.g(w_), 1.0f);
+    } else {
+        be.gemm(ps.g(w_), router_input(x), d_logits, D_, L_, T, true, false, 1.0f);
+    }
     if (jittered_) {
-        be.gemm(dxr_.data(), d_logits, ps.p(w_), T, D_, L_, false, true, 0.0f);
+        be.gemm(dxr_.data(), d_logits, w, T, D_, L_, false, true, 0.0f);
         add_jittered_dx(dx, T);
     } else {
-        be.gemm(dx, d_logits, ps.p(w_), T, D_, L_, false, true, 1.0f);
+        be.gemm(dx, d_logits, w, T, D_, L_, false, true, 1.0f);
     }
 }
 
@@ -178,6 +208,11 @@ void RouterHead::param_grad(Backend& be, ParamStore& ps, float* out, const float
         float* g_emb = g_proj + size_t(D_) * d_;
         float* g_tau = g_emb + size_t(L_) * d_;
         cosine_backward(be, ps, d_logits, x, T, g_proj, g_emb, g_tau, 0.0f, nullptr);
+        return;
+    }
+    if (P_ > 1) {
+        be.gemm(gt_.data(), router_input(x), d_logits, D_, L_, T, true, false, 0.0f);
+        fold_tied_grad(be, out, 0.0f);
         return;
     }
     be.gemm(out, router_input(x), d_logits, D_, L_, T, true, false, 0.0f);

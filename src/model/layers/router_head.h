@@ -6,6 +6,10 @@
 //     generator keyed by (seed, kStreamRouterJitter, noise_key, t*D + d); evaluation: xr = x.
 //     Only the router sees xr: the experts get x.
 //   linear (router.head: linear):   logits = xr Wr                  Wr "<layer>.router.w" (D, L)
+//     tied over P patches (router.patch_tied; Chen et al. 2022's h_m(x) = sum_p <theta_m, x_p>):
+//     Wr is (D/P, L) and logits = xr [Wr; ..; Wr] with Wr stacked P times, the same as
+//     sum_p xr_p Wr; the stacked copy is made in forward, the gradient of Wr is the sum of the P
+//     blocks of xrᵀ d_logits, all with the backend's ops (any device).
 //   cosine (router.head: cosine; X-MoE, Chi et al. 2022):
 //     h = xr Wp                 Wp "<layer>.router.proj" (D, d), d = router.cosine.dim
 //     logits[t,i] = <h_t / |h_t|, e_i / |e_i|> / tau
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/buffer.h"
 #include "config/config.h"
 #include "model/params.h"
 
@@ -34,9 +39,11 @@ namespace moe {
 class RouterHead {
 public:
     // Declares the parameters "<name>.router.*" of a head of L logits per token on inputs of D.
+    // patches > 1: the linear head's weight is tied across that many patches of D / patches.
     void declare(const RouterConfig& cfg, ParamStore& ps, const std::string& name, int D, int L,
-                 uint64_t seed);
-    void reserve(int T_max);
+                 uint64_t seed, int patches = 1);
+    // be: the backend whose memory holds the tied head's stacked weight (null: host).
+    void reserve(int T_max, Backend* be = nullptr);
 
     // logits (T, L) overwritten from x (T, D). training: jitter (if any), keyed by noise_key.
     void forward(Backend& be, ParamStore& ps, float* logits, const float* x, int T, bool training,
@@ -70,7 +77,15 @@ private:
     // The jittered gradient dxr (T, D) times u, added into dx.
     void add_jittered_dx(float* dx, int T) const;
 
+    // The linear head's (D, L) weight: Wr itself, or (tied) its P stacked copies in wt_.
+    const float* weight(Backend& be, ParamStore& ps);
+    // The tied head: the P blocks of the stacked gradient gt_ summed into out (beta 0: written
+    // over, 1: accumulated).
+    void fold_tied_grad(Backend& be, float* out, float beta);
+
     int D_ = 0, L_ = 0;
+    int P_ = 1;           // patches the linear head's weight is tied across
+    Buf<float> wt_, gt_;  // tied: (D, L) the stacked weight and its gradient
     bool cosine_ = false;
     int d_ = 0;          // cosine: the projection's dimension
     float tau0_ = 1.0f;  // cosine: the initial temperature
