@@ -42,12 +42,6 @@ public:
             host_.assign(n, T{});
         }
     }
-    // Grows to at least n elements (host memory only; contents kept): the CPU-only workspaces.
-    void resize(size_t n) {
-        MOESIM_CHECK(!be_, "resize of a device buffer");
-        host_.resize(n);
-        n_ = n;
-    }
     T* data() { return be_ ? dev_ : host_.data(); }
     const T* data() const { return be_ ? dev_ : host_.data(); }
     size_t size() const { return n_; }
