@@ -44,7 +44,10 @@ TEST_SUITE("cli") {
         const std::string args = "'" + source_path("configs/quickstart.yaml") + "' --out '" +
                                  (d / "run").string() +
                                  "' data.clusters.num_clusters=16384 --threads 1 --quiet";
-        auto r = run_and_signal(args, "", "0.5", false);
+        // Signalled once config.yaml exists (the handlers are installed right after it is
+        // written), not after a fixed delay: on a loaded machine the process may not have got
+        // that far in half a second.
+        auto r = run_and_signal(args, (d / "run" / "config.yaml").string(), "0.3", false);
         INFO(r.output);
         CHECK(field(r.output, "rc") == 130);
         CHECK(field(r.output, "ms") < 3000);
