@@ -3,6 +3,7 @@
 // gradient checks of the differentiable ops (activations, RMSNorm, cross-entropy), and
 // bit-identical results at 1 and 2 threads.
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_small_gemm.h"
 
 #include <doctest/doctest.h>
 
@@ -396,6 +397,104 @@ TEST_SUITE("backend") {
         cpu::CpuBackend be3(3);
         be3.gemm(C3.data(), A.data(), Bm.data(), M, N, K, false, false, 0.0f);
         CHECK(bit_equal(C3, C));
+    }
+
+    TEST_CASE("cpu row products: short segments take the packing-free kernels") {
+        // Segments of every length 1..kShortRows, one just above it (Eigen's path, so the call
+        // mixes both and runs its tiles dynamically) and an empty one, with shapes the short
+        // kernels take (nn: N % 16 == 0; nt: N % 4 == 0, K % 8 == 0); N crosses the 256-column
+        // tile, so a segment's tiles prefetch each other's weights.
+        std::vector<int> len;
+        for (int m = 1; m <= cpu::kShortRows; ++m) len.push_back(m);
+        len.push_back(0);
+        const int N = 272, K = 24;
+        for (bool mixed : {false, true}) {
+            std::vector<int> lens = len;
+            if (mixed) lens.push_back(cpu::kShortRows + 7);
+            std::vector<int> off = {0};
+            for (int m : lens) off.push_back(off.back() + m);
+            const int G = int(lens.size()), rows = off.back();
+            const std::vector<float> A = normal_vector(size_t(rows) * K, 41);
+            const std::vector<float> B = normal_vector(size_t(G) * K * N, 42);
+            const std::vector<float> bias = normal_vector(size_t(G) * N, 43);
+            const std::vector<float> C1 = normal_vector(size_t(rows) * N, 44);
+            // mode 0..2: beta 0 (C holds NaN), 1, 0.5; mode 3: the bias seeds the product
+            auto run = [&](Backend& be, bool tb, int mode) {
+                const float beta = mode == 1 ? 1.0f : mode == 2 ? 0.5f : 0.0f;
+                std::vector<float> C =
+                    mode == 1 || mode == 2
+                        ? C1
+                        : std::vector<float>(C1.size(), std::numeric_limits<float>::quiet_NaN());
+                if (mode == 3)
+                    be.gemm_grouped_rows_bias(C.data(), A.data(), B.data(), size_t(K) * N,
+                                              bias.data(), N, off.data(), G, N, K);
+                else
+                    be.gemm_grouped_rows(C.data(), A.data(), B.data(), size_t(K) * N, off.data(), G,
+                                         N, K, tb, beta);
+                return C;
+            };
+            for (bool tb : {false, true})
+                for (int mode = 0; mode < 4; ++mode) {
+                    if (tb && mode == 3) continue;  // the bias op has no transposed form
+                    CAPTURE(mixed);
+                    CAPTURE(tb);
+                    CAPTURE(mode);
+                    cpu::CpuBackend be1(1);
+                    const std::vector<float> C = run(be1, tb, mode);
+                    for (int g = 0; g < G; ++g) {
+                        const int m = lens[size_t(g)];
+                        if (m == 0) continue;
+                        CAPTURE(g);
+                        const auto r0 = ptrdiff_t(off[size_t(g)]) * N,
+                                   r1 = ptrdiff_t(off[size_t(g) + 1]) * N;
+                        std::vector<float> c0(C1.begin() + r0, C1.begin() + r1);
+                        if (mode == 3)
+                            for (int r = 0; r < m; ++r)
+                                std::copy_n(bias.begin() + ptrdiff_t(g) * N, N,
+                                            c0.begin() + ptrdiff_t(r) * N);
+                        const float beta = mode == 2 ? 0.5f : mode == 0 ? 0.0f : 1.0f;
+                        const std::vector<float> ref =
+                            naive_gemm(c0, A.data() + size_t(off[size_t(g)]) * K,
+                                       B.data() + size_t(g) * K * N, m, N, K, false, tb, beta);
+                        CHECK(max_err(std::vector<float>(C.begin() + r0, C.begin() + r1), ref) <
+                              1e-5);
+                    }
+                    // the same bits at another thread count (static or dynamic tiles)
+                    cpu::CpuBackend be2(2);
+                    CHECK(bit_equal(run(be2, tb, mode), C));
+                    cpu::CpuBackend be3(3);
+                    CHECK(bit_equal(run(be3, tb, mode), C));
+                }
+            // weight gradients: W_g (K, N) += A_gᵀ (K, m_g) · D_g (m_g, N), added to what W holds
+            const std::vector<float> D = normal_vector(size_t(rows) * N, 45);
+            const std::vector<float> W0 = normal_vector(size_t(G) * K * N, 46);
+            auto wgrad = [&](Backend& be) {
+                std::vector<float> W = W0;
+                be.gemm_grouped_wgrad(W.data(), size_t(K) * N, A.data(), D.data(), off.data(), G, K,
+                                      N);
+                return W;
+            };
+            cpu::CpuBackend be1(1);
+            const std::vector<float> W = wgrad(be1);
+            for (int g = 0; g < G; ++g) {
+                CAPTURE(mixed);
+                CAPTURE(g);
+                std::vector<float> ref(W0.begin() + ptrdiff_t(g) * K * N,
+                                       W0.begin() + ptrdiff_t(g + 1) * K * N);
+                for (int i = 0; i < K; ++i)
+                    for (int j = 0; j < N; ++j) {
+                        double acc = ref[size_t(i) * N + j];
+                        for (int r = off[size_t(g)]; r < off[size_t(g) + 1]; ++r)
+                            acc += double(A[size_t(r) * K + i]) * D[size_t(r) * N + j];
+                        ref[size_t(i) * N + j] = float(acc);
+                    }
+                const std::vector<float> got(W.begin() + ptrdiff_t(g) * K * N,
+                                             W.begin() + ptrdiff_t(g + 1) * K * N);
+                CHECK(max_err(got, ref) < 1e-5);
+            }
+            cpu::CpuBackend be3(3);
+            CHECK(bit_equal(wgrad(be3), W));
+        }
     }
 
 }  // TEST_SUITE

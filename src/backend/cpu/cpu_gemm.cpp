@@ -6,6 +6,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_small_gemm.h"
 
 namespace moe::cpu {
 
@@ -35,19 +36,53 @@ void add_tiles(std::vector<CpuBackend::Tile>& tiles, int g, int rows, int cols, 
             tiles.push_back({g, r, std::min(rows, r + len), c, std::min(cols, c + kColTile)});
 }
 
+// The weights tile tl multiplies (B's rows or columns c0..c1 of its group), as a prefetch cursor.
+PrefetchCursor weights_of(const CpuBackend::Tile& tl, const float* B, size_t b_stride, int N, int K,
+                          bool tb) {
+    const float* Bg = B + size_t(tl.group) * b_stride;
+    const size_t n = size_t(tl.c1 - tl.c0);
+    PrefetchCursor pf;
+    if (tb) {  // rows c0..c1 of B (N, K): one contiguous block
+        pf.base = reinterpret_cast<const char*>(Bg + size_t(tl.c0) * K);
+        pf.rows = 1;
+        pf.row_bytes = n * size_t(K) * sizeof(float);
+    } else {  // columns c0..c1 of B (K, N): K rows of n values
+        pf.base = reinterpret_cast<const char*>(Bg + tl.c0);
+        pf.rows = K;
+        pf.row_bytes = n * sizeof(float);
+        pf.stride = size_t(N) * sizeof(float);
+    }
+    return pf;
+}
+
 }  // namespace
 
 // y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
 // With a bias (beta is then 0), the tile starts as the bias row instead of Eigen's zero fill.
+// Short tiles (cpu_small_gemm.h) take the packing-free kernels and prefetch the next tile's
+// weights; when every tile is short, each thread takes a contiguous run of tiles (static
+// schedule), so the next tile is most often its own. Either way each tile is computed by one
+// thread in one fixed order: the results do not depend on the thread count.
 void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_stride,
                            const int* off, int N, int K, bool tb, float beta, const float* bias,
                            size_t bias_stride) {
     const int n_tiles = int(tiles_.size());
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
-    for (int i = 0; i < n_tiles; ++i) {
+    bool all_short = true;
+    for (const Tile& tl : tiles_)
+        all_short = all_short && small_gemm_fits(tb, tl.r1 - tl.r0, tl.c1 - tl.c0, K);
+    auto one = [&](int i) {
         const Tile tl = tiles_[i];
         const int row0 = off[tl.group] + tl.r0, m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
         const float* Bg = B + size_t(tl.group) * b_stride;
+        if (small_gemm_fits(tb, m, n, K)) {
+            PrefetchCursor pf;
+            if (i + 1 < n_tiles) pf = weights_of(tiles_[i + 1], B, b_stride, N, K, tb);
+            small_gemm(C + size_t(row0) * N + tl.c0, size_t(N), A + size_t(row0) * K, size_t(K),
+                       tb ? Bg + size_t(tl.c0) * K : Bg + tl.c0, tb ? size_t(K) : size_t(N), m, n,
+                       K, tb, beta, bias ? bias + size_t(tl.group) * bias_stride + tl.c0 : nullptr,
+                       pf);
+            return;
+        }
         CMapMat a(A + size_t(row0) * K, m, K, Eigen::OuterStride<>(K));
         MapMat c(C + size_t(row0) * N + tl.c0, m, n, Eigen::OuterStride<>(N));
         if (bias) {
@@ -68,6 +103,14 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
             else
                 c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         }
+    };
+    const bool par = n_tiles > 1 && threads_ > 1;
+    if (all_short) {
+#pragma omp parallel for num_threads(threads_) schedule(static) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    } else {
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
     }
 }
 
@@ -124,16 +167,41 @@ void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, c
     for (int g = 0; g < G; ++g)
         if (off[g + 1] > off[g]) add_tiles(tiles_, g, M, N, kRowTile);
     const int n_tiles = int(tiles_.size());
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (n_tiles > 1 && threads_ > 1)
-    for (int i = 0; i < n_tiles; ++i) {
+    auto rows_of = [&](const Tile& tl) { return off[tl.group + 1] - off[tl.group]; };
+    bool all_short = true;
+    for (const Tile& tl : tiles_)
+        all_short = all_short && small_wgrad_fits(rows_of(tl), tl.c1 - tl.c0);
+    auto one = [&](int i) {
         const Tile tl = tiles_[i];
-        const int row0 = off[tl.group], rows = off[tl.group + 1] - row0;
+        const int row0 = off[tl.group], rows = rows_of(tl);
         const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
+        float* Cg = C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0;
+        if (small_wgrad_fits(rows, n)) {
+            PrefetchCursor pf;  // the next tile's block of C
+            if (i + 1 < n_tiles) {
+                const Tile& nx = tiles_[i + 1];
+                pf.base = reinterpret_cast<const char*>(C + size_t(nx.group) * c_stride +
+                                                        size_t(nx.r0) * N + nx.c0);
+                pf.rows = nx.r1 - nx.r0;
+                pf.row_bytes = size_t(nx.c1 - nx.c0) * sizeof(float);
+                pf.stride = size_t(N) * sizeof(float);
+            }
+            small_wgrad(Cg, size_t(N), A + size_t(row0) * M + tl.r0, size_t(M),
+                        B + size_t(row0) * N + tl.c0, size_t(N), rows, m, n, pf);
+            return;
+        }
         CMapMat a(A + size_t(row0) * M + tl.r0, rows, m, Eigen::OuterStride<>(M));
         CMapMat b(B + size_t(row0) * N + tl.c0, rows, n, Eigen::OuterStride<>(N));
-        MapMat c(C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0, m, n,
-                 Eigen::OuterStride<>(N));
+        MapMat c(Cg, m, n, Eigen::OuterStride<>(N));
         c.noalias() += a.transpose() * b;
+    };
+    const bool par = n_tiles > 1 && threads_ > 1;
+    if (all_short) {
+#pragma omp parallel for num_threads(threads_) schedule(static) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    } else {
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
     }
 }
 
