@@ -125,8 +125,13 @@ TEST_SUITE("train") {
         };
         CHECK(message({"data.task=clusters"}).find("model.kind: 'transformer' reads token") !=
               std::string::npos);
-        CHECK(message({"data.task=modular"}).find("model.kind: 'transformer' reads token") !=
+        CHECK(message({"data.task=patch_clusters"}).find("model.kind: 'transformer' reads token") !=
               std::string::npos);
+        // modular: whole sequences "a OP b =" of 4 tokens
+        CHECK(message({"data.task=modular", "train.batch_size=258"})
+                  .find("train.batch_size: 258 is not a multiple of 4") != std::string::npos);
+        CHECK(message({"data.task=modular", "data.eval_size=4098"})
+                  .find("data.eval_size: 4098 is not a multiple of 4") != std::string::npos);
         CHECK(message({"device=cuda"}).find("model.kind: 'transformer' is not built for") !=
               std::string::npos);
         CHECK(message({"model.heads=3"}).find("model.heads") != std::string::npos);
