@@ -17,7 +17,7 @@ enum class TaskKind { clusters, markov, modular, patch_clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 // model.kind: the residual MLP over one example per token (every task), or the causal transformer
-// over whole sequences (token tasks: markov).
+// over whole sequences (token tasks: markov, modular).
 enum class ModelKind { residual, transformer, moe_only };  // model.kind
 enum class RouterType {
     topk,
@@ -132,7 +132,7 @@ inline SequenceShape sequence_shape(const DataConfig& d) {
 
 struct ModelConfig {
     // residual: embedding, residual blocks, norm and head; transformer: token and position
-    // embeddings, attention and FFN/MoE blocks (markov); moe_only: logits = one MoE layer on the
+    // embeddings, attention and FFN/MoE blocks (markov, modular); moe_only: logits = one MoE layer on the
     // raw input (Chen et al. 2022; needs experts.kind: patch)
     ModelKind kind = ModelKind::residual;
     int d_model = 64;

@@ -77,8 +77,8 @@ const KeyRule kRules[] = {
      }},
     {"train.batch_size",
      {"train.batch_size", "data.markov.seq_len"},
-     "`model.kind: transformer` needs `train.batch_size` (tokens per step) to be a multiple of "
-     "`data.markov.seq_len` - 1 (whole sequences)",
+     "`model.kind: transformer` on `data.task: markov` needs `train.batch_size` (tokens per step) "
+     "to be a multiple of `data.markov.seq_len` - 1 (whole sequences)",
      [](const Config& c, const Show& s) -> std::string {
          const int S = c.data.markov.seq_len - 1;
          if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
@@ -91,8 +91,8 @@ const KeyRule kRules[] = {
      }},
     {"data.eval_size",
      {"data.eval_size", "data.markov.seq_len"},
-     "`model.kind: transformer` needs `data.eval_size` (tokens) to be a multiple of "
-     "`data.markov.seq_len` - 1 (whole sequences)",
+     "`model.kind: transformer` on `data.task: markov` needs `data.eval_size` (tokens) to be a "
+     "multiple of `data.markov.seq_len` - 1 (whole sequences)",
      [](const Config& c, const Show& s) -> std::string {
          const int S = c.data.markov.seq_len - 1;
          if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
