@@ -1,4 +1,4 @@
-"""Shared helpers of the moe-sim plotting scripts (tools/plot/run.py, sweep.py, compare.py).
+"""Shared helpers of the moe-sim plotting scripts (tools/plot/run.py, tokens.py, sweep.py, compare.py).
 
 Loading a run or sweep directory, flattening config.yaml into dotted keys, labels from the names
 of METRICS.md, one-line errors (stderr, exit 2) and saving a figure by its extension.
