@@ -55,8 +55,10 @@ BenchFlops bench_flops(const Config& cfg, int input_dim, int num_classes, int T,
     f.dense = 3.0 * (2.0 * t * d * h1 + 2.0 * t * h * d) * dense;
     f.head = 3.0 * (2.0 * t * d * c);
     if (cfg.model.kind == ModelKind::transformer) {
-        const double S = cfg.data.markov.seq_len - 1;
+        const SequenceShape shape = sequence_shape(cfg.data);
+        const double S = shape.positions;
         f.embed = 0.0;
+        f.head *= double(shape.trained()) / S;  // the head sees the trained rows only
         f.attention =
             (3.0 * (2.0 * t * d * 3.0 * d + 2.0 * t * d * d) + 3.0 * 2.0 * t * d * (S + 1)) *
             cfg.model.layers;
@@ -82,11 +84,17 @@ BenchMemory bench_memory(const Config& cfg, int input_dim, int num_classes, int 
     act += assignments * (d + h1 + h + d + 1.0);  // dispatched x, pre, act, y, token
     if (cfg.experts.shared > 0) act += moe * t * cfg.experts.shared * (h1 + h);
     act += dense * t * (h1 + h);
-    act += 2.0 * t * d + t + t * c;                // h_L, RMSNorm(h_L), 1/rms, logits
-    if (cfg.model.kind == ModelKind::transformer)  // per block: m_l, normed, 1/rms, qkv, P, att
-        act += layers * (2.0 * t * d + t + 3.0 * t * d +
-                         t * cfg.model.heads * (cfg.data.markov.seq_len - 1) + t * d) +
-               t;  // and the token ids
+    act += 2.0 * t * d + t + t * c;                  // h_L, RMSNorm(h_L), 1/rms, logits
+    if (cfg.model.kind == ModelKind::transformer) {  // per block: m_l, normed, 1/rms, qkv, P, att
+        const SequenceShape shape = sequence_shape(cfg.data);
+        act += layers *
+                   (2.0 * t * d + t + 3.0 * t * d + t * cfg.model.heads * shape.positions + t * d) +
+               t;                       // and the token ids
+        if (shape.first_trained > 0) {  // the loss mask: logits of the trained rows only, which
+            const double r = t * shape.trained() / shape.positions;  // are gathered (row, n, dn)
+            act += r * (c + 2.0 * d + 1.0) - t * c;
+        }
+    }
     m.activations = kF * act;
     return m;
 }

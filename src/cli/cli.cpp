@@ -261,7 +261,8 @@ int cli_main(int argc, char** argv) {
     run->footer(help_footer(
         "the run directory (--out, default runs/<name>) gets config.yaml and metrics.csv,\n"
         "timing.csv, layers.csv, experts.csv, specialization.csv, events.csv, summary.csv\n"
-        "(token tasks: tokens.csv, positions.csv; docs/metrics.md) and checkpoint.bin (--resume); "
+        "(token tasks: tokens.csv, positions.csv, position_experts.csv; docs/metrics.md) and\n"
+        "checkpoint.bin (--resume); "
         "progress and errors go to stderr.",
         "moe-sim run configs/quickstart.yaml balance.alpha=0.01 --out runs/alpha-0.01"));
 

@@ -17,7 +17,7 @@ enum class TaskKind { clusters, markov, modular, patch_clusters };
 enum class Teacher { linear, mlp };
 enum class Activation { relu, gelu, swiglu };
 // model.kind: the residual MLP over one example per token (every task), or the causal transformer
-// over whole sequences (token tasks: markov).
+// over whole sequences (token tasks: markov, modular).
 enum class ModelKind { residual, transformer, moe_only };  // model.kind
 enum class RouterType {
     topk,
@@ -115,9 +115,24 @@ struct DataConfig {
     bool operator==(const DataConfig&) const = default;
 };
 
+// The sequences the transformer (model.kind: transformer) reads from a token task: S positions
+// per sequence (row t of a batch is position t % S of sequence t / S; position i's input is
+// token i, its target token i + 1), and the positions i >= first_trained whose target the loss
+// and the accuracy count. markov: S = seq_len - 1, every position trained; modular: the sequence
+// "a OP b =" (S = 4), only the last position's target, the answer c, is trained.
+struct SequenceShape {
+    int positions = 1;
+    int first_trained = 0;
+    int trained() const { return positions - first_trained; }  // trained positions per sequence
+};
+inline SequenceShape sequence_shape(const DataConfig& d) {
+    if (d.task == TaskKind::modular) return {4, 3};
+    return {d.markov.seq_len - 1, 0};
+}
+
 struct ModelConfig {
     // residual: embedding, residual blocks, norm and head; transformer: token and position
-    // embeddings, attention and FFN/MoE blocks (markov); moe_only: logits = one MoE layer on the
+    // embeddings, attention and FFN/MoE blocks (markov, modular); moe_only: logits = one MoE layer on the
     // raw input (Chen et al. 2022; needs experts.kind: patch)
     ModelKind kind = ModelKind::residual;
     int d_model = 64;

@@ -46,12 +46,15 @@ const KeyRule kRules[] = {
      }},
     {"model.kind",
      {"model.kind", "data.task"},
-     "`model.kind: transformer` needs a task with token sequences (`data.task: markov`)",
+     "`model.kind: transformer` needs a task with token sequences (`data.task: markov` or "
+     "`modular`)",
      [](const Config& c, const Show& s) -> std::string {
-         if (c.model.kind != ModelKind::transformer || c.data.task == TaskKind::markov) return {};
+         if (c.model.kind != ModelKind::transformer || c.data.task == TaskKind::markov ||
+             c.data.task == TaskKind::modular)
+             return {};
          return fmt::format(
              "'transformer' reads token sequences; data.task = {} has none (use data.task: "
-             "markov, or model.kind: residual)",
+             "markov or modular, or model.kind: residual)",
              s.value("data.task"));
      }},
     {"model.kind",
@@ -74,8 +77,8 @@ const KeyRule kRules[] = {
      }},
     {"train.batch_size",
      {"train.batch_size", "data.markov.seq_len"},
-     "`model.kind: transformer` needs `train.batch_size` (tokens per step) to be a multiple of "
-     "`data.markov.seq_len` - 1 (whole sequences)",
+     "`model.kind: transformer` on `data.task: markov` needs `train.batch_size` (tokens per step) "
+     "to be a multiple of `data.markov.seq_len` - 1 (whole sequences)",
      [](const Config& c, const Show& s) -> std::string {
          const int S = c.data.markov.seq_len - 1;
          if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
@@ -88,8 +91,8 @@ const KeyRule kRules[] = {
      }},
     {"data.eval_size",
      {"data.eval_size", "data.markov.seq_len"},
-     "`model.kind: transformer` needs `data.eval_size` (tokens) to be a multiple of "
-     "`data.markov.seq_len` - 1 (whole sequences)",
+     "`model.kind: transformer` on `data.task: markov` needs `data.eval_size` (tokens) to be a "
+     "multiple of `data.markov.seq_len` - 1 (whole sequences)",
      [](const Config& c, const Show& s) -> std::string {
          const int S = c.data.markov.seq_len - 1;
          if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::markov ||
@@ -99,6 +102,34 @@ const KeyRule kRules[] = {
              "{} is not a multiple of data.markov.seq_len - 1 = {}: the transformer takes whole "
              "sequences, and each gives seq_len - 1 tokens",
              s.value("data.eval_size"), S);
+     }},
+    {"train.batch_size",
+     {"train.batch_size", "data.task"},
+     "`model.kind: transformer` on `data.task: modular` needs `train.batch_size` (tokens per "
+     "step) to be a multiple of 4 (whole sequences `a OP b =`)",
+     [](const Config& c, const Show& s) -> std::string {
+         const int S = sequence_shape(c.data).positions;
+         if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::modular ||
+             c.train.batch_size % S == 0)
+             return {};
+         return fmt::format(
+             "{} is not a multiple of {}: the transformer takes whole sequences, and each "
+             "'a OP b =' gives {} tokens",
+             s.value("train.batch_size"), S, S);
+     }},
+    {"data.eval_size",
+     {"data.eval_size", "data.task"},
+     "`model.kind: transformer` on `data.task: modular` needs `data.eval_size` (tokens) to be a "
+     "multiple of 4 (whole sequences `a OP b =`)",
+     [](const Config& c, const Show& s) -> std::string {
+         const int S = sequence_shape(c.data).positions;
+         if (c.model.kind != ModelKind::transformer || c.data.task != TaskKind::modular ||
+             c.data.eval_size % S == 0)
+             return {};
+         return fmt::format(
+             "{} is not a multiple of {}: the transformer takes whole sequences, and each "
+             "'a OP b =' gives {} tokens",
+             s.value("data.eval_size"), S, S);
      }},
     {"model.kind",
      {"model.kind", "experts.kind"},

@@ -37,7 +37,9 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
     if (tf_) {
         // embeddings N(0, 1/D): a tied head's logits start with unit variance
         tied_ = cfg.model.tie_embeddings;
-        S_ = cfg.data.markov.seq_len - 1;
+        const SequenceShape shape = sequence_shape(cfg.data);
+        S_ = shape.positions;
+        first_trained_ = shape.first_trained;
         MOESIM_CHECK(S_ > 0 && T_max % S_ == 0, "whole sequences (config rules)");
         const float std = 1.0f / std::sqrt(float(D_));
         tok_emb_ = ps_.add("embed.token", size_t(C_) * D_, Init::normal, std);
@@ -109,23 +111,58 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
         pos_ids_.allocate(be, size_t(T_max));
         pos_ids_.assign_from(pos.data());
         if (be && !be->host_memory()) tok_dev_.allocate(be, size_t(T_max));
+        if (first_trained_ > 0) {  // the rows whose target is trained, and their copies
+            const int trained = S_ - first_trained_, R = T_max / S_ * trained;
+            std::vector<int> rows(static_cast<size_t>(R));
+            for (int r = 0; r < R; ++r) rows[size_t(r)] = loss_row(r);
+            loss_rows_.allocate(be, size_t(R));
+            loss_rows_.assign_from(rows.data());
+            nsel_.allocate(be, size_t(R) * D_);
+            dnsel_.allocate(be, size_t(R) * D_);
+            ysel_.resize(size_t(R));
+        }
     }
 }
 
+int Model::loss_row(int r) const {
+    const int trained = S_ - first_trained_;
+    return r / trained * S_ + first_trained_ + r % trained;
+}
+
+int Model::trained_rows(int T) const {
+    return first_trained_ > 0 ? T / S_ * (S_ - first_trained_) : T;
+}
+
+// The head on the R = trained_rows(T) rows whose target is trained: all T rows, or (a loss mask,
+// first_trained_ > 0) the rows loss_row(r) gathered into nsel (R, D) first.
 void Model::head_forward(Backend& be, int T) {
-    if (tied_)  // logits (T, V) = n (T, D) E^T
-        be.gemm(logits_.data(), n_[L_].data(), ps_.p(tok_emb_), T, C_, D_, false, true, 0.0f);
+    const int R = trained_rows(T);
+    const float* n = n_[L_].data();
+    if (first_trained_ > 0) {  // nsel[r] = n[loss_row(r)]
+        be.embedding_forward(nsel_.data(), n, loss_rows_.data(), R, D_, false);
+        n = nsel_.data();
+    }
+    if (tied_)  // logits (R, V) = n (R, D) E^T
+        be.gemm(logits_.data(), n, ps_.p(tok_emb_), R, C_, D_, false, true, 0.0f);
     else
-        head_.forward(be, ps_, logits_.data(), n_[L_].data(), T);
+        head_.forward(be, ps_, logits_.data(), n, R);
 }
 
 void Model::head_backward(Backend& be, int T) {
+    const int R = trained_rows(T);
+    const bool masked = first_trained_ > 0;
+    const float* n = masked ? nsel_.data() : n_[L_].data();
+    float* dn = masked ? dnsel_.data() : dn_.data();
     if (tied_) {
-        // dE (V, D) += dlogits^T n; dn (T, D) = dlogits E
-        be.gemm(ps_.g(tok_emb_), dlogits_.data(), n_[L_].data(), C_, D_, T, true, false, 1.0f);
-        be.gemm(dn_.data(), dlogits_.data(), ps_.p(tok_emb_), T, D_, C_, false, false, 0.0f);
+        // dE (V, D) += dlogits^T n; dn (R, D) = dlogits E
+        be.gemm(ps_.g(tok_emb_), dlogits_.data(), n, C_, D_, R, true, false, 1.0f);
+        be.gemm(dn, dlogits_.data(), ps_.p(tok_emb_), R, D_, C_, false, false, 0.0f);
     } else {
-        head_.backward(be, ps_, dn_.data(), dlogits_.data(), n_[L_].data(), T);
+        head_.backward(be, ps_, dn, dlogits_.data(), n, R);
+    }
+    if (masked) {  // dn (T, D): dnsel[r] at row loss_row(r), 0 at the rows not trained
+        be.fill_zero(dn_.data(), size_t(T) * D_ * sizeof(float));
+        be.embedding_backward(dn_.data(), dnsel_.data(), loss_rows_.data(), R, T, D_);
     }
 }
 
@@ -151,8 +188,14 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     Pass layer_pass = pass;  // the MoE layers see the raw input (routers that hash it), on the host
     layer_pass.input = x;
     layer_pass.input_dim = Din_;
-    // the input and labels in the backend's memory (the same pointers on the CPU)
-    y = upload(be, y_dev_, y, size_t(T));
+    // the input and the trained rows' labels in the backend's memory (the same pointers on the CPU)
+    const int R = trained_rows(T);
+    if (R != T) {
+        for (int r = 0; r < R; ++r) ysel_[size_t(r)] = y[loss_row(r)];
+        y = ysel_.data();
+    }
+    lp.targets = R;
+    y = upload(be, y_dev_, y, size_t(R));
     if (moe_only_) {
         x = upload(be, x_dev_, x, size_t(T) * Din_);
         x_ = x;
@@ -198,7 +241,7 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     }
     be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);
     head_forward(be, T);
-    lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, T, C_,
+    lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, R, C_,
                                1.0f, &lp.correct);
     lp.loss = lp.task + lp.aux + lp.z;
     return lp;

@@ -13,12 +13,16 @@
 // Shapes: T tokens (examples), Din input dim, D = model.d_model, C classes.
 //
 // model.kind: transformer (token tasks; docs/model.md "The transformer"): the input is the token
-// ids (Pass::token_ids), T = nseq whole sequences of S = data.markov.seq_len - 1 positions, and
+// ids (Pass::token_ids), T = nseq whole sequences of S positions (SequenceShape, config.h), and
 //
 //   h_0     = E[token] + P[position]                      token (V, D) and position (S, D) tables
 //   m_l     = h_l + Attn_l(RMSNorm_a,l(h_l))              causal multi-head self-attention
 //   h_{l+1} = m_l + FFN_l(RMSNorm_l(m_l))                 FFN_l as above (MoE or dense)
 //   logits  = RMSNorm_f(h_L) Wh                           Wh (D, V), or E^T when tied; no bias
+//
+// The loss and the accuracy count the rows of the positions SequenceShape trains: all of them
+// (markov), or only each sequence's last one (modular: the answer), whose rows alone reach the
+// head (the other rows' logits are not computed and get no gradient from the loss).
 #pragma once
 
 #include <memory>
@@ -39,6 +43,7 @@ struct LossParts {
     double aux = 0.0;     // sum over MoE layers of alpha * aux
     double z = 0.0;       // sum over MoE layers of z_coef * z
     int64_t correct = 0;  // examples whose argmax is the label
+    int64_t targets = 0;  // the labels the loss averages over and `correct` counts (trained rows)
 };
 
 class Model {
@@ -66,8 +71,13 @@ public:
     std::vector<MoeLayer*> moe_layers();       // in block order
     std::vector<int> moe_block_index() const;  // block index of each MoE layer
     int T_max() const { return T_max_; }
-    // The classifier logits of the last forward (T, C), in the backend's memory.
+    // The classifier logits of the last forward (trained_rows(T), C), in the backend's memory.
     const float* logits() const { return logits_.data(); }
+    // The rows of a T-row batch whose label the loss counts: T, or with the transformer's loss
+    // mask (SequenceShape::first_trained > 0; modular: the answer) T / S * trained, row r of the
+    // logits being batch row loss_row(r).
+    int trained_rows(int T) const;
+    int loss_row(int r) const;
 
 private:
     Config cfg_;
@@ -90,6 +100,7 @@ private:
     bool tf_ = false;
     bool tied_ = false;
     int S_ = 0;
+    int first_trained_ = 0;  // SequenceShape: positions below it are not trained (loss mask)
     int tok_emb_ = -1, pos_emb_ = -1;               // (V, D) and (S, D) tables
     std::vector<int> attn_g_;                       // (L) attention norm gains
     std::vector<std::unique_ptr<Attention>> attn_;  // per block
@@ -97,6 +108,9 @@ private:
     Buf<int> pos_ids_;                              // (T_max) position of each row: t % S
     Buf<int> tok_dev_;                              // (T_max) the token ids' copy on a device
     const int* tok_ = nullptr;                      // the token ids of the last forward
+    Buf<int> loss_rows_;                            // (R_max) loss mask: loss_row(r)
+    Buf<float> nsel_, dnsel_;                       // (R_max, D) the trained rows' normed h_L
+    std::vector<int> ysel_;                         // (R_max) their labels, on the host
     void head_forward(Backend& be, int T);
     void head_backward(Backend& be, int T);
     Buf<float> dx_;  // moe_only: (T_max, Din) the input gradient the layer writes (not used)

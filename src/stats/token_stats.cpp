@@ -15,6 +15,7 @@ TokenWindow::TokenWindow(int N, int V, int P)
       V_(V),
       P_(P),
       token_expert_(size_t(V) * size_t(N), 0),
+      position_expert_(size_t(P) * size_t(N), 0),
       pos_tokens_(size_t(P), 0),
       pos_processed_(size_t(P), 0),
       pos_dropped_(size_t(P), 0) {
@@ -23,6 +24,7 @@ TokenWindow::TokenWindow(int N, int V, int P)
 
 void TokenWindow::reset() {
     std::fill(token_expert_.begin(), token_expert_.end(), 0);
+    std::fill(position_expert_.begin(), position_expert_.end(), 0);
     std::fill(pos_tokens_.begin(), pos_tokens_.end(), 0);
     std::fill(pos_processed_.begin(), pos_processed_.end(), 0);
     std::fill(pos_dropped_.begin(), pos_dropped_.end(), 0);
@@ -42,6 +44,7 @@ void TokenWindow::observe(const RoutingPlan& plan, const int* top1, const int* t
         MOESIM_CHECK(v >= 0 && v < V_ && s >= 0 && s < P_ && e >= 0 && e < N_,
                      "a token id, position or expert out of range");
         ++token_expert_[size_t(v) * size_t(N_) + size_t(e)];
+        ++position_expert_[size_t(s) * size_t(N_) + size_t(e)];
         ++pos_tokens_[size_t(s)];
         if (plan.kind == PlanKind::sparse) {
             const int a = plan.token_assignments(t);

@@ -1,6 +1,6 @@
 // Token-level routing statistics of one MoE layer over one evaluation (token tasks: markov,
-// modular; docs/metrics.md): spec_nmi_token of layers.csv, and the rows of tokens.csv and
-// positions.csv.
+// modular; docs/metrics.md): spec_nmi_token of layers.csv, and the rows of tokens.csv,
+// positions.csv and position_experts.csv.
 //
 // A TokenWindow is sized once for N experts, token ids in [0, V) and positions in [0, P),
 // reset() at every evaluation and fed one observe() per eval batch. Per token t of a batch:
@@ -11,7 +11,8 @@
 //   spec_nmi_token               = 2 I(token; expert) / (H(token) + H(expert)) of that table,
 //                                  exactly spec_nmi's formula and conventions (load_stats.h)
 //                                  with the token id in place of the group
-//   per position s: tokens[s]    = #{t : s[t] = s}
+//   position table m[s,i]        = #{t : s[t] = s, e[t] = i}                 (P, N)
+//   per position s: tokens[s]    = #{t : s[t] = s}  (= sum_i m[s,i])
 //                   processed[s] = sum over those tokens of their processed assignments
 //                   dropped_tokens[s] = those with no processed assignment
 //   routed per token r           = sum_b sum_i A_b[i] / sum_b T_b  (k for token choice)
@@ -54,6 +55,8 @@ public:
 
     // (V, N) row-major: n[v,i].
     std::span<const int64_t> token_expert() const { return token_expert_; }
+    // (P, N) row-major: m[s,i], the top-1 expert distribution per position.
+    std::span<const int64_t> position_expert() const { return position_expert_; }
     int64_t token_count(int v) const;  // sum_i n[v,i]
     double spec_nmi_token() const;     // NaN when no token was observed
     // The positions that had tokens, ascending.
@@ -65,6 +68,7 @@ public:
 private:
     int N_ = 0, V_ = 0, P_ = 0;
     std::vector<int64_t> token_expert_;                              // (V, N)
+    std::vector<int64_t> position_expert_;                           // (P, N)
     std::vector<int64_t> pos_tokens_, pos_processed_, pos_dropped_;  // (P)
     bool dense_ = false;              // a dense plan was observed: no per-token assignments
     int64_t tokens_ = 0, slots_ = 0;  // sum_b T_b, sum_b sum_i A_b[i]

@@ -12,6 +12,15 @@
 // token (for token-id routers) b, the last operand; its position 4, that of c in "a OP b = c".
 // Only the answer is predicted: there are no other positions. The ideal loss is 0 (c is a
 // function of the input).
+// Sequence form (model.kind: transformer): an example is the sequence "a OP b =" of four tokens
+// over a vocabulary of p + ops + 1: the numbers 0 .. p-1, the operation o as token p + o, "=" as
+// token p + ops. It is four rows, positions i = 0 .. 3: row i's input (and token) is token i of
+// "a OP b = c", its label token i + 1 (so row 3, the "=", has the answer c), its position i + 1,
+// its group the operation, its sequence the example; its input x the one-hot of its token
+// (input_dim = num_classes = the vocabulary). The transformer trains and scores only row 3's
+// label (SequenceShape in config.h): the answer. train.batch_size and data.eval_size count
+// tokens (multiples of 4, config rules): a step is batch_size / 4 examples, drawn as below with
+// q = s * (B / 4) + j; the eval set is the first min(eval_size / 4, held-out) held-out triples.
 // Training batches: example i of step s is train triple uniform_int(q, train triples) of
 // Rng{seed, kStreamData, 0}, q = s * B + i (drawn with replacement; data.train_size is not used).
 // The eval set is the first min(eval_size, held-out) held-out triples (in the permuted order).
@@ -27,10 +36,11 @@ namespace moe {
 
 namespace {
 constexpr int kAnswerPosition = 4;  // c in "a OP b = c"
+constexpr int kSequenceRows = 4;    // sequence form: the rows of "a OP b ="
 }  // namespace
 
-ModularTask::ModularTask(const ModularConfig& mc, int64_t eval_size, uint64_t seed)
-    : mc_(mc), seed_(seed) {
+ModularTask::ModularTask(const ModularConfig& mc, int64_t eval_size, uint64_t seed, bool sequences)
+    : mc_(mc), seed_(seed), seq_(sequences) {
     auto ops = modular_ops_parse(mc.ops);
     MOESIM_CHECK(ops.has_value() && mc.p >= 2, "data.modular.ops and p (schema)");
     ops_ = *ops;
@@ -55,6 +65,12 @@ ModularTask::ModularTask(const ModularConfig& mc, int64_t eval_size, uint64_t se
     train_.assign(all.begin(), all.begin() + std::ptrdiff_t(n_train));
     held_out_.assign(all.begin() + std::ptrdiff_t(n_train), all.end());
 
+    if (seq_) {
+        const int E = int(std::min<int64_t>(eval_size / kSequenceRows, int64_t(held_out_.size())));
+        eval_.resize_tokens(E * kSequenceRows, input_dim());
+        for (int j = 0; j < E; ++j) fill_sequence(held_out_[size_t(j)], eval_, j);
+        return;
+    }
     const int E = int(std::min<int64_t>(eval_size, int64_t(held_out_.size())));
     eval_.resize_tokens(E, input_dim());
     for (int i = 0; i < E; ++i) fill(held_out_[size_t(i)], eval_, i);
@@ -89,10 +105,35 @@ void ModularTask::fill(const Triple& t, Batch& out, int i) const {
     out.position[size_t(i)] = kAnswerPosition;
 }
 
+void ModularTask::fill_sequence(const Triple& t, Batch& out, int j) const {
+    const int V = vocab();
+    const int seq[kSequenceRows + 1] = {t.a, mc_.p + t.op, t.b, equals_token(), answer(t)};
+    for (int i = 0; i < kSequenceRows; ++i) {
+        const int row = j * kSequenceRows + i;
+        float* x = out.x.data() + size_t(row) * size_t(V);
+        std::fill(x, x + V, 0.0f);
+        x[seq[i]] = 1.0f;
+        out.y[size_t(row)] = seq[i + 1];
+        out.group[size_t(row)] = t.op;
+        out.token[size_t(row)] = seq[i];
+        out.sequence[size_t(row)] = j;
+        out.position[size_t(row)] = i + 1;
+    }
+}
+
 void ModularTask::train_batch(int64_t step, int batch_size, Batch& out) const {
     MOESIM_CHECK(step >= 0 && batch_size >= 0, "step and batch size are not negative");
     out.resize_tokens(batch_size, input_dim());
     const Rng r{seed_, kStreamData, 0};
+    if (seq_) {
+        MOESIM_CHECK(batch_size % kSequenceRows == 0, "whole sequences (a config rule)");
+        const int n = batch_size / kSequenceRows;
+        const uint64_t first = uint64_t(step) * uint64_t(n);
+        for (int j = 0; j < n; ++j)
+            fill_sequence(train_[size_t(r.uniform_int(first + uint64_t(j), train_.size()))], out,
+                          j);
+        return;
+    }
     const uint64_t first = uint64_t(step) * uint64_t(batch_size);
     for (int i = 0; i < batch_size; ++i)
         fill(train_[size_t(r.uniform_int(first + uint64_t(i), train_.size()))], out, i);

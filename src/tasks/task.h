@@ -22,14 +22,15 @@ struct Batch {  // B examples
     std::vector<int> y;      // (B) class labels in [0, num_classes)
     std::vector<int> group;  // (B) ground-truth group (the cluster, domain or operation)
     // Token tasks only (markov, modular): (B) the current token of each example, the last token
-    // of its input window, which token-id routers read (Pass::token_ids). Empty for clusters.
+    // of its input window, which token-id routers read (Pass::token_ids) and the transformer
+    // embeds (its input token). Empty for clusters.
     std::vector<int> token;
     // Token tasks: (B) the sequence each example's position belongs to (the positions of one
     // sequence are adjacent), for the sequence-wise balance loss. Empty otherwise.
     std::vector<int64_t> sequence;
     // Token tasks: (B) the position in its sequence of the token each example predicts (its
-    // label; markov: t in 1 .. seq_len-1, modular: 4, the c of "a OP b = c"), for the drop rate
-    // by position (positions.csv). Empty otherwise.
+    // label; markov: t in 1 .. seq_len-1, modular: 4, the c of "a OP b = c", or 1 .. 4 in the
+    // transformer's sequence form), for positions.csv and position_experts.csv. Empty otherwise.
     std::vector<int> position;
 
     // Sizes the three arrays for b examples of width d; keeps capacity, so a batch reused with the

@@ -4,7 +4,7 @@
 
 namespace moe {
 
-void MetricWindow::add(const LossParts& lp, int tokens_in_step) {
+void MetricWindow::add(const LossParts& lp, int64_t tokens_in_step) {
     loss += lp.loss;
     task += lp.task;
     aux += lp.aux;

@@ -29,7 +29,8 @@ struct MetricWindow {
     double loss = 0, task = 0, aux = 0, z = 0;
     int64_t correct = 0, tokens = 0, steps = 0;
 
-    void add(const LossParts& lp, int tokens_in_step);
+    // tokens: the labels the step's loss counted (LossParts::targets), the accuracy's denominator
+    void add(const LossParts& lp, int64_t tokens_in_step);
     void reset() { *this = MetricWindow{}; }
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);

@@ -58,13 +58,15 @@ struct Recorder {
     bool token_stats = false;
     std::vector<TokenWindow> tok_win;  // (layers)
     std::vector<int> report_ids;       // the token ids of tokens.csv, ascending
-    CsvWriter metrics, timing, layers, experts, specialization, events, tokens, positions;
+    CsvWriter metrics, timing, layers, experts, specialization, events, tokens, positions,
+        position_experts;
     std::vector<CsvCell> row;
 
-    // The files of a run, in order (tokens.csv and positions.csv: token tasks only).
-    static constexpr const char* kFiles[] = {"metrics.csv", "timing.csv",         "layers.csv",
-                                             "experts.csv", "specialization.csv", "events.csv",
-                                             "tokens.csv",  "positions.csv"};
+    // The files of a run, in order (tokens.csv, positions.csv and position_experts.csv: token
+    // tasks only).
+    static constexpr const char* kFiles[] = {
+        "metrics.csv", "timing.csv", "layers.csv",    "experts.csv",         "specialization.csv",
+        "events.csv",  "tokens.csv", "positions.csv", "position_experts.csv"};
     static constexpr int kMaxReportedTokens = 256;  // tokens.csv: the most frequent ids
 
     // mode append: a resumed run (the files were cut back to its checkpoint's step).
@@ -104,6 +106,8 @@ struct Recorder {
                               {"step", "layer", "position", "tokens", "processed", "dropped_tokens",
                                "drop_rate", "dropped_token_rate"},
                               mode);
+        position_experts = CsvWriter(dir / "position_experts.csv",
+                                     {"step", "layer", "position", "expert", "tokens"}, mode);
     }
 
     static std::vector<std::string> metrics_header(bool ideal) {
@@ -136,9 +140,9 @@ struct Recorder {
                                st.num_tokens > 0 ? e.importance : kNaN, bias[i]});
         }
     }
-    // tokens.csv and positions.csv rows of MoE layer l at eval `step` (token tasks): the
-    // non-zero cells of the token x top-1 expert table for the reported ids, every position that
-    // had tokens.
+    // tokens.csv, positions.csv and position_experts.csv rows of MoE layer l at eval `step`
+    // (token tasks): the non-zero cells of the token x top-1 expert table for the reported ids,
+    // every position that had tokens, the non-zero cells of the position x top-1 expert table.
     void write_token_rows(int64_t step, int l) {
         const TokenWindow& w = tok_win[size_t(l)];
         const int N = w.experts();
@@ -152,6 +156,12 @@ struct Recorder {
             positions.write_row({step, blocks[l], p.position, p.tokens,
                                  p.has_processed ? CsvCell(p.processed) : CsvCell(),
                                  p.dropped_tokens, p.drop_rate, p.dropped_token_rate});
+        const auto by_pos = w.position_expert();
+        for (int s = 0; s < int(by_pos.size()) / std::max(N, 1); ++s)
+            for (int i = 0; i < N; ++i) {
+                const int64_t n = by_pos[size_t(s) * size_t(N) + size_t(i)];
+                if (n > 0) position_experts.write_row({step, blocks[l], s, i, n});
+            }
     }
     void flush() {
         metrics.flush();
@@ -163,6 +173,7 @@ struct Recorder {
         if (token_stats) {
             tokens.flush();
             positions.flush();
+            position_experts.flush();
         }
     }
 };
@@ -269,7 +280,7 @@ private:
             else
                 ss.collapse.count(int(l), m.plan().routed);
         }
-        ss.metrics.add(so.loss, cfg_.train.batch_size);
+        ss.metrics.add(so.loss, so.loss.targets);  // the accuracy's denominator: trained labels
     }
 
     // metrics.csv, timing.csv, layers.csv and experts.csv rows of the train split.
@@ -321,7 +332,7 @@ private:
         pass.capacity_factor =
             cfg_.capacity.eval_factor > 0 ? cfg_.capacity.eval_factor : cfg_.capacity.factor;
         double loss = 0, task_loss = 0, aux = 0, z = 0;
-        int64_t correct = 0;
+        int64_t correct = 0, targets = 0;  // targets: the labels the loss counts (model.h)
         for (auto& w : rec_.eval_win) w.reset();
         for (auto& w : rec_.tok_win) w.reset();
         for (int start = 0; start < E; start += B) {
@@ -330,11 +341,14 @@ private:
             pass.sequence_ids = eval.sequence_ids(start);
             const LossParts lp = st_.model.forward(*be_, eval.x.data() + size_t(start) * eval.dim,
                                                    eval.y.data() + start, T, pass);
-            loss += lp.loss * T;
-            task_loss += lp.task * T;
-            aux += lp.aux * T;
-            z += lp.z * T;
+            // each batch weighted by its trained labels (T, or the transformer's answers on modular)
+            const double n = double(lp.targets);
+            loss += lp.loss * n;
+            task_loss += lp.task * n;
+            aux += lp.aux * n;
+            z += lp.z * n;
             correct += lp.correct;
+            targets += lp.targets;
             for (int l = 0; l < NL; ++l) {
                 const MoeLayer& m = *moe_[l];
                 const float* probs = m.router_state().probs.data();
@@ -348,7 +362,8 @@ private:
                                             eval.position.data() + start);
             }
         }
-        record_eval_row(step, loss / E, task_loss / E, aux / E, z / E, double(correct) / E);
+        const double n = double(targets);
+        record_eval_row(step, loss / n, task_loss / n, aux / n, z / n, double(correct) / n);
     }
 
     // metrics.csv, layers.csv, experts.csv and specialization.csv rows of the eval split (token

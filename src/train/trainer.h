@@ -40,8 +40,8 @@ struct RunResult {
 };
 
 // Trains cfg (validated) and writes metrics.csv, timing.csv, layers.csv, experts.csv,
-// specialization.csv, events.csv (token tasks: tokens.csv, positions.csv) and summary.csv into
-// opts.out_dir, and a checkpoint at every train.checkpoint_every steps (-1: every evaluation)
+// specialization.csv, events.csv (token tasks: tokens.csv, positions.csv, position_experts.csv)
+// and summary.csv into opts.out_dir, and a checkpoint at every train.checkpoint_every steps (-1: every evaluation)
 // and when stopped by opts.stop. With opts.resume it loads out_dir's checkpoint (UserError when
 // there is none or it does not fit), cuts every CSV back to the checkpoint's step and continues:
 // the files end byte-identical to those of a run that never stopped (timing.csv aside).

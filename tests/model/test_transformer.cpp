@@ -75,7 +75,7 @@ Config tiny_transformer() {
 // differences; probes that change an MoE layer's plan are skipped.
 void check_transformer(const Config& cfg, double factor, const std::string& what) {
     CAPTURE(what);
-    const int S = cfg.data.markov.seq_len - 1, T = 2 * S, V = 5;
+    const int S = sequence_shape(cfg.data).positions, T = 2 * S, V = 5;
     auto be = backend_create(Device::cpu, 1);
     Model model(cfg, 7, V, T);
     ParamStore& ps = model.params();
@@ -250,6 +250,54 @@ TEST_SUITE("model") {
         cfg.model.tie_embeddings = true;
         cfg.model.heads = 3;
         check_transformer(cfg, 0.75, "tied");
+    }
+
+    TEST_CASE("transformer: gradient check with the answer-only loss of modular") {
+        Config cfg = tiny_transformer();
+        cfg.data.task = TaskKind::modular;  // S = 4, only position 3 trained
+        check_transformer(cfg, 0.0, "answer-only untied");
+        cfg.model.tie_embeddings = true;
+        check_transformer(cfg, 0.75, "answer-only tied, capacity drops");
+    }
+
+    TEST_CASE("transformer: the answer-only loss is the cross-entropy of the answer rows") {
+        // The same parameters (same seed and shapes) with every position trained (markov) and
+        // with only the last (modular): the masked loss, by hand from the full model's logits.
+        Config full = tiny_transformer(), masked = tiny_transformer();
+        masked.data.task = TaskKind::modular;
+        const int S = 4, T = 2 * S, V = 5;
+        auto be = backend_create(Device::cpu, 1);
+        Model mf(full, 7, V, T), mm(masked, 7, V, T);
+        REQUIRE(mf.params().data().host() == mm.params().data().host());
+        const std::vector<int> tokens = {0, 3, 3, 1, 4, 2, 0, 3};
+        std::vector<int> labels = {1, 2, 3, 4, 0, 1, 2, 3};
+        const std::vector<float> x(size_t(T) * 7, 0.0f);
+        Pass info;
+        info.token_ids = tokens.data();
+        info.capacity_factor = 0.0;
+        const LossParts lf = mf.forward(*be, x.data(), labels.data(), T, info);
+        CHECK(lf.targets == T);
+        const std::vector<float> logits(mf.logits(), mf.logits() + size_t(T) * V);
+        double ce = 0.0;
+        int64_t correct = 0;
+        for (int t : {3, 7}) {  // the answer rows: position 3 of each sequence
+            const float* l = logits.data() + size_t(t) * V;
+            double mx = l[0], sum = 0.0;
+            int arg = 0;
+            for (int v = 1; v < V; ++v)
+                if (l[v] > mx) mx = l[v], arg = v;
+            for (int v = 0; v < V; ++v) sum += std::exp(double(l[v]) - mx);
+            ce += (std::log(sum) + mx - l[labels[size_t(t)]]) / 2.0;
+            correct += arg == labels[size_t(t)];
+        }
+        const LossParts lm = mm.forward(*be, x.data(), labels.data(), T, info);
+        CHECK(lm.targets == 2);
+        CHECK(lm.task == doctest::Approx(ce).epsilon(1e-5));
+        CHECK(lm.correct == correct);
+        CHECK(lm.aux == lf.aux);  // the MoE layers see every row either way
+        // the labels of the untrained rows do not matter
+        for (int t : {0, 1, 2, 4, 5, 6}) labels[size_t(t)] = (labels[size_t(t)] + 2) % V;
+        CHECK(mm.forward(*be, x.data(), labels.data(), T, info).task == lm.task);
     }
 
     TEST_CASE("transformer: a token's logits depend on its prefix only") {

@@ -368,6 +368,71 @@ class TestCosmetics(PlotCase):
         self.assertPng(self.out("long_title.png"), (640, 450))
 
 
+class TestTokens(PlotCase):
+    """tools/plot/tokens.py on a tiny markov run (2 MoE layers at blocks 0 and 1)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.markov = os.path.join(TMP, "markov")
+        cmd = [BINARY, "run", os.path.join(ROOT, "configs", "markov.yaml"), "train.steps=20",
+               "train.eval_every=10", "train.log_every=5", "data.eval_size=512", "data.markov.vocab=8",
+               "experts.count=4", "--threads", "1", "--out", cls.markov, "--quiet"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()}")
+
+    def test_default_size_and_output(self):
+        p = plot_process("tokens.py", self.markov)
+        self.assertOk(p)
+        out = os.path.join(self.markov, "tokens.png")
+        self.assertEqual(p.stdout.strip(), out)
+        self.assertPng(out, (1600, 450))
+        self.assertOk(plot("tokens.py", self.markov, "--layer", "0", "--size", "900x300", "--compact", "-o",
+                           self.out("tok_small.png")))
+        self.assertPng(self.out("tok_small.png"), (900, 300))
+
+    def test_bad_inputs(self):
+        self.assertClearError(plot("tokens.py", self.run_dir(), "-o", self.out("t.png")), "no tokens.csv",
+                              "run.py")
+        self.assertClearError(plot("tokens.py", self.markov, "--layer", "5", "-o", self.out("t.png")),
+                              "--layer 5", "MoE layers: 0, 1")
+        self.assertClearError(plot("tokens.py", self.out("does_not_exist")), "no such directory")
+
+    def test_token_heatmap_shares_by_hand(self):
+        """Token 3: 2 examples on expert 0, 2 on expert 1 (shares 0.5, 0.5); token 5: 3 on expert 1
+        (0, 1); token 7: 1 on expert 0 (1, 0); expert 2 (no token) is a row of zeros. Columns are
+        grouped by top-1 expert: token 7 (expert 0, share 1), token 3 (expert 0 by the lower index,
+        0.5), token 5 (expert 1)."""
+        import common
+        import matplotlib.pyplot as plt
+
+        tokens_py = _script_module("tokens.py")
+        run = common.Run(self.markov)
+        run.config = dict(run.config, **{"experts.count": "3"})
+        run.tokens = common.pd.DataFrame({"step": [9] * 4 + [10] * 4, "layer": [1] * 8,
+                                          "token": [3, 3, 5, 7, 3, 3, 5, 7], "expert": [0, 1, 1, 0] * 2,
+                                          "tokens": [9, 9, 9, 9, 2, 2, 3, 1]})
+        captured = {}
+        real = common.share_heatmap
+
+        def spy(fig, ax, counts, *args, **kwargs):
+            captured["counts"] = counts
+            captured["share"] = real(fig, ax, counts, *args, **kwargs)
+            return captured["share"]
+
+        common.share_heatmap = spy
+        fig, ax = plt.subplots()
+        try:
+            tokens_py.plot_token_experts(fig, ax, run, 1)
+        finally:
+            common.share_heatmap = real
+            plt.close(fig)
+        self.assertEqual([int(c) for c in captured["counts"].columns], [7, 3, 5])
+        self.assertEqual([int(e) for e in captured["counts"].index], [0, 1, 2])
+        expected = [[1.0, 0.5, 0.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]]
+        self.assertEqual(captured["share"].tolist(), expected)
+
+
 class TestBalanceTable(PlotCase):
     def test_columns_and_numbers_as_in_the_readme(self):
         with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:

@@ -106,6 +106,13 @@ TEST_SUITE("stats") {
         CHECK(ps[0].drop_rate == doctest::Approx(0.125));
         CHECK(ps[1].drop_rate == doctest::Approx(0.5));
         CHECK(w.token_count(0) == 3);
+        // the top-1 expert per position (P = 3, N = 3), both batches:
+        //   position 0: none; position 1: t0 -> 0, t2 -> 0, then 2 -> 2 (twice); position 2:
+        //   t1 -> 0, t3 -> 1
+        const std::vector<int64_t> by_pos(w.position_expert().begin(), w.position_expert().end());
+        CHECK(by_pos == std::vector<int64_t>{0, 0, 0, 2, 0, 2, 1, 1, 0});
+        w.reset();
+        for (int64_t n : w.position_expert()) CHECK(n == 0);
     }
 
     TEST_CASE("drop rate by position: a dense plan drops nothing") {

@@ -102,4 +102,61 @@ TEST_SUITE("tasks") {
         CHECK(again.x == b.x);
         CHECK(again.y == b.y);
     }
+
+    TEST_CASE("modular in sequence form: a OP b = as four rows, the answer the last label") {
+        const int p = 11;
+        const ModularTask task(config(p, "add,sub,mul,div", 0.5), 4 * 30 + 2, 1, true);
+        const int V = p + 4 + 1, eq = p + 4;
+        CHECK(task.vocab() == V);
+        CHECK(task.input_dim() == V);
+        CHECK(task.num_classes() == V);
+        CHECK(task.num_groups() == 4);
+        std::set<std::tuple<int, int, int>> train;
+        for (const auto& t : task.train_triples()) train.insert({t.op, t.a, t.b});
+        Batch b;
+        task.train_batch(3, 4 * 50, b);
+        REQUIRE(b.B == 200);
+        // eval_size counts tokens: floor(122 / 4) = 30 sequences
+        REQUIRE(task.eval_set().B == 4 * 30);
+        for (const Batch* batch : {static_cast<const Batch*>(&b), &task.eval_set()})
+            for (int j = 0; j < batch->B / 4; ++j) {
+                const int r0 = 4 * j;
+                const int a = batch->token[size_t(r0)], opt = batch->token[size_t(r0) + 1],
+                          bb = batch->token[size_t(r0) + 2], op = opt - p;
+                REQUIRE((a >= 0 && a < p && op >= 0 && op < 4 && bb >= 0 && bb < p));
+                CHECK(batch->token[size_t(r0) + 3] == eq);
+                // row i's label is token i + 1; the last one is the answer
+                CHECK(batch->y[size_t(r0)] == opt);
+                CHECK(batch->y[size_t(r0) + 1] == bb);
+                CHECK(batch->y[size_t(r0) + 2] == eq);
+                const int c = batch->y[size_t(r0) + 3];
+                if (op == 0) CHECK((a + bb) % p == c);
+                if (op == 1) CHECK(((a - bb) % p + p) % p == c);
+                if (op == 2) CHECK(a * bb % p == c);
+                if (op == 3) CHECK(c * bb % p == a);
+                for (int i = 0; i < 4; ++i) {
+                    const size_t r = size_t(r0 + i);
+                    CHECK(batch->group[r] == op);
+                    CHECK(batch->sequence[r] == j);
+                    CHECK(batch->position[r] == i + 1);
+                    const float* x = batch->row(int(r));  // the one-hot of the row's token
+                    for (int v = 0; v < V; ++v) CHECK(x[v] == (v == batch->token[r] ? 1.0f : 0.0f));
+                }
+                if (batch == &b) CHECK(train.count({op, a, bb}) == 1);
+            }
+        // the eval sequences are the first held-out triples, in order
+        for (int j = 0; j < 30; ++j) {
+            const auto& t = task.held_out_triples()[size_t(j)];
+            CHECK(task.eval_set().token[size_t(4 * j)] == t.a);
+            CHECK(task.eval_set().token[size_t(4 * j + 2)] == t.b);
+        }
+        // the same triples as the window form's batch of the same step and examples
+        const ModularTask window(config(p, "add,sub,mul,div", 0.5), 1000, 1);
+        Batch w;
+        window.train_batch(3, 50, w);
+        for (int j = 0; j < 50; ++j) {
+            CHECK(w.token[size_t(j)] == b.token[size_t(4 * j + 2)]);
+            CHECK(w.y[size_t(j)] == b.y[size_t(4 * j + 3)]);
+        }
+    }
 }

@@ -121,6 +121,22 @@ TEST_SUITE("train") {
             CHECK(reported == doctest::Approx(nmi(tables.at(k))).epsilon(1e-9));
         }
 
+        // position_experts.csv: each position's top-1 experts sum to its examples (57 or 56)
+        CHECK(first_line(dir / "position_experts.csv") == "step,layer,position,expert,tokens");
+        std::map<Key, std::map<int, int64_t>> per_position;
+        for (const Row& r : read_csv(dir / "position_experts.csv")) {
+            const int s = std::stoi(r.at("position")), e = std::stoi(r.at("expert"));
+            const int64_t n = std::stoll(r.at("tokens"));
+            CHECK(n > 0);
+            CHECK((e >= 0 && e < 4));
+            per_position[{r.at("step"), r.at("layer")}][s] += n;
+        }
+        REQUIRE(per_position.size() == 4);
+        for (const auto& [k, pp] : per_position) {
+            REQUIRE(pp.size() == 9);
+            for (const auto& [s, n] : pp) CHECK(n == (s == 9 ? 56 : 57));
+        }
+
         // positions.csv: the examples per position, and drop_rate's token-weighted mean is
         // layers.csv's eval drop_rate
         CHECK(first_line(dir / "positions.csv") ==
@@ -184,6 +200,37 @@ TEST_SUITE("train") {
             total += std::stoll(r.at("tokens"));
         }
         CHECK(total == 2 * 5);
+    }
+
+    TEST_CASE("modular on the transformer: four positions and every token of a OP b =") {
+        const Config cfg =
+            load("configs/modular_transformer.yaml",
+                 {"data.modular.p=7", "model.d_model=16", "model.heads=2", "experts.count=4",
+                  "experts.d_ff=16", "train.steps=4", "train.eval_every=4", "train.log_every=2",
+                  "train.batch_size=16", "train.warmup_steps=0"});
+        const auto dir = scratch_dir("token_stats_modular_transformer");
+        RunOptions opts;
+        opts.out_dir = dir;
+        REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
+        // 49 pairs, 90% train: 5 held out = the eval set, 5 sequences of 4 tokens
+        const auto pos = read_csv(dir / "positions.csv");
+        REQUIRE(pos.size() == 4);  // 1 MoE layer, positions 1 .. 4
+        for (int i = 0; i < 4; ++i) {
+            CHECK(pos[size_t(i)].at("position") == std::to_string(i + 1));
+            CHECK(pos[size_t(i)].at("tokens") == "5");
+        }
+        // tokens: the numbers 0 .. 6, "+" (7) and "=" (8), each "+" and "=" once per sequence
+        std::map<int, int64_t> per_token;
+        for (const Row& r : read_csv(dir / "tokens.csv"))
+            per_token[std::stoi(r.at("token"))] += std::stoll(r.at("tokens"));
+        int64_t total = 0;
+        for (const auto& [v, n] : per_token) {
+            CHECK((v >= 0 && v < 9));
+            total += n;
+        }
+        CHECK(total == 20);
+        CHECK(per_token[7] == 5);
+        CHECK(per_token[8] == 5);
     }
 
     TEST_CASE("clusters runs write no token statistics") {

@@ -205,4 +205,23 @@ TEST_SUITE("train") {
         REQUIRE(row.size() == 11);
         CHECK(std::stod(row[9]) == 0.0);
     }
+
+    TEST_CASE("modular addition on the transformer: high answer accuracy on held-out pairs") {
+        // configs/modular_transformer.yaml: a + b mod 31, 96 held-out pairs, "a + b =" of 4
+        // tokens with the loss on the answer only. Measured (seeds 1-5, 1000 steps): final
+        // held-out accuracy 1.00, 0.94, 0.97, 0.99, 1.00; seed 1 (this test) 1.00 from step 900,
+        // eval loss 0.087. Chance is 1/31.
+        const Config cfg = load("configs/modular_transformer.yaml", {"train.eval_every=500"});
+        const auto dir = scratch_dir("modular_transformer");
+        RunOptions opts;
+        opts.out_dir = dir;
+        const RunResult r = train_run(cfg, opts);
+        REQUIRE(r.status == RunStatus::completed);
+        MESSAGE("held-out answer accuracy ", r.final_eval_accuracy);
+        CHECK(r.final_eval_accuracy > 0.9);
+        // the accuracy counts the 96 answers: a whole number of them
+        const double answers = r.final_eval_accuracy * 96.0;
+        CHECK(std::abs(answers - std::round(answers)) < 1e-9);
+        CHECK(r.final_eval_loss < 0.5);
+    }
 }

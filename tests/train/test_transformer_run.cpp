@@ -45,6 +45,28 @@ const std::vector<std::string> kSmall = {
     "experts.d_ff=32",        "train.steps=300",     "train.batch_size=192",
     "train.eval_every=150",   "train.log_every=50"};
 
+// A run stopped after step 13 and resumed (at 2 threads) writes every file as the run that never
+// stopped.
+template <class Load>
+void check_resume(const std::vector<std::string>& o, Load load, const std::string& name) {
+    const auto whole = scratch_dir(name + "_whole"), part = scratch_dir(name + "_part");
+    RunOptions ow, op;
+    ow.out_dir = whole;
+    op.out_dir = part;
+    op.stop_after_step = 13;
+    REQUIRE(train_run(load(o), ow).status == RunStatus::completed);
+    REQUIRE(train_run(load(o), op).status == RunStatus::interrupted);
+    op.stop_after_step = 0;
+    op.resume = true;
+    REQUIRE(train_run(load(o, 2), op).status == RunStatus::completed);
+    for (const char* f :
+         {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv", "events.csv",
+          "summary.csv", "tokens.csv", "positions.csv", "position_experts.csv"}) {
+        CAPTURE(f);
+        CHECK(read_text(whole / f) == read_text(part / f));
+    }
+}
+
 }  // namespace
 
 TEST_SUITE("train") {
@@ -86,7 +108,8 @@ TEST_SUITE("train") {
         REQUIRE(train_run(load(o, 1), o1).status == RunStatus::completed);
         REQUIRE(train_run(load(o, 2), o2).status == RunStatus::completed);
         for (const char* f :
-             {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv", "summary.csv"}) {
+             {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv", "summary.csv",
+              "tokens.csv", "positions.csv", "position_experts.csv"}) {
             CAPTURE(f);
             CHECK(read_text(d1 / f) == read_text(d2 / f));
         }
@@ -97,21 +120,20 @@ TEST_SUITE("train") {
         for (const char* k : {"train.steps=30", "train.eval_every=10", "train.log_every=5",
                               "data.eval_size=600", "data.train_size=40"})
             o.push_back(k);
-        const auto whole = scratch_dir("transformer_whole"), part = scratch_dir("transformer_part");
-        RunOptions ow, op;
-        ow.out_dir = whole;
-        op.out_dir = part;
-        op.stop_after_step = 13;
-        REQUIRE(train_run(load(o), ow).status == RunStatus::completed);
-        REQUIRE(train_run(load(o), op).status == RunStatus::interrupted);
-        op.stop_after_step = 0;
-        op.resume = true;
-        REQUIRE(train_run(load(o, 2), op).status == RunStatus::completed);
-        for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
-                              "events.csv", "summary.csv"}) {
-            CAPTURE(f);
-            CHECK(read_text(whole / f) == read_text(part / f));
-        }
+        check_resume(
+            o, [](std::vector<std::string> v, int threads = 1) { return load(v, threads); },
+            "transformer");
+    }
+
+    TEST_CASE("resume: the transformer on modular (answer-only loss) resumes exactly") {
+        auto load_modular = [](std::vector<std::string> o, int threads = 1) {
+            o.push_back("threads=" + std::to_string(threads));
+            return config_load_file(source_path("configs/modular_transformer.yaml"), o);
+        };
+        check_resume({"data.modular.p=11", "model.d_model=16", "model.heads=2", "experts.count=4",
+                      "experts.d_ff=16", "train.steps=30", "train.eval_every=10",
+                      "train.log_every=5", "train.batch_size=64", "train.warmup_steps=5"},
+                     load_modular, "modular_transformer");
     }
 
     TEST_CASE("model.kind: transformer is refused where it cannot run") {
@@ -125,8 +147,13 @@ TEST_SUITE("train") {
         };
         CHECK(message({"data.task=clusters"}).find("model.kind: 'transformer' reads token") !=
               std::string::npos);
-        CHECK(message({"data.task=modular"}).find("model.kind: 'transformer' reads token") !=
+        CHECK(message({"data.task=patch_clusters"}).find("model.kind: 'transformer' reads token") !=
               std::string::npos);
+        // modular: whole sequences "a OP b =" of 4 tokens
+        CHECK(message({"data.task=modular", "train.batch_size=258"})
+                  .find("train.batch_size: 258 is not a multiple of 4") != std::string::npos);
+        CHECK(message({"data.task=modular", "data.eval_size=4098"})
+                  .find("data.eval_size: 4098 is not a multiple of 4") != std::string::npos);
         CHECK(message({"device=cuda"}).find("model.kind: 'transformer' is not built for") !=
               std::string::npos);
         CHECK(message({"model.heads=3"}).find("model.heads") != std::string::npos);

@@ -1,4 +1,4 @@
-"""Shared helpers of the moe-sim plotting scripts (tools/plot/run.py, sweep.py, compare.py).
+"""Shared helpers of the moe-sim plotting scripts (tools/plot/run.py, tokens.py, sweep.py, compare.py).
 
 Loading a run or sweep directory, flattening config.yaml into dotted keys, labels from the names
 of METRICS.md, one-line errors (stderr, exit 2) and saving a figure by its extension.
@@ -238,6 +238,14 @@ def flatten_yaml_text(text):
     return out
 
 
+def config_int(cfg, key):
+    """An integer config value (config.yaml flattened), or None when absent or not a number."""
+    try:
+        return int(float(cfg.get(key, "")))
+    except (TypeError, ValueError):
+        return None
+
+
 def read_config(run_dir):
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
@@ -314,6 +322,9 @@ class Run:
         self.spec = read_csv(os.path.join(d, "specialization.csv"))
         self.events = read_csv(os.path.join(d, "events.csv"))
         self.summary = read_csv(os.path.join(d, "summary.csv"))
+        # token tasks only (markov, modular): empty otherwise
+        self.tokens = read_csv(os.path.join(d, "tokens.csv"))
+        self.position_experts = read_csv(os.path.join(d, "position_experts.csv"))
 
     @property
     def name(self):
@@ -515,6 +526,48 @@ def style():
         "figure.facecolor": "white",
         "savefig.facecolor": "white",
     })
+
+
+def split_rows(df, split):
+    """The rows of one split (train or eval) of a CSV with a `split` column; none when it has none."""
+    if df.empty or "split" not in df.columns:
+        return df.iloc[0:0]
+    return df[df["split"] == split]
+
+
+def few_points(n):
+    """Line style additions for a series of n points: a line through 1 point draws nothing, so a run
+    with one log row (or a few) gets markers."""
+    return {"marker": "o", "ms": 4} if n <= 3 else {}
+
+
+def empty_panel(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
+def share_heatmap(fig, ax, counts, xlabel, cbar_label, max_ticks=16):
+    """Expert x column heatmap of shares: counts is a DataFrame (index expert, one column per group,
+    token id, ...) of top-1 counts; each column is divided by its sum (the share of that column's
+    tokens on each expert; a column with no tokens stays blank). Returns the shares (experts, columns)."""
+    col_sum = counts.sum(axis=0).replace(0, np.nan)
+    share = (counts / col_sum).to_numpy()
+    im = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+    cb = fig.colorbar(im, ax=ax, pad=0.01, fraction=0.08)
+    cb.set_label(cbar_label)
+    cols, experts = counts.columns.to_numpy(), counts.index.to_numpy()
+    step_c = 1 if len(cols) <= max_ticks else int(np.ceil(len(cols) / max_ticks))
+    ax.set_xticks(range(0, len(cols), step_c))
+    ax.set_xticklabels([str(int(g)) for g in cols[::step_c]], fontsize=8)
+    step_e = 1 if len(experts) <= 16 else int(np.ceil(len(experts) / 16))
+    ax.set_yticks(range(0, len(experts), step_e))
+    ax.set_yticklabels([str(int(e)) for e in experts[::step_e]], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("expert (top-1)")
+    ax.grid(False)
+    return share
 
 
 def layer_colors(n):

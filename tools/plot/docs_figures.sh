@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes the figures of docs/plotting.md (docs/figures/*.png) from short runs of configs/quickstart.yaml.
+# Makes the figures of docs/plotting.md (docs/figures/*.png) from short runs of configs/quickstart.yaml,
+# and the token-task figure of README.md from a run of configs/markov_transformer.yaml.
 #   tools/plot/docs_figures.sh [SCRATCH_DIR]     # default: /tmp/moe-sim-docs-figures; about 8 CPU-minutes
 # The sweep is a shell loop of `moe-sim run` into SCRATCH/alpha/<run>/: sweep.py gathers their
 # summary.csv rows itself (a `moe-sim sweep` directory works the same).
@@ -29,4 +30,8 @@ for alpha in 0 0.001 0.01 0.1; do
 done
 "$py" tools/plot/sweep.py "$scratch/alpha" --x balance.alpha --y max_vio,accuracy --size 800x700 --compact \
   -o docs/figures/sweep_alpha.png
+# 4. a token task: loss against the ideal loss, experts by domain and by token
+[ -f "$scratch/markov_transformer/summary.csv" ] ||
+  "$bin" run configs/markov_transformer.yaml --out "$scratch/markov_transformer" --force --quiet
+"$py" tools/plot/tokens.py "$scratch/markov_transformer" --compact -o docs/figures/markov_tokens.png
 ls -l docs/figures/

@@ -17,49 +17,32 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-from common import np  # noqa: E402
+from common import empty_panel, few_points, np, split_rows  # noqa: E402
 
 MAX_LAYER_ROWS = 8
 
 
-def split_rows(df, split):
-    if df.empty or "split" not in df.columns:
-        return df.iloc[0:0]
-    return df[df["split"] == split]
-
-
-def few_points(n):
-    """Line style additions for a series of n points: a line through 1 point draws nothing, so a run
-    with one log row (or a few) gets markers."""
-    return {"marker": "o", "ms": 4} if n <= 3 else {}
-
-
-def empty_panel(ax, text):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-
-
-def plot_loss(ax, run):
+def plot_loss(ax, run, col="loss"):
+    """Train (line) and eval (markers) `col` of metrics.csv over steps, and the ideal loss where the
+    task logs one (col task_loss: the loss the ideal loss is comparable to)."""
     m = run.metrics
-    if m.empty or "loss" not in m.columns:
+    if m.empty or col not in m.columns:
         empty_panel(ax, "no metrics.csv rows yet")
-        ax.set_title("loss")
+        ax.set_title("loss" if col == "loss" else common.stat_label(col, False))
         return
     tr, ev = split_rows(m, "train"), split_rows(m, "eval")
-    ax.plot(tr["step"], tr["loss"], color="C0", lw=1.3, label="train", **few_points(len(tr)))
+    ax.plot(tr["step"], tr[col], color="C0", lw=1.3, label="train", **few_points(len(tr)))
     if not ev.empty:
-        ax.plot(ev["step"], ev["loss"], "o--", color="C3", ms=4, lw=1, label="eval")
-    for col in [c for c in m.columns if "ideal" in c]:
-        vals = m[["step", col]].dropna()
+        ax.plot(ev["step"], ev[col], "o--", color="C3", ms=4, lw=1, label="eval")
+    for ideal in [c for c in m.columns if "ideal" in c]:
+        vals = m[["step", ideal]].dropna()
         if not vals.empty:
-            ax.plot(vals["step"], vals[col], ":", color="0.3", lw=1.2, label=common.stat_label(col, False),
+            ax.plot(vals["step"], vals[ideal], ":", color="0.3", lw=1.2, label=common.stat_label(ideal, False),
                     **few_points(len(vals)))
-    title = "loss"
+    title = "loss" if col == "loss" else common.stat_label(col, False)
     if not ev.empty:
         last = ev.iloc[-1]
-        title += f"  (final eval {last['loss']:.3g}"
+        title += f"  (final eval {last[col]:.3g}"
         if "accuracy" in ev.columns and not np.isnan(last["accuracy"]):
             title += f", acc. {last['accuracy']:.3g}"
         title += ")"
@@ -155,7 +138,7 @@ def plot_load_heatmap(fig, ax, run, layer, n_experts):
     ax.set_title(f"MoE layer {layer}: {split} load per expert over steps{dead}")
 
 
-def plot_specialization(fig, ax, run, layer):
+def plot_specialization(fig, ax, run, layer, group="ground-truth group"):
     s = run.spec
     if s.empty or "tokens" not in s.columns:
         empty_panel(ax, "no specialization.csv rows\n(no eval step yet)")
@@ -168,21 +151,7 @@ def plot_specialization(fig, ax, run, layer):
     step = d["step"].max()
     d = d[d["step"] == step]
     m = d.pivot_table(index="expert", columns="group", values="tokens", aggfunc="sum").fillna(0)
-    col_sum = m.sum(axis=0).replace(0, np.nan)
-    share = (m / col_sum).to_numpy()
-    im = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    cb = fig.colorbar(im, ax=ax, pad=0.01, fraction=0.08)
-    cb.set_label("share of group's tokens")
-    groups, experts = m.columns.to_numpy(), m.index.to_numpy()
-    step_g = 1 if len(groups) <= 16 else int(np.ceil(len(groups) / 16))
-    ax.set_xticks(range(0, len(groups), step_g))
-    ax.set_xticklabels([str(int(g)) for g in groups[::step_g]], fontsize=8)
-    step_e = 1 if len(experts) <= 16 else int(np.ceil(len(experts) / 16))
-    ax.set_yticks(range(0, len(experts), step_e))
-    ax.set_yticklabels([str(int(e)) for e in experts[::step_e]], fontsize=8)
-    ax.set_xlabel("ground-truth group")
-    ax.set_ylabel("expert (top-1)")
-    ax.grid(False)
+    common.share_heatmap(fig, ax, m, group, "share of group's tokens")
     nmi = ""
     ly = split_rows(run.layers, "eval")
     if not ly.empty and "spec_nmi" in ly.columns:
@@ -216,12 +185,9 @@ def main():
 
     fig = common.new_figure(width, height)
     gs = fig.add_gridspec(nrows, 4, height_ratios=[1.15] + [1] * (nrows - 1))
-    n_experts = None
-    try:
-        n_experts = int(float(run.config.get("experts.count", "")))
-    except ValueError:
-        if not run.experts.empty:
-            n_experts = int(run.experts["expert"].max()) + 1
+    n_experts = common.config_int(run.config, "experts.count")
+    if n_experts is None and not run.experts.empty:
+        n_experts = int(run.experts["expert"].max()) + 1
 
     plot_loss(fig.add_subplot(gs[0, 0]), run)
     plot_layer_stat(fig.add_subplot(gs[0, 1]), run, "drop_rate", "drop rate (share of assignments dropped)")
