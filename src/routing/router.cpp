@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "backend/vec_math.h"
+#include "backend/routing_host.h"
 
 namespace moe {
 
@@ -18,14 +18,11 @@ void RouterState::reserve(int T_max, int N_, int K_, bool keep_scores) {
 }
 
 void softmax_row(float* p, const float* z, int n) {
-    vec_exp_shifted(p, z, vec_max(z, size_t(n)), size_t(n));
-    const float sum = vec_sum(p, size_t(n));
-    for (int i = 0; i < n; ++i) p[i] /= sum;
+    host_softmax_rows(p, z, 1, n, n);  // the softmax_rows op's code
 }
 
 void softmax_backward_row(float* d, const float* p, int n) {
-    const float dot = vec_dot(d, p, size_t(n));
-    for (int i = 0; i < n; ++i) d[i] = p[i] * (d[i] - dot);
+    host_softmax_rows_backward(d, p, 1, n, n);  // the softmax_rows_backward op's code
 }
 
 void softmax_probs(const float* logits, int T, RouterState& st) {

@@ -98,6 +98,15 @@ const char* const kOps[] = {"gemm",
                             "cross_entropy",
                             "adam_step",
                             "sgd_step",
+                            "softmax_rows",
+                            "softmax_rows_backward",
+                            "topk_rows",
+                            "topk_rows_backward",
+                            "plan_build",
+                            "capacity_position",
+                            "plan_index_by_token",
+                            "logsumexp_rows",
+                            "column_sums",
                             "alloc",
                             "copy",
                             "fill_zero",
@@ -209,6 +218,38 @@ public:
     void sgd_step(float* p, float* g, float* v, size_t n, float lr, float mu, float gs,
                   double* ss) override {
         in_.sgd_step(p, g, v, n, lr, mu, gs, ss);
+    }
+    void softmax_rows(float* p, const float* z, int T, int N, int ldz) override {
+        in_.softmax_rows(p, z, T, N, ldz);
+    }
+    void softmax_rows_backward(float* d, const float* p, int T, int N, int ldd) override {
+        in_.softmax_rows_backward(d, p, T, N, ldd);
+    }
+    void topk_rows(int* sel, float* gate, const float* s, const float* bias, int T, int N, int K,
+                   bool nz, float sc) override {
+        in_.topk_rows(sel, gate, s, bias, T, N, K, nz, sc);
+    }
+    void topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg, int T,
+                            int N, int K, bool nz, float sc, int ld) override {
+        in_.topk_rows_backward(ds, s, sel, dg, T, N, K, nz, sc, ld);
+    }
+    void plan_build(int* off, int* tok, float* gate, int* slot, int* routed, const int* ex,
+                    const float* sg, const int* st, int R, int pt, int N) override {
+        in_.plan_build(off, tok, gate, slot, routed, ex, sg, st, R, pt, N);
+    }
+    void capacity_position(int* off, int* tok, float* gate, int* slot, int* dropped, int N,
+                           int64_t C, int A_max) override {
+        in_.capacity_position(off, tok, gate, slot, dropped, N, C, A_max);
+    }
+    void plan_index_by_token(int* to, int* ta, const int* tok, const int* slot, const int* off,
+                             int N, int T, int A_max) override {
+        in_.plan_index_by_token(to, ta, tok, slot, off, N, T, A_max);
+    }
+    void logsumexp_rows(double* lse, const float* x, int T, int N, int ld) override {
+        in_.logsumexp_rows(lse, x, T, N, ld);
+    }
+    void column_sums(double* sums, const float* x, int T, int N) override {
+        in_.column_sums(sums, x, T, N);
     }
 
 protected:
