@@ -183,9 +183,14 @@ public:
     // N experts: expert e keeps the first C assignments of its segment (slot order), dropped (N)
     // = the rest (overwritten); offsets, token, gate and slot are compacted to the kept ones
     // (A = offsets[N] after). A_max >= offsets[N] on entry, and token, gate and slot hold at
-    // least A_max values. The other drop policies run on the host (capacity_apply).
+    // least A_max values.
     virtual void capacity_position(int* offsets, int* token, float* gate, int* slot, int* dropped,
                                    int N, int64_t C, int A_max) = 0;
+    // The same with the score policy: expert e keeps the C assignments of largest gate (ties: the
+    // earlier slot), still listed in slot order. The random and priority policies run on the
+    // host (capacity_apply).
+    virtual void capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped,
+                                int N, int64_t C, int A_max) = 0;
     // The plan's by-token index (routing_plan.h, plan_index_by_token) of its A = offsets[N]
     // assignments (read from this backend's memory; A <= A_max): tok_offsets (T+1) the
     // exclusive scan of each token's assignment count, tok_assign (A) each token's assignments

@@ -52,6 +52,11 @@ void host_plan_index_by_token(int* tok_offsets, int* tok_assign, const int* toke
 int host_capacity_position(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
                            int64_t C);
 
+// The same with the score policy: expert e keeps the C assignments of largest gate (ties: the
+// earlier slot), listed in slot order. scratch grows to the largest segment.
+int host_capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
+                        int64_t C, std::vector<int>& scratch);
+
 // sums (N) = the column sums of x (T, N) in double, each adding t = 0, 1, ..., T-1 in order.
 void host_column_sums(double* sums, const float* x, int T, int N);
 

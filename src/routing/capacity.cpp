@@ -32,6 +32,11 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
                                         plan.dropped.data(), N, C);
         return;
     }
+    if (policy == DropPolicy::score) {  // the capacity_score op's code
+        plan.A = host_capacity_score(off, plan.token.data(), plan.gate.data(), plan.slot.data(),
+                                     plan.dropped.data(), N, C, scratch);
+        return;
+    }
     int w = 0;  // write cursor of the compacted plan (never past the read position)
     auto keep = [&plan, &w](int a) {
         plan.token[size_t(w)] = plan.token[size_t(a)];
@@ -52,15 +57,10 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
             // order. scratch[0, n): the assignments; random: scratch[n, 2n) their draws.
             scratch.resize(2 * size_t(n));
             for (int j = 0; j < n; ++j) scratch[size_t(j)] = b + j;
-            const float* gate = plan.gate.data();
             const int* slot = plan.slot.data();
             const int* token = plan.token.data();
             const auto first = scratch.begin(), last = scratch.begin() + n;
-            if (policy == DropPolicy::score) {
-                std::sort(first, last, [gate, slot](int x, int y) {
-                    return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
-                });
-            } else if (policy == DropPolicy::priority) {
+            if (policy == DropPolicy::priority) {
                 const float* pr = ctx.priority;
                 std::sort(first, last, [pr, token, slot](int x, int y) {
                     const float px = pr[token[x]], py = pr[token[y]];

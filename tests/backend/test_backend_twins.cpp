@@ -104,6 +104,7 @@ const char* const kOps[] = {"gemm",
                             "topk_rows_backward",
                             "plan_build",
                             "capacity_position",
+                            "capacity_score",
                             "plan_index_by_token",
                             "logsumexp_rows",
                             "column_sums",
@@ -240,6 +241,10 @@ public:
     void capacity_position(int* off, int* tok, float* gate, int* slot, int* dropped, int N,
                            int64_t C, int A_max) override {
         in_.capacity_position(off, tok, gate, slot, dropped, N, C, A_max);
+    }
+    void capacity_score(int* off, int* tok, float* gate, int* slot, int* dropped, int N, int64_t C,
+                        int A_max) override {
+        in_.capacity_score(off, tok, gate, slot, dropped, N, C, A_max);
     }
     void plan_index_by_token(int* to, int* ta, const int* tok, const int* slot, const int* off,
                              int N, int T, int A_max) override {

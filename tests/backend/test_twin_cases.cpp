@@ -796,33 +796,44 @@ void register_routing() {
         });
     }
 
-    // Capacity (position) on a plan drawn on the host: segments of random sizes with empty ones,
-    // C = 1 (most dropped), 3, and one above every segment (nothing dropped).
-    for (int N : {1, 7, 64})
-        for (int C : {1, 3, 100000}) {
-            add_twin_case("capacity_position N=" + std::to_string(N) + " C=" + std::to_string(C),
-                          "capacity_position", kExact, [=](TwinRun& r) {
-                              std::vector<int> sizes = r.draw.ints(size_t(N), 9);
-                              for (int e = 0; e < N; e += 3) sizes[size_t(e)] = 0;
-                              if (N == 1) sizes[0] = 11;
-                              std::vector<int> o(size_t(N) + 1, 0);
-                              for (int e = 0; e < N; ++e)
-                                  o[size_t(e) + 1] = o[size_t(e)] + sizes[size_t(e)];
-                              const int A = o.back(), A_max = A + 5;
-                              auto off = r.up(o);
-                              auto token = r.up(r.draw.ints(size_t(A_max), 50));
-                              auto slot = r.up(r.draw.ints(size_t(A_max), 1000));
-                              auto gate = r.up(r.draw.uniform(size_t(A_max), 0.01f, 1.0f));
-                              auto dropped = r.up(std::vector<int>(size_t(N), -7));
-                              r.be.capacity_position(off.get(), token.get(), gate.get(), slot.get(),
-                                                     dropped.get(), N, C, A_max);
-                              r.keep("offsets", off);
-                              r.keep("dropped", dropped);
-                              r.keep("token", token);
-                              r.keep("slot", slot);
-                              r.keep("gate", gate);
-                          });
-        }
+    // Capacity on a plan drawn on the host: segments of random sizes with empty ones, C = 1 (most
+    // dropped), 3, and one above every segment (nothing dropped); distinct slots, and for the
+    // score policy gates of four values (ties, decided by the slot).
+    for (bool by_score : {false, true})
+        for (int N : {1, 7, 64})
+            for (int C : {1, 3, 100000}) {
+                const std::string op = by_score ? "capacity_score" : "capacity_position";
+                add_twin_case(op + " N=" + std::to_string(N) + " C=" + std::to_string(C), op,
+                              kExact, [=](TwinRun& r) {
+                                  std::vector<int> sizes = r.draw.ints(size_t(N), 9);
+                                  for (int e = 0; e < N; e += 3) sizes[size_t(e)] = 0;
+                                  if (N == 1) sizes[0] = 11;
+                                  std::vector<int> o(size_t(N) + 1, 0);
+                                  for (int e = 0; e < N; ++e)
+                                      o[size_t(e) + 1] = o[size_t(e)] + sizes[size_t(e)];
+                                  const int A = o.back(), A_max = A + 5;
+                                  std::vector<float> g = r.draw.uniform(size_t(A_max), 0.01f, 1.0f);
+                                  if (by_score)
+                                      for (float& v : g) v = 0.25f * float(int(v * 4.0f) + 1);
+                                  auto off = r.up(o);
+                                  auto token = r.up(r.draw.ints(size_t(A_max), 50));
+                                  auto slot = r.up(r.draw.permutation(A_max));
+                                  auto gate = r.up(g);
+                                  auto dropped = r.up(std::vector<int>(size_t(N), -7));
+                                  if (by_score)
+                                      r.be.capacity_score(off.get(), token.get(), gate.get(),
+                                                          slot.get(), dropped.get(), N, C, A_max);
+                                  else
+                                      r.be.capacity_position(off.get(), token.get(), gate.get(),
+                                                             slot.get(), dropped.get(), N, C,
+                                                             A_max);
+                                  r.keep("offsets", off);
+                                  r.keep("dropped", dropped);
+                                  r.keep("token", token);
+                                  r.keep("slot", slot);
+                                  r.keep("gate", gate);
+                              });
+            }
 
     // The by-token index of A assignments with distinct slots (a permutation), tokens with none,
     // and A_max - A values past the plan that must not be read.

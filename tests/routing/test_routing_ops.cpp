@@ -1,6 +1,6 @@
 // The backend's routing ops (backend.h, "Routing") on the CPU against the host routing they were
 // taken from: the top-k router with softmax scores (forward and backward), plan_from_slots,
-// capacity with the position policy, plan_index_by_token, the z-loss and the Switch loss. On
+// capacity with the position and score policies, plan_index_by_token, the z-loss and the Switch loss. On
 // random inputs of several shapes the ops must give the host code's bits, so a routing run through
 // the ops on the CPU cannot move a result (the golden runs hold).
 #include <doctest/doctest.h>
@@ -97,6 +97,20 @@ TEST_SUITE("routing") {
             CHECK(same_bits(slot.data(), routed_plan.slot.data(), size_t(A0)));
             CHECK(same_bits(pgate.data(), routed_plan.gate.data(), size_t(A0)));
             const int64_t C = capacity_of(sh.factor, T, K, N);
+            if (C > 0) {
+                // the score policy, on copies of the routed plan
+                RoutingPlan by_score = routed_plan;
+                capacity_apply(by_score, sh.factor, K, DropPolicy::score, scratch);
+                std::vector<int> o = off, tk = token, sl = slot, dr(nN, -1);
+                std::vector<float> gt = pgate;
+                be.capacity_score(o.data(), tk.data(), gt.data(), sl.data(), dr.data(), N, C, R);
+                const size_t As = size_t(by_score.A);
+                CHECK(o == by_score.offsets);
+                CHECK(dr == by_score.dropped);
+                CHECK(same_bits(tk.data(), by_score.token.data(), As));
+                CHECK(same_bits(sl.data(), by_score.slot.data(), As));
+                CHECK(same_bits(gt.data(), by_score.gate.data(), As));
+            }
             CHECK(C == plan.capacity);
             if (C > 0)
                 be.capacity_position(off.data(), token.data(), pgate.data(), slot.data(),

@@ -73,6 +73,8 @@ public:
                     int per_token, int N) override;
     void capacity_position(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
                            int64_t C, int A_max) override;
+    void capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
+                        int64_t C, int A_max) override;
     void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token, const int* slot,
                              const int* offsets, int N, int T, int A_max) override;
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override;

@@ -143,6 +143,38 @@ int host_capacity_position(int* off, int* token, float* gate, int* slot, int* dr
     return w;
 }
 
+int host_capacity_score(int* off, int* token, float* gate, int* slot, int* dropped, int N,
+                        int64_t C, std::vector<int>& scratch) {
+    int w = 0;  // write cursor of the compacted plan (never past the read position)
+    auto keep = [&](int a) {
+        token[w] = token[a];
+        gate[w] = gate[a];
+        slot[w] = slot[a];
+        ++w;
+    };
+    for (int e = 0; e < N; ++e) {
+        const int b = off[e], n = off[e + 1] - b;
+        off[e] = w;
+        if (n <= C) {
+            dropped[e] = 0;
+            for (int j = 0; j < n; ++j) keep(b + j);
+            continue;
+        }
+        dropped[e] = int(n - C);
+        // The C largest gates (ties: the earlier slot), then back into slot order.
+        scratch.resize(size_t(n));
+        for (int j = 0; j < n; ++j) scratch[size_t(j)] = b + j;
+        const auto first = scratch.begin(), last = scratch.begin() + n;
+        std::sort(first, last, [gate, slot](int x, int y) {
+            return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
+        });
+        std::sort(first, first + C);  // positions = slot order
+        for (int j = 0; j < C; ++j) keep(scratch[size_t(j)]);
+    }
+    off[N] = w;
+    return w;
+}
+
 void host_column_sums(double* sums, const float* x, int T, int N) {
     // Row by row over the row-major (T, N) values; each column still adds t = 0..T-1 in order.
     std::fill_n(sums, N, 0.0);
@@ -210,6 +242,12 @@ void CpuBackend::capacity_position(int* offsets, int* token, float* gate, int* s
                                    int N, int64_t C, int) {
     MOESIM_CHECK(C >= 1, "capacity_position: C < 1");
     host_capacity_position(offsets, token, gate, slot, dropped, N, C);
+}
+
+void CpuBackend::capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped,
+                                int N, int64_t C, int) {
+    MOESIM_CHECK(C >= 1, "capacity_score: C < 1");
+    host_capacity_score(offsets, token, gate, slot, dropped, N, C, index_cursor_);
 }
 
 void CpuBackend::plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token,

@@ -206,13 +206,8 @@ __global__ void capacity_offsets_kernel(int* offsets, int* dropped, const int* o
     offsets[N] = w;
 }
 
-// Capacity, pass 2: assignment a of the old plan (its expert e found by binary search: the last
-// e with old[e] <= a) is kept at offsets[e] + j when its position j in the segment is below C.
-__global__ void capacity_scatter_kernel(int* token, float* gate, int* slot, const int* offsets,
-                                        const int* old, const int* old_token, const float* old_gate,
-                                        const int* old_slot, int N, long long C, int A_max) {
-    const int a = blockIdx.x * blockDim.x + threadIdx.x;
-    if (a >= A_max || a >= old[N]) return;
+// The expert of assignment a of a plan with offsets old (N+1): the last e with old[e] <= a.
+__device__ int segment_of(const int* old, int N, int a) {
     int lo = 0, hi = N - 1;  // old[lo] <= a always (old[0] = 0)
     while (lo < hi) {
         const int mid = (lo + hi + 1) / 2;
@@ -221,9 +216,51 @@ __global__ void capacity_scatter_kernel(int* token, float* gate, int* slot, cons
         else
             hi = mid - 1;
     }
+    return lo;
+}
+
+// Capacity, pass 2: assignment a of the old plan (its expert e found by binary search: the last
+// e with old[e] <= a) is kept at offsets[e] + j when its position j in the segment is below C.
+__global__ void capacity_scatter_kernel(int* token, float* gate, int* slot, const int* offsets,
+                                        const int* old, const int* old_token, const float* old_gate,
+                                        const int* old_slot, int N, long long C, int A_max) {
+    const int a = blockIdx.x * blockDim.x + threadIdx.x;
+    if (a >= A_max || a >= old[N]) return;
+    const int lo = segment_of(old, N, a);
     const int j = a - old[lo];
     if (j >= C) return;
     const int dst = offsets[lo] + j;
+    token[dst] = old_token[a];
+    gate[dst] = old_gate[a];
+    slot[dst] = old_slot[a];
+}
+
+// Capacity by score, pass 2: keep[a] = 1 when fewer than C assignments of a's segment come
+// before it in the order (gate descending, then slot ascending).
+__global__ void score_keep_kernel(int* keep, const int* old, const float* gate, const int* slot,
+                                  int N, long long C, int A_max) {
+    const int a = blockIdx.x * blockDim.x + threadIdx.x;
+    if (a >= A_max || a >= old[N]) return;
+    const int e = segment_of(old, N, a);
+    const float ga = gate[a];
+    const int sa = slot[a];
+    long long better = 0;
+    for (int b = old[e]; b < old[e + 1] && better < C; ++b)
+        better += gate[b] > ga || (gate[b] == ga && slot[b] < sa);
+    keep[a] = better < C ? 1 : 0;
+}
+
+// Capacity by score, pass 3: a kept assignment goes to offsets[e] + the kept ones before it in
+// its segment (slot order).
+__global__ void score_scatter_kernel(int* token, float* gate, int* slot, const int* offsets,
+                                     const int* keep, const int* old, const int* old_token,
+                                     const float* old_gate, const int* old_slot, int N, int A_max) {
+    const int a = blockIdx.x * blockDim.x + threadIdx.x;
+    if (a >= A_max || a >= old[N] || !keep[a]) return;
+    const int e = segment_of(old, N, a);
+    int before = 0;
+    for (int b = old[e]; b < a; ++b) before += keep[b];
+    const int dst = offsets[e] + before;
     token[dst] = old_token[a];
     gate[dst] = old_gate[a];
     slot[dst] = old_slot[a];
@@ -399,6 +436,35 @@ void CudaBackend::capacity_position(int* offsets, int* token, float* gate, int* 
     capacity_scatter_kernel<<<thread_blocks((long long)n_a), kThreads>>>(
         token, gate, slot, offsets, old, old_token, old_gate, old_slot, N, (long long)C, A_max);
     MOESIM_CUDA_LAUNCHED(capacity_scatter_kernel);
+}
+
+void CudaBackend::capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped,
+                                 int N, int64_t C, int A_max) {
+    MOESIM_CHECK(C >= 1, "capacity_score: C < 1");
+    if (N <= 0) return;
+    const size_t n_off = size_t(N) + 1, n_a = size_t(A_max > 0 ? A_max : 0);
+    char* scratch = static_cast<char*>(
+        routing_scratch(n_off * sizeof(int) + n_a * (3 * sizeof(int) + sizeof(float))));
+    int* old = reinterpret_cast<int*>(scratch);
+    int* old_token = old + n_off;
+    int* old_slot = old_token + n_a;
+    int* keep = old_slot + n_a;
+    float* old_gate = reinterpret_cast<float*>(keep + n_a);
+    copy(old, offsets, n_off * sizeof(int));
+    if (n_a) {
+        copy(old_token, token, n_a * sizeof(int));
+        copy(old_slot, slot, n_a * sizeof(int));
+        copy(old_gate, gate, n_a * sizeof(float));
+        score_keep_kernel<<<thread_blocks((long long)n_a), kThreads>>>(
+            keep, old, old_gate, old_slot, N, (long long)C, A_max);
+        MOESIM_CUDA_LAUNCHED(score_keep_kernel);
+    }
+    capacity_offsets_kernel<<<1, 1>>>(offsets, dropped, old, N, (long long)C);
+    MOESIM_CUDA_LAUNCHED(capacity_offsets_kernel);
+    if (!n_a) return;
+    score_scatter_kernel<<<thread_blocks((long long)n_a), kThreads>>>(
+        token, gate, slot, offsets, keep, old, old_token, old_gate, old_slot, N, A_max);
+    MOESIM_CUDA_LAUNCHED(score_scatter_kernel);
 }
 
 void CudaBackend::plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token,
