@@ -198,6 +198,22 @@ public:
     virtual void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token,
                                      const int* slot, const int* offsets, int N, int T,
                                      int A_max) = 0;
+    // The gate gradients of the plan's A = offsets[N] assignments (read from this backend's
+    // memory) moved to the router's R slots (routing/router.h, gate_grad_to_slots): d_slot (R)
+    // = 0, then d_slot[slot[a]] = d_gate[a] (each slot has at most one assignment).
+    virtual void gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot,
+                                    const int* offsets, int N, int R) = 0;
+    // The Switch loss's gradient (routing/balancer.h, switch_loss) added to d_probs (T, N): every
+    // row gets c_i = float(coef * N * (routed[i] / (T K)) / T), coef * N in float and the rest
+    // in double; routed (N) the plan's counts before capacity.
+    virtual void switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                                  float coef) = 0;
+    // The z-loss's gradient (routing/balancer.h, z_loss) added to d (T rows of stride ldd):
+    //   d[t,i] += float(c_t * exp(x[t,i] - float(lse[t]))),  c_t = coef * 2 lse[t] / T (double),
+    // the exponential in float (0 below the smallest normal float); x (T rows of stride ldx),
+    // lse (T) from logsumexp_rows.
+    virtual void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx,
+                             int ldd, float coef) = 0;
     // lse (T) = log sum_i exp(x[t,i]) per row of x (T rows of stride ldx, N >= 1), in double:
     // max + log of the sum in double of the float exponentials exp(x - max) (the z-loss).
     virtual void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) = 0;

@@ -57,6 +57,18 @@ int host_capacity_position(int* offsets, int* token, float* gate, int* slot, int
 int host_capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
                         int64_t C, std::vector<int>& scratch);
 
+// d_slot (R) = 0, then d_slot[slot[a]] = d_gate[a] for a < A (routing/router.h).
+void host_gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot, int A, int R);
+
+// The Switch loss's gradient (balancer.h): d_probs[t,i] += float(coef * N * (routed[i] / (T K)) /
+// T) for every row; scratch holds N doubles.
+void host_switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K, float coef,
+                           double* scratch);
+
+// The z-loss's gradient of one row (balancer.h): d[i] += float(c * exp(x[i] - float(lse))),
+// c = coef * 2 lse / T, the exponentials through vec_exp_shifted.
+void host_z_loss_grad_row(float* d, const float* x, double lse, int N, float coef, int T);
+
 // sums (N) = the column sums of x (T, N) in double, each adding t = 0, 1, ..., T-1 in order.
 void host_column_sums(double* sums, const float* x, int T, int N);
 

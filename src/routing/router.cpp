@@ -34,8 +34,8 @@ void softmax_probs(const float* logits, int T, RouterState& st) {
 }
 
 void gate_grad_to_slots(const RoutingPlan& plan, const float* d_gate, float* d_slot, size_t R) {
-    std::fill_n(d_slot, R, 0.0f);
-    for (int a = 0; a < plan.A; ++a) d_slot[plan.slot[size_t(a)]] = d_gate[a];
+    // the gate_grad_to_slots op's code
+    host_gate_grad_to_slots(d_slot, d_gate, plan.slot.data(), plan.A, int(R));
 }
 
 }  // namespace moe

@@ -108,6 +108,9 @@ const char* const kOps[] = {"gemm",
                             "capacity_score",
                             "plan_index_by_token",
                             "logsumexp_rows",
+                            "gate_grad_to_slots",
+                            "switch_loss_grad",
+                            "z_loss_grad",
                             "column_sums",
                             "alloc",
                             "copy",
@@ -253,6 +256,17 @@ public:
     }
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ld) override {
         in_.logsumexp_rows(lse, x, T, N, ld);
+    }
+    void gate_grad_to_slots(float* ds, const float* dg, const int* slot, const int* off, int N,
+                            int R) override {
+        in_.gate_grad_to_slots(ds, dg, slot, off, N, R);
+    }
+    void switch_loss_grad(float* dp, const int* routed, int T, int N, int K, float c) override {
+        in_.switch_loss_grad(dp, routed, T, N, K, c);
+    }
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float c) override {
+        in_.z_loss_grad(d, x, lse, T, N, ldx, ldd, c);
     }
     void column_sums(double* sums, const float* x, int T, int N) override {
         in_.column_sums(sums, x, T, N);
@@ -688,6 +702,15 @@ public:
         for (int t = 0; t < T; ++t)
             std::sort(ta + to[t], ta + to[t + 1],
                       [slot](int x, int y) { return slot[x] < slot[y]; });
+    }
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float coef) override {
+        for (int t = 0; t < T; ++t) {
+            const double c = coef * 2.0 * lse[t] / T;
+            for (int i = 0; i < N; ++i)
+                d[size_t(t) * ldd + i] +=
+                    float(c * flushed_exp(x[size_t(t) * ldx + i] - float(lse[t])));
+        }
     }
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override {
         constexpr int kBlock = 256;

@@ -750,6 +750,42 @@ void register_routing() {
                                   r.keep("ds", ds);
                               });
             }
+        // the plan's gate gradients to R slots: A of them, distinct slots, values past A unread
+        add_twin_case("gate_grad_to_slots " + tag, "gate_grad_to_slots", kExact, [=](TwinRun& r) {
+            const int R = T * K, A = R - R / 3;
+            std::vector<int> o(size_t(N) + 1, 0);
+            o[size_t(N)] = A;
+            auto off = r.up(o);
+            auto slot = r.up(r.draw.permutation(R));
+            auto dg = r.up(r.draw.normal(size_t(R)));
+            auto ds = r.poison(size_t(R));
+            r.be.gate_grad_to_slots(ds.get(), dg.get(), slot.get(), off.get(), N, R);
+            r.keep("d_slot", ds);
+        });
+        add_twin_case("switch_loss_grad " + tag, "switch_loss_grad", kExact, [=](TwinRun& r) {
+            auto routed = r.up(r.draw.ints(size_t(N), T * K + 1));
+            auto dp = r.up(r.draw.normal(size_t(T) * N, 0.01f));
+            r.be.switch_loss_grad(dp.get(), routed.get(), T, N, K, 0.03f);
+            r.keep("d_probs", dp);
+        });
+        add_twin_case("z_loss_grad " + tag + " strided", "z_loss_grad", kTranscendental,
+                      [=](TwinRun& r) {
+                          const int ldx = N + 2, ldd = N + 1;
+                          const std::vector<float> xh = r.draw.normal(size_t(T) * ldx, 3.0f);
+                          // a row's log-sum-exp, computed here in double (an input of the op)
+                          std::vector<double> lh(static_cast<size_t>(T));
+                          for (int t = 0; t < T; ++t) {
+                              double s = 0.0;
+                              for (int i = 0; i < N; ++i)
+                                  s += std::exp(double(xh[size_t(t) * ldx + i]));
+                              lh[size_t(t)] = std::log(s);
+                          }
+                          auto x = r.up(xh);
+                          auto lse = r.up(lh);
+                          auto d = r.up(r.draw.normal(size_t(T) * ldd, 0.01f));
+                          r.be.z_loss_grad(d.get(), x.get(), lse.get(), T, N, ldx, ldd, 0.001f);
+                          r.keep("d", d);
+                      });
         add_twin_case("column_sums " + tag, "column_sums", kExact, [=](TwinRun& r) {
             auto x = r.up(r.draw.uniform(size_t(T) * N, 0.0f, 1.0f));
             auto sums =

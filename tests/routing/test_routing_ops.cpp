@@ -1,6 +1,7 @@
 // The backend's routing ops (backend.h, "Routing") on the CPU against the host routing they were
 // taken from: the top-k router with softmax scores (forward and backward), plan_from_slots,
-// capacity with the position and score policies, plan_index_by_token, the z-loss and the Switch loss. On
+// capacity with the position and score policies, plan_index_by_token, gate_grad_to_slots, and the
+// z-loss and the Switch loss with their gradients. On
 // random inputs of several shapes the ops must give the host code's bits, so a routing run through
 // the ops on the CPU cannot move a result (the golden runs hold).
 #include <doctest/doctest.h>
@@ -137,6 +138,12 @@ TEST_SUITE("routing") {
                                   sh.normalize, float(rc.scale), N);
             be.softmax_rows_backward(d_ops.data(), p.data(), T, N, N);
             CHECK(same_bits(d_ops.data(), d_host.data(), d_ops.size()));
+            // the plan's gate gradients to the slots (zero where dropped)
+            const std::vector<float> d_gate = draw.normal(nR);
+            std::vector<float> ds_host(nR), ds_ops(nR, -1.0f);
+            gate_grad_to_slots(plan, d_gate.data(), ds_host.data(), nR);
+            be.gate_grad_to_slots(ds_ops.data(), d_gate.data(), slot.data(), off.data(), N, R);
+            CHECK(same_bits(ds_ops.data(), ds_host.data(), nR));
 
             // The losses' reductions: the z-loss from the log-sum-exps, the Switch loss from the
             // column sums and the routed counts, each as the host losses combine them.
@@ -161,6 +168,15 @@ TEST_SUITE("routing") {
                 sw += double(routed[size_t(i)]) / (double(T) * K) * (sums[size_t(i)] / T);
             const double sw_ops = N * sw, sw_host = switch_loss(plan, p.data(), K, 0.0f, nullptr);
             CHECK(same_bits(&sw_ops, &sw_host, 1));
+            // the two losses' gradients
+            std::vector<float> dz_host(nT * nN, 0.5f), dz_ops(nT * nN, 0.5f);
+            z_loss(logits.data(), T, N, 0.01f, dz_host.data());
+            be.z_loss_grad(dz_ops.data(), logits.data(), lse.data(), T, N, N, N, 0.01f);
+            CHECK(same_bits(dz_ops.data(), dz_host.data(), dz_ops.size()));
+            std::vector<float> dp_host(nT * nN, 0.25f), dp_ops(nT * nN, 0.25f);
+            switch_loss(plan, p.data(), K, 0.02f, dp_host.data());
+            be.switch_loss_grad(dp_ops.data(), routed.data(), T, N, K, 0.02f);
+            CHECK(same_bits(dp_ops.data(), dp_host.data(), dp_ops.size()));
         }
     }
 

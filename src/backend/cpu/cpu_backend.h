@@ -77,6 +77,12 @@ public:
                         int64_t C, int A_max) override;
     void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token, const int* slot,
                              const int* offsets, int N, int T, int A_max) override;
+    void gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot, const int* offsets,
+                            int N, int R) override;
+    void switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                          float coef) override;
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float coef) override;
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override;
     void column_sums(double* sums, const float* x, int T, int N) override;
     void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
@@ -96,6 +102,7 @@ private:
     std::vector<Tile> tiles_;                        // reused: no allocation once grown
     std::vector<double> partials_;                   // reused by the reductions
     std::vector<int> emb_off_, emb_tok_, emb_next_;  // embedding_backward's by-row index
+    std::vector<double> switch_scratch_;             // switch_loss_grad's per-expert values
     std::vector<int> index_cursor_;                  // plan_index_by_token's cursors
 };
 

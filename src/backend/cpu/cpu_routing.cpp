@@ -175,6 +175,35 @@ int host_capacity_score(int* off, int* token, float* gate, int* slot, int* dropp
     return w;
 }
 
+void host_gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot, int A, int R) {
+    std::fill_n(d_slot, R, 0.0f);
+    for (int a = 0; a < A; ++a) d_slot[slot[a]] = d_gate[a];
+}
+
+void host_switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K, float coef,
+                           double* c) {
+    // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T (the same for every t)
+    for (int i = 0; i < N; ++i)
+        c[i] = double(float(coef * N * (double(routed[i]) / (double(T) * K)) / T));
+    for (int t = 0; t < T; ++t) {
+        float* dr = d_probs + size_t(t) * N;
+        for (int i = 0; i < N; ++i) dr[i] += float(c[i]);
+    }
+}
+
+void host_z_loss_grad_row(float* d, const float* x, double lse, int N, float coef, int T) {
+    // d/dl_i of coef * lse^2 / T = coef * 2 lse softmax_i / T, softmax_i = exp(l_i - lse)
+    constexpr int kBlock = 256;
+    float e[kBlock];
+    const double c = coef * 2.0 * lse / T;
+    const float shift = float(lse);
+    for (int b = 0; b < N; b += kBlock) {
+        const int len = std::min(kBlock, N - b);
+        vec_exp_shifted(e, x + b, shift, size_t(len));
+        for (int i = 0; i < len; ++i) d[b + i] += float(c * e[i]);
+    }
+}
+
 void host_column_sums(double* sums, const float* x, int T, int N) {
     // Row by row over the row-major (T, N) values; each column still adds t = 0..T-1 in order.
     std::fill_n(sums, N, 0.0);
@@ -253,6 +282,25 @@ void CpuBackend::capacity_score(int* offsets, int* token, float* gate, int* slot
 void CpuBackend::plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token,
                                      const int* slot, const int* offsets, int N, int T, int) {
     host_plan_index_by_token(tok_offsets, tok_assign, token, slot, T, offsets[N], index_cursor_);
+}
+
+void CpuBackend::gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot,
+                                    const int* offsets, int N, int R) {
+    host_gate_grad_to_slots(d_slot, d_gate, slot, offsets[N], R);
+}
+
+void CpuBackend::switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                                  float coef) {
+    switch_scratch_.resize(size_t(N));
+    host_switch_loss_grad(d_probs, routed, T, N, K, coef, switch_scratch_.data());
+}
+
+void CpuBackend::z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx,
+                             int ldd, float coef) {
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(T) * N > 16384)
+    for (int t = 0; t < T; ++t)
+        host_z_loss_grad_row(d + size_t(t) * ldd, x + size_t(t) * ldx, lse[t], N, coef, T);
 }
 
 void CpuBackend::logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) {

@@ -107,6 +107,12 @@ public:
                         int64_t C, int A_max) override;
     void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token, const int* slot,
                              const int* offsets, int N, int T, int A_max) override;
+    void gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot, const int* offsets,
+                            int N, int R) override;
+    void switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                          float coef) override;
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float coef) override;
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override;
     void column_sums(double* sums, const float* x, int T, int N) override;
     void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,

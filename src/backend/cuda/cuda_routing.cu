@@ -6,7 +6,8 @@
 // every lane ends with the same sum); the log-sum-exp runs one block per row through
 // cuda_reduce.cuh's fixed trees. The top-k and its backward run one thread per row, with the
 // CPU's serial code, so a selection is the CPU's given the same scores. The column sums run one
-// thread per column adding the rows in order in double: the CPU's bits.
+// thread per column adding the rows in order in double: the CPU's bits. The gradients of the
+// gate-to-slot move, the Switch loss and the z-loss are elementwise, one thread per value.
 //
 // The plan is built without atomics in its order: the R slots are cut into chunks of kPlanChunk;
 // (1) one thread per chunk counts its slots per expert; (2) one block turns the counts into each
@@ -325,6 +326,40 @@ __global__ void token_sort_kernel(int* tok_assign, const int* tok_offsets, const
     }
 }
 
+// d_slot[slot[a]] = d_gate[a] for each assignment (d_slot zeroed before; one writer per slot).
+__global__ void gate_to_slots_kernel(float* d_slot, const float* d_gate, const int* slot,
+                                     const int* offsets, int N, int R) {
+    const int a = blockIdx.x * blockDim.x + threadIdx.x;
+    if (a >= R || a >= offsets[N]) return;
+    d_slot[slot[a]] = d_gate[a];
+}
+
+// The CPU's host_switch_loss_grad, one thread per value (the same expression: equal bits).
+__global__ void switch_grad_kernel(float* d_probs, const int* routed, int T, int N, int K,
+                                   float coef) {
+    const size_t n = size_t(T) * N;
+    for (size_t k = blockIdx.x * size_t(blockDim.x) + threadIdx.x; k < n;
+         k += size_t(gridDim.x) * blockDim.x) {
+        const int i = int(k % size_t(N));
+        const float c = float(coef * N * (double(routed[i]) / (double(T) * K)) / T);
+        d_probs[k] += c;
+    }
+}
+
+// The CPU's host_z_loss_grad_row, one thread per value (expf in place of the vectorised exp).
+__global__ void z_grad_kernel(float* d, const float* x, const double* lse, int T, int N, int ldx,
+                              int ldd, float coef) {
+    const size_t n = size_t(T) * N;
+    for (size_t k = blockIdx.x * size_t(blockDim.x) + threadIdx.x; k < n;
+         k += size_t(gridDim.x) * blockDim.x) {
+        const int t = int(k / size_t(N)), i = int(k % size_t(N));
+        const double l = lse[t];
+        const double c = coef * 2.0 * l / T;
+        const float e = exp_flushed(x[size_t(t) * ldx + i] - float(l));
+        d[size_t(t) * ldd + i] += float(c * e);
+    }
+}
+
 // One block per row: the max by a fixed tree, the exponentials' sum in double by a fixed tree.
 __global__ void logsumexp_rows_kernel(double* lse, const float* x, int T, int N, int ldx) {
     __shared__ float sf[kThreads];
@@ -484,6 +519,29 @@ void CudaBackend::plan_index_by_token(int* tok_offsets, int* tok_assign, const i
     MOESIM_CUDA_LAUNCHED(token_scatter_kernel);
     token_sort_kernel<<<thread_blocks(T), kThreads>>>(tok_assign, tok_offsets, slot, T);
     MOESIM_CUDA_LAUNCHED(token_sort_kernel);
+}
+
+void CudaBackend::gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot,
+                                     const int* offsets, int N, int R) {
+    if (R <= 0) return;
+    fill_zero(d_slot, size_t(R) * sizeof(float));
+    gate_to_slots_kernel<<<thread_blocks(R), kThreads>>>(d_slot, d_gate, slot, offsets, N, R);
+    MOESIM_CUDA_LAUNCHED(gate_to_slots_kernel);
+}
+
+void CudaBackend::switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                                   float coef) {
+    if (T <= 0 || N <= 0) return;
+    switch_grad_kernel<<<elementwise_blocks(size_t(T) * N), kThreads>>>(d_probs, routed, T, N, K,
+                                                                        coef);
+    MOESIM_CUDA_LAUNCHED(switch_grad_kernel);
+}
+
+void CudaBackend::z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx,
+                              int ldd, float coef) {
+    if (T <= 0 || N <= 0) return;
+    z_grad_kernel<<<elementwise_blocks(size_t(T) * N), kThreads>>>(d, x, lse, T, N, ldx, ldd, coef);
+    MOESIM_CUDA_LAUNCHED(z_grad_kernel);
 }
 
 void CudaBackend::logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) {

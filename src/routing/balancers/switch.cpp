@@ -16,12 +16,7 @@ double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coe
     if (d_probs) {
         // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T (the same for
         // every t): reuse pbar's storage for it.
-        for (int i = 0; i < N; ++i)
-            pbar[i] = double(float(coef * N * (double(plan.routed[i]) / (double(T) * K)) / T));
-        for (int t = 0; t < T; ++t) {
-            float* dr = d_probs + size_t(t) * N;
-            for (int i = 0; i < N; ++i) dr[i] += float(pbar[i]);
-        }
+        host_switch_loss_grad(d_probs, plan.routed.data(), T, N, K, coef, pbar);  // the op's code
     }
     return N * loss;
 }
