@@ -146,6 +146,81 @@ public:
     virtual double cross_entropy(float* dlogits, const float* logits, const int* labels, int T,
                                  int C, float scale, int64_t* correct) = 0;
 
+    // ---- Routing: the routing half of the default path (router.type topk with softmax scores,
+    // routing/routers/topk.cpp; the plan, routing/routing_plan.h; capacity with the position
+    // policy, routing/capacity.h; the balancing losses' reductions, METRICS.md). The CPU backend
+    // runs the host routers' own code (backend/routing_host.h), so routing through these ops on
+    // the CPU gives the host router's bits. Integer outputs (selections, plans, counts) are
+    // deterministic and the same on every device given the same inputs.
+    //
+    // p (T, N) = softmax of each row of z (T rows of stride ldz >= N): exp(z - max z) / sum over
+    // the row. p does not overlap z.
+    virtual void softmax_rows(float* p, const float* z, int T, int N, int ldz) = 0;
+    // Its backward, in place: d (T rows of stride ldd) holds dL/dp on entry and dL/dz on exit,
+    //   d = p * (d - <d, p>) per row.
+    virtual void softmax_rows_backward(float* d, const float* p, int T, int N, int ldd) = 0;
+    // Top-k of each row of the scores s (T, N) with the balancing bias (N; null: none) added for
+    // the selection only: sel (T, K) the K experts of largest s[t,i] + bias[i], best first, ties
+    // to the lower expert index; gate (T, K) = scale * s[t,sel] / sum_j s[t,sel_j] when
+    // normalize, else scale * s[t,sel] (the sum over j in order). 1 <= K <= min(N, 64).
+    virtual void topk_rows(int* sel, float* gate, const float* s, const float* bias, int T, int N,
+                           int K, bool normalize, float scale) = 0;
+    // The gates' backward into the scores: for each row t, with dg (T, K) the gradient of the
+    // gates, ds[t] (T rows of stride ldds) += d(sum_j dg[t,j] gate[t,j]) / d s[t] (accumulated;
+    // only the selected entries change). s, sel and the flags are those of topk_rows.
+    virtual void topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg,
+                                    int T, int N, int K, bool normalize, float scale, int ldds) = 0;
+    // The routing plan from R slots (routing_plan.h, plan_from_slots): routed (N) = the histogram
+    // of expert (R; -1: not routed), offsets (N+1) = its exclusive scan, and a stable scatter
+    // by expert: slot s of expert e goes to a = offsets[e] + the number of slots s' < s of e
+    // (each expert's segment in slot order), with token[a] = slot_token[s] (slot_token null:
+    // s / per_token), gate[a] = slot_gate[s], slot[a] = s. Overwrites offsets, routed and the
+    // first A = offsets[N] values of token, gate and slot (R of each are reserved).
+    virtual void plan_build(int* offsets, int* token, float* gate, int* slot, int* routed,
+                            const int* expert, const float* slot_gate, const int* slot_token, int R,
+                            int per_token, int N) = 0;
+    // Capacity C >= 1 with the position drop policy (routing/capacity.h), in place on a plan of
+    // N experts: expert e keeps the first C assignments of its segment (slot order), dropped (N)
+    // = the rest (overwritten); offsets, token, gate and slot are compacted to the kept ones
+    // (A = offsets[N] after). A_max >= offsets[N] on entry, and token, gate and slot hold at
+    // least A_max values.
+    virtual void capacity_position(int* offsets, int* token, float* gate, int* slot, int* dropped,
+                                   int N, int64_t C, int A_max) = 0;
+    // The same with the score policy: expert e keeps the C assignments of largest gate (ties: the
+    // earlier slot), still listed in slot order. The random and priority policies run on the
+    // host (capacity_apply).
+    virtual void capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped,
+                                int N, int64_t C, int A_max) = 0;
+    // The plan's by-token index (routing_plan.h, plan_index_by_token) of its A = offsets[N]
+    // assignments (read from this backend's memory; A <= A_max): tok_offsets (T+1) the
+    // exclusive scan of each token's assignment count, tok_assign (A) each token's assignments
+    // in slot order. token and slot (A) are the plan's.
+    virtual void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token,
+                                     const int* slot, const int* offsets, int N, int T,
+                                     int A_max) = 0;
+    // The gate gradients of the plan's A = offsets[N] assignments (read from this backend's
+    // memory) moved to the router's R slots (routing/router.h, gate_grad_to_slots): d_slot (R)
+    // = 0, then d_slot[slot[a]] = d_gate[a] (each slot has at most one assignment).
+    virtual void gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot,
+                                    const int* offsets, int N, int R) = 0;
+    // The Switch loss's gradient (routing/balancer.h, switch_loss) added to d_probs (T, N): every
+    // row gets c_i = float(coef * N * (routed[i] / (T K)) / T), coef * N in float and the rest
+    // in double; routed (N) the plan's counts before capacity.
+    virtual void switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                                  float coef) = 0;
+    // The z-loss's gradient (routing/balancer.h, z_loss) added to d (T rows of stride ldd):
+    //   d[t,i] += float(c_t * exp(x[t,i] - float(lse[t]))),  c_t = coef * 2 lse[t] / T (double),
+    // the exponential in float (0 below the smallest normal float); x (T rows of stride ldx),
+    // lse (T) from logsumexp_rows.
+    virtual void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx,
+                             int ldd, float coef) = 0;
+    // lse (T) = log sum_i exp(x[t,i]) per row of x (T rows of stride ldx, N >= 1), in double:
+    // max + log of the sum in double of the float exponentials exp(x - max) (the z-loss).
+    virtual void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) = 0;
+    // sums (N) = the column sums of x (T, N) in double, each adding t = 0, 1, ..., T-1 in order
+    // (the Switch loss's mean probability per expert, times T): equal bits on every device.
+    virtual void column_sums(double* sums, const float* x, int T, int N) = 0;
+
     // Optimizer steps over n parameters, fused with the gradient bookkeeping of a training step
     // so that parameters, gradients and optimizer state stream through memory once:
     //   - the gradient used is g * grad_scale (1: as is; clipping passes max_norm / norm);

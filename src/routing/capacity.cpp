@@ -5,6 +5,7 @@
 
 #include "backend/check.h"
 #include "backend/rng.h"
+#include "backend/routing_host.h"
 
 namespace moe {
 
@@ -26,6 +27,16 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
     std::fill(plan.dropped.begin(), plan.dropped.end(), 0);
     if (C == 0) return;
     int* off = plan.offsets.data();
+    if (policy == DropPolicy::position) {  // the capacity_position op's code
+        plan.A = host_capacity_position(off, plan.token.data(), plan.gate.data(), plan.slot.data(),
+                                        plan.dropped.data(), N, C);
+        return;
+    }
+    if (policy == DropPolicy::score) {  // the capacity_score op's code
+        plan.A = host_capacity_score(off, plan.token.data(), plan.gate.data(), plan.slot.data(),
+                                     plan.dropped.data(), N, C, scratch);
+        return;
+    }
     int w = 0;  // write cursor of the compacted plan (never past the read position)
     auto keep = [&plan, &w](int a) {
         plan.token[size_t(w)] = plan.token[size_t(a)];
@@ -41,22 +52,15 @@ void capacity_apply(RoutingPlan& plan, double factor, int k, DropPolicy policy,
             continue;
         }
         plan.dropped[size_t(e)] = int(n - C);
-        if (policy == DropPolicy::position) {
-            for (int j = 0; j < C; ++j) keep(b + j);
-        } else {
+        {
             // The C best by the policy's order (ties: the earlier slot), then back into slot
             // order. scratch[0, n): the assignments; random: scratch[n, 2n) their draws.
             scratch.resize(2 * size_t(n));
             for (int j = 0; j < n; ++j) scratch[size_t(j)] = b + j;
-            const float* gate = plan.gate.data();
             const int* slot = plan.slot.data();
             const int* token = plan.token.data();
             const auto first = scratch.begin(), last = scratch.begin() + n;
-            if (policy == DropPolicy::score) {
-                std::sort(first, last, [gate, slot](int x, int y) {
-                    return gate[x] > gate[y] || (gate[x] == gate[y] && slot[x] < slot[y]);
-                });
-            } else if (policy == DropPolicy::priority) {
+            if (policy == DropPolicy::priority) {
                 const float* pr = ctx.priority;
                 std::sort(first, last, [pr, token, slot](int x, int y) {
                     const float px = pr[token[x]], py = pr[token[y]];

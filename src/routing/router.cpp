@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "backend/vec_math.h"
+#include "backend/routing_host.h"
 
 namespace moe {
 
@@ -18,14 +18,11 @@ void RouterState::reserve(int T_max, int N_, int K_, bool keep_scores) {
 }
 
 void softmax_row(float* p, const float* z, int n) {
-    vec_exp_shifted(p, z, vec_max(z, size_t(n)), size_t(n));
-    const float sum = vec_sum(p, size_t(n));
-    for (int i = 0; i < n; ++i) p[i] /= sum;
+    host_softmax_rows(p, z, 1, n, n);  // the softmax_rows op's code
 }
 
 void softmax_backward_row(float* d, const float* p, int n) {
-    const float dot = vec_dot(d, p, size_t(n));
-    for (int i = 0; i < n; ++i) d[i] = p[i] * (d[i] - dot);
+    host_softmax_rows_backward(d, p, 1, n, n);  // the softmax_rows_backward op's code
 }
 
 void softmax_probs(const float* logits, int T, RouterState& st) {
@@ -37,8 +34,8 @@ void softmax_probs(const float* logits, int T, RouterState& st) {
 }
 
 void gate_grad_to_slots(const RoutingPlan& plan, const float* d_gate, float* d_slot, size_t R) {
-    std::fill_n(d_slot, R, 0.0f);
-    for (int a = 0; a < plan.A; ++a) d_slot[plan.slot[size_t(a)]] = d_gate[a];
+    // the gate_grad_to_slots op's code
+    host_gate_grad_to_slots(d_slot, d_gate, plan.slot.data(), plan.A, int(R));
 }
 
 }  // namespace moe

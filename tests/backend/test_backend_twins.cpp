@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -98,6 +99,19 @@ const char* const kOps[] = {"gemm",
                             "cross_entropy",
                             "adam_step",
                             "sgd_step",
+                            "softmax_rows",
+                            "softmax_rows_backward",
+                            "topk_rows",
+                            "topk_rows_backward",
+                            "plan_build",
+                            "capacity_position",
+                            "capacity_score",
+                            "plan_index_by_token",
+                            "logsumexp_rows",
+                            "gate_grad_to_slots",
+                            "switch_loss_grad",
+                            "z_loss_grad",
+                            "column_sums",
                             "alloc",
                             "copy",
                             "fill_zero",
@@ -210,6 +224,53 @@ public:
                   double* ss) override {
         in_.sgd_step(p, g, v, n, lr, mu, gs, ss);
     }
+    void softmax_rows(float* p, const float* z, int T, int N, int ldz) override {
+        in_.softmax_rows(p, z, T, N, ldz);
+    }
+    void softmax_rows_backward(float* d, const float* p, int T, int N, int ldd) override {
+        in_.softmax_rows_backward(d, p, T, N, ldd);
+    }
+    void topk_rows(int* sel, float* gate, const float* s, const float* bias, int T, int N, int K,
+                   bool nz, float sc) override {
+        in_.topk_rows(sel, gate, s, bias, T, N, K, nz, sc);
+    }
+    void topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg, int T,
+                            int N, int K, bool nz, float sc, int ld) override {
+        in_.topk_rows_backward(ds, s, sel, dg, T, N, K, nz, sc, ld);
+    }
+    void plan_build(int* off, int* tok, float* gate, int* slot, int* routed, const int* ex,
+                    const float* sg, const int* st, int R, int pt, int N) override {
+        in_.plan_build(off, tok, gate, slot, routed, ex, sg, st, R, pt, N);
+    }
+    void capacity_position(int* off, int* tok, float* gate, int* slot, int* dropped, int N,
+                           int64_t C, int A_max) override {
+        in_.capacity_position(off, tok, gate, slot, dropped, N, C, A_max);
+    }
+    void capacity_score(int* off, int* tok, float* gate, int* slot, int* dropped, int N, int64_t C,
+                        int A_max) override {
+        in_.capacity_score(off, tok, gate, slot, dropped, N, C, A_max);
+    }
+    void plan_index_by_token(int* to, int* ta, const int* tok, const int* slot, const int* off,
+                             int N, int T, int A_max) override {
+        in_.plan_index_by_token(to, ta, tok, slot, off, N, T, A_max);
+    }
+    void logsumexp_rows(double* lse, const float* x, int T, int N, int ld) override {
+        in_.logsumexp_rows(lse, x, T, N, ld);
+    }
+    void gate_grad_to_slots(float* ds, const float* dg, const int* slot, const int* off, int N,
+                            int R) override {
+        in_.gate_grad_to_slots(ds, dg, slot, off, N, R);
+    }
+    void switch_loss_grad(float* dp, const int* routed, int T, int N, int K, float c) override {
+        in_.switch_loss_grad(dp, routed, T, N, K, c);
+    }
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float c) override {
+        in_.z_loss_grad(d, x, lse, T, N, ldx, ldd, c);
+    }
+    void column_sums(double* sums, const float* x, int T, int N) override {
+        in_.column_sums(sums, x, T, N);
+    }
 
 protected:
     Backend& in_;
@@ -250,6 +311,21 @@ public:
     }
     void add(float* y, const float* x, size_t n) override {
         for (size_t i = 0; i < n; ++i) y[i] = float(double(y[i]) + double(x[i]));
+    }
+};
+
+// plan_build with each expert's segment reversed (a scatter that is not stable in slot order).
+class UnstablePlan : public Forwarding {
+public:
+    using Forwarding::Forwarding;
+    void plan_build(int* off, int* tok, float* gate, int* slot, int* routed, const int* ex,
+                    const float* sg, const int* st, int R, int pt, int N) override {
+        in_.plan_build(off, tok, gate, slot, routed, ex, sg, st, R, pt, N);
+        for (int e = 0; e < N; ++e) {
+            std::reverse(tok + off[e], tok + off[e + 1]);
+            std::reverse(gate + off[e], gate + off[e + 1]);
+            std::reverse(slot + off[e], slot + off[e + 1]);
+        }
     }
 };
 
@@ -467,6 +543,193 @@ public:
             g[i] = 0.0f;
         }
     }
+
+    // The routing ops as the CUDA kernels compute them (backend/cuda/cuda_routing.cu), serially:
+    // the warp's 32 lanes and the block's 256 threads with their reduction patterns, libm's expf,
+    // FMAs; the plan built chunk by chunk, the by-token index scattered in reverse order (as
+    // atomics may) and sorted per token, capacity by binary search and by rank. So the kernels'
+    // algorithms are checked, case by case, on machines without a GPU.
+    static constexpr int kLanes = 32;
+    // a lane-wise butterfly (lane l combines with lane l ^ w, w = 16, 8, ..., 1)
+    template <class T, class Op>
+    static T butterfly(std::vector<T> v, Op op) {
+        for (int w = kLanes / 2; w > 0; w /= 2) {
+            std::vector<T> n(v);
+            for (int l = 0; l < kLanes; ++l) n[size_t(l)] = op(v[size_t(l)], v[size_t(l ^ w)]);
+            v = n;
+        }
+        return v[0];
+    }
+    static float flushed_exp(float x) {
+        const float e = std::exp(x);
+        return e >= std::numeric_limits<float>::min() ? e : 0.0f;
+    }
+    void softmax_rows(float* p, const float* z, int T, int N, int ldz) override {
+        for (int t = 0; t < T; ++t) {
+            const float* zr = z + size_t(t) * ldz;
+            float* pr = p + size_t(t) * N;
+            std::vector<float> mx(kLanes, -INFINITY), sum(kLanes, 0.0f);
+            for (int i = 0; i < N; ++i)
+                mx[size_t(i % kLanes)] = std::fmax(mx[size_t(i % kLanes)], zr[i]);
+            const float m = butterfly(mx, [](float a, float b) { return std::fmax(a, b); });
+            for (int i = 0; i < N; ++i) {
+                pr[i] = flushed_exp(zr[i] - m);
+                sum[size_t(i % kLanes)] += pr[i];
+            }
+            const float s = butterfly(sum, [](float a, float b) { return a + b; });
+            for (int i = 0; i < N; ++i) pr[i] /= s;
+        }
+    }
+    void softmax_rows_backward(float* d, const float* p, int T, int N, int ldd) override {
+        for (int t = 0; t < T; ++t) {
+            float* dr = d + size_t(t) * ldd;
+            const float* pr = p + size_t(t) * N;
+            std::vector<float> dot(kLanes, 0.0f);
+            for (int i = 0; i < N; ++i)
+                dot[size_t(i % kLanes)] = std::fma(dr[i], pr[i], dot[size_t(i % kLanes)]);
+            const float dt = butterfly(dot, [](float a, float b) { return a + b; });
+            for (int i = 0; i < N; ++i) dr[i] = pr[i] * (dr[i] - dt);
+        }
+    }
+    void topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg, int T,
+                            int N, int K, bool normalize, float scale, int ldds) override {
+        for (int t = 0; t < T; ++t) {
+            float* d = ds + size_t(t) * ldds;
+            const float* sr = s + size_t(t) * N;
+            const int* st = sel + size_t(t) * K;
+            const float* g = dg + size_t(t) * K;
+            if (!normalize) {
+                for (int j = 0; j < K; ++j) d[st[j]] = std::fma(scale, g[j], d[st[j]]);
+                continue;
+            }
+            float zs = 0.0f, dot = 0.0f;
+            for (int j = 0; j < K; ++j) {
+                zs += sr[st[j]];
+                dot = std::fma(scale * g[j], sr[st[j]], dot);
+            }
+            for (int j = 0; j < K; ++j) d[st[j]] += std::fma(scale, g[j] / zs, -dot / (zs * zs));
+        }
+    }
+    void plan_build(int* off, int* token, float* gate, int* slot, int* routed, const int* expert,
+                    const float* sg, const int* stok, int R, int pt, int N) override {
+        constexpr int kChunk = 256;
+        const int chunks = (R + kChunk - 1) / kChunk;
+        std::vector<int> counts(size_t(chunks) * N, 0);
+        for (int c = 0; c < chunks; ++c)
+            for (int s = c * kChunk; s < std::min(R, (c + 1) * kChunk); ++s)
+                if (expert[s] >= 0) counts[size_t(c) * N + expert[s]]++;
+        for (int e = 0; e < N; ++e) {
+            int acc = 0;
+            for (int c = 0; c < chunks; ++c) {
+                const int v = counts[size_t(c) * N + e];
+                counts[size_t(c) * N + e] = acc;
+                acc += v;
+            }
+            routed[e] = acc;
+        }
+        off[0] = 0;
+        for (int e = 0; e < N; ++e) off[e + 1] = off[e] + routed[e];
+        for (int c = chunks - 1; c >= 0; --c) {  // chunks in any order
+            int* cur = counts.data() + size_t(c) * N;
+            for (int s = c * kChunk; s < std::min(R, (c + 1) * kChunk); ++s) {
+                const int e = expert[s];
+                if (e < 0) continue;
+                const int a = off[e] + cur[e]++;
+                token[a] = stok ? stok[s] : s / pt;
+                gate[a] = sg[s];
+                slot[a] = s;
+            }
+        }
+    }
+    // the expert of assignment a: the last e with old[e] <= a
+    static int segment_of(const std::vector<int>& old, int N, int a) {
+        return int(std::upper_bound(old.begin(), old.begin() + N, a) - old.begin()) - 1;
+    }
+    template <class Keep>
+    static void compact(int* off, int* token, float* gate, int* slot, int* dropped, int N,
+                        int64_t C, int A_max, Keep keep) {
+        const std::vector<int> old(off, off + N + 1), ot(token, token + A_max),
+            os(slot, slot + A_max);
+        const std::vector<float> og(gate, gate + A_max);
+        int w = 0;
+        for (int e = 0; e < N; ++e) {
+            const int n = old[size_t(e) + 1] - old[size_t(e)], kept = int(std::min<int64_t>(n, C));
+            off[e] = w;
+            dropped[e] = n - kept;
+            w += kept;
+        }
+        off[N] = w;
+        std::vector<int> flags(size_t(std::max(A_max, 1)), 0);
+        for (int a = std::min(A_max, old[size_t(N)]) - 1; a >= 0; --a)
+            flags[size_t(a)] = keep(old, og, os, segment_of(old, N, a), a);
+        for (int a = std::min(A_max, old[size_t(N)]) - 1; a >= 0; --a) {
+            if (!flags[size_t(a)]) continue;
+            const int e = segment_of(old, N, a);
+            int before = 0;
+            for (int b = old[size_t(e)]; b < a; ++b) before += flags[size_t(b)];
+            const int dst = off[e] + before;
+            token[dst] = ot[size_t(a)];
+            gate[dst] = og[size_t(a)];
+            slot[dst] = os[size_t(a)];
+        }
+    }
+    void capacity_position(int* off, int* tok, float* gate, int* slot, int* dropped, int N,
+                           int64_t C, int A_max) override {
+        compact(off, tok, gate, slot, dropped, N, C, A_max,
+                [C](const std::vector<int>& old, const std::vector<float>&, const std::vector<int>&,
+                    int e, int a) { return a - old[size_t(e)] < C; });
+    }
+    void capacity_score(int* off, int* tok, float* gate, int* slot, int* dropped, int N, int64_t C,
+                        int A_max) override {
+        compact(off, tok, gate, slot, dropped, N, C, A_max,
+                [C](const std::vector<int>& old, const std::vector<float>& g,
+                    const std::vector<int>& sl, int e, int a) {
+                    int64_t better = 0;
+                    for (int b = old[size_t(e)]; b < old[size_t(e) + 1]; ++b)
+                        better += g[size_t(b)] > g[size_t(a)] ||
+                                  (g[size_t(b)] == g[size_t(a)] && sl[size_t(b)] < sl[size_t(a)]);
+                    return better < C;
+                });
+    }
+    void plan_index_by_token(int* to, int* ta, const int* token, const int* slot, const int* off,
+                             int N, int T, int A_max) override {
+        const int A = std::min(A_max, off[N]);
+        std::fill(to, to + T + 1, 0);
+        for (int a = 0; a < A; ++a) to[token[a] + 1]++;
+        for (int t = 0; t < T; ++t) to[t + 1] += to[t];
+        std::vector<int> cursor(to, to + T);
+        for (int a = A - 1; a >= 0; --a) ta[cursor[size_t(token[a])]++] = a;  // any order
+        for (int t = 0; t < T; ++t)
+            std::sort(ta + to[t], ta + to[t + 1],
+                      [slot](int x, int y) { return slot[x] < slot[y]; });
+    }
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float coef) override {
+        for (int t = 0; t < T; ++t) {
+            const double c = coef * 2.0 * lse[t] / T;
+            for (int i = 0; i < N; ++i)
+                d[size_t(t) * ldd + i] +=
+                    float(c * flushed_exp(x[size_t(t) * ldx + i] - float(lse[t])));
+        }
+    }
+    void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override {
+        constexpr int kBlock = 256;
+        for (int t = 0; t < T; ++t) {
+            const float* xr = x + size_t(t) * ldx;
+            std::vector<float> mx(kBlock, -INFINITY);
+            std::vector<double> sum(kBlock, 0.0);
+            for (int i = 0; i < N; ++i)
+                mx[size_t(i % kBlock)] = std::fmax(mx[size_t(i % kBlock)], xr[i]);
+            for (int w = kBlock / 2; w > 0; w /= 2)
+                for (int k = 0; k < w; ++k)
+                    mx[size_t(k)] = std::fmax(mx[size_t(k)], mx[size_t(k + w)]);
+            for (int i = 0; i < N; ++i)
+                sum[size_t(i % kBlock)] += double(flushed_exp(xr[i] - mx[0]));
+            for (int w = kBlock / 2; w > 0; w /= 2)
+                for (int k = 0; k < w; ++k) sum[size_t(k)] += sum[size_t(k + w)];
+            lse[t] = double(mx[0]) + std::log(sum[0]);
+        }
+    }
 };
 
 }  // namespace
@@ -532,7 +795,9 @@ TEST_SUITE("backend") {
         CHECK(compare_twins(tiny, zero, c.bound, TwinCompare::bounded).size() == 1);
     }
 
-    TEST_CASE("twin compare: a wrong index an unwritten row and a kept gradient are caught") {
+    TEST_CASE(
+        "twin compare: a wrong index an unwritten row a kept gradient and an unstable plan are "
+        "caught") {
         std::unique_ptr<Backend> cpu = backend_create(Device::cpu, 1);
         WrongIndex wrong(*cpu);
         Unwritten unwritten(*cpu);
@@ -553,6 +818,11 @@ TEST_SUITE("backend") {
         CHECK(kept[0].find("gradient is not zero") != std::string::npos);
         // a correctly rounded sum, however computed, has the same bits
         CHECK(problems(keeps, "add n=70000").empty());
+        // a plan whose segments are not in slot order: its tokens, slots and gates differ
+        UnstablePlan unstable(*cpu);
+        CHECK(problems(unstable, "plan_build uniform").size() == 3);
+        CHECK(problems(unstable, "routing chain T=300 N=16 K=4 C=0").size() >= 3);
+        CHECK(problems(unstable, "plan_build all dropped").empty());  // no segment to reverse
     }
 
     TEST_CASE("twin bounds: the ops written another way pass every case within its bound") {

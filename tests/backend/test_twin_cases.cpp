@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
@@ -647,6 +648,301 @@ void register_memory() {
     }
 }
 
+// ---- routing (the default path's routing ops) ----------------------------------------------
+
+// Shapes (T tokens, N experts, K per token): one expert, one token, K = N, rows across the CPU's
+// pieces of 8192 / N rows, and slots across the CUDA plan build's chunks of 256.
+struct RouteShape {
+    int T, N, K;
+};
+const RouteShape kRouteShapes[] = {{1, 1, 1},    {1, 8, 2},    {37, 1, 1},   {64, 8, 2},
+                                   {300, 16, 4}, {513, 64, 8}, {40, 512, 2}, {5, 6, 6}};
+
+std::string route_tag(const RouteShape& s) {
+    return "T=" + std::to_string(s.T) + " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K);
+}
+
+// K distinct experts per row: row t takes (r_t + j * step) % N, step coprime to N.
+std::vector<int> distinct_selection(Draw& d, int T, int N, int K) {
+    const std::vector<int> r = d.ints(size_t(T), N);
+    int step = 1;
+    for (int c = 1; c < N; ++c)
+        if (std::gcd(c, N) == 1 && c * 3 > N) {
+            step = c;
+            break;
+        }
+    std::vector<int> sel(size_t(T) * K);
+    for (int t = 0; t < T; ++t)
+        for (int j = 0; j < K; ++j) sel[size_t(t) * K + j] = (r[size_t(t)] + j * step) % N;
+    return sel;
+}
+
+// Logits whose softmax scores are well apart within each row (a permutation of 0..N-1 times 0.2,
+// plus noise below 0.05): the top-k of either device's softmax is the same set in the same order.
+std::vector<float> separated_logits(Draw& d, int T, int N) {
+    std::vector<float> z(size_t(T) * N);
+    const std::vector<float> noise = d.uniform(z.size(), 0.0f, 0.05f);
+    for (int t = 0; t < T; ++t) {
+        const std::vector<int> perm = d.permutation(N);
+        for (int i = 0; i < N; ++i)
+            z[size_t(t) * N + i] = 0.2f * float(perm[size_t(i)]) + noise[size_t(t) * N + i] - 3.0f;
+    }
+    return z;
+}
+
+void register_routing() {
+    for (const RouteShape& sh : kRouteShapes) {
+        const int T = sh.T, N = sh.N, K = sh.K;
+        const std::string tag = route_tag(sh);
+        for (int pad : {0, 3}) {
+            const int ld = N + pad;
+            const std::string ptag = tag + (pad ? " strided" : "");
+            add_twin_case("softmax_rows " + ptag, "softmax_rows", kTranscendental, [=](TwinRun& r) {
+                auto z = r.up(r.draw.normal(size_t(T) * ld, 3.0f));
+                auto p = r.poison(size_t(T) * N);
+                r.be.softmax_rows(p.get(), z.get(), T, N, ld);
+                r.keep("p", p);
+            });
+            // p need not sum to 1 for the formula; the pad columns of d must stay
+            add_twin_case("softmax_rows_backward " + ptag, "softmax_rows_backward", 1e-5,
+                          [=](TwinRun& r) {
+                              auto p = r.up(r.draw.uniform(size_t(T) * N, 0.01f, 1.0f));
+                              auto d = r.up(r.draw.normal(size_t(T) * ld));
+                              r.be.softmax_rows_backward(d.get(), p.get(), T, N, ld);
+                              r.keep("d", d);
+                          });
+            add_twin_case(
+                "logsumexp_rows " + ptag, "logsumexp_rows", kTranscendental, [=](TwinRun& r) {
+                    auto x = r.up(r.draw.normal(size_t(T) * ld, 4.0f));
+                    auto lse = r.up(
+                        std::vector<double>(size_t(T), std::numeric_limits<double>::quiet_NaN()));
+                    r.be.logsumexp_rows(lse.get(), x.get(), T, N, ld);
+                    r.keep("lse", lse);
+                });
+        }
+        // Top-k on the same scores: the same serial code on both devices, so equal bits.
+        for (bool with_bias : {false, true})
+            for (bool normalize : {true, false}) {
+                const float scale = normalize ? 1.0f : 2.5f;
+                add_twin_case("topk_rows " + tag + (with_bias ? " bias" : "") +
+                                  (normalize ? " normalized" : " scaled"),
+                              "topk_rows", kExact, [=](TwinRun& r) {
+                                  auto s = r.up(r.draw.uniform(size_t(T) * N, 0.001f, 1.0f));
+                                  auto bias = r.up(r.draw.normal(size_t(N), 0.1f));
+                                  auto sel = r.up(std::vector<int>(size_t(T) * K, -7));
+                                  auto gate = r.poison(size_t(T) * K);
+                                  r.be.topk_rows(sel.get(), gate.get(), s.get(),
+                                                 with_bias ? bias.get() : nullptr, T, N, K,
+                                                 normalize, scale);
+                                  r.keep("sel", sel);
+                                  r.keep("gate", gate);
+                              });
+                add_twin_case("topk_rows_backward " + tag + (with_bias ? " strided" : "") +
+                                  (normalize ? " normalized" : " scaled"),
+                              "topk_rows_backward", 1e-5, [=](TwinRun& r) {
+                                  const int ld = with_bias ? N + 2 : N;
+                                  auto s = r.up(r.draw.uniform(size_t(T) * N, 0.001f, 1.0f));
+                                  auto sel = r.up(distinct_selection(r.draw, T, N, K));
+                                  auto dg = r.up(r.draw.normal(size_t(T) * K));
+                                  auto ds = r.up(r.draw.normal(size_t(T) * ld));
+                                  r.be.topk_rows_backward(ds.get(), s.get(), sel.get(), dg.get(), T,
+                                                          N, K, normalize, scale, ld);
+                                  r.keep("ds", ds);
+                              });
+            }
+        // the plan's gate gradients to R slots: A of them, distinct slots, values past A unread
+        add_twin_case("gate_grad_to_slots " + tag, "gate_grad_to_slots", kExact, [=](TwinRun& r) {
+            const int R = T * K, A = R - R / 3;
+            std::vector<int> o(size_t(N) + 1, 0);
+            o[size_t(N)] = A;
+            auto off = r.up(o);
+            auto slot = r.up(r.draw.permutation(R));
+            auto dg = r.up(r.draw.normal(size_t(R)));
+            auto ds = r.poison(size_t(R));
+            r.be.gate_grad_to_slots(ds.get(), dg.get(), slot.get(), off.get(), N, R);
+            r.keep("d_slot", ds);
+        });
+        add_twin_case("switch_loss_grad " + tag, "switch_loss_grad", kExact, [=](TwinRun& r) {
+            auto routed = r.up(r.draw.ints(size_t(N), T * K + 1));
+            auto dp = r.up(r.draw.normal(size_t(T) * N, 0.01f));
+            r.be.switch_loss_grad(dp.get(), routed.get(), T, N, K, 0.03f);
+            r.keep("d_probs", dp);
+        });
+        add_twin_case("z_loss_grad " + tag + " strided", "z_loss_grad", kTranscendental,
+                      [=](TwinRun& r) {
+                          const int ldx = N + 2, ldd = N + 1;
+                          const std::vector<float> xh = r.draw.normal(size_t(T) * ldx, 3.0f);
+                          // a row's log-sum-exp, computed here in double (an input of the op)
+                          std::vector<double> lh(static_cast<size_t>(T));
+                          for (int t = 0; t < T; ++t) {
+                              double s = 0.0;
+                              for (int i = 0; i < N; ++i)
+                                  s += std::exp(double(xh[size_t(t) * ldx + i]));
+                              lh[size_t(t)] = std::log(s);
+                          }
+                          auto x = r.up(xh);
+                          auto lse = r.up(lh);
+                          auto d = r.up(r.draw.normal(size_t(T) * ldd, 0.01f));
+                          r.be.z_loss_grad(d.get(), x.get(), lse.get(), T, N, ldx, ldd, 0.001f);
+                          r.keep("d", d);
+                      });
+        add_twin_case("column_sums " + tag, "column_sums", kExact, [=](TwinRun& r) {
+            auto x = r.up(r.draw.uniform(size_t(T) * N, 0.0f, 1.0f));
+            auto sums =
+                r.up(std::vector<double>(size_t(N), std::numeric_limits<double>::quiet_NaN()));
+            r.be.column_sums(sums.get(), x.get(), T, N);
+            r.keep("sums", sums);
+        });
+    }
+
+    // Plan build from R = T K slots: experts uniform, only the even ones (empty experts), all -1
+    // (every slot dropped by the router), one expert; tokens s / K or drawn (expert choice).
+    struct PlanInput {
+        std::string name;
+        int T, N, K;
+        int kind;  // 0: uniform in [-1, N), 1: even experts only, 2: all -1
+        bool tokens;
+    };
+    const PlanInput plans[] = {
+        {"uniform", 300, 16, 2, 0, false},      {"even experts", 513, 8, 3, 1, false},
+        {"all dropped", 40, 8, 2, 2, false},    {"one expert", 700, 1, 1, 0, false},
+        {"one token", 1, 4, 4, 0, false},       {"slot tokens", 200, 12, 3, 0, true},
+        {"many experts", 256, 512, 2, 0, false}};
+    for (const PlanInput& in : plans) {
+        add_twin_case("plan_build " + in.name, "plan_build", kExact, [=](TwinRun& r) {
+            const int R = in.T * in.K, N = in.N;
+            std::vector<int> ex = r.draw.ints(size_t(R), N + 1);
+            for (int& e : ex) e = in.kind == 2 ? -1 : in.kind == 1 ? (e / 2) * 2 - 1 : e - 1;
+            auto expert = r.up(ex);
+            auto sgate = r.up(r.draw.uniform(size_t(R), 0.01f, 1.0f));
+            auto stok = r.up(r.draw.ints(size_t(R), in.T));
+            auto off = r.up(std::vector<int>(size_t(N) + 1, -7));
+            auto routed = r.up(std::vector<int>(size_t(N), -7));
+            auto token = r.up(std::vector<int>(size_t(R), -7));
+            auto slot = r.up(std::vector<int>(size_t(R), -7));
+            auto gate = r.up(std::vector<float>(size_t(R), -7.0f));
+            r.be.plan_build(off.get(), token.get(), gate.get(), slot.get(), routed.get(),
+                            expert.get(), sgate.get(), in.tokens ? stok.get() : nullptr, R, in.K,
+                            N);
+            r.keep("offsets", off);
+            r.keep("routed", routed);
+            r.keep("token", token);
+            r.keep("slot", slot);
+            r.keep("gate", gate);
+        });
+    }
+
+    // Capacity on a plan drawn on the host: segments of random sizes with empty ones, C = 1 (most
+    // dropped), 3, and one above every segment (nothing dropped); distinct slots, and for the
+    // score policy gates of four values (ties, decided by the slot).
+    for (bool by_score : {false, true})
+        for (int N : {1, 7, 64})
+            for (int C : {1, 3, 100000}) {
+                const std::string op = by_score ? "capacity_score" : "capacity_position";
+                add_twin_case(op + " N=" + std::to_string(N) + " C=" + std::to_string(C), op,
+                              kExact, [=](TwinRun& r) {
+                                  std::vector<int> sizes = r.draw.ints(size_t(N), 9);
+                                  for (int e = 0; e < N; e += 3) sizes[size_t(e)] = 0;
+                                  if (N == 1) sizes[0] = 11;
+                                  std::vector<int> o(size_t(N) + 1, 0);
+                                  for (int e = 0; e < N; ++e)
+                                      o[size_t(e) + 1] = o[size_t(e)] + sizes[size_t(e)];
+                                  const int A = o.back(), A_max = A + 5;
+                                  std::vector<float> g = r.draw.uniform(size_t(A_max), 0.01f, 1.0f);
+                                  if (by_score)
+                                      for (float& v : g) v = 0.25f * float(int(v * 4.0f) + 1);
+                                  auto off = r.up(o);
+                                  auto token = r.up(r.draw.ints(size_t(A_max), 50));
+                                  auto slot = r.up(r.draw.permutation(A_max));
+                                  auto gate = r.up(g);
+                                  auto dropped = r.up(std::vector<int>(size_t(N), -7));
+                                  if (by_score)
+                                      r.be.capacity_score(off.get(), token.get(), gate.get(),
+                                                          slot.get(), dropped.get(), N, C, A_max);
+                                  else
+                                      r.be.capacity_position(off.get(), token.get(), gate.get(),
+                                                             slot.get(), dropped.get(), N, C,
+                                                             A_max);
+                                  r.keep("offsets", off);
+                                  r.keep("dropped", dropped);
+                                  r.keep("token", token);
+                                  r.keep("slot", slot);
+                                  r.keep("gate", gate);
+                              });
+            }
+
+    // The by-token index of A assignments with distinct slots (a permutation), tokens with none,
+    // and A_max - A values past the plan that must not be read.
+    for (const RouteShape& sh : kRouteShapes) {
+        add_twin_case("plan_index_by_token " + route_tag(sh), "plan_index_by_token", kExact,
+                      [=](TwinRun& r) {
+                          const int T = sh.T, N = sh.N, R = sh.T * sh.K;
+                          const int A = R - R / 4, A_max = A + 4;
+                          std::vector<int> o(size_t(N) + 1, 0);
+                          o[size_t(N)] = A;
+                          std::vector<int> perm = r.draw.permutation(R + 4);
+                          std::vector<int> tok = r.draw.ints(size_t(A_max), std::max(1, T - T / 3));
+                          perm.resize(size_t(A_max));
+                          auto off = r.up(o);
+                          auto token = r.up(tok);
+                          auto slot = r.up(perm);
+                          auto to = r.up(std::vector<int>(size_t(T) + 1, -7));
+                          auto ta = r.up(std::vector<int>(size_t(A_max), -7));
+                          r.be.plan_index_by_token(to.get(), ta.get(), token.get(), slot.get(),
+                                                   off.get(), N, T, A_max);
+                          r.keep("tok_offsets", to);
+                          r.keep("tok_assign", ta);
+                      });
+    }
+
+    // The whole default routing path as one chain, on logits whose scores are well apart: the
+    // same selections and the same plan (every integer equal), the floats within their bounds.
+    for (const RouteShape& sh : kRouteShapes)
+        for (int C : {0, 1, 2}) {
+            if (C == 2 && sh.T * sh.K < 64) continue;
+            add_twin_case(
+                "routing chain " + route_tag(sh) + " C=" + std::to_string(C), "plan_build",
+                kTranscendental, [=](TwinRun& r) {
+                    const int T = sh.T, N = sh.N, K = sh.K, R = T * K;
+                    // C = 2: the capacity of factor 1 (ceil(T K / N)), C = 1: most
+                    // assignments dropped
+                    const int64_t cap = C == 2 ? (int64_t(R) + N - 1) / N : C;
+                    auto z = r.up(separated_logits(r.draw, T, N));
+                    auto p = r.poison(size_t(T) * N);
+                    auto sel = r.up(std::vector<int>(size_t(R), -7));
+                    auto sgate = r.poison(size_t(R));
+                    auto off = r.up(std::vector<int>(size_t(N) + 1, -7));
+                    auto routed = r.up(std::vector<int>(size_t(N), -7));
+                    auto dropped = r.up(std::vector<int>(size_t(N), 0));
+                    auto token = r.up(std::vector<int>(size_t(R), -7));
+                    auto slot = r.up(std::vector<int>(size_t(R), -7));
+                    auto gate = r.up(std::vector<float>(size_t(R), -7.0f));
+                    auto to = r.up(std::vector<int>(size_t(T) + 1, -7));
+                    auto ta = r.up(std::vector<int>(size_t(R), -7));
+                    r.be.softmax_rows(p.get(), z.get(), T, N, N);
+                    r.be.topk_rows(sel.get(), sgate.get(), p.get(), nullptr, T, N, K, true, 1.0f);
+                    r.be.plan_build(off.get(), token.get(), gate.get(), slot.get(), routed.get(),
+                                    sel.get(), sgate.get(), nullptr, R, K, N);
+                    if (cap > 0)
+                        r.be.capacity_position(off.get(), token.get(), gate.get(), slot.get(),
+                                               dropped.get(), N, cap, R);
+                    r.be.plan_index_by_token(to.get(), ta.get(), token.get(), slot.get(), off.get(),
+                                             N, T, R);
+                    r.keep("p", p);
+                    r.keep("sel", sel, kExact);
+                    r.keep("slot gates", sgate);
+                    r.keep("offsets", off, kExact);
+                    r.keep("routed", routed, kExact);
+                    r.keep("dropped", dropped, kExact);
+                    r.keep("token", token, kExact);
+                    r.keep("slot", slot, kExact);
+                    r.keep("gate", gate);
+                    r.keep("tok_offsets", to, kExact);
+                    r.keep("tok_assign", ta, kExact);
+                });
+        }
+}
+
 [[maybe_unused]] const bool registered = [] {
     register_gemm();
     register_grouped();
@@ -658,6 +954,7 @@ void register_memory() {
     register_token_ops();
     register_optimizers();
     register_memory();
+    register_routing();
     return true;
 }();
 

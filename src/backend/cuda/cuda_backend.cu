@@ -49,6 +49,7 @@ CudaBackend::CudaBackend(int threads) : threads_(threads) {
 // No error is checked here: a destructor must not throw, and the process is ending or the
 // backend is no longer used.
 CudaBackend::~CudaBackend() {
+    cudaFree(route_);
     cudaFree(cols_);
     cudaFree(row_hit_);
     cudaFree(row_loss_);

@@ -92,6 +92,29 @@ public:
     double sum_squares(const float* x, size_t n) override;
     double cross_entropy(float* dlogits, const float* logits, const int* labels, int T, int C,
                          float scale, int64_t* correct) override;
+    void softmax_rows(float* p, const float* z, int T, int N, int ldz) override;
+    void softmax_rows_backward(float* d, const float* p, int T, int N, int ldd) override;
+    void topk_rows(int* sel, float* gate, const float* s, const float* bias, int T, int N, int K,
+                   bool normalize, float scale) override;
+    void topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg, int T,
+                            int N, int K, bool normalize, float scale, int ldds) override;
+    void plan_build(int* offsets, int* token, float* gate, int* slot, int* routed,
+                    const int* expert, const float* slot_gate, const int* slot_token, int R,
+                    int per_token, int N) override;
+    void capacity_position(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
+                           int64_t C, int A_max) override;
+    void capacity_score(int* offsets, int* token, float* gate, int* slot, int* dropped, int N,
+                        int64_t C, int A_max) override;
+    void plan_index_by_token(int* tok_offsets, int* tok_assign, const int* token, const int* slot,
+                             const int* offsets, int N, int T, int A_max) override;
+    void gate_grad_to_slots(float* d_slot, const float* d_gate, const int* slot, const int* offsets,
+                            int N, int R) override;
+    void switch_loss_grad(float* d_probs, const int* routed, int T, int N, int K,
+                          float coef) override;
+    void z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx, int ldd,
+                     float coef) override;
+    void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override;
+    void column_sums(double* sums, const float* x, int T, int N) override;
     void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
                    float grad_scale, double* grad_sumsq) override;
     void sgd_step(float* p, float* g, float* v, size_t n, float lr, float momentum,
@@ -108,6 +131,9 @@ private:
     void reserve_rows(int rows);
     // Device scratch of at least n floats for the column sums' partial sums.
     float* column_scratch(size_t n);
+    // Device scratch of at least `bytes` bytes for the routing ops (cuda_routing.cu): one op's
+    // temporaries, dead when the op returns (ops run in stream order).
+    void* routing_scratch(size_t bytes);
 
     int threads_;
     cublasHandle_t cublas_ = nullptr;
@@ -118,6 +144,8 @@ private:
     int rows_cap_ = 0;
     float* cols_ = nullptr;  // column sums: partial sums (device)
     size_t cols_cap_ = 0;
+    void* route_ = nullptr;  // routing ops: temporaries (device)
+    size_t route_cap_ = 0;
 };
 
 }  // namespace moe::cuda

@@ -1,3 +1,4 @@
+#include "backend/routing_host.h"
 #include "routing/balancer.h"
 
 namespace moe {
@@ -7,23 +8,15 @@ double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coe
     const int T = plan.T, N = plan.N;
     // P̄_i = mean_t p[t,i]: walk the row-major (T, N) probabilities row by row; each column sum
     // still adds t = 0..T-1 in order.
-    scratch.assign(size_t(N), 0.0);
+    scratch.resize(size_t(N));
     double* pbar = scratch.data();
-    for (int t = 0; t < T; ++t) {
-        const float* pr = probs + size_t(t) * N;
-        for (int i = 0; i < N; ++i) pbar[i] += pr[i];
-    }
+    host_column_sums(pbar, probs, T, N);  // the column_sums op's code
     double loss = 0.0;
     for (int i = 0; i < N; ++i) loss += double(plan.routed[i]) / (double(T) * K) * (pbar[i] / T);
     if (d_probs) {
         // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T (the same for
         // every t): reuse pbar's storage for it.
-        for (int i = 0; i < N; ++i)
-            pbar[i] = double(float(coef * N * (double(plan.routed[i]) / (double(T) * K)) / T));
-        for (int t = 0; t < T; ++t) {
-            float* dr = d_probs + size_t(t) * N;
-            for (int i = 0; i < N; ++i) dr[i] += float(pbar[i]);
-        }
+        host_switch_loss_grad(d_probs, plan.routed.data(), T, N, K, coef, pbar);  // the op's code
     }
     return N * loss;
 }

@@ -46,13 +46,14 @@
 
 #include "backend/check.h"
 #include "backend/rng.h"
+#include "backend/routing_host.h"
 #include "backend/vec_math.h"
 #include "routing/router.h"
 
 namespace moe {
 namespace {
 
-constexpr int kMaxK = 64;  // the schema's limit of router.k: the selection's stack buffer
+constexpr int kMaxK = kHostTopkMaxK;  // the schema's limit of router.k
 
 class TopKRouter final : public Router {
 public:
@@ -114,11 +115,11 @@ public:
 #pragma omp parallel for schedule(static) if (size_t(T) * N > 16384)
         for (int c = 0; c < chunks; ++c) {
             const int t0 = c * rows, t1 = std::min(T, t0 + rows);
-            // softmax: p = exp(z - max z), then / sum;  sigmoid: s = 1 / (1 + exp(-z))
+            // softmax: p = exp(z - max z), then / sum (the softmax_rows op's code);
+            // sigmoid: s = 1 / (1 + exp(-z))
             for (int t = t0; t < t1; ++t) {
                 const float* l = logits + size_t(t) * L;
                 float* z = st.noisy.data() + size_t(t) * N;
-                float* p = st.probs.data() + size_t(t) * N;
                 if (noisy && uniform_noise_) {
                     for (int i = 0; i < N; ++i)
                         z[i] = l[i] + noise * rng.uniform(uint64_t(t) * N + i);
@@ -137,14 +138,15 @@ public:
                 } else
                     std::copy_n(l, N, z);
                 if (sigmoid_) {
+                    float* p = st.probs.data() + size_t(t) * N;
                     for (int i = 0; i < N; ++i) p[i] = -z[i];
-                } else {
-                    const float mx = vec_max(z, size_t(N));
-                    for (int i = 0; i < N; ++i) p[i] = z[i] - mx;
                 }
             }
             float* pc = st.probs.data() + size_t(t0) * N;
-            vec_exp_shifted(pc, pc, 0.0f, size_t(t1 - t0) * N);
+            if (sigmoid_)
+                vec_exp_shifted(pc, pc, 0.0f, size_t(t1 - t0) * N);
+            else
+                host_softmax_rows(pc, st.noisy.data() + size_t(t0) * N, t1 - t0, N, N);
             for (int t = t0; t < t1; ++t) {
                 float* p = st.probs.data() + size_t(t) * N;
                 const float* s = p;
@@ -154,9 +156,6 @@ public:
                     const float sum = vec_sum(sr, size_t(N));
                     for (int i = 0; i < N; ++i) p[i] = sr[i] / sum;
                     s = sr;
-                } else {
-                    const float sum = vec_sum(p, size_t(N));
-                    for (int i = 0; i < N; ++i) p[i] /= sum;
                 }
                 select_top_k(st, t, s, bias);
                 if (random_second_) {
@@ -212,19 +211,10 @@ public:
     }
 
 private:
-    // ds[i] += d(sum_j dg_j g_j)/ds_i for the gates of the selected slots.
-    // g = scale * (normalised) s: the scale multiplies dg first.
+    // ds[i] += d(sum_j dg_j g_j)/ds_i for the gates of the selected slots (the
+    // topk_rows_backward op's code).
     void add_gate_grad(float* ds, const float* s, const int* sel, const float* dg) const {
-        if (normalize_) {
-            float zs = 0.0f, dot = 0.0f;
-            for (int j = 0; j < K_; ++j) {
-                zs += s[sel[j]];
-                dot += scale_ * dg[j] * s[sel[j]];
-            }
-            for (int j = 0; j < K_; ++j) ds[sel[j]] += scale_ * dg[j] / zs - dot / (zs * zs);
-        } else {
-            for (int j = 0; j < K_; ++j) ds[sel[j]] += scale_ * dg[j];
-        }
+        host_topk_row_backward(ds, s, sel, dg, K_, normalize_, scale_);
     }
 
     // Group-limited routing: work[t*G + g] = 1 for the KG_ groups of token t with the highest
@@ -256,8 +246,8 @@ private:
     }
 
     // The K experts of token t with the largest s + b, in descending order (ties: the lower
-    // index), by insertion into a sorted list of K (K is small); then their gates. With groups,
-    // only the experts of the kept groups compete.
+    // index), then their gates (the topk_rows op's code). With groups, only the experts of the
+    // kept groups compete.
     void select_top_k(RouterState& st, int t, const float* s, const float* bias) const {
         const int N = st.N, K = K_;
         int* sel = st.sel.data() + size_t(t) * K;
@@ -267,25 +257,7 @@ private:
             select_groups(st, t, s, bias);
             kept = st.work.data() + size_t(t) * G_;
         }
-        const int M = N / G_;
-        float best[kMaxK];
-        int n = 0;
-        for (int i = 0; i < N; ++i) {
-            if (kept && !kept[i / M]) continue;
-            const float v = s[i] + (bias ? bias[i] : 0.0f);
-            if (n == K && !(v > best[K - 1])) continue;
-            int j = n < K ? n++ : K - 1;
-            while (j > 0 && v > best[j - 1]) {
-                best[j] = best[j - 1];
-                sel[j] = sel[j - 1];
-                --j;
-            }
-            best[j] = v;
-            sel[j] = i;
-        }
-        float zsum = 0.0f;
-        for (int j = 0; j < K; ++j) zsum += s[sel[j]];
-        for (int j = 0; j < K; ++j) gate[j] = scale_ * (normalize_ ? s[sel[j]] / zsum : s[sel[j]]);
+        host_topk_row(sel, gate, s, bias, N, K, normalize_, scale_, kept, N / G_);
     }
 
     RouterConfig cfg_;
