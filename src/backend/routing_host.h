@@ -6,6 +6,8 @@
 // over independent rows. Implemented in backend/cpu/cpu_routing.cpp.
 #pragma once
 
+#include "backend/topk_row.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -24,7 +26,7 @@ void host_softmax_rows_backward(float* d, const float* p, int T, int N, int ldd)
 // normalize, else scale * s[sel]. kept (null: all experts compete) marks the groups of
 // group_size consecutive experts that compete (the top-k router's group-limited selection).
 // K <= kHostTopkMaxK.
-constexpr int kHostTopkMaxK = 64;
+constexpr int kHostTopkMaxK = kTopkRowMaxK;
 void host_topk_row(int* sel, float* gate, const float* s, const float* bias, int N, int K,
                    bool normalize, float scale, const int* kept = nullptr, int group_size = 1);
 

@@ -55,6 +55,21 @@ PrefetchCursor weights_of(const CpuBackend::Tile& tl, const float* B, size_t b_s
     return pf;
 }
 
+// Runs one(i) for every tile i across the threads: contiguous runs of tiles per thread when
+// every tile is short (each prefetches the next, most often its own), else one tile at a time
+// to whichever thread is free. Each tile is computed by one thread either way.
+template <class F>
+void for_each_tile(int n_tiles, int threads, bool all_short, F&& one) {
+    const bool par = n_tiles > 1 && threads > 1;
+    if (all_short) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    }
+}
+
 }  // namespace
 
 // y = C block (rows r0..r1, cols c0..c1) of group g. A rows are [off[g] + r0, off[g] + r1).
@@ -104,14 +119,7 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
                 c.noalias() += a * CMapMat(Bg + tl.c0, K, n, Eigen::OuterStride<>(N));
         }
     };
-    const bool par = n_tiles > 1 && threads_ > 1;
-    if (all_short) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    } else {
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    }
+    for_each_tile(n_tiles, threads_, all_short, one);
 }
 
 void CpuBackend::gemm_grouped_rows(float* C, const float* A, const float* B, size_t b_stride,
@@ -195,14 +203,7 @@ void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, c
         MapMat c(Cg, m, n, Eigen::OuterStride<>(N));
         c.noalias() += a.transpose() * b;
     };
-    const bool par = n_tiles > 1 && threads_ > 1;
-    if (all_short) {
-#pragma omp parallel for num_threads(threads_) schedule(static) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    } else {
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    }
+    for_each_tile(n_tiles, threads_, all_short, one);
 }
 
 void CpuBackend::bias_grad_grouped(float* dbias, size_t b_stride, const float* dC, const int* off,

@@ -7,6 +7,7 @@
 #include "backend/check.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/routing_host.h"
+#include "backend/topk_row.h"
 #include "backend/vec_math.h"
 
 namespace moe {
@@ -45,40 +46,12 @@ void host_softmax_rows_backward(float* d, const float* p, int T, int N, int ldd)
 
 void host_topk_row(int* sel, float* gate, const float* s, const float* bias, int N, int K,
                    bool normalize, float scale, const int* kept, int group_size) {
-    // Insertion into a sorted list of K (K is small): a value enters only if it beats the last.
-    float best[kHostTopkMaxK];
-    int n = 0;
-    for (int i = 0; i < N; ++i) {
-        if (kept && !kept[i / group_size]) continue;
-        const float v = s[i] + (bias ? bias[i] : 0.0f);
-        if (n == K && !(v > best[K - 1])) continue;
-        int j = n < K ? n++ : K - 1;
-        while (j > 0 && v > best[j - 1]) {
-            best[j] = best[j - 1];
-            sel[j] = sel[j - 1];
-            --j;
-        }
-        best[j] = v;
-        sel[j] = i;
-    }
-    float zsum = 0.0f;
-    for (int j = 0; j < K; ++j) zsum += s[sel[j]];
-    for (int j = 0; j < K; ++j) gate[j] = scale * (normalize ? s[sel[j]] / zsum : s[sel[j]]);
+    topk_row(sel, gate, s, bias, N, K, normalize, scale, kept, group_size);
 }
 
 void host_topk_row_backward(float* ds, const float* s, const int* sel, const float* dg, int K,
                             bool normalize, float scale) {
-    // g = scale * (normalised) s: the scale multiplies dg first.
-    if (normalize) {
-        float zs = 0.0f, dot = 0.0f;
-        for (int j = 0; j < K; ++j) {
-            zs += s[sel[j]];
-            dot += scale * dg[j] * s[sel[j]];
-        }
-        for (int j = 0; j < K; ++j) ds[sel[j]] += scale * dg[j] / zs - dot / (zs * zs);
-    } else {
-        for (int j = 0; j < K; ++j) ds[sel[j]] += scale * dg[j];
-    }
+    topk_row_backward(ds, s, sel, dg, K, normalize, scale);
 }
 
 int host_plan_build(int* off, int* token, float* gate, int* slot, int* routed, const int* expert,

@@ -24,6 +24,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_reduce.cuh"
+#include "backend/topk_row.h"
 
 namespace moe::cuda {
 
@@ -32,7 +33,7 @@ namespace {
 constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = kThreads / kWarp;  // softmax: one warp per row
 constexpr int kPlanChunk = 256;                  // slots per chunk of the plan build
-constexpr int kTopkMaxK = 64;                    // backend.h: K <= 64
+constexpr int kTopkMaxK = kTopkRowMaxK;          // backend.h: K <= 64
 
 __device__ float warp_max(float v) {
     for (int w = kWarp / 2; w > 0; w /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, w));
@@ -85,54 +86,24 @@ __global__ void softmax_rows_backward_kernel(float* d, const float* p, int T, in
     for (int i = lane; i < N; i += kWarp) dr[i] = pr[i] * (dr[i] - dot);
 }
 
-// The CPU's host_topk_row, one thread per row.
+// topk_row (backend/topk_row.h, the CPU's code), one thread per row.
 __global__ void topk_rows_kernel(int* sel_all, float* gate_all, const float* s_all,
                                  const float* bias, int T, int N, int K, bool normalize,
                                  float scale) {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T) return;
-    const float* s = s_all + size_t(t) * N;
-    int* sel = sel_all + size_t(t) * K;
-    float* gate = gate_all + size_t(t) * K;
-    float best[kTopkMaxK];
-    int n = 0;
-    for (int i = 0; i < N; ++i) {
-        const float v = s[i] + (bias ? bias[i] : 0.0f);
-        if (n == K && !(v > best[K - 1])) continue;
-        int j = n < K ? n++ : K - 1;
-        while (j > 0 && v > best[j - 1]) {
-            best[j] = best[j - 1];
-            sel[j] = sel[j - 1];
-            --j;
-        }
-        best[j] = v;
-        sel[j] = i;
-    }
-    float zsum = 0.0f;
-    for (int j = 0; j < K; ++j) zsum += s[sel[j]];
-    for (int j = 0; j < K; ++j) gate[j] = scale * (normalize ? s[sel[j]] / zsum : s[sel[j]]);
+    topk_row(sel_all + size_t(t) * K, gate_all + size_t(t) * K, s_all + size_t(t) * N, bias, N, K,
+             normalize, scale, nullptr, 1);
 }
 
-// The CPU's host_topk_row_backward, one thread per row.
+// topk_row_backward, one thread per row.
 __global__ void topk_rows_backward_kernel(float* ds_all, const float* s_all, const int* sel_all,
                                           const float* dg_all, int T, int N, int K, bool normalize,
                                           float scale, int ldds) {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T) return;
-    float* ds = ds_all + size_t(t) * ldds;
-    const float* s = s_all + size_t(t) * N;
-    const int* sel = sel_all + size_t(t) * K;
-    const float* dg = dg_all + size_t(t) * K;
-    if (normalize) {
-        float zs = 0.0f, dot = 0.0f;
-        for (int j = 0; j < K; ++j) {
-            zs += s[sel[j]];
-            dot += scale * dg[j] * s[sel[j]];
-        }
-        for (int j = 0; j < K; ++j) ds[sel[j]] += scale * dg[j] / zs - dot / (zs * zs);
-    } else {
-        for (int j = 0; j < K; ++j) ds[sel[j]] += scale * dg[j];
-    }
+    topk_row_backward(ds_all + size_t(t) * ldds, s_all + size_t(t) * N, sel_all + size_t(t) * K,
+                      dg_all + size_t(t) * K, K, normalize, scale);
 }
 
 // Plan build, pass 1: counts[c * N + e] = the slots of chunk c routed to e (counts zeroed).
