@@ -11,9 +11,10 @@
 #                           [--channels "40 64 256"] [OUT_DIR] [KEY=VALUE ...]
 # Defaults: 10 seeds (1..N), all four settings, the models moe_nonlinear moe_linear
 # single_nonlinear single_linear, the single experts at J = 40, 64 and 256; OUT_DIR
-# runs/chen2022; overrides go to every run. A run whose summary.csv exists is not run again
-# (FORCE=1 reruns). Cost on 2 cores: an MoE run (600 full-batch steps of 16,000 examples) about
-# 50 s; a single expert of J = 256 (800 steps) about 9 minutes; J = 40 and 64 a minute or two.
+# runs/chen2022; overrides go to every run. A run whose summary.csv says completed is not run
+# again (FORCE=1 reruns). Cost on 2 cores: an MoE run (600 full-batch steps of 16,000
+# examples) about 20-50 s; a single expert of J = 256 (800 steps) about 9 minutes; J = 40 and
+# 64 a minute or two.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MOESIM:-$root/build/release/moe-sim}
@@ -48,7 +49,9 @@ for s in $settings; do
       for seed in $(seq 1 "$seeds"); do
         dir="$out/s$s/$label/seed$seed"
         runs+=("$s $label $dir")
-        if [ -f "$dir/summary.csv" ] && [ -z "${FORCE:-}" ]; then continue; fi
+        # a run stopped early (status interrupted or failed) is run again
+        if [ -f "$dir/summary.csv" ] && grep -q ',completed,' "$dir/summary.csv" &&
+          [ -z "${FORCE:-}" ]; then continue; fi
         echo "chen2022.sh: setting $s, $label, seed $seed" >&2
         "$bin" run "$root/configs/chen2022/s${s}_$m.yaml" seed="$seed" "${extra[@]}" "$@" \
           --out "$dir" --force --quiet

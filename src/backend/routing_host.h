@@ -25,10 +25,11 @@ void host_softmax_rows_backward(float* d, const float* p, int T, int N, int ldd)
 // descending order, ties to the lower index; gate (K) = scale * s[sel] / sum_j s[sel_j] when
 // normalize, else scale * s[sel]. kept (null: all experts compete) marks the groups of
 // group_size consecutive experts that compete (the top-k router's group-limited selection).
-// K <= kHostTopkMaxK.
+// gs (null: s) holds the scores the gates read (clean gates: topk_row.h). K <= kHostTopkMaxK.
 constexpr int kHostTopkMaxK = kTopkRowMaxK;
 void host_topk_row(int* sel, float* gate, const float* s, const float* bias, int N, int K,
-                   bool normalize, float scale, const int* kept = nullptr, int group_size = 1);
+                   bool normalize, float scale, const int* kept = nullptr, int group_size = 1,
+                   const float* gs = nullptr);
 
 // The gates' backward into the scores of one row: ds[sel[j]] += d(sum_j dg[j] gate[j]) / ds.
 void host_topk_row_backward(float* ds, const float* s, const int* sel, const float* dg, int K,

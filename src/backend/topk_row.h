@@ -4,7 +4,9 @@
 //   select:   the K largest s[i] + bias[i] (bias only selects), best first; a value enters only
 //             if it beats the last kept one, so ties go to the lower expert index; experts of
 //             groups with kept[i / group_size] == 0 are skipped (kept may be null)
-//   gates:    g[j] = scale * s[sel[j]] / sum_j' s[sel[j']] (normalize) or scale * s[sel[j]]
+//   gates:    g[j] = scale * s[sel[j]] / sum_j' s[sel[j']] (normalize) or scale * s[sel[j]],
+//             with s replaced by gs where gs is not null (clean gates: the selection reads the
+//             noisy scores s, the gates the scores of the clean logits)
 //   backward: ds[sel[j]] += d(sum_j dg[j] g[j]) / d s[sel[j]] (accumulates into ds)
 #pragma once
 
@@ -21,7 +23,7 @@ constexpr int kTopkRowMaxK = 64;
 
 MOESIM_HOST_DEVICE inline void topk_row(int* sel, float* gate, const float* s, const float* bias,
                                         int N, int K, bool normalize, float scale, const int* kept,
-                                        int group_size) {
+                                        int group_size, const float* gs = nullptr) {
     float best[kTopkRowMaxK];  // insertion into a sorted list of K (K is small)
     int n = 0;
     for (int i = 0; i < N; ++i) {
@@ -37,9 +39,10 @@ MOESIM_HOST_DEVICE inline void topk_row(int* sel, float* gate, const float* s, c
         best[j] = v;
         sel[j] = i;
     }
+    const float* g = gs ? gs : s;
     float zsum = 0.0f;
-    for (int j = 0; j < K; ++j) zsum += s[sel[j]];
-    for (int j = 0; j < K; ++j) gate[j] = scale * (normalize ? s[sel[j]] / zsum : s[sel[j]]);
+    for (int j = 0; j < K; ++j) zsum += g[sel[j]];
+    for (int j = 0; j < K; ++j) gate[j] = scale * (normalize ? g[sel[j]] / zsum : g[sel[j]]);
 }
 
 MOESIM_HOST_DEVICE inline void topk_row_backward(float* ds, const float* s, const int* sel,

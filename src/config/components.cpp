@@ -37,8 +37,36 @@ constexpr std::string_view kTopkKeys[] = {"router.k",
                                           "router.topk.second_expert",
                                           "router.topk.groups",
                                           "router.topk.topk_groups",
-                                          "router.topk.noise"};
+                                          "router.topk.noise",
+                                          "router.topk.gate_logits"};
 const KeyRule kTopkRules[] = {
+    {"router.topk.gate_logits",
+     {"router.topk.gate_logits", "router.noise"},
+     "`router.type: topk` with `router.topk.gate_logits: clean` needs `router.noise` > 0: without "
+     "gating noise the clean logits are the noisy ones",
+     [](const Config& c, const Show& s) -> std::string {
+         // learned noise has router.noise = 0 by its own rule: the rule below speaks for it
+         if (c.router.topk.gate_logits != GateLogits::clean || c.router.noise > 0.0 ||
+             c.router.topk.noise == TopkNoise::learned)
+             return {};
+         return fmt::format(
+             "'clean' gates by the logits before the gating noise, which are the noisy ones when "
+             "there is none: set router.noise > 0 or leave router.topk.gate_logits at noisy, got "
+             "router.noise = {}",
+             s.value("router.noise"));
+     }},
+    {"router.topk.gate_logits",
+     {"router.topk.gate_logits", "router.topk.noise"},
+     "`router.type: topk` with `router.topk.gate_logits: clean` needs `router.topk.noise: fixed`: "
+     "learned noise learns its std through the noisy gates",
+     [](const Config& c, const Show&) -> std::string {
+         if (c.router.topk.gate_logits != GateLogits::clean ||
+             c.router.topk.noise == TopkNoise::fixed)
+             return {};
+         return "learned noise (Shazeer et al.) gets its task gradient only through the gates of "
+                "the noisy logits: use router.topk.noise: fixed with router.topk.gate_logits: "
+                "clean";
+     }},
     {"router.init",
      {"router.init", "router.head"},
      "`router.type: topk` with `router.init: zero` needs `router.head: linear`: a zero cosine head "

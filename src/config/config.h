@@ -34,6 +34,7 @@ enum class SecondExpert { always, random };  // router.topk.second_expert
 enum class Normalize { auto_k, yes, no };    // config spelling: auto | true | false
 enum class ScoreFn { softmax, sigmoid };
 enum class TopkNoise { fixed, learned };       // router.topk.noise
+enum class GateLogits { noisy, clean };        // router.topk.gate_logits: what the gates read
 enum class RouterHeadKind { linear, cosine };  // router.head: how the router logits are made
 enum class RouterInit { normal, zero };        // router.init: the router weights at step 0
 enum class NoiseKind { gaussian, uniform };    // router.noise_kind: the fixed gating noise
@@ -181,6 +182,10 @@ struct TopkConfig {
     // fixed: router.noise is the std of the gating noise; learned: Shazeer et al. 2017's noise
     // projection, std = softplus(x Wnoise) per token and expert (the router asks for 2N logits)
     TopkNoise noise = TopkNoise::fixed;
+    // noisy: the gates are the scores of the noisy logits (those the selection reads); clean:
+    // the scores of the logits before the gating noise, at the experts the noisy ones selected
+    // (Chen et al. 2022's gate softmax(h) with selection by h + r)
+    GateLogits gate_logits = GateLogits::noisy;
 
     bool operator==(const TopkConfig&) const = default;
 };

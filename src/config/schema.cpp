@@ -74,6 +74,10 @@ constexpr Choice kTopkNoise[] = {
     {"fixed", int(TopkNoise::fixed)},
     {"learned", int(TopkNoise::learned)},
 };
+constexpr Choice kGateLogits[] = {
+    {"noisy", int(GateLogits::noisy)},
+    {"clean", int(GateLogits::clean)},
+};
 constexpr Choice kSecondExpert[] = {{"always", int(SecondExpert::always)},
                                     {"random", int(SecondExpert::random)}};
 constexpr Choice kDrop[] = {{"position", int(DropPolicy::position)},
@@ -436,6 +440,11 @@ const std::vector<Key>& table() {
             "router.topk.noise", kTopkNoise,
             "gating noise: fixed = N(0, router.noise^2); learned = softplus(x Wnoise) * N(0, 1), "
             "Shazeer et al.'s learned noise (the router makes 2N logits)"),
+        choice_key<&C::router, &RouterConfig::topk, &TopkConfig::gate_logits>(
+            "router.topk.gate_logits", kGateLogits,
+            "the logits the gates read in training: noisy = those after the gating noise (the "
+            "ones the selection reads); clean = those before it, at the experts the noisy ones "
+            "selected (Chen et al. 2022's softmax(h)); needs router.noise > 0"),
         int_key<&C::router, &RouterConfig::hash, &HashConfig::bits>(
             "router.hash.bits", 1, 62,
             "clusters task: random hyperplanes per hash; the sign pattern of the input's "

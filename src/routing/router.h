@@ -55,6 +55,11 @@ struct RouterState {
     bool noise_learned = false;
     std::vector<float> noise_stds;  // (T, N) when the router learns its noise, else empty
     std::vector<float> noise_eps;   // (T, N) likewise
+    // Gates by the clean logits (top-k, router.topk.gate_logits: clean): in a training pass with
+    // gating noise, clean_gates is set and gate_scores holds the scores of the logits before the
+    // noise (softmax or sigmoid, as router.score), which the gates read at the selected experts.
+    bool clean_gates = false;
+    std::vector<float> gate_scores;  // (T, N) when the router can gate by the clean logits
     // Router logits per token (the router's logit_width(N)): the row stride of the logits that
     // route() reads and the losses read; 0 means N (a state built by hand).
     int L = 0;

@@ -104,6 +104,7 @@ inline Config nontrivial_config() {
     // router.noise_kind stays `gaussian`: `uniform` refuses the shazeer loss (set below)
     // router.topk.second_expert stays `always`: `random` needs router.k = 2, the default
     // router.topk.noise stays `fixed`: `learned` needs router.noise = 0 and softmax scores
+    c.router.topk.gate_logits = GateLogits::clean;  // needs router.noise > 0 (0.3 above)
     c.router.topk.groups = 4;
     c.router.topk.topk_groups = 2;
     c.capacity.factor = 0.0;

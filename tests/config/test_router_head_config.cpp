@@ -60,6 +60,30 @@ TEST_SUITE("config") {
         CHECK(has(load_error("router: {cosine: {dim: 0}}\n"), "router.cosine.dim"));
         CHECK(has(load_error("router: {head: cosin}\n"), "router.head"));
     }
+    TEST_CASE("router options: router.topk.gate_logits needs fixed gating noise") {
+        CHECK(Config{}.router.topk.gate_logits == GateLogits::noisy);
+        const Config c =
+            load("router: {noise: 1.0, noise_kind: uniform, k: 1, topk: {gate_logits: clean}}\n");
+        CHECK(c.router.topk.gate_logits == GateLogits::clean);
+        CHECK(load("router: {noise: 0.5, score: sigmoid, topk: {gate_logits: clean}}\n")
+                  .router.topk.gate_logits == GateLogits::clean);
+        // no noise: the clean logits are the noisy ones (load_error: exactly one diagnostic)
+        const std::string none = load_error("router: {topk: {gate_logits: clean}}\n");
+        CHECK(has(none,
+                  "router.topk.gate_logits: 'clean' gates by the logits before the gating "
+                  "noise"));
+        CHECK(has(none, "got router.noise = 0.0 (the default)"));
+        // learned noise: one diagnostic, about the learned noise (not about router.noise = 0)
+        const std::string learned =
+            load_error("router: {topk: {noise: learned, gate_logits: clean}}\n");
+        CHECK(has(learned, "router.topk.gate_logits: learned noise (Shazeer et al.)"));
+        // the routers without gating noise: router.topk.* belongs to topk
+        CHECK(has(load_error("router: {type: expert_choice, topk: {gate_logits: clean}}\n"),
+                  "router.topk.gate_logits: only read by router.type: topk"));
+        CHECK(has(load_error("router: {noise: 1.0, topk: {gate_logits: soft}}\n"),
+                  "router.topk.gate_logits"));
+    }
+
     TEST_CASE("router options: router.init and router.noise_kind") {
         CHECK(Config{}.router.init == RouterInit::normal);
         CHECK(Config{}.router.noise_kind == NoiseKind::gaussian);

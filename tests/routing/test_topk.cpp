@@ -614,4 +614,116 @@ TEST_SUITE("routing") {
         auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
         expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig), "uniform", 1e-3);
     }
+
+    TEST_CASE("topk: clean gates read softmax of the clean logits at the expert the noise chose") {
+        // router.topk.gate_logits: clean (Chen et al. 2022): selection by l + 2 u, u ~ U[0, 1)
+        // keyed (seed 3, kStreamNoise, key 5, t*N + i); gate = softmax(l) at the chosen expert;
+        // p stays the softmax of the noisy logits.
+        const int T = 16, N = 4, K = 1;
+        RouterConfig rc;
+        rc.k = K;
+        rc.normalize = Normalize::no;
+        rc.noise = 2.0;
+        rc.noise_kind = NoiseKind::uniform;
+        rc.topk.gate_logits = GateLogits::clean;
+        auto r = router_create(rc);
+        std::vector<float> l(size_t(T) * N);
+        for (int t = 0; t < T; ++t)
+            for (int i = 0; i < N; ++i)
+                l[size_t(t * N + i)] = 0.3f * float(i) - 0.1f * float(t % 3);
+        RouteContext ctx;
+        ctx.seed = 3;
+        ctx.noise_step = 5;
+        ctx.training = true;
+        const Routed a = route(*r, l, T, N, K, ctx);
+        CHECK(a.st.clean_gates);
+        const Rng rng{3, kStreamNoise, 5};
+        int moved = 0;  // tokens whose noisy choice is not the clean argmax (expert 3)
+        for (int t = 0; t < T; ++t) {
+            double zc = 0.0, zn = 0.0, best_v = -1e30;
+            int best = 0;
+            for (int i = 0; i < N; ++i) {
+                const double li = l[size_t(t * N + i)];
+                const double v = li + 2.0 * rng.uniform(uint64_t(t * N + i));
+                if (v > best_v) {
+                    best_v = v;
+                    best = i;
+                }
+                zc += std::exp(li);
+                zn += std::exp(v);
+            }
+            CHECK(a.sel[size_t(t)] == best);
+            moved += best != N - 1;
+            CHECK(a.gate[size_t(t)] == doctest::Approx(std::exp(l[size_t(t * N + best)]) / zc));
+            CHECK(a.probs[size_t(t * N + best)] == doctest::Approx(std::exp(best_v) / zn));
+        }
+        CHECK(moved >= 4);  // the noise, not the clean logits, chose for a good part of them
+        // evaluation: no noise, the gate is softmax(l) at argmax l, as with noisy gates
+        ctx.training = false;
+        const Routed e = route(*r, l, T, N, K, ctx);
+        CHECK_FALSE(e.st.clean_gates);
+        rc.topk.gate_logits = GateLogits::noisy;
+        const Routed en = route(*router_create(rc), l, T, N, K, ctx);
+        CHECK(e.sel == en.sel);
+        CHECK(e.gate == en.gate);
+        // training with noisy gates: the same selection, different gates
+        ctx.training = true;
+        const Routed n = route(*router_create(rc), l, T, N, K, ctx);
+        CHECK(n.sel == a.sel);
+        CHECK(n.probs == a.probs);
+        CHECK(n.gate != a.gate);
+    }
+
+    TEST_CASE("topk: gradient check with clean gates") {
+        // The gates read the clean logits, the aux losses p of the noisy ones: both gradients
+        // reach the logits. Every score function, both normalisations, k = 1 and 2, uniform and
+        // Gaussian noise.
+        const int T = 5, N = 6;
+        for (ScoreFn score : {ScoreFn::softmax, ScoreFn::sigmoid})
+            for (bool normalize : {false, true})
+                for (int K : {1, 2})
+                    for (NoiseKind kind : {NoiseKind::uniform, NoiseKind::gaussian}) {
+                        CAPTURE(int(score));
+                        CAPTURE(normalize);
+                        CAPTURE(K);
+                        CAPTURE(int(kind));
+                        RouterConfig rc;
+                        rc.k = K;
+                        rc.score = score;
+                        rc.normalize = normalize ? Normalize::yes : Normalize::no;
+                        rc.scale = 1.5;
+                        rc.noise = 0.8;
+                        rc.noise_kind = kind;
+                        rc.topk.gate_logits = GateLogits::clean;
+                        auto r = router_create(rc);
+                        std::vector<float> l = normal_vector(size_t(T) * N, 17, 2.0f);
+                        const std::vector<float> c = normal_vector(size_t(T) * K, 18);
+                        const std::vector<float> d = normal_vector(size_t(T) * N, 19);
+                        RouteContext ctx;
+                        ctx.training = true;
+                        ctx.seed = 6;
+                        Routed p(*r, T, N, K);
+                        p.run(l.data(), ctx);
+                        REQUIRE(p.st.clean_gates);
+                        std::vector<float> dl(size_t(T) * N);
+                        r->backward(p.st, c.data(), d.data(), dl.data());
+                        auto f = [&] {
+                            p.run(l.data(), ctx);
+                            return weighted_sum(c.data(), p.gate.data(), c.size()) +
+                                   weighted_sum(d.data(), p.probs.data(), d.size());
+                        };
+                        auto sig = [&] { return Signature(p.sel.begin(), p.sel.end()); };
+                        expect_gradient(check_gradient(f, l.data(), dl.data(), l.size(), {}, sig),
+                                        "clean gates", 1e-3);
+                        // the gates alone: the gradient is that of softmax / sigmoid of the
+                        // clean logits, not of the noisy ones (d_probs null)
+                        r->backward(p.st, c.data(), nullptr, dl.data());
+                        auto g = [&] {
+                            p.run(l.data(), ctx);
+                            return weighted_sum(c.data(), p.gate.data(), c.size());
+                        };
+                        expect_gradient(check_gradient(g, l.data(), dl.data(), l.size(), {}, sig),
+                                        "clean gates alone", 1e-3);
+                    }
+    }
 }  // TEST_SUITE

@@ -45,8 +45,8 @@ void host_softmax_rows_backward(float* d, const float* p, int T, int N, int ldd)
 }
 
 void host_topk_row(int* sel, float* gate, const float* s, const float* bias, int N, int K,
-                   bool normalize, float scale, const int* kept, int group_size) {
-    topk_row(sel, gate, s, bias, N, K, normalize, scale, kept, group_size);
+                   bool normalize, float scale, const int* kept, int group_size, const float* gs) {
+    topk_row(sel, gate, s, bias, N, K, normalize, scale, kept, group_size, gs);
 }
 
 void host_topk_row_backward(float* ds, const float* s, const int* sel, const float* dg, int K,

@@ -16,6 +16,14 @@
 //                resolved), else scale * s[t,i]      (scale = router.scale, DeepSeek-V3's
 //                                                    routed scaling factor; default 1)
 //
+// Clean gates (router.topk.gate_logits: clean; Chen et al. 2022, the gate softmax(h) of the
+// clean logits h at the expert that h + r selected): in a training pass with fixed gating noise,
+//   q[t,i]     = softmax_i(logit[t])  or  sigmoid(logit[t,i])   (the scores without the noise)
+//   g[t,i]     = scale * q[t,i] / sum_{j in S[t]} q[t,j]  or  scale * q[t,i]   (as above)
+// while S[t] and p still come from the noisy logits. Backward: the gates' gradient goes through
+// q into the logits, the aux losses' through p (d logit = d noisy + the gates' d q-logit).
+// Evaluation has no noise, so q = s there and the gates are the usual ones.
+//
 // Group-limited selection (router.topk.groups = G > 1, router.topk.topk_groups = M; DeepSeek-V3
 // §2.1.2 node-limited routing, after DeepSeek-V2's device-limited routing): the N experts form G
 // groups of N/G consecutive experts; a group's score is the sum of the top-2 values of s + b
@@ -67,12 +75,15 @@ public:
           random_second_(cfg.topk.second_expert == SecondExpert::random),
           learned_noise_(cfg.topk.noise == TopkNoise::learned),
           uniform_noise_(cfg.noise_kind == NoiseKind::uniform),
+          clean_gates_(cfg.topk.gate_logits == GateLogits::clean),
           scale_(float(cfg.scale)) {
         MOESIM_CHECK(K_ >= 1 && K_ <= kMaxK, "router.k outside the schema's range");
         MOESIM_CHECK(!random_second_ || K_ == 2, "a random second expert needs router.k = 2");
         MOESIM_CHECK(G_ >= 1 && KG_ >= 1 && KG_ <= G_, "router.topk.topk_groups > groups");
         MOESIM_CHECK(!uniform_noise_ || !learned_noise_,
                      "router.noise_kind: uniform needs router.topk.noise: fixed");
+        MOESIM_CHECK(!clean_gates_ || !learned_noise_,
+                     "router.topk.gate_logits: clean needs router.topk.noise: fixed");
     }
 
     size_t max_assignments(int T, int, double) const override { return size_t(T) * size_t(K_); }
@@ -86,6 +97,8 @@ public:
         state.L = logit_width(N);
         state.noise_stds.resize(learned_noise_ ? size_t(T_max) * N : 0);
         state.noise_eps.resize(learned_noise_ ? size_t(T_max) * N : 0);
+        state.gate_scores.resize(clean_gates_ ? size_t(T_max) * N : 0);
+        state.clean_gates = false;
         state.emitted.resize(random_second_ ? size_t(T_max) * K_ : 0);
         state.fwork.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
         state.work.resize(G_ > 1 ? size_t(T_max) * G_ : 0);
@@ -105,6 +118,8 @@ public:
         st.noise_std =
             pass.training && !learned_noise_ && !uniform_noise_ ? float(cfg_.noise) : 0.0f;
         st.noise_learned = learned;
+        const bool clean = noisy && clean_gates_;  // gates by q, the scores of the clean logits
+        st.clean_gates = clean;
         const Rng rng{seed, kStreamNoise, pass.noise_key};
         const float noise = float(cfg_.noise);
         const Rng second_rng{seed, kStreamSecondExpert, pass.noise_key};
@@ -147,6 +162,22 @@ public:
                 vec_exp_shifted(pc, pc, 0.0f, size_t(t1 - t0) * N);
             else
                 host_softmax_rows(pc, st.noisy.data() + size_t(t0) * N, t1 - t0, N, N);
+            if (clean) {
+                // q, the scores of the clean logits: softmax (the softmax_rows op's code), or
+                // sigmoid = 1 / (1 + exp(-l))
+                float* qc = st.gate_scores.data() + size_t(t0) * N;
+                if (sigmoid_) {
+                    for (int t = t0; t < t1; ++t) {
+                        const float* l = logits + size_t(t) * L;
+                        float* q = st.gate_scores.data() + size_t(t) * N;
+                        for (int i = 0; i < N; ++i) q[i] = -l[i];
+                    }
+                    vec_exp_shifted(qc, qc, 0.0f, size_t(t1 - t0) * N);
+                    for (size_t i = 0; i < size_t(t1 - t0) * N; ++i) qc[i] = 1.0f / (1.0f + qc[i]);
+                } else {
+                    host_softmax_rows(qc, logits + size_t(t0) * L, t1 - t0, N, L);
+                }
+            }
             for (int t = t0; t < t1; ++t) {
                 float* p = st.probs.data() + size_t(t) * N;
                 const float* s = p;
@@ -157,7 +188,7 @@ public:
                     for (int i = 0; i < N; ++i) p[i] = sr[i] / sum;
                     s = sr;
                 }
-                select_top_k(st, t, s, bias);
+                select_top_k(st, t, s, bias, clean ? st.gate_scores.data() + size_t(t) * N : s);
                 if (random_second_) {
                     // GShard: dispatch the 2nd choice only if 2 * s2 / (s1 + s2) > u
                     const int* sel = st.sel.data() + size_t(t) * 2;
@@ -182,7 +213,20 @@ public:
             const float* dg = d_slot + size_t(t) * K;
             float* dl = d_logits + size_t(t) * L;
             for (int i = 0; i < N; ++i) dl[i] = d_probs ? d_probs[size_t(t) * N + i] : 0.0f;
-            if (!sigmoid_) {
+            if (st.clean_gates) {
+                // the aux losses' gradient through p (as below, without the gates), then the
+                // gates' through q, the scores of the clean logits (d logit = d noisy)
+                const float* q = st.gate_scores.data() + size_t(t) * N;
+                if (!sigmoid_) {
+                    softmax_backward_row(dl, p, N);
+                } else {
+                    const float* s = st.scores.data() + size_t(t) * N;
+                    const float dot = vec_dot(dl, p, size_t(N));
+                    const float ssum = vec_sum(s, size_t(N));
+                    for (int i = 0; i < N; ++i) dl[i] = (dl[i] - dot) / ssum * s[i] * (1.0f - s[i]);
+                }
+                add_clean_gate_grad(dl, q, sel, dg, N);
+            } else if (!sigmoid_) {
                 // s = p: dp from d_probs plus the gates' dependence on p, then dz = p (dp - <dp,p>)
                 add_gate_grad(dl, p, sel, dg);
                 softmax_backward_row(dl, p, N);
@@ -217,6 +261,32 @@ private:
         host_topk_row_backward(ds, s, sel, dg, K_, normalize_, scale_);
     }
 
+    // Clean gates: dl[i] += d(sum_j dg_j g_j)/d logit_i with g read from q (q = softmax of the
+    // clean logits: dz = q (dq - <dq, q>), dq nonzero only at the selected experts; sigmoid:
+    // dz = dq q (1 - q)).
+    void add_clean_gate_grad(float* dl, const float* q, const int* sel, const float* dg,
+                             int N) const {
+        float dq[kMaxK];  // dq at sel[j]
+        if (normalize_) {
+            float zs = 0.0f, dot = 0.0f;
+            for (int j = 0; j < K_; ++j) {
+                zs += q[sel[j]];
+                dot += scale_ * dg[j] * q[sel[j]];
+            }
+            for (int j = 0; j < K_; ++j) dq[j] = scale_ * dg[j] / zs - dot / (zs * zs);
+        } else {
+            for (int j = 0; j < K_; ++j) dq[j] = scale_ * dg[j];
+        }
+        if (sigmoid_) {
+            for (int j = 0; j < K_; ++j) dl[sel[j]] += dq[j] * q[sel[j]] * (1.0f - q[sel[j]]);
+            return;
+        }
+        float dot = 0.0f;
+        for (int j = 0; j < K_; ++j) dot += dq[j] * q[sel[j]];
+        for (int i = 0; i < N; ++i) dl[i] -= q[i] * dot;
+        for (int j = 0; j < K_; ++j) dl[sel[j]] += q[sel[j]] * dq[j];
+    }
+
     // Group-limited routing: work[t*G + g] = 1 for the KG_ groups of token t with the highest
     // group score (fwork[t*G + g]: the sum of the top-2 s + b of the group's experts; ties: the
     // lower group index), else 0. A group is kept iff fewer than KG_ groups beat it (G is small).
@@ -246,9 +316,10 @@ private:
     }
 
     // The K experts of token t with the largest s + b, in descending order (ties: the lower
-    // index), then their gates (the topk_rows op's code). With groups, only the experts of the
-    // kept groups compete.
-    void select_top_k(RouterState& st, int t, const float* s, const float* bias) const {
+    // index), then their gates (the topk_rows op's code), read from gs (s, or q with clean
+    // gates). With groups, only the experts of the kept groups compete.
+    void select_top_k(RouterState& st, int t, const float* s, const float* bias,
+                      const float* gs) const {
         const int N = st.N, K = K_;
         int* sel = st.sel.data() + size_t(t) * K;
         float* gate = st.sel_gate.data() + size_t(t) * K;
@@ -257,12 +328,12 @@ private:
             select_groups(st, t, s, bias);
             kept = st.work.data() + size_t(t) * G_;
         }
-        host_topk_row(sel, gate, s, bias, N, K, normalize_, scale_, kept, N / G_);
+        host_topk_row(sel, gate, s, bias, N, K, normalize_, scale_, kept, N / G_, gs);
     }
 
     RouterConfig cfg_;
     int K_, G_, KG_;
-    bool normalize_, sigmoid_, random_second_, learned_noise_, uniform_noise_;
+    bool normalize_, sigmoid_, random_second_, learned_noise_, uniform_noise_, clean_gates_;
     float scale_;
 };
 
