@@ -230,7 +230,7 @@ public:
     //   slots += sum_i routed_b[i], tokens += T, batches += 1,
     //   dropped_tokens += #{t : tok_offsets[t+1] == tok_offsets[t]} (tok_offsets (T+1) null: a
     //     dense plan, nothing counted),
-    //   with probs (T, N) (null: none of these): importance[i] += sum_t p[t,i] (in t order),
+    //   with probs (T, N) (null: none of these): importance[i] += sum_t p[t,i],
     //     entropy -= sum over the T N values of p ln p, top1 += sum_t max_i p[t,i],
     //     prob_tokens += T; and with groups (T) too: for each t with groups[t] >= 0 (each
     //     < num_groups), group_expert[groups[t], argmax_i p[t,i] (ties: lower i)] += 1 and

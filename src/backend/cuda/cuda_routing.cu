@@ -17,6 +17,11 @@
 // The by-token index counts assignments per token with integer atomics (a count does not depend
 // on their order) and scatters them through atomic cursors, whose order does vary; one thread per
 // token then sorts its few assignments by slot, and slots are unique: the result is fixed.
+// The window summary (window_observe) takes one thread per token for the per-token values
+// (entropy, top-1 probability, squared log-sum-exp, the dropped-token and group flags) into
+// scratch, the group table by integer atomics, the importance as column sums in chunks of
+// kColumnChunk rows, then one block that adds the chunks in order and the per-token values by a
+// fixed tree: equal bits run to run.
 #include <cfloat>
 #include <cmath>
 
