@@ -183,8 +183,9 @@ private:
     std::vector<int> scratch_;
     std::vector<float> priority_;  // (T_max) the token priorities of the priority drop policy
     std::vector<double> dscratch_;
-    // Memory: the layer's workspaces are the backend's (buffer.h); the routers, the balancing
-    // losses and the router backward run on the host, so the router logits, the gate gradients
+    // Memory: the layer's workspaces are the backend's (buffer.h); on the host path the routers,
+    // the balancing losses and the router backward run on the host (the device routing path's
+    // buffers are dv_, below), so the router logits, the gate gradients
     // and the logit gradients are Mirrors (a host copy on a device backend), and the routing
     // plan's arrays are uploaded after routing (plan_dev_: the plan itself on a host backend).
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
