@@ -221,6 +221,54 @@ public:
     // (the Switch loss's mean probability per expert, times T): equal bits on every device.
     virtual void column_sums(double* sums, const float* x, int T, int N) = 0;
 
+    // ---- Routing statistics: one MoE layer's log window summed in this backend's memory
+    // (stats/routing_stats.h, LayerWindow; METRICS.md), so that a training step leaves its
+    // statistics on the device and they are copied back only at log and eval rows.
+    // window_observe adds one batch of T tokens to the window's two arrays, laid out by
+    // WindowSummary (counts: int64, sums: double; zeroed to open a window):
+    //   routed[i] += routed_b[i], dropped[i] += dropped_b[i] (dropped_b null: 0),
+    //   slots += sum_i routed_b[i], tokens += T, batches += 1,
+    //   dropped_tokens += #{t : tok_offsets[t+1] == tok_offsets[t]} (tok_offsets (T+1) null: a
+    //     dense plan, nothing counted),
+    //   with probs (T, N) (null: none of these): importance[i] += sum_t p[t,i],
+    //     entropy -= sum over the T N values of p ln p, top1 += sum_t max_i p[t,i],
+    //     prob_tokens += T; and with groups (T) too: for each t with groups[t] >= 0 (each
+    //     < num_groups), group_expert[groups[t], argmax_i p[t,i] (ties: lower i)] += 1 and
+    //     group_tokens += 1; num_groups = max(num_groups, num_groups_b) (<= G, the table's rows),
+    //   with logits (T, N) (null: none): lse2 += sum_t logsumexp_i(l[t,i])^2, logit_tokens += T,
+    //   aux += losses[0], z += losses[1] (losses: 2 doubles; null: 0 and 0),
+    //   interval[i] += routed_b[i] (interval (N) null: nothing; the collapse tracker's counts).
+    // The CPU runs LayerWindow::observe's own code (backend/routing_host.h, host_window_observe):
+    // its sums have observe's bits. Other devices: the counts are exact, the double sums are
+    // fixed-order trees (equal bits run to run, not necessarily the CPU's).
+    struct WindowSummary {
+        enum Count : int {
+            tokens,
+            slots,
+            dropped_tokens,
+            batches,
+            prob_tokens,
+            logit_tokens,
+            group_tokens,
+            num_groups,
+            kCounts
+        };
+        enum Sum : int { entropy, top1, lse2, aux, z, kSums };
+        // counts: routed (N) | dropped (N) | group_expert (G, N) row-major | the Count scalars
+        static size_t routed(int) { return 0; }
+        static size_t dropped(int N) { return size_t(N); }
+        static size_t group_expert(int N) { return 2 * size_t(N); }
+        static size_t count(int N, int G, Count c) { return size_t(2 + G) * size_t(N) + c; }
+        static size_t counts_size(int N, int G) { return size_t(2 + G) * size_t(N) + kCounts; }
+        // sums: importance (N) | the Sum scalars
+        static size_t sum(int N, Sum s) { return size_t(N) + s; }
+        static size_t sums_size(int N) { return size_t(N) + kSums; }
+    };
+    virtual void window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                                const int* dropped, const int* tok_offsets, const float* probs,
+                                const float* logits, const int* groups, int num_groups,
+                                const double* losses, int T, int N, int G) = 0;
+
     // Optimizer steps over n parameters, fused with the gradient bookkeeping of a training step
     // so that parameters, gradients and optimizer state stream through memory once:
     //   - the gradient used is g * grad_scale (1: as is; clipping passes max_norm / norm);

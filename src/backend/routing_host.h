@@ -72,7 +72,23 @@ void host_switch_loss_grad(float* d_probs, const int* routed, int T, int N, int 
 // c = coef * 2 lse / T, the exponentials through vec_exp_shifted.
 void host_z_loss_grad_row(float* d, const float* x, double lse, int N, float coef, int T);
 
+// The balancing losses' values from their reductions, one compiled loop for every caller (a
+// product-sum that the compiler may contract into fused multiply-adds in one place and not in
+// another would move bits):
+//   host_switch_loss_value = N * sum_i routed[i] / (T K) * (colsum[i] / T), i in order;
+//   host_add_squares       = total + sum_r v[r]^2, r = 0..n-1 in order (the z-loss's sum).
+double host_switch_loss_value(const int* routed, const double* colsum, int T, int N, int K);
+double host_add_squares(double total, const double* v, int n);
+
 // sums (N) = the column sums of x (T, N) in double, each adding t = 0, 1, ..., T-1 in order.
 void host_column_sums(double* sums, const float* x, int T, int N);
+
+// One batch added to a layer's window summary (backend.h, window_observe; the layout is
+// Backend::WindowSummary with G group rows): LayerWindow::observe's arithmetic, in its order.
+// Checks num_groups <= G and every group id < num_groups (throws InternalError).
+void host_window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                         const int* dropped, const int* tok_offsets, const float* probs,
+                         const float* logits, const int* groups, int num_groups, double aux_loss,
+                         double z_loss, int T, int N, int G);
 
 }  // namespace moe

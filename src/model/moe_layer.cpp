@@ -31,6 +31,20 @@ MoeLayer::MoeLayer(const Config& cfg, ParamStore& ps, const std::string& name, i
       max_factor_(std::max(cfg.capacity.factor, cfg.capacity.eval_factor)),
       router_(router_create(cfg.router)),
       L_(router_->logit_width(N_)) {
+    // The device routing path's configurations (routes_on_device).
+    const RouterConfig& rc = cfg.router;
+    const BalanceConfig& bc = cfg.balance;
+    normalize_ = gates_normalized(rc);
+    scale_ = float(rc.scale);
+    loss_kind_ = bc.loss;
+    device_ok_ = rc.type == RouterType::topk && rc.score == ScoreFn::softmax && rc.noise == 0.0 &&
+                 rc.topk.noise == TopkNoise::fixed && rc.topk.groups == 1 &&
+                 rc.topk.second_expert == SecondExpert::always && bc.bias_rate == 0.0 &&
+                 (bc.loss == BalanceLoss::none || bc.loss == BalanceLoss::switch_loss) &&
+                 !(bc.losses.switch_loss > 0.0) && !(bc.losses.gshard > 0.0) &&
+                 !(bc.losses.shazeer > 0.0) &&
+                 (cfg.capacity.factor == 0.0 || cfg.capacity.drop_policy == DropPolicy::position ||
+                  cfg.capacity.drop_policy == DropPolicy::score);
     head_.declare(cfg.router, ps, name, D_, L_, seed_,
                   cfg.router.patch_tied ? cfg.data.patch_clusters.patches : 1);
     router_w = head_.input_tensor();
@@ -107,6 +121,11 @@ void MoeLayer::reserve(int T_max, Backend* be) {
         }
     }
     if (router_->plan_kind() == PlanKind::dense) reserve_dense(T_max, be);
+    device_route_ = device_ok_ && be != nullptr && !be->host_memory();
+    if (device_route_) {
+        dv_.be = be;
+        reserve_device(T_max, A);
+    }
 }
 
 namespace {
@@ -122,9 +141,15 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     Pass p = pass;
     p.noise_key = uint64_t(pass.step) * uint64_t(blocks_) + uint64_t(block_);
     head_.forward(be, ps, logits_.dev(), x, T, pass.training, p.noise_key);
-    logits_.down(be, size_t(T) * L_);  // the routers run on the host
-    router_->route(logits_.host(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p, seed_,
-                   state_, plan_);
+    last_device_ = device_route_ && pass.training;
+    T_last_ = T;
+    if (last_device_) {
+        route_device(be, T, p);
+    } else {
+        logits_.down(be, size_t(T) * L_);  // the routers run on the host
+        router_->route(logits_.host(), T, balance_.bias_rate > 0.0 ? bias_.data() : nullptr, p,
+                       seed_, state_, plan_);
+    }
     if (plan_.kind == PlanKind::dense)
         forward_dense(be, ps, y, x, T);
     else
@@ -142,6 +167,10 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
 
     // Balancing losses; in training their gradients are accumulated now for backward.
     if (training_) step_ = pass.step;  // the bias schedule's step (after_optimizer_step)
+    if (last_device_) {
+        losses_device(be, T);
+        return;
+    }
     const size_t TN = size_t(T) * N_, TL = size_t(T) * L_;
     float* dprobs = nullptr;
     float* dslot_aux = nullptr;
@@ -163,13 +192,8 @@ void MoeLayer::forward(Backend& be, ParamStore& ps, float* y, const float* x, in
     weighted_z_ = balance_.z_loss * z_;
 }
 
-void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
-                        int T, bool router_grad_parts) {
-    if (plan_.kind == PlanKind::dense)
-        backward_dense(be, ps, dx, dy, x, T);
-    else
-        backward_sparse(be, ps, dx, dy, T);
-
+void MoeLayer::router_backward_host(Backend& be, ParamStore& ps, const float* x, int T,
+                                    bool router_grad_parts) {
     // Router. Its backward is linear in (d slot, d p): for training, one pass with the summed
     // slot gradients of the task and auxiliary losses, plus the auxiliary losses' direct logit
     // gradients. It runs on the host; the logit gradients then go to the backend for the head.
@@ -190,6 +214,19 @@ void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy,
     router_->backward(state_, dslot_aux_.data(), dprobs_.data(), dlog_.host());
     host_add(dlog_.host(), dlog_direct_.data(), TL);
     dlog_.up(be, TL);
+}
+
+void MoeLayer::backward(Backend& be, ParamStore& ps, float* dx, const float* dy, const float* x,
+                        int T, bool router_grad_parts) {
+    if (plan_.kind == PlanKind::dense)
+        backward_dense(be, ps, dx, dy, x, T);
+    else
+        backward_sparse(be, ps, dx, dy, T);
+
+    if (last_device_)
+        router_backward_device(be, ps, x, T, router_grad_parts);
+    else
+        router_backward_host(be, ps, x, T, router_grad_parts);
     head_.backward(be, ps, dx, dlog_.dev(), x, T);
     if (shared_ && shared_gate >= 0) {
         // y[t] += g_t S[t], g_t = sigmoid(a_t), a_t = x[t] . w_g: dS[t] = g_t dy[t],

@@ -86,6 +86,36 @@ public:
     std::span<const float> router_grad_task() const { return {gw_task_.host(), gw_task_.size()}; }
     std::span<const float> router_grad_aux() const { return {gw_aux_.host(), gw_aux_.size()}; }
 
+    // ---- The device routing path (docs/cuda.md): on a backend whose memory is not host memory,
+    // a training forward of router.type topk with softmax scores, no gating noise, no balancing
+    // bias (balance.bias_rate 0), balance.loss switch or none (no balance.losses), any z-loss and
+    // capacity none, position or score routes through the backend's routing ops: the logits,
+    // probabilities, selections and plan stay in the backend's memory (only the plan's segment
+    // offsets, the Switch loss's N column sums and counts and the T log-sum-exps come to the
+    // host, for the grouped products and the loss values), the losses' gradients and the router
+    // backward run as ops, and the step's statistics go to a window summary in the backend's
+    // memory (observe_window). Every other configuration, and every evaluation pass, runs the
+    // host path. plan(), router_state() and logits() are then those of the last host-path pass
+    // until sync_host().
+    bool routes_on_device() const { return device_route_; }
+    // Copies the last device-path forward's plan, probabilities and logits to their host copies
+    // (plan(), router_state().probs, logits()); nothing after a host-path forward.
+    void sync_host(Backend& be);
+    // Adds the last training forward (device path) to the layer's window summary in the backend's
+    // memory (backend.h, window_observe): groups (T) host ground-truth groups or null, num_groups
+    // of them; max_groups: the window's group rows (LayerWindow's). Also counts the routed
+    // assignments into the collapse interval.
+    void observe_window(Backend& be, const int* groups, int num_groups, int max_groups);
+    // The window summary (Backend::WindowSummary's layout for N and max_groups): downloaded
+    // (for LayerWindow::set_summary), uploaded (a resumed run's open window) and zeroed (a new
+    // log window).
+    void window_download(Backend& be, std::vector<int64_t>& counts, std::vector<double>& sums);
+    void window_upload(Backend& be, int max_groups, std::span<const int64_t> counts,
+                       std::span<const double> sums);
+    void window_reset(Backend& be);
+    // The routed counts (N) since the last call (the collapse tracker's interval), then zeroed.
+    void interval_download(Backend& be, std::vector<int64_t>& routed);
+
     // The layer's own training state besides its parameters: the balancing bias.
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
@@ -112,6 +142,22 @@ private:
     void patch_forward(Backend& be, ParamStore& ps, int A, const int* off);
     void patch_backward(Backend& be, ParamStore& ps, int A);
 
+    // The device routing path (routes_on_device): its forward routing and losses, its backward.
+    void route_device(Backend& be, int T, const Pass& p);
+    void losses_device(Backend& be, int T);
+    void router_backward_device(Backend& be, ParamStore& ps, const float* x, int T,
+                                bool router_grad_parts);
+    // The host path's router backward: the logit gradients into dlog_ (uploaded).
+    void router_backward_host(Backend& be, ParamStore& ps, const float* x, int T,
+                              bool router_grad_parts);
+    void reserve_device(int T_max, size_t A);
+    // The host path's capacity, by-token index and plan upload (forward_sparse).
+    void route_host_capacity(Backend& be, int T, const Pass& p);
+    // The gate gradients of the last backward moved to the router's slots (dslot_task_, or the
+    // device path's dv_.dslot).
+    void slot_grads(Backend& be);
+    void ensure_window(Backend& be, int max_groups);
+
     int D_, Dout_, N_, K_, H_, H1_;
     // experts.kind: patch: P patches of dimension pdim_, 2 pJ_ channels, the activation
     bool patch_ = false;
@@ -137,8 +183,9 @@ private:
     std::vector<int> scratch_;
     std::vector<float> priority_;  // (T_max) the token priorities of the priority drop policy
     std::vector<double> dscratch_;
-    // Memory: the layer's workspaces are the backend's (buffer.h); the routers, the balancing
-    // losses and the router backward run on the host, so the router logits, the gate gradients
+    // Memory: the layer's workspaces are the backend's (buffer.h); on the host path the routers,
+    // the balancing losses and the router backward run on the host (the device routing path's
+    // buffers are dv_, below), so the router logits, the gate gradients
     // and the logit gradients are Mirrors (a host copy on a device backend), and the routing
     // plan's arrays are uploaded after routing (plan_dev_: the plan itself on a host backend).
     // Forward workspaces, (A_max, width) with A_max = the router's max_assignments(T_max, N,
@@ -160,6 +207,29 @@ private:
     Buf<float> dslot_dense_;  // (2 T_max A) the dense path's [dDw | dCw] (backward_dense)
     std::vector<float> dslot_task_, dslot_aux_, dprobs_, dlog_direct_;  // backward, host
     double aux_ = 0.0, z_ = 0.0, weighted_aux_ = 0.0, weighted_z_ = 0.0;
+    // The device routing path: whether this layer's configuration runs it on its backend
+    // (routes_on_device), and whether the last forward did (last_device_). Its buffers, in the
+    // backend's memory: probabilities (T_max, N), selections and their gates (T_max K), the
+    // plan's offsets, slots, routed and dropped counts (token, gate and the by-token index are
+    // pd_'s), the loss gradients w.r.t. p (T_max, N) and the slots (T_max K), the log-sum-exps
+    // (T_max), the Switch loss's column sums (N); the window summary and collapse interval
+    // (observe_window) with the groups (T_max) and losses (2) of a step.
+    bool device_ok_ = false, device_route_ = false, last_device_ = false;
+    bool normalize_ = true;
+    float scale_ = 1.0f;
+    BalanceLoss loss_kind_ = BalanceLoss::none;
+    int T_last_ = 0;
+    struct DeviceRouting {
+        Buf<float> probs, sel_gate, dprobs, dslot;
+        Buf<int> sel, offsets, slot, routed, dropped, groups;
+        Buf<double> lse, colsum, losses, win_sums;
+        Buf<int64_t> win_counts, interval;
+        int max_groups = -1;
+        Backend* be = nullptr;
+        std::vector<double> lse_host, colsum_host;
+        std::vector<int> routed_host;
+    } dv_;
+
     bool training_ = false;
 };
 

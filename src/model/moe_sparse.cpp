@@ -9,8 +9,7 @@
 
 namespace moe {
 
-void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float* x, int T,
-                              const Pass& p) {
+void MoeLayer::route_host_capacity(Backend& be, int T, const Pass& p) {
     DropContext drop{min_capacity_, seed_, p.noise_key, nullptr};
     if (drop_policy_ == DropPolicy::priority) {
         // Batch-Prioritized Routing: a token's priority is its top-1 router probability
@@ -23,13 +22,21 @@ void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float
     capacity_apply(plan_, p.capacity_factor, K_, drop_policy_, scratch_, drop);
     plan_index_by_token(plan_, scratch_);
 
-    // Dispatch: tokens grouped by expert, then one product per expert segment.
     const int A = plan_.assignments();
-    const int* off = plan_.offsets.data();  // host memory (backend.h)
     pd_.d_token = upload(be, pd_.token, plan_.token.data(), size_t(A));
     pd_.d_gate = upload(be, pd_.gate, plan_.gate.data(), size_t(A));
     pd_.d_tok_offsets = upload(be, pd_.tok_offsets, plan_.tok_offsets.data(), size_t(T) + 1);
     pd_.d_tok_assign = upload(be, pd_.tok_assign, plan_.tok_assign.data(), size_t(A));
+}
+
+void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float* x, int T,
+                              const Pass& p) {
+    // Capacity, the by-token index and the plan's upload (the device path built its plan with
+    // the backend's ops: moe_device.cpp).
+    if (!last_device_) route_host_capacity(be, T, p);
+    // Dispatch: tokens grouped by expert, then one product per expert segment.
+    const int A = plan_.assignments();
+    const int* off = plan_.offsets.data();  // host memory (backend.h)
     be.gather_rows(xd_.data(), x, pd_.d_token, A, D_);
     if (patch_) {
         patch_forward(be, ps, A, off);
@@ -62,11 +69,11 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     float* dyd = yd_.data();
     be.combine_by_token_backward(dyd, dgate_.dev(), dy, yd_.data(), tok_off, tok_assign, pd_.d_gate,
                                  T, Dout_);
-    dgate_.down(be, size_t(A));  // the gate gradients go to the router, on the host
+    if (!last_device_) dgate_.down(be, size_t(A));  // the gate gradients go to the host router
     if (patch_) {
         patch_backward(be, ps, A);  // dXd into xd_
         be.combine_by_token(dx, xd_.data(), tok_off, tok_assign, nullptr, T, D_, false);
-        gate_grad_to_slots(plan_, dgate_.host(), dslot_task_.data(), size_t(state_.R));
+        slot_grads(be);
         return;
     }
     // Experts backward, per segment.
@@ -82,7 +89,15 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
     be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
     // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
     be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);
-    gate_grad_to_slots(plan_, dgate_.host(), dslot_task_.data(), size_t(state_.R));
+    slot_grads(be);
+}
+
+void MoeLayer::slot_grads(Backend& be) {
+    if (last_device_)  // the device routing path: the op, on the backend's memory
+        be.gate_grad_to_slots(dv_.dslot.data(), dgate_.dev(), dv_.slot.data(), dv_.offsets.data(),
+                              N_, state_.R);
+    else
+        gate_grad_to_slots(plan_, dgate_.host(), dslot_task_.data(), size_t(state_.R));
 }
 
 }  // namespace moe

@@ -3,6 +3,7 @@
 #include "stats/load_stats.h"
 
 #include "backend/check.h"
+#include "backend/routing_host.h"
 #include "backend/vec_math.h"
 
 #include <algorithm>
@@ -38,105 +39,61 @@ std::array<double, kLayerStatColumns.size()> layer_stat_values(const LayerStats&
 LayerWindow::LayerWindow(int N, int max_groups)
     : N_(N),
       max_groups_(max_groups),
-      routed_(size_t(N), 0),
-      dropped_(size_t(N), 0),
-      importance_sum_(size_t(N), 0.0),
-      mass_(size_t(N), 0.0),
-      group_expert_(size_t(max_groups) * size_t(N), 0) {
+      counts_(Backend::WindowSummary::counts_size(N, max_groups), 0),
+      sums_(Backend::WindowSummary::sums_size(N), 0.0),
+      mass_(size_t(N), 0.0) {
     MOESIM_CHECK(N >= 0 && max_groups >= 0, "statistics invariant");
 }
 
 void LayerWindow::reset() {
-    std::fill(routed_.begin(), routed_.end(), 0);
-    std::fill(dropped_.begin(), dropped_.end(), 0);
-    std::fill(importance_sum_.begin(), importance_sum_.end(), 0.0);
+    std::fill(counts_.begin(), counts_.end(), 0);
+    std::fill(sums_.begin(), sums_.end(), 0.0);
     std::fill(mass_.begin(), mass_.end(), 0.0);
     weighted_ = false;
-    std::fill(group_expert_.begin(), group_expert_.end(), 0);
-    num_groups_ = 0;
-    tokens_ = slots_ = dropped_tokens_ = batches_ = 0;
-    prob_tokens_ = logit_tokens_ = group_tokens_ = 0;
-    entropy_sum_ = top1_sum_ = lse2_sum_ = 0.0;
-    aux_sum_ = z_sum_ = 0.0;
 }
 
 void LayerWindow::observe(const RoutingPlan& plan, const float* probs, const float* logits,
                           const int* groups, int num_groups, double aux_loss, double z_loss) {
     MOESIM_CHECK(plan.N == N_, "a plan of another expert count");
-    const int T = plan.T, N = plan.N;
-
-    // Counts: A[i], D[i]; the routed total (T k for token choice); tokens with no processed
-    // assignment.
-    for (int i = 0; i < N; ++i) {
-        routed_[size_t(i)] += plan.routed[size_t(i)];
-        dropped_[size_t(i)] += plan.dropped[size_t(i)];
-        slots_ += plan.routed[size_t(i)];
-    }
+    // The counts, the probabilities' and logits' sums, the group table: the CPU backend's
+    // window_observe (one copy of the arithmetic).
+    host_window_observe(counts_.data(), sums_.data(), nullptr, plan.routed.data(),
+                        plan.dropped.data(),
+                        plan.kind == PlanKind::sparse ? plan.tok_offsets.data() : nullptr, probs,
+                        logits, groups, num_groups, aux_loss, z_loss, plan.T, N_, max_groups_);
     if (plan.weighted) {
         weighted_ = true;
-        for (int i = 0; i < N; ++i) mass_[size_t(i)] += plan.mass[size_t(i)];
+        for (int i = 0; i < N_; ++i) mass_[size_t(i)] += plan.mass[size_t(i)];
     }
-    tokens_ += T;
-    if (plan.kind == PlanKind::sparse)  // a dense plan mixes every token into its slots
-        for (int t = 0; t < T; ++t)
-            if (plan.token_assignments(t) == 0) ++dropped_tokens_;
+}
 
-    // Router probabilities p: (T, N): entropy, top-1 probability, importance. The entropy's
-    // terms p ln p are summed over the whole (T, N) block: only their total over tokens is kept.
-    constexpr size_t kBlock = 256;
-    if (probs != nullptr) {
-        float xlogx[kBlock];
-        const size_t TN = size_t(T) * N;
-        for (size_t b = 0; b < TN; b += kBlock) {
-            const size_t len = std::min(kBlock, TN - b);
-            vec_xlogx(xlogx, probs + b, len);
-            entropy_sum_ -= vec_sum_double(xlogx, len);
-        }
-        for (int t = 0; t < T; ++t) {
-            const float* p = probs + size_t(t) * N;
-            for (int i = 0; i < N; ++i) importance_sum_[size_t(i)] += p[i];
-            top1_sum_ += vec_max(p, size_t(N));
-        }
-        prob_tokens_ += T;
-    }
-
-    // Logits l: (T, N): (logsumexp_i l[t,i])^2.
-    if (logits != nullptr && N > 0) {
-        double lse[kBlock];
-        for (int t0 = 0; t0 < T; t0 += int(kBlock)) {
-            const int m = std::min(int(kBlock), T - t0);
-            vec_logsumexp_rows(lse, logits + size_t(t0) * N, size_t(m), size_t(N));
-            for (int r = 0; r < m; ++r) lse2_sum_ += lse[r] * lse[r];
-        }
-        logit_tokens_ += T;
-    }
-
-    // Group x top-1 expert table.
-    if (groups != nullptr && probs != nullptr) {
-        MOESIM_CHECK(num_groups >= 0 && num_groups <= max_groups_, "more groups than sized for");
-        num_groups_ = std::max(num_groups_, num_groups);
-        for (int t = 0; t < T; ++t) {
-            const int g = groups[t];
-            if (g < 0) continue;
-            MOESIM_CHECK(g < num_groups, "a group id out of range");
-            const int e = top1_expert(probs, N, t);
-            ++group_expert_[size_t(g) * N + size_t(e)];
-            ++group_tokens_;
-        }
-    }
-
-    aux_sum_ += aux_loss;
-    z_sum_ += z_loss;
-    ++batches_;
+void LayerWindow::set_summary(std::span<const int64_t> counts, std::span<const double> sums) {
+    using W = Backend::WindowSummary;
+    MOESIM_CHECK(counts.size() == counts_.size() && sums.size() == sums_.size(),
+                 "a window summary of another shape");
+    const int64_t groups = counts[W::count(N_, max_groups_, W::num_groups)];
+    MOESIM_CHECK(groups >= 0 && groups <= max_groups_, "more groups than sized for");
+    std::copy(counts.begin(), counts.end(), counts_.begin());
+    std::copy(sums.begin(), sums.end(), sums_.begin());
+    std::fill(mass_.begin(), mass_.end(), 0.0);
+    weighted_ = false;
 }
 
 LayerStats LayerWindow::finish() const {
+    using W = Backend::WindowSummary;
     constexpr double kNaN = LayerStats::kNaN;
     LayerStats s;
-    s.num_tokens = tokens_;
-    s.num_batches = batches_;
+    const int64_t tokens = count(W::tokens), slots = count(W::slots);
+    const int64_t prob_tokens = count(W::prob_tokens), logit_tokens = count(W::logit_tokens);
+    const int64_t batches = count(W::batches);
+    const int num_groups = int(count(W::num_groups));
+    const std::span<const int64_t> routed(counts_.data() + W::routed(N_), size_t(N_));
+    const int64_t* dropped = counts_.data() + W::dropped(N_);
+    const double* importance = sums_.data();
+    s.num_tokens = tokens;
+    s.num_batches = batches;
 
-    const LoadStats ls = weighted_ ? load_stats_weighted(mass_) : load_stats(routed_);
+    const LoadStats ls = weighted_ ? load_stats_weighted(mass_) : load_stats(routed);
     s.max_vio = ls.max_vio;
     s.load_cv = ls.load_cv;
     s.load_entropy = ls.load_entropy;
@@ -149,77 +106,93 @@ LayerStats LayerWindow::finish() const {
     int64_t routed_total = 0, dropped_total = 0;
     double mass_total = 0.0;
     for (int i = 0; i < N_; ++i) {
-        routed_total += routed_[size_t(i)];
-        dropped_total += dropped_[size_t(i)];
+        routed_total += routed[size_t(i)];
+        dropped_total += dropped[i];
         mass_total += mass_[size_t(i)];
     }
-    s.drop_rate = slots_ > 0 ? double(dropped_total) / double(slots_) : kNaN;
-    s.dropped_token_rate = tokens_ > 0 ? double(dropped_tokens_) / double(tokens_) : kNaN;
+    s.drop_rate = slots > 0 ? double(dropped_total) / double(slots) : kNaN;
+    s.dropped_token_rate = tokens > 0 ? double(count(W::dropped_tokens)) / double(tokens) : kNaN;
 
-    if (prob_tokens_ > 0) {
-        const double mean_h = entropy_sum_ / double(prob_tokens_);
+    if (prob_tokens > 0) {
+        const double mean_h = sum(W::entropy) / double(prob_tokens);
         s.router_entropy = N_ == 1 ? 1.0 : mean_h / std::log(double(N_));
-        s.top1_prob = top1_sum_ / double(prob_tokens_);
+        s.top1_prob = sum(W::top1) / double(prob_tokens);
     }
-    if (logit_tokens_ > 0) s.logit_lse2 = lse2_sum_ / double(logit_tokens_);
-    if (batches_ > 0) {
-        s.aux_loss = aux_sum_ / double(batches_);
-        s.z_loss = z_sum_ / double(batches_);
+    if (logit_tokens > 0) s.logit_lse2 = sum(W::lse2) / double(logit_tokens);
+    if (batches > 0) {
+        s.aux_loss = sum(W::aux) / double(batches);
+        s.z_loss = sum(W::z) / double(batches);
     }
 
     s.experts.resize(size_t(N_));
     for (int i = 0; i < N_; ++i) {
         ExpertStats& e = s.experts[size_t(i)];
-        e.tokens = routed_[size_t(i)];
-        e.dropped = dropped_[size_t(i)];
+        e.tokens = routed[size_t(i)];
+        e.dropped = dropped[i];
         e.processed = e.tokens - e.dropped;
         if (weighted_)
             e.load = mass_total > 0.0 ? mass_[size_t(i)] / mass_total : kNaN;
         else
             e.load = routed_total > 0 ? double(e.tokens) / double(routed_total) : kNaN;
-        e.importance = prob_tokens_ > 0 ? importance_sum_[size_t(i)] / double(prob_tokens_) : kNaN;
+        e.importance = prob_tokens > 0 ? importance[i] / double(prob_tokens) : kNaN;
     }
 
-    s.num_groups = num_groups_;
-    s.group_expert.assign(group_expert_.begin(),
-                          group_expert_.begin() + ptrdiff_t(size_t(num_groups_) * N_));
-    if (num_groups_ > 0) {
-        s.spec_nmi = spec_nmi(s.group_expert, num_groups_, N_);
-        s.dispatch_entropy = dispatch_entropy(s.group_expert, num_groups_, N_);
-        s.spec_purity = spec_purity(s.group_expert, num_groups_, N_);
+    s.num_groups = num_groups;
+    const auto table = counts_.begin() + ptrdiff_t(W::group_expert(N_));
+    s.group_expert.assign(table, table + ptrdiff_t(size_t(num_groups) * N_));
+    if (num_groups > 0) {
+        s.spec_nmi = spec_nmi(s.group_expert, num_groups, N_);
+        s.dispatch_entropy = dispatch_entropy(s.group_expert, num_groups, N_);
+        s.spec_purity = spec_purity(s.group_expert, num_groups, N_);
     }
     return s;
 }
 
+// The saved form (unchanged by the summary layout): routed, dropped, importance, mass, weighted,
+// the group table, then the counts and the double sums.
 void LayerWindow::save(BinaryWriter& w) const {
+    using W = Backend::WindowSummary;
+    const auto part = [&](size_t at, size_t n) {
+        return std::vector<int64_t>(counts_.begin() + ptrdiff_t(at),
+                                    counts_.begin() + ptrdiff_t(at + n));
+    };
     w.tag("LWIN");
-    w.vec(routed_);
-    w.vec(dropped_);
-    w.vec(importance_sum_);
+    w.vec(part(W::routed(N_), size_t(N_)));
+    w.vec(part(W::dropped(N_), size_t(N_)));
+    w.vec(std::vector<double>(sums_.begin(), sums_.begin() + N_));
     w.vec(mass_);
     w.put(int64_t(weighted_));
-    w.vec(group_expert_);
-    for (int64_t v : {int64_t(num_groups_), tokens_, slots_, dropped_tokens_, batches_,
-                      prob_tokens_, logit_tokens_, group_tokens_})
-        w.put(v);
-    for (double v : {entropy_sum_, top1_sum_, lse2_sum_, aux_sum_, z_sum_}) w.put(v);
+    w.vec(part(W::group_expert(N_), size_t(max_groups_) * N_));
+    for (int c : {W::num_groups, W::tokens, W::slots, W::dropped_tokens, W::batches, W::prob_tokens,
+                  W::logit_tokens, W::group_tokens})
+        w.put(count(c));
+    for (int s : {W::entropy, W::top1, W::lse2, W::aux, W::z}) w.put(sum(s));
 }
 
 void LayerWindow::load(BinaryReader& r) {
+    using W = Backend::WindowSummary;
+    const auto read = [&](size_t at, int64_t n) {
+        std::vector<int64_t> v;
+        r.vec(v, n);
+        std::copy(v.begin(), v.end(), counts_.begin() + ptrdiff_t(at));
+    };
     r.tag("LWIN");
-    r.vec(routed_, N_);
-    r.vec(dropped_, N_);
-    r.vec(importance_sum_, N_);
+    read(W::routed(N_), N_);
+    read(W::dropped(N_), N_);
+    std::vector<double> importance;
+    r.vec(importance, N_);
+    std::copy(importance.begin(), importance.end(), sums_.begin());
     r.vec(mass_, N_);
     weighted_ = r.get<int64_t>() != 0;
-    r.vec(group_expert_, int64_t(max_groups_) * N_);
-    num_groups_ = int(r.get<int64_t>());
-    if (num_groups_ < 0 || num_groups_ > max_groups_)
+    read(W::group_expert(N_), int64_t(max_groups_) * N_);
+    const int64_t num_groups = r.get<int64_t>();
+    if (num_groups < 0 || num_groups > max_groups_)
         throw std::runtime_error("training state: a statistics window with too many groups");
-    for (int64_t* v : {&tokens_, &slots_, &dropped_tokens_, &batches_, &prob_tokens_,
-                       &logit_tokens_, &group_tokens_})
-        r.get(*v);
-    for (double* v : {&entropy_sum_, &top1_sum_, &lse2_sum_, &aux_sum_, &z_sum_}) r.get(*v);
+    count(W::num_groups) = num_groups;
+    for (int c : {W::tokens, W::slots, W::dropped_tokens, W::batches, W::prob_tokens,
+                  W::logit_tokens, W::group_tokens})
+        r.get(count(c));
+    for (int s : {W::entropy, W::top1, W::lse2, W::aux, W::z}) r.get(sums_[W::sum(N_, W::Sum(s))]);
 }
 
 int top1_expert(const float* probs, int N, int t) {
@@ -281,6 +254,12 @@ CollapseTracker::CollapseTracker(int num_layers, int N)
 }
 
 void CollapseTracker::count(int layer, std::span<const int> routed) {
+    MOESIM_CHECK(layer >= 0 && layer < layers_ && routed.size() == size_t(N_), "bad layer");
+    int64_t* c = interval_.data() + size_t(layer) * N_;
+    for (int i = 0; i < N_; ++i) c[i] += routed[size_t(i)];
+}
+
+void CollapseTracker::count(int layer, std::span<const int64_t> routed) {
     MOESIM_CHECK(layer >= 0 && layer < layers_ && routed.size() == size_t(N_), "bad layer");
     int64_t* c = interval_.data() + size_t(layer) * N_;
     for (int i = 0; i < N_; ++i) c[i] += routed[size_t(i)];

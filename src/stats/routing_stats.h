@@ -31,6 +31,7 @@
 // gradient columns from router_grad_stats (below): finish() leaves those four NaN.
 #pragma once
 
+#include "backend/backend.h"
 #include "backend/serialize.h"
 #include "routing/routing_plan.h"
 
@@ -105,24 +106,41 @@ public:
 
     int experts() const { return N_; }
     int max_groups() const { return max_groups_; }
-    int64_t tokens() const { return tokens_; }
+    int64_t tokens() const { return count(Backend::WindowSummary::tokens); }
+
+    // The window as a summary in Backend::WindowSummary's layout (for this window's N and
+    // max_groups): what a backend's window_observe accumulates into. set_summary() makes such a
+    // summary, downloaded at a log row (or before a checkpoint), the window's sums: the window
+    // of a run whose batches went through window_observe on the CPU backend then has the bits of
+    // one fed by observe() (a weighted plan's masses are host-only: set_summary clears them).
+    std::span<const int64_t> summary_counts() const { return counts_; }
+    std::span<const double> summary_sums() const { return sums_; }
+    void set_summary(std::span<const int64_t> counts, std::span<const double> sums);
 
     // The open window's sums (a resumed run continues it).
     void save(BinaryWriter& w) const;
     void load(BinaryReader& r);
 
 private:
+    int64_t& count(int c) {
+        return counts_[Backend::WindowSummary::count(N_, max_groups_,
+                                                     Backend::WindowSummary::Count(c))];
+    }
+    int64_t count(int c) const {
+        return counts_[Backend::WindowSummary::count(N_, max_groups_,
+                                                     Backend::WindowSummary::Count(c))];
+    }
+    double sum(int s) const {
+        return sums_[Backend::WindowSummary::sum(N_, Backend::WindowSummary::Sum(s))];
+    }
+
     int N_ = 0, max_groups_ = 0;
-    std::vector<int64_t> routed_, dropped_;  // (N)
-    std::vector<double> importance_sum_;     // (N)
-    std::vector<double> mass_;               // (N) weighted plans: dispatch weight mass
-    bool weighted_ = false;                  // a weighted plan was observed in the window
-    std::vector<int64_t> group_expert_;      // (max_groups, N)
-    int num_groups_ = 0;
-    int64_t tokens_ = 0, slots_ = 0, dropped_tokens_ = 0, batches_ = 0;
-    int64_t prob_tokens_ = 0, logit_tokens_ = 0, group_tokens_ = 0;
-    double entropy_sum_ = 0.0, top1_sum_ = 0.0, lse2_sum_ = 0.0;
-    double aux_sum_ = 0.0, z_sum_ = 0.0;
+    // The window's sums in Backend::WindowSummary's layout (routed, dropped, the group table and
+    // the counts; importance and the double sums): the layout a backend's window_observe fills.
+    std::vector<int64_t> counts_;
+    std::vector<double> sums_;
+    std::vector<double> mass_;  // (N) weighted plans: dispatch weight mass
+    bool weighted_ = false;     // a weighted plan was observed in the window
 };
 
 // Top-1 expert of token t: argmax_i p[t,i] of probs (T, N) (ties: the lower index).
@@ -170,6 +188,8 @@ public:
 
     // Counts one training step's routed counts A[i] (N) of `layer` into the current interval.
     void count(int layer, std::span<const int> routed);
+    // The same with counts summed over several steps (a backend's window_observe interval).
+    void count(int layer, std::span<const int64_t> routed);
     // The same for a weighted plan (the dense routers): its dispatch weight masses (N). An
     // interval with any weighted step takes its load fractions from the masses.
     void count_weighted(int layer, std::span<const double> mass);

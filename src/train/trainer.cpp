@@ -191,12 +191,19 @@ public:
         : cfg_(cfg),
           opts_(opts),
           t_start_(Clock::now()),
-          be_(backend_create(cfg.device, cfg.threads)),
+          be_(opts.make_backend ? opts.make_backend(cfg) : backend_create(cfg.device, cfg.threads)),
           task_(task_create(cfg)),
           G_(task_->num_groups()),
           st_(cfg, task_->input_dim(), task_->num_classes(), G_, be_.get()),
           moe_(st_.model.moe_layers()),
-          rec_(open_recorder()) {}
+          rec_(open_recorder()) {
+        // The device routing path keeps each layer's open train window in the backend's memory:
+        // it starts from the (loaded or empty) host window.
+        for (size_t l = 0; l < moe_.size(); ++l)
+            if (moe_[l]->routes_on_device())
+                moe_[l]->window_upload(*be_, G_, st_.stats.train_windows[l].summary_counts(),
+                                       st_.stats.train_windows[l].summary_sums());
+    }
 
     RunResult run() {
         const int64_t steps = cfg_.train.steps;
@@ -263,8 +270,25 @@ private:
     // The whole training state after step st_.step; every row of that step is on disk first.
     void checkpoint() {
         rec_.flush();
+        device_stats_to_host();
         checkpoint_save(opts_.out_dir, cfg_, st_);
         checkpoint_step_ = st_.step;
+    }
+
+    // The device routing path's statistics (MoeLayer::routes_on_device): the open train windows
+    // (they stay open: the backend's summary goes on) and the collapse intervals' counts (added,
+    // then zeroed) to the host, before a log or eval row reads them or a checkpoint saves them.
+    void device_stats_to_host() {
+        std::vector<int64_t> counts;
+        std::vector<double> sums;
+        for (size_t l = 0; l < moe_.size(); ++l) {
+            MoeLayer& m = *moe_[l];
+            if (!m.routes_on_device()) continue;
+            m.window_download(*be_, counts, sums);
+            st_.stats.train_windows[l].set_summary(counts, sums);
+            m.interval_download(*be_, counts);
+            st_.stats.collapse.count(int(l), std::span<const int64_t>(counts));
+        }
     }
 
     // Statistics of one training step: each layer's window and collapse interval, the metrics.
@@ -272,7 +296,11 @@ private:
         StatsState& ss = st_.stats;
         const int G = G_;
         for (size_t l = 0; l < moe_.size(); ++l) {
-            const MoeLayer& m = *moe_[l];
+            MoeLayer& m = *moe_[l];
+            if (m.routes_on_device()) {  // the step's summary stays in the backend's memory
+                m.observe_window(*be_, batch_.group.empty() ? nullptr : batch_.group.data(), G, G);
+                continue;
+            }
             ss.train_windows[l].observe(m.plan(), m.router_state().probs.data(), m.expert_logits(),
                                         batch_.group.data(), G, m.aux_loss(), m.z_loss_value());
             if (m.plan().weighted)  // the dense routers: the dispatch weight mass
@@ -299,6 +327,7 @@ private:
             {s, tps, 1e3 * timing_.seconds / double(timing_.steps), seconds_since(t_start_)});
         const int64_t last_tenth = cfg_.train.steps - std::max<int64_t>(1, cfg_.train.steps / 10);
         const int NL = int(moe_.size());
+        device_stats_to_host();
         double drop = 0, vio = 0;
         for (int l = 0; l < NL; ++l) {
             LayerStats st = ss.train_windows[l].finish();
@@ -308,6 +337,7 @@ private:
             drop += st.drop_rate / NL;
             vio += st.max_vio / NL;
             ss.train_windows[l].reset();
+            if (moe_[l]->routes_on_device()) moe_[l]->window_reset(*be_);
         }
         rec_.flush();
         Progress p;
@@ -380,6 +410,7 @@ private:
             rec_.metrics.write_row(
                 {step, "eval", loss, task_loss, aux, z, acc, CsvCell(), CsvCell()});
         }
+        device_stats_to_host();  // the collapse intervals' counts
         std::vector<CollapseEvent> events;
         for (int l = 0; l < int(moe_.size()); ++l) {
             LayerStats st = rec_.eval_win[l].finish();

@@ -6,11 +6,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "config/config.h"
 
 namespace moe {
+
+class Backend;
 
 enum class RunStatus { completed, diverged, interrupted };
 std::string_view to_string(RunStatus s);
@@ -29,6 +32,9 @@ struct RunOptions {
     const std::atomic<bool>* stop = nullptr;  // set by SIGINT/SIGTERM: stop at a safe point
     int64_t stop_after_step = 0;              // > 0: stop as a signal would, after this step
     std::function<void(const Progress&)> on_progress;  // called at each log and eval row
+    // Tests: makes the run's backend instead of backend_create(cfg.device, cfg.threads) (a CPU
+    // backend that takes the device code paths, tests/train).
+    std::function<std::unique_ptr<Backend>(const Config&)> make_backend;
 };
 
 struct RunResult {

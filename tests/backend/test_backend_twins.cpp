@@ -112,6 +112,7 @@ const char* const kOps[] = {"gemm",
                             "switch_loss_grad",
                             "z_loss_grad",
                             "column_sums",
+                            "window_observe",
                             "alloc",
                             "copy",
                             "fill_zero",
@@ -270,6 +271,13 @@ public:
     }
     void column_sums(double* sums, const float* x, int T, int N) override {
         in_.column_sums(sums, x, T, N);
+    }
+    void window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                        const int* dropped, const int* tok_offsets, const float* probs,
+                        const float* logits, const int* groups, int num_groups,
+                        const double* losses, int T, int N, int G) override {
+        in_.window_observe(counts, sums, interval, routed, dropped, tok_offsets, probs, logits,
+                           groups, num_groups, losses, T, N, G);
     }
 
 protected:

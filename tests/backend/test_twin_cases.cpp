@@ -943,6 +943,67 @@ void register_routing() {
         }
 }
 
+// The window summary (window_observe): two batches accumulated into a summary that starts from
+// random counts and sums, with drops (tokens with no assignment), groups in [-1, G) and the
+// second batch with fewer groups; variants without logits, without groups, without the by-token
+// index, dropped and losses (null). Counts exact; the double sums within the transcendental
+// bound (entropy and log-sum-exp).
+void register_window() {
+    struct WindowShape {
+        int T, N, G;
+        bool logits, groups, tok, optional;
+    };
+    const WindowShape shapes[] = {
+        {1, 1, 1, true, true, true, true},     {300, 8, 4, true, true, true, true},
+        {1000, 16, 3, true, true, true, true}, {65, 512, 2, true, true, true, true},
+        {200, 6, 2, false, true, true, false}, {200, 6, 2, true, false, false, false},
+        {40, 3, 0, false, false, true, false}};
+    for (const WindowShape& sh : shapes) {
+        const std::string tag = "T=" + std::to_string(sh.T) + " N=" + std::to_string(sh.N) +
+                                " G=" + std::to_string(sh.G) + (sh.logits ? "" : " no logits") +
+                                (sh.groups ? "" : " no groups") + (sh.tok ? "" : " dense") +
+                                (sh.optional ? "" : " no dropped or losses");
+        add_twin_case("window_observe " + tag, "window_observe", kTranscendental, [=](TwinRun& r) {
+            using W = Backend::WindowSummary;
+            const int T = sh.T, N = sh.N, G = sh.G;
+            const std::vector<int> c0 = r.draw.ints(W::counts_size(N, G), 50);
+            std::vector<int64_t> counts0(c0.begin(), c0.end());
+            counts0[W::count(N, G, W::num_groups)] = G > 0 ? 1 : 0;
+            const std::vector<float> s0 = r.draw.uniform(W::sums_size(N), 0.0f, 10.0f);
+            auto counts = r.up(counts0);
+            auto sums = r.up(std::vector<double>(s0.begin(), s0.end()));
+            const std::vector<int> i0 = r.draw.ints(size_t(N), 50);
+            auto interval = r.up(std::vector<int64_t>(i0.begin(), i0.end()));
+            for (int batch = 0; batch < 2; ++batch) {
+                const int ng = batch == 0 ? G : std::max(0, G - 1);
+                auto routed = r.up(r.draw.ints(size_t(N), 3 * T));
+                auto dropped = r.up(r.draw.ints(size_t(N), T + 1));
+                // each token keeps 0, 1 or 2 assignments
+                const std::vector<int> per = r.draw.ints(size_t(T), 3);
+                std::vector<int> tok(size_t(T) + 1, 0);
+                for (int t = 0; t < T; ++t) tok[size_t(t) + 1] = tok[size_t(t)] + per[size_t(t)];
+                auto tok_offsets = r.up(tok);
+                auto probs = r.up(r.draw.uniform(size_t(T) * N, 0.0f, 1.0f));
+                auto logits = r.up(r.draw.normal(size_t(T) * N, 4.0f));
+                std::vector<int> g = r.draw.ints(size_t(T), ng + 1);
+                for (int& v : g) v -= 1;
+                auto groups = r.up(g);
+                const std::vector<float> l = r.draw.uniform(2, 0.0f, 2.0f);
+                auto losses = r.up(std::vector<double>(l.begin(), l.end()));
+                r.be.window_observe(counts.get(), sums.get(), interval.get(), routed.get(),
+                                    sh.optional ? dropped.get() : nullptr,
+                                    sh.tok ? tok_offsets.get() : nullptr, probs.get(),
+                                    sh.logits ? logits.get() : nullptr,
+                                    sh.groups ? groups.get() : nullptr, ng,
+                                    sh.optional ? losses.get() : nullptr, T, N, G);
+            }
+            r.keep("counts", counts, kExact);
+            r.keep("interval", interval, kExact);
+            r.keep("sums", sums);
+        });
+    }
+}
+
 [[maybe_unused]] const bool registered = [] {
     register_gemm();
     register_grouped();
@@ -955,6 +1016,7 @@ void register_routing() {
     register_optimizers();
     register_memory();
     register_routing();
+    register_window();
     return true;
 }();
 

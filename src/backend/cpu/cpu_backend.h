@@ -85,6 +85,10 @@ public:
                      float coef) override;
     void logsumexp_rows(double* lse, const float* x, int T, int N, int ldx) override;
     void column_sums(double* sums, const float* x, int T, int N) override;
+    void window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                        const int* dropped, const int* tok_offsets, const float* probs,
+                        const float* logits, const int* groups, int num_groups,
+                        const double* losses, int T, int N, int G) override;
     void adam_step(float* p, float* g, float* m, float* v, size_t n, const AdamHyper& h,
                    float grad_scale, double* grad_sumsq) override;
     void sgd_step(float* p, float* g, float* v, size_t n, float lr, float momentum,

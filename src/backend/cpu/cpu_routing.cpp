@@ -177,6 +177,17 @@ void host_z_loss_grad_row(float* d, const float* x, double lse, int N, float coe
     }
 }
 
+double host_switch_loss_value(const int* routed, const double* colsum, int T, int N, int K) {
+    double loss = 0.0;
+    for (int i = 0; i < N; ++i) loss += double(routed[i]) / (double(T) * K) * (colsum[i] / T);
+    return N * loss;
+}
+
+double host_add_squares(double total, const double* v, int n) {
+    for (int r = 0; r < n; ++r) total += v[r] * v[r];
+    return total;
+}
+
 void host_column_sums(double* sums, const float* x, int T, int N) {
     // Row by row over the row-major (T, N) values; each column still adds t = 0..T-1 in order.
     std::fill_n(sums, N, 0.0);
@@ -184,6 +195,83 @@ void host_column_sums(double* sums, const float* x, int T, int N) {
         const float* r = x + size_t(t) * N;
         for (int i = 0; i < N; ++i) sums[i] += r[i];
     }
+}
+
+void host_window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                         const int* dropped, const int* tok_offsets, const float* probs,
+                         const float* logits, const int* groups, int num_groups, double aux_loss,
+                         double z_loss, int T, int N, int G) {
+    using W = Backend::WindowSummary;
+    int64_t* c_routed = counts + W::routed(N);
+    int64_t* c_dropped = counts + W::dropped(N);
+    int64_t* table = counts + W::group_expert(N);
+    auto count = [&](W::Count c) -> int64_t& { return counts[W::count(N, G, c)]; };
+    auto sum = [&](W::Sum s) -> double& { return sums[W::sum(N, s)]; };
+
+    // Counts: A[i], D[i]; the routed total (T k for token choice); tokens with no processed
+    // assignment.
+    for (int i = 0; i < N; ++i) {
+        c_routed[i] += routed[i];
+        if (dropped != nullptr) c_dropped[i] += dropped[i];
+        count(W::slots) += routed[i];
+        if (interval != nullptr) interval[i] += routed[i];
+    }
+    count(W::tokens) += T;
+    if (tok_offsets != nullptr)  // a dense plan mixes every token into its slots
+        for (int t = 0; t < T; ++t)
+            if (tok_offsets[t + 1] == tok_offsets[t]) ++count(W::dropped_tokens);
+
+    // Router probabilities p: (T, N): entropy, top-1 probability, importance. The entropy's
+    // terms p ln p are summed over the whole (T, N) block: only their total over tokens is kept.
+    constexpr size_t kBlock = 256;
+    if (probs != nullptr) {
+        float xlogx[kBlock];
+        const size_t TN = size_t(T) * N;
+        for (size_t b = 0; b < TN; b += kBlock) {
+            const size_t len = std::min(kBlock, TN - b);
+            vec_xlogx(xlogx, probs + b, len);
+            sum(W::entropy) -= vec_sum_double(xlogx, len);
+        }
+        double* importance = sums;  // importance (N) opens the sums
+        for (int t = 0; t < T; ++t) {
+            const float* p = probs + size_t(t) * N;
+            for (int i = 0; i < N; ++i) importance[i] += p[i];
+            sum(W::top1) += vec_max(p, size_t(N));
+        }
+        count(W::prob_tokens) += T;
+    }
+
+    // Logits l: (T, N): (logsumexp_i l[t,i])^2.
+    if (logits != nullptr && N > 0) {
+        double lse[kBlock];
+        for (int t0 = 0; t0 < T; t0 += int(kBlock)) {
+            const int m = std::min(int(kBlock), T - t0);
+            vec_logsumexp_rows(lse, logits + size_t(t0) * N, size_t(m), size_t(N));
+            for (int r = 0; r < m; ++r) sum(W::lse2) += lse[r] * lse[r];
+        }
+        count(W::logit_tokens) += T;
+    }
+
+    // Group x top-1 expert table; the top-1 expert is argmax p, ties to the lower index.
+    if (groups != nullptr && probs != nullptr) {
+        MOESIM_CHECK(num_groups >= 0 && num_groups <= G, "more groups than sized for");
+        count(W::num_groups) = std::max(count(W::num_groups), int64_t(num_groups));
+        for (int t = 0; t < T; ++t) {
+            const int g = groups[t];
+            if (g < 0) continue;
+            MOESIM_CHECK(g < num_groups, "a group id out of range");
+            const float* p = probs + size_t(t) * N;
+            int e = 0;
+            for (int i = 1; i < N; ++i)
+                if (p[i] > p[e]) e = i;
+            ++table[size_t(g) * N + size_t(e)];
+            ++count(W::group_tokens);
+        }
+    }
+
+    sum(W::aux) += aux_loss;
+    sum(W::z) += z_loss;
+    ++count(W::batches);
 }
 
 namespace cpu {
@@ -298,3 +386,16 @@ void CpuBackend::column_sums(double* sums, const float* x, int T, int N) {
 
 }  // namespace cpu
 }  // namespace moe
+
+namespace moe::cpu {
+
+void CpuBackend::window_observe(int64_t* counts, double* sums, int64_t* interval, const int* routed,
+                                const int* dropped, const int* tok_offsets, const float* probs,
+                                const float* logits, const int* groups, int num_groups,
+                                const double* losses, int T, int N, int G) {
+    host_window_observe(counts, sums, interval, routed, dropped, tok_offsets, probs, logits, groups,
+                        num_groups, losses != nullptr ? losses[0] : 0.0,
+                        losses != nullptr ? losses[1] : 0.0, T, N, G);
+}
+
+}  // namespace moe::cpu

@@ -17,6 +17,11 @@
 // The by-token index counts assignments per token with integer atomics (a count does not depend
 // on their order) and scatters them through atomic cursors, whose order does vary; one thread per
 // token then sorts its few assignments by slot, and slots are unique: the result is fixed.
+// The window summary (window_observe) takes one thread per token for the per-token values
+// (entropy, top-1 probability, squared log-sum-exp, the dropped-token and group flags) into
+// scratch, the group table by integer atomics, the importance as column sums in chunks of
+// kColumnChunk rows, then one block that adds the chunks in order and the per-token values by a
+// fixed tree: equal bits run to run.
 #include <cfloat>
 #include <cmath>
 
@@ -356,6 +361,127 @@ __global__ void column_sums_kernel(double* sums, const float* x, int T, int N) {
     sums[i] = acc;
 }
 
+// The window summary (window_observe). Pass 1, one thread per row t: -sum_i p ln p (the float
+// terms in double, in i order), max_i p, the squared log-sum-exp of the logits (the arithmetic
+// of logsumexp_rows_kernel, serial over the row), whether the token kept no assignment and
+// whether it entered the group table; the table's cell by an integer atomic (exact in any order).
+__global__ void window_rows_kernel(double* row_sums, int* row_flags, long long* table,
+                                   const int* tok_offsets, const float* probs, const float* logits,
+                                   const int* groups, int num_groups, int T, int N) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    double ent = 0.0, top1 = 0.0, lse2 = 0.0;
+    int no_assignment = 0, grouped = 0;
+    if (tok_offsets != nullptr) no_assignment = tok_offsets[t + 1] == tok_offsets[t];
+    if (probs != nullptr) {
+        const float* p = probs + size_t(t) * N;
+        int best = 0;
+        for (int i = 0; i < N; ++i) {
+            const float v = p[i];
+            ent -= double(v > 0.0f ? v * logf(v) : 0.0f);
+            if (v > p[best]) best = i;
+        }
+        top1 = double(p[best]);
+        if (groups != nullptr) {
+            const int g = groups[t];
+            if (g >= 0 && g < num_groups) {
+                atomicAdd(reinterpret_cast<unsigned long long*>(table) + size_t(g) * N + best,
+                          1ull);
+                grouped = 1;
+            }
+        }
+    }
+    if (logits != nullptr) {
+        const float* l = logits + size_t(t) * N;
+        float mx = -INFINITY;
+        for (int i = 0; i < N; ++i) mx = fmaxf(mx, l[i]);
+        double sum = 0.0;
+        for (int i = 0; i < N; ++i) sum += double(exp_flushed(l[i] - mx));
+        const double lse = double(mx) + log(sum);
+        lse2 = lse * lse;
+    }
+    row_sums[size_t(t)] = ent;
+    row_sums[size_t(T) + t] = top1;
+    row_sums[2 * size_t(T) + t] = lse2;
+    row_flags[size_t(t)] = no_assignment;
+    row_flags[size_t(T) + t] = grouped;
+}
+
+// Pass 1 of the importance: part[c][j] = sum over the rows of chunk c (kColumnChunk rows) of
+// p[t, j], in row order, in double.
+__global__ void window_importance_kernel(double* part, const float* probs, int T, int N,
+                                         int chunks) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= N) return;
+    for (int c = blockIdx.y; c < chunks; c += gridDim.y) {
+        const int r0 = c * kColumnChunk, r1 = min(T, r0 + kColumnChunk);
+        double acc = 0.0;
+        for (int r = r0; r < r1; ++r) acc += double(probs[size_t(r) * N + j]);
+        part[size_t(c) * N + j] = acc;
+    }
+}
+
+// Pass 2, one block: the per-expert counts, the importance chunks in chunk order, the row values
+// by a fixed tree (each thread adds rows tid, tid + kThreads, ... in order, then block_sum), and
+// the scalars (thread 0).
+// c_routed, c_dropped: the summary's (N) counts; scalars: its Count scalars; sums: importance
+// (N) then the Sum scalars (the offsets of Backend::WindowSummary, taken on the host).
+__global__ void window_add_kernel(long long* c_routed, long long* c_dropped, long long* scalars,
+                                  double* sums, long long* interval, const int* routed,
+                                  const int* dropped, const double* row_sums, const int* row_flags,
+                                  const double* part, int chunks, const double* losses, int T,
+                                  int N, int num_groups, bool has_probs, bool has_logits,
+                                  bool has_tok, bool has_groups) {
+    __shared__ double sd[kThreads];
+    __shared__ long long sl[kThreads];
+    using W = Backend::WindowSummary;
+    long long slots = 0;
+    for (int i = threadIdx.x; i < N; i += kThreads) {
+        c_routed[i] += routed[i];
+        if (dropped != nullptr) c_dropped[i] += dropped[i];
+        if (interval != nullptr) interval[i] += routed[i];
+        slots += routed[i];
+        if (has_probs && T > 0) {
+            double acc = 0.0;
+            for (int c = 0; c < chunks; ++c) acc += part[size_t(c) * N + i];
+            sums[i] += acc;
+        }
+    }
+    slots = block_sum(slots, sl);
+    double v[3] = {0.0, 0.0, 0.0};
+    long long f[2] = {0, 0};
+    for (int t = threadIdx.x; t < T; t += kThreads) {
+        for (int k = 0; k < 3; ++k) v[k] += row_sums[size_t(k) * T + t];
+        for (int k = 0; k < 2; ++k) f[k] += row_flags[size_t(k) * T + t];
+    }
+    for (int k = 0; k < 3; ++k) v[k] = block_sum(v[k], sd);
+    for (int k = 0; k < 2; ++k) f[k] = block_sum(f[k], sl);
+    if (threadIdx.x != 0) return;
+    auto count = [&](W::Count c) -> long long& { return scalars[int(c)]; };
+    double* sum = sums + N;
+    count(W::slots) += slots;
+    count(W::tokens) += T;
+    if (has_tok) count(W::dropped_tokens) += f[0];
+    if (has_probs) {
+        sum[W::entropy] += v[0];
+        sum[W::top1] += v[1];
+        count(W::prob_tokens) += T;
+        if (has_groups) {
+            count(W::num_groups) = max(count(W::num_groups), (long long)num_groups);
+            count(W::group_tokens) += f[1];
+        }
+    }
+    if (has_logits && N > 0) {
+        sum[W::lse2] += v[2];
+        count(W::logit_tokens) += T;
+    }
+    if (losses != nullptr) {
+        sum[W::aux] += losses[0];
+        sum[W::z] += losses[1];
+    }
+    count(W::batches) += 1;
+}
+
 }  // namespace
 
 void* CudaBackend::routing_scratch(size_t bytes) {
@@ -525,6 +651,46 @@ void CudaBackend::column_sums(double* sums, const float* x, int T, int N) {
     if (N <= 0) return;
     column_sums_kernel<<<thread_blocks(N), kThreads>>>(sums, x, T, N);
     MOESIM_CUDA_LAUNCHED(column_sums_kernel);
+}
+
+void CudaBackend::window_observe(int64_t* counts, double* sums, int64_t* interval,
+                                 const int* routed, const int* dropped, const int* tok_offsets,
+                                 const float* probs, const float* logits, const int* groups,
+                                 int num_groups, const double* losses, int T, int N, int G) {
+    static_assert(sizeof(long long) == sizeof(int64_t));
+    const bool has_groups = groups != nullptr && probs != nullptr;
+    MOESIM_CHECK(!has_groups || (num_groups >= 0 && num_groups <= G), "more groups than sized for");
+    if (N <= 0) logits = nullptr;
+    const int chunks = probs != nullptr && T > 0 ? column_chunks(T) : 0;
+    // Scratch: the row values (3 T doubles), the importance chunks (chunks N doubles), the row
+    // flags (2 T ints).
+    const size_t n_doubles = 3 * size_t(T) + size_t(chunks) * size_t(N);
+    char* scratch = static_cast<char*>(
+        routing_scratch(n_doubles * sizeof(double) + 2 * size_t(T) * sizeof(int) + 16));
+    double* row_sums = reinterpret_cast<double*>(scratch);
+    double* part = row_sums + 3 * size_t(T);
+    int* row_flags = reinterpret_cast<int*>(row_sums + n_doubles);
+    long long* table =
+        reinterpret_cast<long long*>(counts) + Backend::WindowSummary::group_expert(N);
+    if (T > 0) {
+        window_rows_kernel<<<thread_blocks(T), kThreads>>>(
+            row_sums, row_flags, table, tok_offsets, probs, logits, has_groups ? groups : nullptr,
+            num_groups, T, N);
+        MOESIM_CUDA_LAUNCHED(window_rows_kernel);
+    }
+    if (chunks > 0 && N > 0) {
+        const dim3 grid(thread_blocks(N), unsigned(chunks < 65535 ? chunks : 65535));
+        window_importance_kernel<<<grid, kThreads>>>(part, probs, T, N, chunks);
+        MOESIM_CUDA_LAUNCHED(window_importance_kernel);
+    }
+    using W = Backend::WindowSummary;
+    long long* c = reinterpret_cast<long long*>(counts);
+    window_add_kernel<<<1, kThreads>>>(
+        c + W::routed(N), c + W::dropped(N), c + W::count(N, G, W::Count(0)), sums,
+        reinterpret_cast<long long*>(interval), routed, dropped, row_sums, row_flags, part, chunks,
+        losses, T, N, num_groups, probs != nullptr, logits != nullptr, tok_offsets != nullptr,
+        has_groups);
+    MOESIM_CUDA_LAUNCHED(window_add_kernel);
 }
 
 }  // namespace moe::cuda

@@ -11,14 +11,13 @@ double switch_loss(const RoutingPlan& plan, const float* probs, int K, float coe
     scratch.resize(size_t(N));
     double* pbar = scratch.data();
     host_column_sums(pbar, probs, T, N);  // the column_sums op's code
-    double loss = 0.0;
-    for (int i = 0; i < N; ++i) loss += double(plan.routed[i]) / (double(T) * K) * (pbar[i] / T);
+    const double loss = host_switch_loss_value(plan.routed.data(), pbar, T, N, K);
     if (d_probs) {
         // d/dp[t,i] of coef * N * sum_i f_i * mean_t p[t,i] = coef * N * f_i / T (the same for
         // every t): reuse pbar's storage for it.
         host_switch_loss_grad(d_probs, plan.routed.data(), T, N, K, coef, pbar);  // the op's code
     }
-    return N * loss;
+    return loss;
 }
 
 }  // namespace moe
