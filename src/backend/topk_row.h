@@ -10,11 +10,7 @@
 //   backward: ds[sel[j]] += d(sum_j dg[j] g[j]) / d s[sel[j]] (accumulates into ds)
 #pragma once
 
-#if defined(__CUDACC__)
-#define MOESIM_HOST_DEVICE __host__ __device__
-#else
-#define MOESIM_HOST_DEVICE
-#endif
+#include "backend/host_device.h"
 
 namespace moe {
 

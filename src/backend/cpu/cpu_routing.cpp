@@ -6,6 +6,7 @@
 
 #include "backend/check.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/plan_row.h"
 #include "backend/routing_host.h"
 #include "backend/topk_row.h"
 #include "backend/vec_math.h"
@@ -82,20 +83,8 @@ void host_plan_index_by_token(int* to, int* tok_assign, const int* token, const 
     for (int t = 0; t < T; ++t) to[t + 1] += to[t];
     cursor.assign(to, to + T);
     for (int a = 0; a < A; ++a) tok_assign[cursor[size_t(token[a])]++] = a;
-    // Within a token: slot order (insertion sort; a token has few assignments).
-    for (int t = 0; t < T; ++t) {
-        int* b = tok_assign + to[t];
-        const int n = to[t + 1] - to[t];
-        for (int i = 1; i < n; ++i) {
-            const int v = b[i];
-            int j = i;
-            while (j > 0 && slot[b[j - 1]] > slot[v]) {
-                b[j] = b[j - 1];
-                --j;
-            }
-            b[j] = v;
-        }
-    }
+    // Within a token: slot order.
+    for (int t = 0; t < T; ++t) sort_by_slot(tok_assign + to[t], to[t + 1] - to[t], slot);
 }
 
 int host_capacity_position(int* off, int* token, float* gate, int* slot, int* dropped, int N,

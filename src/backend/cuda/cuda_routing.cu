@@ -29,6 +29,7 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_reduce.cuh"
+#include "backend/plan_row.h"
 #include "backend/topk_row.h"
 
 namespace moe::cuda {
@@ -285,21 +286,11 @@ __global__ void token_scatter_kernel(int* tok_assign, int* cursor, const int* to
     tok_assign[atomicAdd(&cursor[token[a]], 1)] = a;
 }
 
-// By-token index, pass 3: each token's assignments sorted by slot (insertion sort, as the CPU).
+// By-token index, pass 3: each token's assignments sorted by slot (plan_row.h, the CPU's code).
 __global__ void token_sort_kernel(int* tok_assign, const int* tok_offsets, const int* slot, int T) {
     const int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T) return;
-    int* b = tok_assign + tok_offsets[t];
-    const int n = tok_offsets[t + 1] - tok_offsets[t];
-    for (int i = 1; i < n; ++i) {
-        const int v = b[i];
-        int j = i;
-        while (j > 0 && slot[b[j - 1]] > slot[v]) {
-            b[j] = b[j - 1];
-            --j;
-        }
-        b[j] = v;
-    }
+    sort_by_slot(tok_assign + tok_offsets[t], tok_offsets[t + 1] - tok_offsets[t], slot);
 }
 
 // d_slot[slot[a]] = d_gate[a] for each assignment (d_slot zeroed before; one writer per slot).
