@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -162,6 +163,28 @@ struct DeviceLikeCpu final : cpu::CpuBackend {
     bool host_memory() const override { return false; }
 };
 
+// The device routing path's runs: a small two-layer quickstart, logged every 5 steps and
+// evaluated every 12, with the given overrides after these.
+Config device_route_config(std::vector<std::string> extra) {
+    std::vector<std::string> o = {
+        "train.steps=24",      "train.log_every=5",    "train.eval_every=12",
+        "train.batch_size=64", "data.train_size=2048", "data.eval_size=256",
+        "experts.count=8",     "model.layers=2",       "experts.d_ff=32"};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return config_load_file(source_path("configs/quickstart.yaml"), o);
+}
+
+// Runs on a DeviceLikeCpu of that many threads: the device routing path on the CPU.
+std::function<std::unique_ptr<Backend>(const Config&)> device_like_backend(int threads) {
+    return [threads](const Config&) {
+        return std::unique_ptr<Backend>(std::make_unique<DeviceLikeCpu>(threads));
+    };
+}
+
+// The statistics files the two paths must write byte for byte (timing.csv aside).
+constexpr const char* kStatFiles[] = {"metrics.csv",        "layers.csv", "experts.csv",
+                                      "specialization.csv", "events.csv", "summary.csv"};
+
 TEST_SUITE("cuda") {
     TEST_CASE("device paths on a cpu backend with separate memory: the cpu's steps") {
         // The same arithmetic on the same CPU: equal bits, except ngd's group norms, which the
@@ -266,8 +289,6 @@ TEST_SUITE("cuda") {
         // routes on the host; the other run, on a CPU backend with separate memory, routes
         // through the backend's ops and keeps its statistics in window summaries. Same CPU
         // arithmetic: every statistics file must be byte-identical (timing.csv aside).
-        const char* files[] = {"metrics.csv",        "layers.csv", "experts.csv",
-                               "specialization.csv", "events.csv", "summary.csv"};
         int variants = 0;
         for (const char* cap :
              {"capacity.factor=0", "capacity.drop_policy=position", "capacity.drop_policy=score"})
@@ -275,21 +296,8 @@ TEST_SUITE("cuda") {
                 for (const char* z : {"balance.z_loss=0", "balance.z_loss=0.001"})
                     for (int threads : {1, 2}) {
                         ++variants;
-                        const std::vector<std::string> o = {"train.steps=24",
-                                                            "train.log_every=5",
-                                                            "train.eval_every=12",
-                                                            "train.batch_size=64",
-                                                            "data.train_size=2048",
-                                                            "data.eval_size=256",
-                                                            "experts.count=8",
-                                                            "model.layers=2",
-                                                            "experts.d_ff=32",
-                                                            cap,
-                                                            loss,
-                                                            z,
-                                                            "threads=" + std::to_string(threads)};
-                        const Config cfg =
-                            config_load_file(source_path("configs/quickstart.yaml"), o);
+                        const Config cfg = device_route_config(
+                            {cap, loss, z, "threads=" + std::to_string(threads)});
                         const std::string variant = std::string(cap) + " " + loss + " " + z;
                         CAPTURE(variant);
                         CAPTURE(threads);
@@ -306,13 +314,10 @@ TEST_SUITE("cuda") {
                                             (d ? "_device" : "_host"));
                             RunOptions opts;
                             opts.out_dir = dir;
-                            if (d)
-                                opts.make_backend = [threads](const Config&) {
-                                    return std::unique_ptr<Backend>(
-                                        std::make_unique<DeviceLikeCpu>(threads));
-                                };
+                            if (d) opts.make_backend = device_like_backend(threads);
                             REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
-                            for (const char* f : files) out[d] += read_text(dir / f) + "\n--\n";
+                            for (const char* f : kStatFiles)
+                                out[d] += read_text(dir / f) + "\n--\n";
                         }
                         CHECK(out[0].find("eval") != std::string::npos);
                         CHECK(out[0] == out[1]);
@@ -323,36 +328,21 @@ TEST_SUITE("cuda") {
         // The open train window lives in the backend's window summary: the checkpoint must take
         // it to the host and the resumed run must put it back, so the files end as the host
         // path's uninterrupted run.
-        const std::vector<std::string> o = {"train.steps=24",
-                                            "train.log_every=5",
-                                            "train.eval_every=12",
-                                            "train.batch_size=64",
-                                            "data.train_size=2048",
-                                            "data.eval_size=256",
-                                            "experts.count=8",
-                                            "model.layers=2",
-                                            "experts.d_ff=32",
-                                            "capacity.factor=1.0",
-                                            "balance.z_loss=0.001",
-                                            "train.checkpoint_every=4",
-                                            "threads=2"};
-        const Config cfg = config_load_file(source_path("configs/quickstart.yaml"), o);
+        const Config cfg = device_route_config({"capacity.factor=1.0", "balance.z_loss=0.001",
+                                                "train.checkpoint_every=4", "threads=2"});
         const auto whole = scratch_dir("device_route_resume_whole");
         const auto part = scratch_dir("device_route_resume_part");
         RunOptions opts;
         opts.out_dir = whole;
         REQUIRE(train_run(cfg, opts).status == RunStatus::completed);  // the host path
         opts.out_dir = part;
-        opts.make_backend = [](const Config&) {
-            return std::unique_ptr<Backend>(std::make_unique<DeviceLikeCpu>(2));
-        };
+        opts.make_backend = device_like_backend(2);
         opts.stop_after_step = 14;  // after the checkpoint of step 12, mid-window (log every 5)
         REQUIRE(train_run(cfg, opts).status == RunStatus::interrupted);
         opts.stop_after_step = 0;
         opts.resume = true;
         REQUIRE(train_run(cfg, opts).status == RunStatus::completed);
-        for (const char* f : {"metrics.csv", "layers.csv", "experts.csv", "specialization.csv",
-                              "events.csv", "summary.csv"}) {
+        for (const char* f : kStatFiles) {
             CAPTURE(f);
             CHECK(read_text(whole / f) == read_text(part / f));
         }
