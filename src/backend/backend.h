@@ -76,6 +76,35 @@ public:
     virtual void act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
                               Activation act) = 0;
 
+    // The experts' feed-forward block over the grouped rows, as one op. Segment g's weights: W1_g
+    // (D, H1) at w1 + g·D·H1, b1_g (H1) at b1 + g·H1, W2_g (H, D) at w2 + g·H·D, b2_g (D) at
+    // b2 + g·D; H1 = 2H for swiglu, else H. For each segment g, over its rows:
+    //   pre = xd · W1_g + b1_g,   h = act(pre),   yd = h · W2_g + b2_g.
+    // Bit for bit the same as gemm_grouped_rows_bias, act_forward and gemm_grouped_rows_bias in
+    // that order, which is the default implementation; a backend may instead run each segment's
+    // three steps together while its rows are in cache (the CPU does, in one parallel region).
+    struct FfnShape {
+        int G, D, H, H1;
+        Activation act;
+    };
+    virtual void expert_ffn_forward(float* yd, float* h, float* pre, const float* xd,
+                                    const float* w1, const float* b1, const float* w2,
+                                    const float* b2, const int* off, const FfnShape& s);
+    // Its backward, given dyd = d loss / d yd: the weight and bias gradients accumulate (+=) into
+    // dw1, db1, dw2, db2 (laid out as the weights); dh, dpre and dxd are overwritten. For each
+    // segment g:
+    //   dW2_g += hᵀ dyd,  db2_g += column sums of dyd,  dh = dyd · W2_gᵀ,
+    //   dpre = act'(pre) applied to dh,  dW1_g += xdᵀ dpre,  db1_g += column sums of dpre,
+    //   dxd = dpre · W1_gᵀ.
+    // Bit for bit the same as gemm_grouped_wgrad, bias_grad_grouped, gemm_grouped_rows,
+    // act_backward, gemm_grouped_wgrad, bias_grad_grouped and gemm_grouped_rows in that order (the
+    // default implementation). In place: dh may equal h, dpre may equal pre and dxd may equal xd
+    // (each is read for the last time, segment by segment, before it is written).
+    virtual void expert_ffn_backward(float* dxd, float* dpre, float* dh, float* dw1, float* db1,
+                                     float* dw2, float* db2, const float* dyd, const float* xd,
+                                     const float* h, const float* pre, const float* w1,
+                                     const float* w2, const int* off, const FfnShape& s);
+
     // RMSNorm (Zhang & Sennrich 2019): y = x / rms(x) * g, rms(x) = sqrt(mean(x^2) + eps).
     // x, y (T,D); g (D); rrms (T) = 1/rms(x), saved for backward.
     virtual void rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
@@ -290,5 +319,34 @@ public:
 
 // The backend for a device; throws UserError when the device is not available.
 std::unique_ptr<Backend> backend_create(Device device, int threads);
+
+// The default implementation of the fused expert feed-forward ops: the composition of the
+// grouped products, the activation and the bias gradients, in the order the ops document. Inline
+// here, so that Backend keeps no out-of-line function (each backend module, the CUDA one included,
+// has its own copy of the class's tables). A backend that runs each segment's steps together
+// overrides them (the CPU: cpu/cpu_ffn.cpp).
+inline void Backend::expert_ffn_forward(float* yd, float* h, float* pre, const float* xd,
+                                        const float* w1, const float* b1, const float* w2,
+                                        const float* b2, const int* off, const FfnShape& s) {
+    const int rows = off[s.G] - off[0];
+    gemm_grouped_rows_bias(pre, xd, w1, size_t(s.D) * s.H1, b1, size_t(s.H1), off, s.G, s.H1, s.D);
+    act_forward(h + size_t(off[0]) * s.H, pre + size_t(off[0]) * s.H1, rows, s.H, s.act);
+    gemm_grouped_rows_bias(yd, h, w2, size_t(s.H) * s.D, b2, size_t(s.D), off, s.G, s.D, s.H);
+}
+
+inline void Backend::expert_ffn_backward(float* dxd, float* dpre, float* dh, float* dw1, float* db1,
+                                         float* dw2, float* db2, const float* dyd, const float* xd,
+                                         const float* h, const float* pre, const float* w1,
+                                         const float* w2, const int* off, const FfnShape& s) {
+    const int rows = off[s.G] - off[0];
+    gemm_grouped_wgrad(dw2, size_t(s.H) * s.D, h, dyd, off, s.G, s.H, s.D);
+    bias_grad_grouped(db2, size_t(s.D), dyd, off, s.G, s.D);
+    gemm_grouped_rows(dh, dyd, w2, size_t(s.H) * s.D, off, s.G, s.H, s.D, true, 0.0f);
+    act_backward(dpre + size_t(off[0]) * s.H1, dh + size_t(off[0]) * s.H,
+                 pre + size_t(off[0]) * s.H1, rows, s.H, s.act);
+    gemm_grouped_wgrad(dw1, size_t(s.D) * s.H1, xd, dpre, off, s.G, s.D, s.H1);
+    bias_grad_grouped(db1, size_t(s.H1), dpre, off, s.G, s.H1);
+    gemm_grouped_rows(dxd, dpre, w1, size_t(s.D) * s.H1, off, s.G, s.D, s.H1, true, 0.0f);
+}
 
 }  // namespace moe

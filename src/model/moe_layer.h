@@ -157,6 +157,7 @@ private:
     // device path's dv_.dslot).
     void slot_grads(Backend& be);
     void ensure_window(Backend& be, int max_groups);
+    Backend::FfnShape ffn_shape() const { return {N_, D_, H_, H1_, act_}; }
 
     int D_, Dout_, N_, K_, H_, H1_;
     // experts.kind: patch: P patches of dimension pdim_, 2 pJ_ channels, the activation

@@ -44,11 +44,9 @@ void MoeLayer::forward_sparse(Backend& be, ParamStore& ps, float* y, const float
                             Dout_, false);
         return;
     }
-    be.gemm_grouped_rows_bias(pre_.data(), xd_.data(), ps.p(w1), size_t(D_) * H1_, ps.p(b1), H1_,
-                              off, N_, H1_, D_);
-    be.act_forward(h_.data(), pre_.data(), A, H_, act_);
-    be.gemm_grouped_rows_bias(yd_.data(), h_.data(), ps.p(w2), size_t(H_) * D_, ps.p(b2), D_, off,
-                              N_, D_, H_);
+    // The experts: pre = Xd W1 + b1, h = act(pre), Yd = h W2 + b2, segment by segment.
+    be.expert_ffn_forward(yd_.data(), h_.data(), pre_.data(), xd_.data(), ps.p(w1), ps.p(b1),
+                          ps.p(w2), ps.p(b2), off, ffn_shape());
     // Combine: gate-weighted sum of each token's assignments, by token.
     be.combine_by_token(y, yd_.data(), pd_.d_tok_offsets, pd_.d_tok_assign, pd_.d_gate, T, D_,
                         false);
@@ -76,17 +74,11 @@ void MoeLayer::backward_sparse(Backend& be, ParamStore& ps, float* dx, const flo
         slot_grads(be);
         return;
     }
-    // Experts backward, per segment.
-    be.gemm_grouped_wgrad(ps.g(w2), size_t(H_) * D_, h_.data(), dyd, off, N_, H_, D_);
-    be.bias_grad_grouped(ps.g(b2), D_, dyd, off, N_, D_);
-    float* dh = h_.data();  // h is dead: the W2 weight gradient was its last reader
-    be.gemm_grouped_rows(dh, dyd, ps.p(w2), size_t(H_) * D_, off, N_, H_, D_, true, 0.0f);
-    float* dpre = pre_.data();
-    be.act_backward(dpre, dh, pre_.data(), A, H_, act_);
-    be.gemm_grouped_wgrad(ps.g(w1), size_t(D_) * H1_, xd_.data(), dpre, off, N_, D_, H1_);
-    be.bias_grad_grouped(ps.g(b1), H1_, dpre, off, N_, H1_);
-    float* dxd = xd_.data();  // Xd is dead: the W1 weight gradient was its last reader
-    be.gemm_grouped_rows(dxd, dpre, ps.p(w1), size_t(D_) * H1_, off, N_, D_, H1_, true, 0.0f);
+    // Experts backward, per segment; dh, dpre and dXd overwrite h, pre and Xd as these die.
+    float* dxd = xd_.data();
+    be.expert_ffn_backward(dxd, pre_.data(), h_.data(), ps.g(w1), ps.g(b1), ps.g(w2), ps.g(b2), dyd,
+                           xd_.data(), h_.data(), pre_.data(), ps.p(w1), ps.p(w2), off,
+                           ffn_shape());
     // Scatter back to tokens: dx[t] = sum of its assignments' dXd, in the by-token order.
     be.combine_by_token(dx, dxd, tok_off, tok_assign, nullptr, T, D_, false);
     slot_grads(be);

@@ -253,6 +253,80 @@ void register_elementwise() {
         });
 }
 
+// The fused expert feed-forward ops: two grouped products around an activation per segment.
+// gelu and swiglu only: a relu kink flips on a last-bit difference of pre, an O(1) change of one
+// value (test_cpu_backend.cpp checks relu on the CPU, bit for bit against the unfused ops). The
+// bound adds the products' (over D, H and, for the weight gradients, a segment's rows) and the
+// activation's.
+void register_expert_ffn() {
+    struct FfnLayout {
+        std::string name;
+        std::vector<int> sizes;
+        int D, H;
+    };
+    std::vector<int> many(40);  // short segments of 0..6 rows, some empty
+    for (int g = 0; g < 40; ++g) many[size_t(g)] = (g * 5 + g / 7) % 7;
+    const std::vector<FfnLayout> layouts = {
+        {"empty experts", {5, 0, 37, 0, 0, 1, 64, 3}, 24, 40},
+        {"40 short experts", many, 32, 64},
+        // a segment across the 1024-row tile, and swiglu's 2H across the 256-column tile
+        {"large", {1030, 0, 60, 300}, 16, 136},
+    };
+    for (const FfnLayout& L : layouts)
+        for (Activation act : {Activation::gelu, Activation::swiglu}) {
+            const int G = int(L.sizes.size()), D = L.D, H = L.H;
+            const int H1 = act == Activation::swiglu ? 2 * H : H;
+            std::vector<int> off(size_t(G) + 1, 0);
+            for (int g = 0; g < G; ++g) off[size_t(g) + 1] = off[size_t(g)] + L.sizes[size_t(g)];
+            const int rows = off.back();
+            const int max_rows = *std::max_element(L.sizes.begin(), L.sizes.end());
+            const Backend::FfnShape shape{G, D, H, H1, act};
+            const std::string tag = L.name + " " + act_name(act);
+            const double fwd_bound = kTranscendental + product_bound(D) + product_bound(H);
+            add_twin_case(
+                "expert_ffn_forward " + tag, "expert_ffn_forward", fwd_bound, [=](TwinRun& r) {
+                    auto xd = r.up(r.draw.normal(size_t(rows) * D));
+                    auto w1 = r.up(r.draw.normal(size_t(G) * D * H1, 0.3f));
+                    auto b1 = r.up(r.draw.normal(size_t(G) * H1));
+                    auto w2 = r.up(r.draw.normal(size_t(G) * H * D, 0.3f));
+                    auto b2 = r.up(r.draw.normal(size_t(G) * D));
+                    auto pre = r.poison(size_t(rows) * H1);
+                    auto h = r.poison(size_t(rows) * H);
+                    auto yd = r.poison(size_t(rows) * D);
+                    r.be.expert_ffn_forward(yd.get(), h.get(), pre.get(), xd.get(), w1.get(),
+                                            b1.get(), w2.get(), b2.get(), off.data(), shape);
+                    r.keep("pre", pre);
+                    r.keep("h", h);
+                    r.keep("yd", yd);
+                });
+            // in place as the model calls it: dh over h, dpre over pre, dXd over Xd
+            add_twin_case("expert_ffn_backward " + tag, "expert_ffn_backward",
+                          fwd_bound + product_bound(max_rows), [=](TwinRun& r) {
+                              auto xd = r.up(r.draw.normal(size_t(rows) * D));
+                              auto pre = r.up(r.draw.normal(size_t(rows) * H1, 2.0f));
+                              auto h = r.up(r.draw.normal(size_t(rows) * H));
+                              auto dyd = r.up(r.draw.normal(size_t(rows) * D));
+                              auto w1 = r.up(r.draw.normal(size_t(G) * D * H1, 0.3f));
+                              auto w2 = r.up(r.draw.normal(size_t(G) * H * D, 0.3f));
+                              auto dw1 = r.up(r.draw.normal(size_t(G) * D * H1));
+                              auto db1 = r.up(r.draw.normal(size_t(G) * H1));
+                              auto dw2 = r.up(r.draw.normal(size_t(G) * H * D));
+                              auto db2 = r.up(r.draw.normal(size_t(G) * D));
+                              r.be.expert_ffn_backward(xd.get(), pre.get(), h.get(), dw1.get(),
+                                                       db1.get(), dw2.get(), db2.get(), dyd.get(),
+                                                       xd.get(), h.get(), pre.get(), w1.get(),
+                                                       w2.get(), off.data(), shape);
+                              r.keep("dxd", xd);
+                              r.keep("dpre", pre);
+                              r.keep("dh", h);
+                              r.keep("dw1", dw1);
+                              r.keep("db1", db1);
+                              r.keep("dw2", dw2);
+                              r.keep("db2", db2);
+                          });
+        }
+}
+
 void register_rmsnorm() {
     // a D-term float sum of squares, a sqrt and a division per row: transcendental. Not D = 1:
     // there dx = r g dy (1 - x^2 r^2) cancels to ~eps / x^2, and its relative error is that of
@@ -1007,6 +1081,7 @@ void register_window() {
 [[maybe_unused]] const bool registered = [] {
     register_gemm();
     register_grouped();
+    register_expert_ffn();
     register_elementwise();
     register_rmsnorm();
     register_combine();

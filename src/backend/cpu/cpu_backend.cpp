@@ -11,6 +11,7 @@
 #include <unsupported/Eigen/SpecialFunctions>
 
 #include "backend/cpu/cpu_internal.h"
+#include "backend/cpu/cpu_tiles.h"
 #include "backend/cuda_module.h"
 #include "backend/device.h"
 #include "backend/threads.h"
@@ -66,17 +67,13 @@ void gelu_backward_n(float* dx, const float* dy, const float* x, size_t n) {
 }
 }  // namespace
 
-void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activation act) {
+// The elementwise rules of act_forward / act_backward over rows (cpu_tiles.h): gelu through
+// blockwise (one value's result does not depend on where a piece starts), swiglu and relu by row.
+void act_forward_rows(float* h, const float* pre, int rows, int H, Activation act) {
     if (act == Activation::gelu) {
-        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-        for (size_t p = 0; p < pieces; ++p)
-            gelu_forward_n(h + p * kChunk, pre + p * kChunk,
-                           std::min(n, (p + 1) * kChunk) - p * kChunk);
+        gelu_forward_n(h, pre, size_t(rows) * H);
         return;
     }
-#pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         float* y = h + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -91,18 +88,12 @@ void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activa
     }
 }
 
-void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
-                              Activation act) {
+void act_backward_rows(float* dpre, const float* dh, const float* pre, int rows, int H,
+                       Activation act) {
     if (act == Activation::gelu) {
-        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-        for (size_t p = 0; p < pieces; ++p)
-            gelu_backward_n(dpre + p * kChunk, dh + p * kChunk, pre + p * kChunk,
-                            std::min(n, (p + 1) * kChunk) - p * kChunk);
+        gelu_backward_n(dpre, dh, pre, size_t(rows) * H);
         return;
     }
-#pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
     for (int r = 0; r < rows; ++r) {
         const float* dy = dh + size_t(r) * H;
         if (act == Activation::swiglu) {
@@ -123,6 +114,41 @@ void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, in
                 for (int j = 0; j < H; ++j) dx[j] = x[j] > 0.0f ? dy[j] : 0.0f;
         }
     }
+}
+
+// gelu in pieces of kChunk values, the others in pieces of rows.
+void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activation act) {
+    if (act == Activation::gelu) {
+        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
+        for (size_t p = 0; p < pieces; ++p)
+            gelu_forward_n(h + p * kChunk, pre + p * kChunk,
+                           std::min(n, (p + 1) * kChunk) - p * kChunk);
+        return;
+    }
+    const int in_width = act == Activation::swiglu ? 2 * H : H;
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+    for (int r = 0; r < rows; ++r)
+        act_forward_rows(h + size_t(r) * H, pre + size_t(r) * in_width, 1, H, act);
+}
+
+void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
+                              Activation act) {
+    if (act == Activation::gelu) {
+        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
+        for (size_t p = 0; p < pieces; ++p)
+            gelu_backward_n(dpre + p * kChunk, dh + p * kChunk, pre + p * kChunk,
+                            std::min(n, (p + 1) * kChunk) - p * kChunk);
+        return;
+    }
+    const int in_width = act == Activation::swiglu ? 2 * H : H;
+#pragma omp parallel for num_threads(threads_) \
+    schedule(static) if (threads_ > 1 && size_t(rows) * H > 32768)
+    for (int r = 0; r < rows; ++r)
+        act_backward_rows(dpre + size_t(r) * in_width, dh + size_t(r) * H,
+                          pre + size_t(r) * in_width, 1, H, act);
 }
 
 constexpr float kNormEps = 1e-5f;

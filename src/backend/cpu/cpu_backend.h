@@ -35,6 +35,13 @@ public:
     void act_forward(float* h, const float* pre, int rows, int H, Activation act) override;
     void act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
                       Activation act) override;
+    void expert_ffn_forward(float* yd, float* h, float* pre, const float* xd, const float* w1,
+                            const float* b1, const float* w2, const float* b2, const int* off,
+                            const FfnShape& s) override;
+    void expert_ffn_backward(float* dxd, float* dpre, float* dh, float* dw1, float* db1, float* dw2,
+                             float* db2, const float* dyd, const float* xd, const float* h,
+                             const float* pre, const float* w1, const float* w2, const int* off,
+                             const FfnShape& s) override;
     void rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
                          int D) override;
     void rmsnorm_backward(float* dx, float* dg, const float* dy, const float* x, const float* g,
@@ -100,6 +107,9 @@ public:
     };
 
 private:
+    // Whether the fused feed-forward ops run whole segments per thread (cpu_ffn.cpp); if so,
+    // seg_order_ holds the non-empty segments, largest first.
+    bool ffn_segments(const int* off, int G);
     void run_tiles(float* C, const float* A, const float* B, size_t b_stride, const int* off, int N,
                    int K, bool tb, float beta, const float* bias, size_t bias_stride);
     int threads_;
@@ -108,6 +118,7 @@ private:
     std::vector<int> emb_off_, emb_tok_, emb_next_;  // embedding_backward's by-row index
     std::vector<double> switch_scratch_;             // switch_loss_grad's per-expert values
     std::vector<int> index_cursor_;                  // plan_index_by_token's cursors
+    std::vector<int> seg_order_;                     // ffn_segments' order of the segments
 };
 
 }  // namespace moe::cpu
