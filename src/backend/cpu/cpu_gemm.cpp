@@ -20,7 +20,23 @@ void add_tiles(std::vector<CpuBackend::Tile>& tiles, int g, int rows, int cols, 
                       [&](const CpuBackend::Tile& t) { tiles.push_back(t); });
 }
 
-// The weights tile tl multiplies (B's rows or columns c0..c1 of its group), as a prefetch cursor.
+// Runs one(i) for every tile i across the threads: contiguous runs of tiles per thread when
+// every tile is short (each prefetches the next, most often its own), else one tile at a time
+// to whichever thread is free. Each tile is computed by one thread either way.
+template <class F>
+void for_each_tile(int n_tiles, int threads, bool all_short, F&& one) {
+    const bool par = n_tiles > 1 && threads > 1;
+    if (all_short) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    } else {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (par)
+        for (int i = 0; i < n_tiles; ++i) one(i);
+    }
+}
+
+}  // namespace
+
 PrefetchCursor weights_of(const CpuBackend::Tile& tl, const float* B, size_t b_stride, int N, int K,
                           bool tb) {
     const float* Bg = B + size_t(tl.group) * b_stride;
@@ -39,35 +55,26 @@ PrefetchCursor weights_of(const CpuBackend::Tile& tl, const float* B, size_t b_s
     return pf;
 }
 
-// Runs one(i) for every tile i across the threads: contiguous runs of tiles per thread when
-// every tile is short (each prefetches the next, most often its own), else one tile at a time
-// to whichever thread is free. Each tile is computed by one thread either way.
-template <class F>
-void for_each_tile(int n_tiles, int threads, bool all_short, F&& one) {
-    const bool par = n_tiles > 1 && threads > 1;
-    if (all_short) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    } else {
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (par)
-        for (int i = 0; i < n_tiles; ++i) one(i);
-    }
+PrefetchCursor grad_block_of(const CpuBackend::Tile& tl, const float* C, size_t c_stride, int N) {
+    PrefetchCursor pf;
+    pf.base =
+        reinterpret_cast<const char*>(C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0);
+    pf.rows = tl.r1 - tl.r0;
+    pf.row_bytes = size_t(tl.c1 - tl.c0) * sizeof(float);
+    pf.stride = size_t(N) * sizeof(float);
+    return pf;
 }
-
-}  // namespace
 
 // One tile of a grouped row product: rows r0..r1 and columns c0..c1 of group g's output, A's
 // rows [off[g] + r0, off[g] + r1). With a bias (beta is then 0), the tile starts as the bias row
 // instead of Eigen's zero fill. Short tiles (cpu_small_gemm.h) take the packing-free kernels and
-// prefetch the weights of `next` (when not null). The result depends only on the tile's shape.
-void product_tile(const CpuBackend::Tile& tl, const CpuBackend::Tile* next, float* C,
-                  const float* A, const float* B, size_t b_stride, const int* off, int N, int K,
-                  bool tb, float beta, const float* bias, size_t bias_stride) {
+// walk pf meanwhile. The result depends only on the tile's shape.
+void product_tile(const CpuBackend::Tile& tl, PrefetchCursor pf, float* C, const float* A,
+                  const float* B, size_t b_stride, const int* off, int N, int K, bool tb,
+                  float beta, const float* bias, size_t bias_stride) {
     const int row0 = off[tl.group] + tl.r0, m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
     const float* Bg = B + size_t(tl.group) * b_stride;
     if (small_gemm_fits(tb, m, n, K)) {
-        PrefetchCursor pf;
-        if (next) pf = weights_of(*next, B, b_stride, N, K, tb);
         small_gemm(C + size_t(row0) * N + tl.c0, size_t(N), A + size_t(row0) * K, size_t(K),
                    tb ? Bg + size_t(tl.c0) * K : Bg + tl.c0, tb ? size_t(K) : size_t(N), m, n, K,
                    tb, beta, bias ? bias + size_t(tl.group) * bias_stride + tl.c0 : nullptr, pf);
@@ -96,22 +103,14 @@ void product_tile(const CpuBackend::Tile& tl, const CpuBackend::Tile* next, floa
 }
 
 // One tile of a grouped weight gradient: rows r0..r1 and columns c0..c1 of C_g (M, N) += A[rows]ᵀ
-// B[rows] over all of group g's rows. Short segments take the packing-free kernel, which
-// prefetches the block of C that `next` (when not null) accumulates into.
-void wgrad_tile(const CpuBackend::Tile& tl, const CpuBackend::Tile* next, float* C, size_t c_stride,
+// B[rows] over all of group g's rows. Short segments take the packing-free kernel, which walks pf
+// meanwhile.
+void wgrad_tile(const CpuBackend::Tile& tl, PrefetchCursor pf, float* C, size_t c_stride,
                 const float* A, const float* B, const int* off, int M, int N) {
     const int row0 = off[tl.group], rows = off[tl.group + 1] - off[tl.group];
     const int m = tl.r1 - tl.r0, n = tl.c1 - tl.c0;
     float* Cg = C + size_t(tl.group) * c_stride + size_t(tl.r0) * N + tl.c0;
     if (small_wgrad_fits(rows, n)) {
-        PrefetchCursor pf;
-        if (next) {
-            pf.base = reinterpret_cast<const char*>(C + size_t(next->group) * c_stride +
-                                                    size_t(next->r0) * N + next->c0);
-            pf.rows = next->r1 - next->r0;
-            pf.row_bytes = size_t(next->c1 - next->c0) * sizeof(float);
-            pf.stride = size_t(N) * sizeof(float);
-        }
         small_wgrad(Cg, size_t(N), A + size_t(row0) * M + tl.r0, size_t(M),
                     B + size_t(row0) * N + tl.c0, size_t(N), rows, m, n, pf);
         return;
@@ -140,8 +139,11 @@ void CpuBackend::run_tiles(float* C, const float* A, const float* B, size_t b_st
     for (const Tile& tl : tiles_)
         all_short = all_short && small_gemm_fits(tb, tl.r1 - tl.r0, tl.c1 - tl.c0, K);
     for_each_tile(n_tiles, threads_, all_short, [&](int i) {
-        product_tile(tiles_[i], i + 1 < n_tiles ? &tiles_[i + 1] : nullptr, C, A, B, b_stride, off,
-                     N, K, tb, beta, bias, bias_stride);
+        const PrefetchCursor pf = i + 1 < n_tiles
+                                      ? weights_of(tiles_[size_t(i) + 1], B, b_stride, N, K, tb)
+                                      : PrefetchCursor{};
+        product_tile(tiles_[size_t(i)], pf, C, A, B, b_stride, off, N, K, tb, beta, bias,
+                     bias_stride);
     });
 }
 
@@ -202,8 +204,10 @@ void CpuBackend::gemm_grouped_wgrad(float* C, size_t c_stride, const float* A, c
     for (const Tile& tl : tiles_)
         all_short = all_short && small_wgrad_fits(off[tl.group + 1] - off[tl.group], tl.c1 - tl.c0);
     for_each_tile(n_tiles, threads_, all_short, [&](int i) {
-        wgrad_tile(tiles_[i], i + 1 < n_tiles ? &tiles_[i + 1] : nullptr, C, c_stride, A, B, off, M,
-                   N);
+        const PrefetchCursor pf = i + 1 < n_tiles
+                                      ? grad_block_of(tiles_[size_t(i) + 1], C, c_stride, N)
+                                      : PrefetchCursor{};
+        wgrad_tile(tiles_[size_t(i)], pf, C, c_stride, A, B, off, M, N);
     });
 }
 

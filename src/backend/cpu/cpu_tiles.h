@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_small_gemm.h"
 
 namespace moe::cpu {
 
@@ -36,13 +37,20 @@ void for_segment_tiles(int g, int rows, int cols, int max_rows, F&& f) {
             f(CpuBackend::Tile{g, r, std::min(rows, r + len), c, std::min(cols, c + kColTile)});
 }
 
-// One tile of gemm_grouped_rows / gemm_grouped_rows_bias (backend.h), computed serially; `next`
-// (or null) is the tile whose weights to prefetch.
-void product_tile(const CpuBackend::Tile& tl, const CpuBackend::Tile* next, float* C,
-                  const float* A, const float* B, size_t b_stride, const int* off, int N, int K,
-                  bool tb, float beta, const float* bias, size_t bias_stride);
+// What a short tile's kernel prefetches while it computes (cpu_small_gemm.h): the weights of a
+// row-product tile (B's rows or columns c0..c1 of its group: N, K and tb as in the product), or
+// the block of a weight gradient C that a wgrad tile accumulates into.
+PrefetchCursor weights_of(const CpuBackend::Tile& tl, const float* B, size_t b_stride, int N, int K,
+                          bool tb);
+PrefetchCursor grad_block_of(const CpuBackend::Tile& tl, const float* C, size_t c_stride, int N);
+
+// One tile of gemm_grouped_rows / gemm_grouped_rows_bias (backend.h), computed serially; pf: what
+// to prefetch meanwhile (most often the next tile's weights).
+void product_tile(const CpuBackend::Tile& tl, PrefetchCursor pf, float* C, const float* A,
+                  const float* B, size_t b_stride, const int* off, int N, int K, bool tb,
+                  float beta, const float* bias, size_t bias_stride);
 // One tile of gemm_grouped_wgrad, computed serially.
-void wgrad_tile(const CpuBackend::Tile& tl, const CpuBackend::Tile* next, float* C, size_t c_stride,
+void wgrad_tile(const CpuBackend::Tile& tl, PrefetchCursor pf, float* C, size_t c_stride,
                 const float* A, const float* B, const int* off, int M, int N);
 // One segment of bias_grad_grouped: db (N) += column sums of dC's rows r0..r1, row by row.
 void bias_grad_rows(float* db, const float* dC, int r0, int r1, int N);
