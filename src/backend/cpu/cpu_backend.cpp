@@ -116,39 +116,31 @@ void act_backward_rows(float* dpre, const float* dh, const float* pre, int rows,
     }
 }
 
-// gelu in pieces of kChunk values, the others in pieces of rows.
+namespace {
+// f(r0, r1) over pieces of about kChunk values in whole rows, across the threads.
+template <class F>
+void for_row_pieces(int threads, int rows, int H, F&& f) {
+    const int per = std::max(1, int(kChunk / size_t(std::max(H, 1))));
+    const int pieces = (rows + per - 1) / per;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && pieces > 1)
+    for (int p = 0; p < pieces; ++p) f(p * per, std::min(rows, (p + 1) * per));
+}
+}  // namespace
+
 void CpuBackend::act_forward(float* h, const float* pre, int rows, int H, Activation act) {
-    if (act == Activation::gelu) {
-        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-        for (size_t p = 0; p < pieces; ++p)
-            gelu_forward_n(h + p * kChunk, pre + p * kChunk,
-                           std::min(n, (p + 1) * kChunk) - p * kChunk);
-        return;
-    }
     const int in_width = act == Activation::swiglu ? 2 * H : H;
-#pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(rows) * H >= kParallelMin)
-    for (int r = 0; r < rows; ++r)
-        act_forward_rows(h + size_t(r) * H, pre + size_t(r) * in_width, 1, H, act);
+    for_row_pieces(threads_, rows, H, [&](int r0, int r1) {
+        act_forward_rows(h + size_t(r0) * H, pre + size_t(r0) * in_width, r1 - r0, H, act);
+    });
 }
 
 void CpuBackend::act_backward(float* dpre, const float* dh, const float* pre, int rows, int H,
                               Activation act) {
-    if (act == Activation::gelu) {
-        const size_t n = size_t(rows) * H, pieces = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(threads_) schedule(static) if (threads_ > 1 && pieces > 1)
-        for (size_t p = 0; p < pieces; ++p)
-            gelu_backward_n(dpre + p * kChunk, dh + p * kChunk, pre + p * kChunk,
-                            std::min(n, (p + 1) * kChunk) - p * kChunk);
-        return;
-    }
     const int in_width = act == Activation::swiglu ? 2 * H : H;
-#pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(rows) * H >= kParallelMin)
-    for (int r = 0; r < rows; ++r)
-        act_backward_rows(dpre + size_t(r) * in_width, dh + size_t(r) * H,
-                          pre + size_t(r) * in_width, 1, H, act);
+    for_row_pieces(threads_, rows, H, [&](int r0, int r1) {
+        act_backward_rows(dpre + size_t(r0) * in_width, dh + size_t(r0) * H,
+                          pre + size_t(r0) * in_width, r1 - r0, H, act);
+    });
 }
 
 constexpr float kNormEps = 1e-5f;
