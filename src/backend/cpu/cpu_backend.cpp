@@ -148,7 +148,7 @@ constexpr float kNormEps = 1e-5f;
 void CpuBackend::rmsnorm_forward(float* y, float* rrms, const float* x, const float* g, int T,
                                  int D) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         float* yr = y + size_t(t) * D;
@@ -164,7 +164,7 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const f
                                   const float* g, const float* rrms, int T, int D) {
     // y_j = x_j r g_j, r = (mean(x^2) + eps)^-1/2:  dx_j = r (g_j dy_j - x_j r^2 mean_i(g_i dy_i x_i))
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* xr = x + size_t(t) * D;
         const float* dyr = dy + size_t(t) * D;
@@ -186,7 +186,7 @@ void CpuBackend::rmsnorm_backward(float* dx, float* dg, const float* dy, const f
 
 void CpuBackend::gate_rows_forward(float* y, float* a, const float* S, int T, int D) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float g = sigmoidf(a[t]);
         a[t] = g;
@@ -199,7 +199,7 @@ void CpuBackend::gate_rows_forward(float* y, float* a, const float* S, int T, in
 void CpuBackend::gate_rows_backward(float* dS, float* da, const float* dy, const float* S,
                                     const float* g, int T, int D) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float gt = g[t];
         const float* s = S + size_t(t) * D;
@@ -216,7 +216,7 @@ void CpuBackend::gate_rows_backward(float* dS, float* da, const float* dy, const
 
 void CpuBackend::gather_rows(float* dst, const float* src, const int* idx, int n, int D) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(n) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(n) * D > 65536)
     for (int a = 0; a < n; ++a) std::copy_n(src + size_t(idx[a]) * D, D, dst + size_t(a) * D);
 }
 
@@ -224,7 +224,7 @@ void CpuBackend::combine_by_token(float* out, const float* Y, const int* tok_off
                                   const int* tok_assign, const float* w, int T, int D,
                                   bool accumulate) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         float* o = out + size_t(t) * D;
         if (!accumulate) std::fill_n(o, D, 0.0f);
@@ -241,7 +241,7 @@ void CpuBackend::combine_by_token_backward(float* dY, float* dw, const float* do
                                            const int* tok_off, const int* tok_assign,
                                            const float* w, int T, int D) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * D >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * D > 32768)
     for (int t = 0; t < T; ++t) {
         const float* go = dout + size_t(t) * D;
         for (int i = tok_off[t]; i < tok_off[t + 1]; ++i) {

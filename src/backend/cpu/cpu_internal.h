@@ -15,10 +15,6 @@ using CMapMat = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
 
 constexpr size_t kChunk = 1 << 14;  // elements per piece of an elementwise pass or reduction
 
-// Row-by-row passes over fewer values than this run on one thread: waking the team costs more
-// than the pass saves. Only the schedule depends on it, never a result.
-constexpr size_t kParallelMin = 8192;
-
 // Elementwise math through Eigen's packet functions (exp, log, erf) with results that depend only
 // on the values. Eigen computes packets and scalar tails with different approximations, and peels
 // unaligned heads with the scalar one; so the values go kVecBlock at a time through 64-byte-aligned

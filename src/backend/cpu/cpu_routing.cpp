@@ -6,7 +6,6 @@
 
 #include "backend/check.h"
 #include "backend/cpu/cpu_backend.h"
-#include "backend/cpu/cpu_internal.h"
 #include "backend/plan_row.h"
 #include "backend/routing_host.h"
 #include "backend/topk_row.h"
@@ -296,7 +295,7 @@ void CpuBackend::topk_rows(int* sel, float* gate, const float* s, const float* b
                            int K, bool normalize, float scale) {
     MOESIM_CHECK(K >= 1 && K <= N && K <= kHostTopkMaxK, "topk_rows: K outside [1, min(N, 64)]");
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * N >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * N > 16384)
     for (int t = 0; t < T; ++t)
         host_topk_row(sel + size_t(t) * K, gate + size_t(t) * K, s + size_t(t) * N, bias, N, K,
                       normalize, scale);
@@ -305,7 +304,7 @@ void CpuBackend::topk_rows(int* sel, float* gate, const float* s, const float* b
 void CpuBackend::topk_rows_backward(float* ds, const float* s, const int* sel, const float* dg,
                                     int T, int N, int K, bool normalize, float scale, int ldds) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * N >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * N > 16384)
     for (int t = 0; t < T; ++t)
         host_topk_row_backward(ds + size_t(t) * ldds, s + size_t(t) * N, sel + size_t(t) * K,
                                dg + size_t(t) * K, K, normalize, scale);
@@ -349,7 +348,7 @@ void CpuBackend::switch_loss_grad(float* d_probs, const int* routed, int T, int 
 void CpuBackend::z_loss_grad(float* d, const float* x, const double* lse, int T, int N, int ldx,
                              int ldd, float coef) {
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * N >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * N > 16384)
     for (int t = 0; t < T; ++t)
         host_z_loss_grad_row(d + size_t(t) * ldd, x + size_t(t) * ldx, lse[t], N, coef, T);
 }
@@ -366,7 +365,7 @@ void CpuBackend::logsumexp_rows(double* lse, const float* x, int T, int N, int l
         return;
     }
 #pragma omp parallel for num_threads(threads_) \
-    schedule(static) if (threads_ > 1 && size_t(T) * N >= kParallelMin)
+    schedule(static) if (threads_ > 1 && size_t(T) * N > 16384)
     for (int t = 0; t < T; ++t) lse[t] = vec_logsumexp(x + size_t(t) * ldx, size_t(N));
 }
 
