@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config_load.h"
+#include "support/csv_rows.h"
 #include "support/process.h"
 #include "train/trainer.h"
 
@@ -96,6 +97,27 @@ TEST_SUITE("train") {
         REQUIRE(top1.status == RunStatus::completed);
         CHECK(top1.final_eval_accuracy > dense.final_eval_accuracy + 0.02);
         CHECK(top1.final_eval_accuracy > norm.final_eval_accuracy + 0.15);
+    }
+
+    TEST_CASE("summary.csv names the model and expert kinds and the router's noise and gate") {
+        // the defaults, then each key away from its default: the column follows the config
+        const auto d1 = scratch_dir("summary_kinds_default"), d2 = scratch_dir("summary_kinds");
+        auto o1 = kSmall, o2 = kSmall;
+        for (auto* o : {&o1, &o2}) o->insert(o->end(), {"train.steps=10", "train.eval_every=10"});
+        o2.insert(o2.end(), {"router.noise=1.0", "router.noise_kind=uniform",
+                             "router.topk.gate_logits=clean"});
+        REQUIRE(run_in(d1, o1).status == RunStatus::completed);
+        REQUIRE(run_in(d2, o2).status == RunStatus::completed);
+        const auto r1 = test::read_csv(d1 / "summary.csv");
+        const auto r2 = test::read_csv(d2 / "summary.csv");
+        REQUIRE(r1.size() == 1);
+        REQUIRE(r2.size() == 1);
+        CHECK(r1[0].at("model.kind") == "residual");
+        CHECK(r1[0].at("experts.kind") == "ffn");
+        CHECK(r1[0].at("router.noise_kind") == "gaussian");
+        CHECK(r1[0].at("router.topk.gate_logits") == "noisy");
+        CHECK(r2[0].at("router.noise_kind") == "uniform");
+        CHECK(r2[0].at("router.topk.gate_logits") == "clean");
     }
 
     TEST_CASE("a diverging run stops with status diverged and whole CSV rows") {
