@@ -141,6 +141,9 @@ struct ModelConfig {
     int moe_every = 1;
     int heads = 4;                // transformer: attention heads (d_model % heads == 0)
     bool tie_embeddings = false;  // transformer: the LM head is the token embedding's transpose
+    // The loss's cross-entropy reads softmax(logits) instead of the logits: a softmax applied twice,
+    // as the official code of Chen et al. 2022 does (docs/chen2022.md)
+    bool output_softmax = false;
 
     bool operator==(const ModelConfig&) const = default;
 };

@@ -352,6 +352,10 @@ const std::vector<Key>& table() {
             "model.tie_embeddings",
             "model.kind: transformer: the LM head is the transposed token embedding (no head "
             "matrix of its own)"),
+        bool_key<&C::model, &ModelConfig::output_softmax>(
+            "model.output_softmax",
+            "the loss's cross-entropy reads softmax(logits), a softmax applied twice (the official "
+            "code of Chen et al. 2022); for clusters and patch_clusters"),
 
         choice_key<&C::experts, &ExpertsConfig::kind>(
             "experts.kind", kExpertKind,

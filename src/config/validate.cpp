@@ -64,6 +64,19 @@ const KeyRule kRules[] = {
          if (c.device == Device::cpu || c.model.kind != ModelKind::transformer) return {};
          return "'transformer' is not built for device: cuda yet; use device: cpu";
      }},
+    {"model.output_softmax",
+     {"model.output_softmax", "data.task"},
+     "`model.output_softmax: true` needs a classification task (`data.task: clusters` or "
+     "`patch_clusters`)",
+     [](const Config& c, const Show& s) -> std::string {
+         if (!c.model.output_softmax || c.data.task == TaskKind::clusters ||
+             c.data.task == TaskKind::patch_clusters)
+             return {};
+         return fmt::format(
+             "a softmax before the loss's own is for classification; data.task = {} scores its "
+             "loss against an ideal loss that the second softmax would make meaningless",
+             s.value("data.task"));
+     }},
     {"model.heads",
      {"model.heads", "model.d_model"},
      "`model.kind: transformer` needs `model.d_model` divisible by `model.heads`",

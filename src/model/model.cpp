@@ -26,6 +26,7 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
         moe_[0]->reserve(T_max, be);
         logits_.allocate(be, size_t(T_max) * C_);
         dlogits_.allocate(be, size_t(T_max) * C_);
+        if (cfg.model.output_softmax) out_probs_.allocate(be, size_t(T_max) * C_);
         dx_.allocate(be, size_t(T_max) * Din_);
         if (be && !be->host_memory()) {
             x_dev_.allocate(be, size_t(T_max) * Din_);
@@ -92,6 +93,7 @@ Model::Model(const Config& cfg, int input_dim, int num_classes, int T_max, Backe
     dn_.allocate(be, TD);
     logits_.allocate(be, size_t(T_max) * C_);
     dlogits_.allocate(be, size_t(T_max) * C_);
+    if (cfg.model.output_softmax) out_probs_.allocate(be, size_t(T_max) * C_);
     if (be && !be->host_memory()) {
         if (!tf_) x_dev_.allocate(be, size_t(T_max) * Din_);
         y_dev_.allocate(be, size_t(T_max));
@@ -202,8 +204,7 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
         moe_[0]->forward(be, ps_, logits_.data(), x, T, layer_pass);
         lp.aux = moe_[0]->weighted_aux();
         lp.z = moe_[0]->weighted_z();
-        lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, T,
-                                   C_, 1.0f, &lp.correct);
+        lp.task = task_loss(be, T, y, pass.training, &lp.correct);
         lp.loss = lp.task + lp.aux + lp.z;
         return lp;
     }
@@ -241,10 +242,21 @@ LossParts Model::forward(Backend& be, const float* x, const int* y, int T, const
     }
     be.rmsnorm_forward(n_[L_].data(), rrms_[L_].data(), h_[L_].data(), ps_.p(final_g_), T, D_);
     head_forward(be, T);
-    lp.task = be.cross_entropy(pass.training ? dlogits_.data() : nullptr, logits_.data(), y, R, C_,
-                               1.0f, &lp.correct);
+    lp.task = task_loss(be, R, y, pass.training, &lp.correct);
     lp.loss = lp.task + lp.aux + lp.z;
     return lp;
+}
+
+double Model::task_loss(Backend& be, int rows, const int* y, bool training, int64_t* correct) {
+    float* dz = training ? dlogits_.data() : nullptr;
+    if (!cfg_.model.output_softmax)
+        return be.cross_entropy(dz, logits_.data(), y, rows, C_, 1.0f, correct);
+    // loss = CE(softmax(logits)): the cross-entropy's gradient in the probabilities, then the
+    // softmax's backward to the logits (the argmax, and so the accuracy, is the logits')
+    be.softmax_rows(out_probs_.data(), logits_.data(), rows, C_, C_);
+    const double loss = be.cross_entropy(dz, out_probs_.data(), y, rows, C_, 1.0f, correct);
+    if (dz) be.softmax_rows_backward(dz, out_probs_.data(), rows, C_, C_);
+    return loss;
 }
 
 void Model::backward(Backend& be, int T, bool router_grad_parts) {

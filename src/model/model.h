@@ -80,6 +80,10 @@ public:
     int loss_row(int r) const;
 
 private:
+    // The task loss of `rows` rows of logits_ against labels y, its gradient into dlogits_ when
+    // training; with model.output_softmax, through the softmax of the logits.
+    double task_loss(Backend& be, int rows, const int* y, bool training, int64_t* correct);
+
     Config cfg_;
     int T_max_, Din_, D_, C_, L_;
     bool moe_only_ = false;  // model.kind: moe_only: moe_[0] alone, on the raw input
@@ -96,6 +100,7 @@ private:
     Buf<int> y_dev_;                        // (T_max) the labels' copy on a device
     std::vector<Buf<float>> h_, n_, rrms_;  // (L+1) residual stream, (L+1) normed, rrms
     Buf<float> f_, logits_, dlogits_, dh_, dn_;
+    Buf<float> out_probs_;  // model.output_softmax: softmax(logits), the cross-entropy's input
     // model.kind: transformer
     bool tf_ = false;
     bool tied_ = false;

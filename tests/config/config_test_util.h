@@ -80,6 +80,7 @@ inline Config nontrivial_config() {
     c.model.moe_every = 2;
     c.model.heads = 6;
     c.model.tie_embeddings = true;
+    c.model.output_softmax = true;  // data.task stays clusters, a classification task
     // model.kind stays `residual`: `transformer` needs data.task: markov (clusters here)
     c.experts.count = 8;
     c.experts.d_ff = 96;

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -111,6 +112,50 @@ TEST_SUITE("model") {
         cfg.experts.activation = Activation::swiglu;
         cfg.experts.shared = 1;
         check_model(cfg, 0.0, "shazeer");
+    }
+
+    TEST_CASE("model: gradient check with model.output_softmax") {
+        Config cfg = tiny_config();
+        cfg.model.output_softmax = true;
+        check_model(cfg, 0.0, "output_softmax");
+    }
+
+    TEST_CASE("model: output_softmax's loss is the cross-entropy of softmax(logits) by hand") {
+        // the same model and batch with and without the option: the logits are the same, the
+        // task loss is mean_t -log softmax(softmax(z_t))[y_t] from those logits, the accuracy the
+        // same
+        const int T = 8, Din = 5, C = 3;
+        auto be = backend_create(Device::cpu, 1);
+        const std::vector<float> x = normal_vector(size_t(T) * Din, 32, 3.0f);
+        std::vector<int> labels(T);
+        for (int t = 0; t < T; ++t) labels[size_t(t)] = (t * 7 + 1) % C;
+        Pass info;
+        info.training = false;
+        Config plain = tiny_config(), twice = tiny_config();
+        twice.model.output_softmax = true;
+        Model m1(plain, Din, C, T), m2(twice, Din, C, T);
+        const LossParts l1 = m1.forward(*be, x.data(), labels.data(), T, info);
+        const LossParts l2 = m2.forward(*be, x.data(), labels.data(), T, info);
+        const std::vector<float> z(m2.logits(), m2.logits() + size_t(T) * C);
+        CHECK(std::equal(z.begin(), z.end(), m1.logits()));
+        double want = 0.0, plain_want = 0.0;
+        for (int t = 0; t < T; ++t) {
+            const float* zt = z.data() + size_t(t) * C;
+            double zmax = zt[0], s = 0.0;
+            for (int c = 1; c < C; ++c) zmax = std::max(zmax, double(zt[c]));
+            for (int c = 0; c < C; ++c) s += std::exp(zt[c] - zmax);
+            std::vector<double> p(static_cast<size_t>(C));
+            for (int c = 0; c < C; ++c) p[size_t(c)] = std::exp(zt[c] - zmax) / s;
+            double s2 = 0.0;
+            for (int c = 0; c < C; ++c) s2 += std::exp(p[size_t(c)]);
+            const int y = labels[size_t(t)];
+            want += -(p[size_t(y)] - std::log(s2)) / T;
+            plain_want += -(zt[y] - zmax - std::log(s)) / T;
+        }
+        CHECK(l1.task == doctest::Approx(plain_want).epsilon(1e-5));
+        CHECK(l2.task == doctest::Approx(want).epsilon(1e-5));
+        CHECK(l2.task > std::log(1.0 + 2.0 * std::exp(-1.0)) - 1e-6);  // the floor with 3 classes
+        CHECK(l2.correct == l1.correct);
     }
 
 }  // TEST_SUITE
