@@ -8,10 +8,15 @@
 # draws the dispatch entropy over training (the exploration stage, then router learning).
 #
 #   experiments/chen2022.sh [--seeds N] [--settings "1 2 3 4"] [--models "moe_nonlinear ..."]
-#                           [--channels "40 64 256"] [OUT_DIR] [KEY=VALUE ...]
+#                           [--channels "40 64 256"] [--protocol configs|official]
+#                           [OUT_DIR] [KEY=VALUE ...]
 # Defaults: 10 seeds (1..N), all four settings, the models moe_nonlinear moe_linear
 # single_nonlinear single_linear, the single experts at J = 40, 64 and 256; OUT_DIR
-# runs/chen2022; overrides go to every run. A run whose summary.csv says completed is not run
+# runs/chen2022; overrides go to every run. --protocol official trains as the official code's
+# loops do: the MoEs 501 steps with train.early_stop.loss_rise 0.02 (checked from the first
+# step), the single experts 801 steps with the same rule checked after step 501, each with a
+# train row at every step (train.log_every 1: the last training step's dispatch entropy is that
+# step's own); the default (configs) runs the configs as committed. A run whose summary.csv says completed is not run
 # again (FORCE=1 reruns). Cost on 2 cores: an MoE run (600 full-batch steps of 16,000
 # examples) about 20-50 s; a single expert of J = 256 (800 steps) about 9 minutes; J = 40 and
 # 64 a minute or two.
@@ -22,6 +27,7 @@ seeds=10
 settings="1 2 3 4"
 models="moe_nonlinear moe_linear single_nonlinear single_linear"
 channels="40 64 256"
+protocol=configs
 out=runs/chen2022
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,7 +35,8 @@ while [ $# -gt 0 ]; do
     --settings) settings=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
     --channels) channels=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --protocol) protocol=$2; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *=*) break ;;
     *) out=$1; shift ;;
   esac
@@ -46,6 +53,16 @@ for s in $settings; do
       label=$m
       extra=()
       if [ "$j" != "-" ]; then label="${m}_J$j"; extra=("experts.patch.channels=$j"); fi
+      if [ "$protocol" = official ]; then
+        case "$m" in
+          single_*) extra+=(train.steps=801 train.early_stop.after_step=501) ;;
+          *) extra+=(train.steps=501) ;;
+        esac
+        extra+=(train.early_stop.loss_rise=0.02 train.log_every=1)
+      elif [ "$protocol" != configs ]; then
+        echo "chen2022.sh: --protocol is configs or official, not '$protocol'" >&2
+        exit 2
+      fi
       for seed in $(seq 1 "$seeds"); do
         dir="$out/s$s/$label/seed$seed"
         runs+=("$s $label $dir")
