@@ -186,9 +186,12 @@ int cmd_run(const CommonArgs& a, const RunArgs& r) {
     switch (res.status) {
         case RunStatus::completed:
             if (!r.quiet)
-                std::fprintf(stderr, "done: %lld steps in %.1f s, eval accuracy %.4f; wrote %s/\n",
-                             (long long)res.steps_done, res.wall_s, res.final_eval_accuracy,
-                             dir.string().c_str());
+                std::fprintf(stderr,
+                             "done: %lld steps%s%s%s in %.1f s, eval accuracy %.4f; wrote %s/\n",
+                             (long long)res.steps_done,
+                             res.stop_reason.empty() ? "" : " (stopped early: train.early_stop.",
+                             res.stop_reason.c_str(), res.stop_reason.empty() ? "" : ")",
+                             res.wall_s, res.final_eval_accuracy, dir.string().c_str());
             return 0;
         case RunStatus::diverged:
             std::fprintf(

@@ -283,6 +283,16 @@ struct BalanceConfig {
     bool operator==(const BalanceConfig&) const = default;
 };
 
+// train.early_stop: end a run early on its training loss (each step's, before its update).
+struct EarlyStopConfig {
+    double loss_rise = 0.0;   // stop when the loss exceeds its running minimum by more; 0 = off
+    double loss_floor = 0.0;  // stop when the loss is at or below this; 0 = off
+    int64_t after_step = 0;   // the rules are checked only at steps after this one
+
+    bool on() const { return loss_rise > 0.0 || loss_floor > 0.0; }
+    bool operator==(const EarlyStopConfig&) const = default;
+};
+
 struct TrainConfig {
     int64_t steps = 2000;
     int batch_size = 256;
@@ -301,6 +311,7 @@ struct TrainConfig {
     int64_t log_every = 10;
     int64_t eval_every = 200;
     int64_t checkpoint_every = -1;  // -1: at every evaluation; 0: never
+    EarlyStopConfig early_stop;
 
     bool operator==(const TrainConfig&) const = default;
 };

@@ -556,6 +556,17 @@ const std::vector<Key>& table() {
             "train.checkpoint_every", -1, INT64_MAX,
             "steps between checkpoints of the whole training state in the run directory "
             "(`run --resume` continues from the newest); -1 = at every evaluation, 0 = never"),
+        num_key<&C::train, &TrainConfig::early_stop, &EarlyStopConfig::loss_rise>(
+            "train.early_stop.loss_rise", at_least(0.0),
+            "end the run at the first step whose training loss (the step's own, before its "
+            "update) exceeds the smallest loss of the steps before it by more than this; 0 = off"),
+        num_key<&C::train, &TrainConfig::early_stop, &EarlyStopConfig::loss_floor>(
+            "train.early_stop.loss_floor", at_least(0.0),
+            "end the run at the first step whose training loss is at or below this; 0 = off"),
+        int_key<&C::train, &TrainConfig::early_stop, &EarlyStopConfig::after_step>(
+            "train.early_stop.after_step", 0, INT64_MAX,
+            "the early-stop rules are checked only at steps after this one (the running minimum "
+            "counts every step)"),
     };
     return t;
 }
@@ -587,6 +598,10 @@ constexpr Section kSections[] = {
      "auxiliary losses added to balance.loss, each with its own coefficient: {switch: 0.01, "
      "shazeer: 0.001}"},
     {"train", "optimisation, evaluation and logging"},
+    {"train.early_stop",
+     "end a run before train.steps on its training loss (off unless a rule is set); the stop "
+     "step's update is not applied, and the run ends completed with a train row, an evaluation "
+     "and summary.csv's stop_reason"},
 };
 
 std::string join_available(std::span<const Choice> choices) {

@@ -24,7 +24,8 @@ namespace moe {
 
 // 2: the statistics windows and the collapse tracker keep the dense routers' weight masses.
 // 3: the summary keeps the final dropped-token rate, dispatch entropy and task loss.
-inline constexpr uint32_t kCheckpointFormat = 3;
+// 4: train.early_stop's state (the running minimum of the training loss, the stop reason).
+inline constexpr uint32_t kCheckpointFormat = 4;
 inline constexpr const char* kCheckpointFile = "checkpoint.bin";
 
 // Writes dir/checkpoint.bin from st (its step is st.step). Throws UserError on an I/O error.

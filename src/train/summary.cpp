@@ -90,8 +90,10 @@ void SummaryBuilder::observe_late_train(const LayerStats& st) {
     worst(worst_drop_, st.drop_rate);
 }
 
-void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse) {
+void SummaryBuilder::finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse,
+                            std::string_view stop_reason) {
     status_ = status;
+    stop_reason_ = std::string(stop_reason);
     steps_done_ = steps_done;
     if (auto s = collapse.first_dead_step()) first_dead_ = std::to_string(*s);
     dead_final_ = 0;
@@ -163,6 +165,8 @@ std::string SummaryBuilder::csv() const {
     add("worst_drop_rate", CsvCell(worst_drop_));
     add("first_dead_step", first_dead_.empty() ? CsvCell() : CsvCell(first_dead_));
     add("dead_final", CsvCell(dead_final_));
+    if (cfg_.train.early_stop.on())
+        add("stop_reason", stop_reason_.empty() ? CsvCell() : CsvCell(stop_reason_));
     if (!std::isnan(ideal_)) {
         add("ideal_loss", CsvCell(ideal_));
         add("loss_gap", CsvCell(task_loss_ - ideal_));  // NaN (empty) before the first evaluation

@@ -12,6 +12,8 @@
 //                           ideal loss on the eval set, and the final eval task_loss minus it
 //   first_dead_step         first eval step at which an expert was declared dead (empty: never)
 //   dead_final              experts dead at the end (collapse events), summed over layers
+//   stop_reason             runs with a train.early_stop rule on only: the rule that ended the
+//                           run (loss_rise, loss_floor; empty: it ran all train.steps)
 // Timing (wall time, tokens/s) is not here: it is in timing.csv, so that summary.csv is
 // byte-identical from run to run.
 #pragma once
@@ -37,7 +39,10 @@ public:
     // is not NaN. Not training state: the task recomputes it.
     void set_ideal_loss(double ideal) { ideal_ = ideal; }
     void observe_late_train(const LayerStats& st);
-    void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse);
+    // stop_reason: the train.early_stop rule that ended the run ("": none); summary.csv has
+    // the column stop_reason when train.early_stop has a rule on.
+    void finish(RunStatus status, int64_t steps_done, const CollapseTracker& collapse,
+                std::string_view stop_reason = {});
 
     // What a resumed run needs (the final eval, the late-train extremes).
     void save(BinaryWriter& w) const;
@@ -56,6 +61,7 @@ private:
     int64_t steps_done_ = 0;
     std::string first_dead_;
     int dead_final_ = 0;
+    std::string stop_reason_;
 };
 
 }  // namespace moe

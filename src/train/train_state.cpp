@@ -53,6 +53,47 @@ void StatsState::load(BinaryReader& r) {
     metrics.load(r);
 }
 
+std::string_view to_string(EarlyStopReason r) {
+    switch (r) {
+        case EarlyStopReason::none:
+            return "";
+        case EarlyStopReason::loss_rise:
+            return "loss_rise";
+        case EarlyStopReason::loss_floor:
+            return "loss_floor";
+    }
+    return "";
+}
+
+EarlyStopReason EarlyStopState::observe(const EarlyStopConfig& c, int64_t s, double loss) {
+    if (!c.on()) return EarlyStopReason::none;
+    EarlyStopReason r = EarlyStopReason::none;
+    if (s > c.after_step) {
+        if (c.loss_rise > 0.0 && loss > min_loss + c.loss_rise)
+            r = EarlyStopReason::loss_rise;
+        else if (c.loss_floor > 0.0 && loss <= c.loss_floor)
+            r = EarlyStopReason::loss_floor;
+    }
+    if (loss < min_loss) min_loss = loss;
+    reason = r;
+    return r;
+}
+
+void EarlyStopState::save(BinaryWriter& w) const {
+    w.tag("ESTP");
+    w.put(min_loss);
+    w.put<uint8_t>(uint8_t(reason));
+}
+
+void EarlyStopState::load(BinaryReader& r) {
+    r.tag("ESTP");
+    r.get(min_loss);
+    const uint8_t v = r.get<uint8_t>();
+    if (v > uint8_t(EarlyStopReason::loss_floor))
+        throw std::runtime_error("training state: an unknown early-stop reason");
+    reason = EarlyStopReason(v);
+}
+
 TrainState::TrainState(const Config& cfg, int input_dim, int num_classes, int groups, Backend* be)
     : model(cfg, input_dim, num_classes, cfg.train.batch_size, be),
       opt(cfg.train, model.params().size(), cfg.experts.count, be),
@@ -64,6 +105,7 @@ void TrainState::save(BinaryWriter& w) const {
     model.save(w);
     opt.save(w);
     stats.save(w);
+    early.save(w);
 }
 
 void TrainState::load(BinaryReader& r) {
@@ -73,6 +115,7 @@ void TrainState::load(BinaryReader& r) {
     model.load(r);
     opt.load(r);
     stats.load(r);
+    early.load(r);
 }
 
 }  // namespace moe

@@ -5,6 +5,8 @@
 //   stats    the statistics' running state: the open train log window of each MoE layer, the
 //            flip and collapse trackers (with the collapse interval's counts), the summary
 //            builder and the open metrics window
+//   early    train.early_stop's running minimum of the training loss, and whether (why) it
+//            ended the run
 //   step     the last completed training step
 //
 // Each part saves and loads itself (backend/serialize.h); save() is a loop over them, so a
@@ -13,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
+#include <string_view>
 #include <vector>
 
 #include "backend/serialize.h"
@@ -48,10 +52,29 @@ struct StatsState {
     void load(BinaryReader& r);
 };
 
+// Why train.early_stop ended a run (none: it did not).
+enum class EarlyStopReason : uint8_t { none, loss_rise, loss_floor };
+std::string_view to_string(EarlyStopReason r);  // "", "loss_rise", "loss_floor"
+
+// train.early_stop's state: the smallest training loss of the steps seen so far.
+struct EarlyStopState {
+    double min_loss = std::numeric_limits<double>::infinity();
+    EarlyStopReason reason = EarlyStopReason::none;
+
+    // Step s's training loss (before its update). Checks the rules (steps after after_step:
+    // loss_rise first, then loss_floor) against the minimum of the steps before s, then counts
+    // the loss in the minimum. Returns the reason to stop (none: go on) and keeps it in
+    // `reason`. Nothing happens when no rule is on.
+    EarlyStopReason observe(const EarlyStopConfig& c, int64_t s, double loss);
+    void save(BinaryWriter& w) const;
+    void load(BinaryReader& r);
+};
+
 struct TrainState {
     Model model;
     Optimizer opt;
     StatsState stats;
+    EarlyStopState early;
     int64_t step = 0;
 
     // be: the backend whose memory holds the model and the optimizer state (null: host memory).

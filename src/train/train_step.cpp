@@ -1,13 +1,15 @@
 #include "train/train_step.h"
 
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
 namespace moe {
 
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
-                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts) {
+                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts,
+                       const std::function<bool(const LossParts&)>& before_update) {
     StepOutcome out;
     const int B = cfg.train.batch_size;
     task.train_batch(s, B, batch);
@@ -21,6 +23,12 @@ StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& 
     if (!std::isfinite(out.loss.loss)) {
         out.finite = false;
         out.message = fmt::format("the loss is {} at step {}", out.loss.loss, s);
+        return out;
+    }
+    if (before_update && before_update(out.loss)) {
+        out.updated = false;
+        out.lr = lr_at(cfg.train, s);
+        out.grad_norm = std::numeric_limits<double>::quiet_NaN();
         return out;
     }
     model.backward(be, B, router_grad_parts);

@@ -3,6 +3,7 @@
 // auxiliary-loss-free bias update.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "backend/backend.h"
@@ -18,6 +19,7 @@ struct StepOutcome {
     double grad_norm = 0.0;  // before clipping
     double lr = 0.0;
     bool finite = true;   // false: the loss or the gradient is not finite (diverged)
+    bool updated = true;  // false: before_update ended the step after its forward pass
     std::string message;  // what was not finite
 };
 
@@ -27,7 +29,11 @@ struct StepOutcome {
 // already have been updated with the non-finite gradients.
 // router_grad_parts: also keep the router gradient's task and auxiliary parts for the
 // statistics (Model::backward); it never changes the update.
+// before_update (when set): called with the step's (finite) loss after the forward pass; when
+// it returns true the step ends there, with no backward pass and no update (updated = false,
+// grad_norm NaN): the training loop's early stop.
 StepOutcome train_step(Backend& be, const Config& cfg, const Task& task, Model& model,
-                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts);
+                       Optimizer& opt, Batch& batch, int64_t s, bool router_grad_parts,
+                       const std::function<bool(const LossParts&)>& before_update = {});
 
 }  // namespace moe

@@ -207,7 +207,9 @@ public:
 
     RunResult run() {
         const int64_t steps = cfg_.train.steps;
-        for (int64_t s = st_.step + 1; s <= steps; ++s) {
+        // a resumed run that train.early_stop had ended is over: its files are rewritten as they were
+        const int64_t last = st_.early.reason != EarlyStopReason::none ? st_.step : steps;
+        for (int64_t s = st_.step + 1; s <= last; ++s) {
             if ((opts_.stop && opts_.stop->load()) ||
                 (opts_.stop_after_step > 0 && st_.step >= opts_.stop_after_step)) {
                 result_.status = RunStatus::interrupted;
@@ -217,8 +219,15 @@ public:
             }
             const auto t0 = Clock::now();
             const bool log_row = s % cfg_.train.log_every == 0 || s == steps;
+            // train.early_stop: checked on the step's loss before its update; a stop skips it
+            std::function<bool(const LossParts&)> early;
+            if (cfg_.train.early_stop.on())
+                early = [this, s](const LossParts& lp) {
+                    return st_.early.observe(cfg_.train.early_stop, s, lp.loss) !=
+                           EarlyStopReason::none;
+                };
             const StepOutcome so =
-                train_step(*be_, cfg_, *task_, st_.model, st_.opt, batch_, s, log_row);
+                train_step(*be_, cfg_, *task_, st_.model, st_.opt, batch_, s, log_row, early);
             if (!so.finite) {
                 result_.status = RunStatus::diverged;
                 result_.message = so.message;
@@ -230,15 +239,22 @@ public:
             timing_.seconds += seconds_since(t0);
             timing_.tokens += cfg_.train.batch_size;
             timing_.steps += 1;
-            if (log_row) record_train_row(s, so);
-            const bool eval_row = s % cfg_.train.eval_every == 0 || s == steps;
+            // an early stop ends the run at this step, as its last step would: a train row,
+            // an evaluation, and a checkpoint when the run writes any
+            const bool stopped = !so.updated;
+            if (log_row || stopped) record_train_row(s, so);
+            const bool eval_row = s % cfg_.train.eval_every == 0 || s == steps || stopped;
             if (eval_row) evaluate(s);
             const int64_t every = cfg_.train.checkpoint_every;
-            if ((every < 0 && eval_row) || (every > 0 && s % every == 0)) checkpoint();
+            if ((every < 0 && eval_row) || (every > 0 && s % every == 0) || (stopped && every != 0))
+                checkpoint();
+            if (stopped) break;
         }
+        result_.stop_reason = std::string(to_string(st_.early.reason));
         rec_.flush();
         result_.wall_s = seconds_since(t_start_);
-        st_.stats.summary.finish(result_.status, result_.steps_done, st_.stats.collapse);
+        st_.stats.summary.finish(result_.status, result_.steps_done, st_.stats.collapse,
+                                 to_string(st_.early.reason));
         write_file_atomic(opts_.out_dir / "summary.csv", st_.stats.summary.csv());
         return result_;
     }
@@ -331,7 +347,8 @@ private:
         double drop = 0, vio = 0;
         for (int l = 0; l < NL; ++l) {
             LayerStats st = ss.train_windows[l].finish();
-            router_grad_stats(moe_[l]->router_grad_task(), moe_[l]->router_grad_aux(), st);
+            if (so.updated)  // an early-stopped step had no backward pass: NaN (empty)
+                router_grad_stats(moe_[l]->router_grad_task(), moe_[l]->router_grad_aux(), st);
             rec_.write_layer_rows(s, "train", l, st, moe_[l]->bias());
             if (s > last_tenth) ss.summary.observe_late_train(st);
             drop += st.drop_rate / NL;

@@ -43,6 +43,9 @@ struct RunResult {
     double final_eval_loss = 0.0, final_eval_accuracy = 0.0;
     double wall_s = 0.0;
     std::string message;  // why it diverged
+    // completed runs: the train.early_stop rule that ended it before train.steps ("loss_rise",
+    // "loss_floor"; empty: it ran every step)
+    std::string stop_reason;
 };
 
 // Trains cfg (validated) and writes metrics.csv, timing.csv, layers.csv, experts.csv,

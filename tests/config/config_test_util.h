@@ -140,6 +140,9 @@ inline Config nontrivial_config() {
     c.train.log_every = 1;
     c.train.eval_every = 5'000'000'000;
     c.train.checkpoint_every = 250;
+    c.train.early_stop.loss_rise = 0.02;
+    c.train.early_stop.loss_floor = 0.3;
+    c.train.early_stop.after_step = 500;
     return c;
 }
 
