@@ -13,14 +13,15 @@
 # Defaults: 10 seeds (1..N), all four settings, the models moe_nonlinear moe_linear
 # single_nonlinear single_linear, the single experts at J = 40, 64 and 256; OUT_DIR
 # runs/chen2022; overrides go to every run. MARKDOWN=1 also prints the table in Markdown.
-# --protocol official trains as the official code's
-# loops do: the MoEs 501 steps with train.early_stop.loss_rise 0.02 (checked from the first
-# step), the single experts 801 steps with the same rule checked after step 501, each with a
-# train row at every step (train.log_every 1: the last training step's dispatch entropy is that
-# step's own); the default (configs) runs the configs as committed. A run whose summary.csv says completed is not run
-# again (FORCE=1 reruns). Cost on 2 cores: an MoE run (600 full-batch steps of 16,000
-# examples) about 20-50 s; a single expert of J = 256 (800 steps) about 9 minutes; J = 40 and
-# 64 a minute or two.
+# --protocol official trains as the official code's loops do: the MoEs 501 steps with
+# train.early_stop.loss_rise 0.02 (checked from the first step), the single experts 801 steps
+# with the same rule checked after step 501, each with a train row at every step
+# (train.log_every 1: the last training step's dispatch entropy is that step's own); the default
+# (configs) runs the configs as committed. A run whose summary.csv says completed is not run
+# again (FORCE=1 reruns). Cost on 2 shared cores, one thread: an MoE run (500-600 full-batch
+# steps of 16,000 examples) 15-50 s; a single expert about 60 ms a step at J = 40, 90 ms at 64,
+# 330 ms at 256 (800 steps of J = 256: 4-5 minutes; under --protocol official most single runs
+# stop soon after step 501).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MOESIM:-$root/build/release/moe-sim}
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift 2 ;;
     --channels) channels=$2; shift 2 ;;
     --protocol) protocol=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *=*) break ;;
     *) out=$1; shift ;;
   esac
