@@ -5,6 +5,7 @@
 // applied); the floor and after_step rules; off by default; resume keeps the running minimum;
 // negative values are refused.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -85,7 +86,8 @@ struct Reference {
 const Reference& reference() {
     static const Reference ref = [] {
         Reference r;
-        r.dir = scratch_dir("early_stop_reference");
+        // one folder per process: ctest runs each test case as its own process, in parallel
+        r.dir = scratch_dir("early_stop_reference_" + std::to_string(::getpid()));
         REQUIRE(run(config_with({}), r.dir).status == RunStatus::completed);
         for (const auto& row : rows_of(r.dir, "train")) r.loss.push_back(std::stod(row.at("loss")));
         REQUIRE(r.loss.size() == 40);
